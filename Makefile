@@ -1,0 +1,51 @@
+# jetsched — the Makefile is the interface: `make help` lists the verbs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/core libs/bus libs/sdk libs/devkit libs/cli services/intake services/timer services/dispatcher services/reaper
+SOURCES := $(addsuffix /src,$(PACKAGES)) tests
+PYTEST_ARGS ?=
+
+.PHONY: help install run test unit integration lint fmt typecheck bench chaos clean
+
+help:  ## list the verbs
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: $(addsuffix /pyproject.toml,$(PACKAGES)) pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation --config-settings editable_mode=compat \
+		$(addprefix -e ,$(PACKAGES)) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install every package (editable) with dev tools
+
+run: $(VENV)/.installed  ## run everything: embedded nats-server, four services, demo worker, demo jobs
+	$(BIN)/jetsched dev
+
+test: $(VENV)/.installed  ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed  ## pure unit tests only (no I/O)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(VENV)/.installed  ## integration tests against real nats-server processes
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed  ## ruff and mypy
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))
+
+fmt: $(VENV)/.installed  ## format the code
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
+
+typecheck: $(VENV)/.installed  ## mypy --strict
+	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))
+
+bench: $(VENV)/.installed  ## print throughput, latency and round-trip figures
+	$(BIN)/python tests/bench/bench_throughput.py
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched

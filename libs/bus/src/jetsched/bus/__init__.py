@@ -1,0 +1,1 @@
+"""jetsched bus: the NATS JetStream shell every service shares (the only package that imports nats)."""

@@ -1,0 +1,62 @@
+"""A small actor system: each concern of a service is one asyncio task, supervised.
+
+An actor is an object with an async `run()` that loops until cancelled, usually reading its own mailbox (an
+`asyncio.Queue` or an `asyncio.Event` it owns). The supervisor restarts an actor that raises, with backoff,
+and logs it; an actor that crashes `max_restarts` times within `window_s` takes the whole service down
+loudly (re-raises), because a service limping along without, say, its outcome applier would accept jobs it
+can never finish. Records stay consistent whatever an actor was doing: every write is a CAS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Actor(Protocol):
+    name: str
+
+    async def run(self) -> None: ...
+
+
+class ActorFailed(Exception):
+    """An actor kept crashing; the service stops."""
+
+
+class Supervisor:
+    def __init__(self, max_restarts: int = 5, window_s: float = 60.0, backoff_s: float = 0.1) -> None:
+        self.max_restarts = max_restarts
+        self.window_s = window_s
+        self.backoff_s = backoff_s
+
+    async def run(self, actors: list[Actor]) -> None:
+        """Run every actor until one fails for good (raises `ActorFailed`) or this task is cancelled."""
+        tasks = [asyncio.create_task(self._supervise(actor), name=actor.name) for actor in actors]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, actor: Actor) -> None:
+        crashes: list[float] = []
+        while True:
+            try:
+                await actor.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                now = time.monotonic()
+                crashes = [t for t in crashes if now - t < self.window_s] + [now]
+                log.exception("actor crashed", extra={"actor": actor.name, "crashes": len(crashes)})
+                if len(crashes) >= self.max_restarts:
+                    raise ActorFailed(f"actor {actor.name} crashed {len(crashes)} times in {self.window_s}s") from exc
+                await asyncio.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))

@@ -1,0 +1,50 @@
+"""Configuration shared by every process: environment variables with flags on top, sane defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """How to reach NATS and how to declare storage."""
+
+    nats_url: str = DEFAULT_NATS_URL
+    #: Replicas of every stream and bucket: 1 on a single server, 3 in a cluster.
+    replicas: int = 1
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> BusConfig:
+        return cls(
+            nats_url=os.environ.get("JETSCHED_NATS_URL", DEFAULT_NATS_URL),
+            replicas=env_int("JETSCHED_REPLICAS", 1),
+            log_level=os.environ.get("JETSCHED_LOG_LEVEL", "INFO"),
+        )
+
+
+def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
+    env = BusConfig.from_env()
+    parser.add_argument("--nats", default=env.nats_url, help="NATS URL(s), comma separated [JETSCHED_NATS_URL]")
+    parser.add_argument(
+        "--replicas", type=int, default=env.replicas, help="stream/bucket replicas, 1 or 3 [JETSCHED_REPLICAS]"
+    )
+    parser.add_argument("--log-level", default=env.log_level, help="DEBUG, INFO, WARNING [JETSCHED_LOG_LEVEL]")
+
+
+def bus_config(args: argparse.Namespace) -> BusConfig:
+    return BusConfig(nats_url=args.nats, replicas=args.replicas, log_level=args.log_level)

@@ -1,0 +1,78 @@
+"""The record change feed: every write to the `jobs` bucket, in stream order, as it happens.
+
+Services keep their views (ready queues, the timing wheel, the lease index) by consuming the bucket's own
+stream instead of separate "job X changed" hints: the record *is* the message, so there is no hint to lose
+between a CAS and its announcement. On start the feed replays the latest value of every key (deliver
+policy last-per-subject), so a restarted service rebuilds its view from the truth; `caught_up` is set once
+the replay has reached the stream's last sequence as of the start.
+
+It is an ordered push consumer: the client detects gaps and recreates it from the last stream sequence it
+saw, so a view may skip superseded revisions but never misses a key's latest one. Views still act only
+through CAS on the record, so a stale view costs a failed write, never a wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nats.js import api
+
+from jetsched.core import subjects
+from jetsched.core.models import JobRecord
+
+from .records import decode
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+    from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+#: Called with (job id, revision, record or None when the key was purged).
+FeedHandler = Callable[[str, int, JobRecord | None], None]
+
+
+class RecordFeed:
+    def __init__(self, js: JetStreamContext, handler: FeedHandler, bucket: str = subjects.JOBS_BUCKET) -> None:
+        self._js = js
+        self._handler = handler
+        self._bucket = bucket
+        self._prefix_len = len(f"$KV.{bucket}.")
+        self._start_seq = 0
+        self._sub: Subscription | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        info = await self._js.stream_info(subjects.kv_stream(self._bucket))
+        self._start_seq = info.state.last_seq
+        if self._start_seq == 0:
+            self.caught_up.set()
+        self._sub = await self._js.subscribe(
+            f"$KV.{self._bucket}.>",
+            cb=self._on_msg,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=512 * 1024 * 1024,
+        )
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        key = msg.subject[self._prefix_len :]
+        headers = msg.headers
+        try:
+            record = None if headers and "KV-Operation" in headers else decode(msg.data)
+            self._handler(key, seq, record)
+        except Exception:
+            log.exception("feed handler failed", extra={"key": key, "revision": seq})
+        if seq >= self._start_seq and not self.caught_up.is_set():
+            self.caught_up.set()

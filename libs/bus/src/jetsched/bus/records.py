@@ -1,0 +1,134 @@
+"""The job records: one KV key per job, every write a compare-and-set on the key's revision.
+
+Why this is safe:
+- `create` succeeds only if the key never existed (expected last subject sequence 0), so an id can be
+  accepted once. A purged key keeps its purge marker, so a deterministic id cannot be re-created either.
+- `update(record, revision)` succeeds only if nobody wrote the key since `revision` was read. The writer
+  that wins owns the transition's side effects; the loser gets `Conflict` and must re-read and re-decide.
+- A CAS failure may be spurious (nats-server #7281) and a timeout ambiguous (the write may have landed):
+  callers never infer anything from the error — they re-read and act on what is stored.
+
+What if the process dies here? Between a successful CAS and its side effect (a message to a worker, an
+event), the record already says what happened; the owning service's reconciler re-derives the side effect
+from the record (see docs/architecture.md, "crash windows").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+from nats.js.errors import NotFoundError
+
+from jetsched.core import subjects
+from jetsched.core.errors import Conflict, NotFound, TransitionError
+from jetsched.core.models import JobRecord
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+_EXPECT = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE = 10071
+_DELETED_OPS = ("DEL", "PURGE")
+
+
+class StoreError(Exception):
+    """JetStream refused a write for a reason other than a lost CAS."""
+
+
+class Store:
+    """Raw CAS key/value operations on one bucket (bytes in, bytes out)."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, bucket: str, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._js = js
+        self.bucket = bucket
+        self._stream = subjects.kv_stream(bucket)
+        self._prefix = f"$KV.{bucket}."
+        self.timeout = timeout
+
+    async def put_if(self, key: str, value: bytes, revision: int) -> int:
+        """Write `value` if the key's revision is `revision` (0: the key never existed). Returns the new one."""
+        reply = await self._nc.request(
+            self._prefix + key, value, timeout=self.timeout, headers={_EXPECT: str(revision)}
+        )
+        ack = orjson.loads(reply.data)
+        error = ack.get("error")
+        if error is None:
+            return int(ack["seq"])
+        if error.get("err_code") == _WRONG_LAST_SEQUENCE:
+            raise Conflict(f"{self.bucket}/{key}: revision {revision} is no longer current")
+        raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+
+    async def get(self, key: str) -> tuple[bytes, int]:
+        """The key's latest value and revision; `NotFound` if absent or deleted."""
+        try:
+            msg = await self._js.get_last_msg(self._stream, self._prefix + key)
+        except NotFoundError:
+            raise NotFound(f"{self.bucket}/{key}") from None
+        if msg.headers and msg.headers.get("KV-Operation") in _DELETED_OPS:
+            raise NotFound(f"{self.bucket}/{key}")
+        assert msg.seq is not None
+        return msg.data or b"", msg.seq
+
+    async def purge(self, key: str, revision: int) -> None:
+        """Remove the key's value, CAS-guarded; the purge marker keeps the key from being created again."""
+        headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub", _EXPECT: str(revision)}
+        reply = await self._nc.request(self._prefix + key, b"", timeout=self.timeout, headers=headers)
+        error = orjson.loads(reply.data).get("error")
+        if error is not None:
+            if error.get("err_code") == _WRONG_LAST_SEQUENCE:
+                raise Conflict(f"{self.bucket}/{key}: revision {revision} is no longer current")
+            raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+
+
+class Records:
+    """Job records as models over a `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, job_id: str) -> tuple[JobRecord, int]:
+        data, revision = await self.store.get(job_id)
+        return decode(data), revision
+
+    async def create(self, record: JobRecord) -> int:
+        """Store a new record; `Conflict` if the id was ever used."""
+        return await self.store.put_if(record.id, encode(record), 0)
+
+    async def update(self, record: JobRecord, revision: int) -> int:
+        """Replace the record if it is still at `revision`; `Conflict` otherwise."""
+        return await self.store.put_if(record.id, encode(record), revision)
+
+    async def purge(self, job_id: str, revision: int) -> None:
+        await self.store.purge(job_id, revision)
+
+
+def encode(record: JobRecord) -> bytes:
+    return record.model_dump_json(exclude_defaults=True).encode()
+
+
+def decode(data: bytes) -> JobRecord:
+    return JobRecord.model_validate_json(data)
+
+
+async def transition(
+    records: Records, record: JobRecord, revision: int, verb: Callable[[JobRecord], JobRecord], tries: int = 10
+) -> tuple[JobRecord, JobRecord, int] | None:
+    """Apply `verb` by CAS, re-reading and re-deciding on every lost CAS.
+
+    Returns (record before, record after, new revision), or None once `verb` no longer applies to the
+    stored record (it raised `TransitionError`) — someone else moved the job on.
+    """
+    for _ in range(tries):
+        try:
+            changed = verb(record)
+        except TransitionError:
+            return None
+        try:
+            return record, changed, await records.update(changed, revision)
+        except Conflict:
+            record, revision = await records.get(record.id)
+    raise Conflict(f"{record.id}: still changing after {tries} tries")

@@ -1,0 +1,102 @@
+"""The service shell: connect, declare, run supervised actors, stop cleanly on SIGTERM/SIGINT.
+
+A service subclass builds its actors in `setup()` and may tidy up in `drain()`. The same class runs as its
+own process (`main()`) or inside a test's event loop (`await service.run()` / `service.stop()`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import uvloop
+
+from jetsched.core.clock import SystemClock
+
+from . import logs, topology, tracing
+from .actors import Actor, ActorFailed, Supervisor
+from .config import BusConfig, add_bus_arguments, bus_config
+from .connect import connect
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+
+class Service(ABC):
+    name: str = "service"
+
+    def __init__(self, bus: BusConfig, clock: SystemClock | None = None) -> None:
+        self.bus = bus
+        self.clock = clock or SystemClock()
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.instance = f"{socket.gethostname()}-{id(self):x}"
+
+    @abstractmethod
+    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+        """Subscribe, rebuild views, and return the actors to supervise."""
+
+    async def drain(self) -> None:  # noqa: B027 -- optional hook, most services need nothing here
+        """Finish in-flight work before the connection closes."""
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}")
+        try:
+            js = nc.jetstream()
+            await topology.declare(js, self.bus.replicas)
+            actors = await self.setup(nc, js)
+            supervised = asyncio.create_task(Supervisor().run(actors))
+            stopping = asyncio.create_task(self._stop.wait())
+            self.started.set()
+            log.info("started", extra={"service": self.name, "instance": self.instance})
+            done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if supervised in done:
+                supervised.result()
+            supervised.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervised
+            await self.drain()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        log.info("stopped", extra={"service": self.name})
+
+
+def main(name: str, build: Callable[[argparse.Namespace, BusConfig], Service], add_arguments: Callable[
+    [argparse.ArgumentParser], None] | None = None) -> None:
+    """Entry point of a service process: parse flags, set up logs and tracing, run until a signal."""
+    parser = argparse.ArgumentParser(prog=f"jetsched-{name}")
+    add_bus_arguments(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args()
+    bus = bus_config(args)
+    logs.setup(name, bus.log_level)
+    tracing.setup(f"jetsched-{name}")
+    service = build(args, bus)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.stop)
+        await service.run()
+
+    try:
+        uvloop.run(run())
+    except ActorFailed:
+        log.exception("service failed")
+        sys.exit(1)

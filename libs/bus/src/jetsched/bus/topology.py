@@ -1,0 +1,82 @@
+"""Declares every stream and bucket, idempotently, with the configured replica count.
+
+Run by every service at start, so any one of them brings up a fresh server; a declaration that exists with
+a different configuration is updated in place (replica counts and limits can be raised later).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from nats.js import api
+from nats.js.errors import BadRequestError
+
+from jetsched.core import subjects
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+#: Largest stored record: payload limit (256 KiB default) + result + error history, with headroom.
+MAX_RECORD_BYTES = 1024 * 1024
+
+
+def _kv_stream(bucket: str, replicas: int, max_msg_size: int) -> api.StreamConfig:
+    # The same shape nats-py's create_key_value makes, so nats-py KV handles work on these buckets.
+    return api.StreamConfig(
+        name=subjects.kv_stream(bucket),
+        subjects=[f"$KV.{bucket}.>"],
+        retention=api.RetentionPolicy.LIMITS,
+        max_msgs_per_subject=1,
+        discard=api.DiscardPolicy.NEW,
+        max_msg_size=max_msg_size,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        allow_direct=True,
+        mirror_direct=False,
+    )
+
+
+def streams(replicas: int) -> list[api.StreamConfig]:
+    return [
+        _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES),
+        _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
+        api.StreamConfig(
+            name=subjects.OUTCOMES_STREAM,
+            subjects=[subjects.OUTCOME_ALL],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            num_replicas=replicas,
+            max_msg_size=MAX_RECORD_BYTES,
+            duplicate_window=120.0,
+        ),
+    ]
+
+
+def outcomes_consumer() -> api.ConsumerConfig:
+    return api.ConsumerConfig(
+        durable_name=subjects.OUTCOMES_CONSUMER,
+        deliver_subject=subjects.OUTCOMES_DELIVER,
+        deliver_group=subjects.OUTCOMES_CONSUMER,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=10.0,
+        max_ack_pending=20_000,
+        deliver_policy=api.DeliverPolicy.ALL,
+    )
+
+
+async def declare(js: JetStreamContext, replicas: int) -> None:
+    """Create or update every stream and the reaper's durable consumer."""
+    for config in streams(replicas):
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:  # stream name already in use with a different configuration
+                raise
+            log.info("updating stream configuration", extra={"stream": config.name})
+            await js.update_stream(config)
+    await js.add_consumer(subjects.OUTCOMES_STREAM, outcomes_consumer())

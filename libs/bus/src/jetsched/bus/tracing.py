@@ -1,0 +1,65 @@
+"""OpenTelemetry across NATS: W3C trace context (plus baggage) carried in message headers.
+
+One job is one trace: the client's submit span is the root; intake stores the context in the record
+(`record.trace`), so every later step — timer, dispatch, the worker's run, the reaper — starts its span as a
+child of it, whichever process and however much later. With no SDK configured the spans are no-ops but the
+context still passes through unchanged, so a downstream service with tracing on still joins the trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+tracer = trace.get_tracer("jetsched")
+
+
+def setup(service_name: str) -> None:
+    """Install an SDK tracer provider exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def carrier() -> dict[str, str]:
+    """The current context as headers (empty when there is none)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+@contextmanager
+def span(
+    name: str,
+    parent: Mapping[str, str] | None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, str | int] | None = None,
+) -> Iterator[dict[str, str]]:
+    """Run a block in a span that continues the trace in `parent` (headers or a stored carrier).
+
+    Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
+    """
+    ctx = propagate.extract(dict(parent) if parent else {})
+    token = otel_context.attach(ctx)
+    try:
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes) as current:
+            headers: dict[str, str] = {}
+            if current.get_span_context().is_valid:
+                propagate.inject(headers)
+            else:
+                propagate.inject(headers, context=ctx)
+            yield headers
+    finally:
+        otel_context.detach(token)

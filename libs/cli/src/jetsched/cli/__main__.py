@@ -1,0 +1,155 @@
+"""`jetsched` — run workers, submit and inspect jobs, run the whole system locally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from jetsched.bus import logs
+from jetsched.bus.config import BusConfig
+from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
+
+from .durations import parse_duration
+from .render import print_job, print_jobs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jetsched", description=__doc__)
+    parser.add_argument("--nats", default=BusConfig.from_env().nats_url, help="NATS URL [JETSCHED_NATS_URL]")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run the handlers a module registers with @task")
+    worker.add_argument("module", help="import path of the module with your @task handlers")
+    worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
+    worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
+    worker.add_argument("--heartbeat-ms", type=int, default=500)
+    worker.add_argument("--drain-timeout", type=parse_duration, default=30.0, help="on SIGTERM (default 30s)")
+
+    submit = commands.add_parser("submit", help="submit a job")
+    submit.add_argument("capability")
+    submit.add_argument("--payload", default="null", help="JSON payload")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=parse_duration, help="start no earlier than this from now, e.g. 5s")
+    when.add_argument("--run-at", type=datetime.fromisoformat, help="start no earlier than this RFC 3339 time")
+    submit.add_argument("--priority", type=int, help="0-9, higher first (default 5)")
+    submit.add_argument("--key", help="idempotency key")
+    submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--timeout", type=parse_duration, help="per-attempt timeout, e.g. 30s")
+    submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print it")
+
+    status = commands.add_parser("status", help="show one job")
+    status.add_argument("id")
+
+    jobs = commands.add_parser("jobs", help="list jobs")
+    jobs.add_argument("--state", help="scheduled, ready, running, succeeded, dead, cancelled")
+    jobs.add_argument("--capability")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--after", help="cursor: the last id of the previous page")
+
+    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("id")
+
+    dead = commands.add_parser("dead", help="the dead letters: list, retry, purge")
+    dead_commands = dead.add_subparsers(dest="dead_command", required=True)
+    dead_list = dead_commands.add_parser("list")
+    dead_list.add_argument("--limit", type=int, default=50)
+    dead_list.add_argument("--after")
+    dead_retry = dead_commands.add_parser("retry")
+    dead_retry.add_argument("id")
+    dead_retry.add_argument("--attempts", type=int, help="further attempts (default: the job's max_attempts)")
+    dead_purge = dead_commands.add_parser("purge")
+    dead_purge.add_argument("id")
+
+    dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
+    dev.add_argument("--port", type=int, help="client port (default 4222, or a free one if taken)")
+    dev.add_argument("--data", type=Path, default=Path(".jetsched"), help="store and logs (default .jetsched)")
+    dev.add_argument("--no-demo", action="store_true", help="do not submit the demo jobs")
+    return parser
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    sys.path.insert(0, os.getcwd())
+    importlib.import_module(args.module)
+    labels = dict(label.split("=", 1) for label in args.label)
+    worker = Worker(
+        default_tasks,
+        nats_url=args.nats,
+        concurrency=args.concurrency,
+        labels=labels,
+        heartbeat_ms=args.heartbeat_ms,
+        drain_timeout=args.drain_timeout,
+    )
+    await worker.run(install_signal_handlers=True)
+
+
+async def run_client(args: argparse.Namespace) -> Any:
+    async with Client(args.nats) as client:
+        command = args.command
+        if command == "submit":
+            reply = await client.submit(
+                args.capability,
+                orjson.loads(args.payload),
+                priority=args.priority,
+                delay=args.delay,
+                run_at=args.run_at,
+                key=args.key,
+                max_attempts=args.max_attempts,
+                timeout=args.timeout,
+            )
+            if args.wait:
+                return {"job": await client.wait(reply.id, timeout=3600), "waiting": None, "last_error": None}
+            return reply.model_dump(mode="json")
+        if command == "status":
+            return await client.get(args.id)
+        if command == "jobs":
+            return await client.list(args.state, args.capability, args.limit, args.after)
+        if command == "cancel":
+            return await client.cancel(args.id)
+        if args.dead_command == "list":
+            return await client.dead(args.limit, args.after)
+        if args.dead_command == "retry":
+            return await client.retry_dead(args.id, args.attempts)
+        return await client.purge_dead(args.id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        logs.setup("worker")
+        uvloop.run(run_worker(args))
+        return
+    if args.command == "dev":
+        from jetsched.devkit import devstack
+
+        uvloop.run(devstack.run(args.port, args.data, not args.no_demo))
+        return
+    try:
+        result = uvloop.run(run_client(args))
+    except JetschedApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (TimeoutError, OSError) as exc:
+        print(f"error: could not reach jetsched at {args.nats}: {exc!r}", file=sys.stderr)
+        sys.exit(3)
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    elif "jobs" in result:
+        print_jobs(result)
+    elif "job" in result:
+        print_job(result)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Plain-text rendering of jobs for the terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def print_job(view: dict[str, Any]) -> None:
+    job = view["job"]
+    rows = [
+        ("id", job["id"]),
+        ("capability", job["capability"]),
+        ("state", job["state"]),
+        ("priority", job["priority"]),
+        ("attempt", f"{job.get('attempt', 0)} of {job['max_attempts']}"),
+        ("run at", when(job.get("run_at_ms"))),
+        ("created", when(job.get("created_at_ms"))),
+        ("started", when(job.get("started_at_ms"))),
+        ("finished", when(job.get("finished_at_ms"))),
+    ]
+    if view.get("waiting"):
+        rows.append(("waiting", view["waiting"]))
+    if job.get("result") is not None:
+        rows.append(("result", repr(job["result"])))
+    if view.get("last_error"):
+        error = view["last_error"]
+        rows.append(("last error", f"[{error['kind']}] {error['type']}: {error['message']}"))
+    for error in job.get("errors", [])[:-1]:
+        rows.append(("  earlier", f"attempt {error['attempt']} [{error['kind']}] {error['type']}: {error['message']}"))
+    for name, value in rows:
+        print(f"{name:>11}  {value}")
+
+
+def print_jobs(page: dict[str, Any]) -> None:
+    jobs = page["jobs"]
+    print(f"{'id':<26}  {'capability':<16}  {'state':<9}  {'pri':>3}  {'att':>3}  created")
+    for job in jobs:
+        print(
+            f"{job['id']:<26}  {job['capability']:<16.16}  {job['state']:<9}  {job['priority']:>3}  "
+            f"{job.get('attempt', 0):>3}  {when(job.get('created_at_ms'))}"
+        )
+    if page.get("next"):
+        print(f"more: --after {page['next']}")

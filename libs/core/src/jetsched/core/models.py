@@ -1,0 +1,253 @@
+"""The wire contract: every JSON shape jetsched stores or sends, as pydantic v2 models.
+
+Every model forbids unknown fields, so a typo in a client's request is an error, not a silently ignored
+option. Times are integers with a unit suffix (`*_ms` epoch or duration milliseconds) except where a client
+types them (`run_at`, RFC 3339). `docs/protocol.md` is the prose version of this module.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from .types import JSON
+
+CAPABILITY_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+MAX_CAPABILITY_LEN = 128
+#: A job keeps this many entries of error history.
+MAX_ERRORS = 20
+#: At most this many characters of a traceback are stored.
+MAX_TRACEBACK = 4000
+
+
+def check_capability(name: str) -> str:
+    if len(name) > MAX_CAPABILITY_LEN or not CAPABILITY_RE.match(name):
+        raise ValueError(
+            "a capability is 1-128 characters of letters, digits, '_' and '-', in dot-separated tokens"
+        )
+    return name
+
+
+CapabilityName = Annotated[str, AfterValidator(check_capability)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobState(StrEnum):
+    """Where a job is in its life. `succeeded`, `dead` and `cancelled` are terminal."""
+
+    #: Waiting for its due time (a delay or a retry backoff), owned by the timer.
+    SCHEDULED = "scheduled"
+    #: Due and queued for a worker, owned by the dispatcher.
+    READY = "ready"
+    #: Leased to a worker session for one attempt.
+    RUNNING = "running"
+    #: Finished; `result` holds what the handler returned.
+    SUCCEEDED = "succeeded"
+    #: Out of attempts, or failed fatally; `errors` tells why. Can be revived or purged.
+    DEAD = "dead"
+    #: Cancelled through the API before it finished.
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+
+
+class Backoff(Model):
+    """Retry delay policy: `min(max_ms, base_ms * factor**(n-1))`, spread by ±`jitter`."""
+
+    base_ms: int = Field(1000, ge=0, le=86_400_000)
+    factor: float = Field(2.0, ge=1.0, le=10.0)
+    max_ms: int = Field(600_000, ge=0, le=7 * 86_400_000)
+    jitter: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class JobRequest(Model):
+    """The body a client sends to `jetsched.submit.<capability>`."""
+
+    payload: JSON = None
+    priority: int = Field(5, ge=0, le=9)
+    delay_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
+    run_at: datetime | None = None
+    key: str | None = Field(None, min_length=1, max_length=256)
+    max_attempts: int = Field(5, ge=1, le=1000)
+    timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
+    backoff: Backoff = Backoff()
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> JobRequest:
+        if self.delay_ms is not None and self.run_at is not None:
+            raise ValueError("give delay_ms or run_at, not both")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at needs a time zone offset (RFC 3339), e.g. 2026-01-01T09:00:00Z")
+        return self
+
+
+class Lease(Model):
+    """Who holds a running job: one worker session, for one attempt, proven by a per-attempt token."""
+
+    worker: str
+    session: str
+    attempt: int
+    token: str
+    claimed_at_ms: int
+
+
+class ErrorKind(StrEnum):
+    """Why an attempt did not succeed."""
+
+    #: The handler raised an exception.
+    ERROR = "error"
+    #: The handler asked not to be retried (`Fatal`).
+    FATAL = "fatal"
+    #: The handler asked to run again later (`Retry`).
+    RETRY = "retry"
+    #: The attempt ran past the job's timeout.
+    TIMEOUT = "timeout"
+    #: The worker session holding the job vanished.
+    LOST = "lost"
+
+
+class ErrorInfo(Model):
+    attempt: int
+    at_ms: int
+    kind: ErrorKind
+    type: str = ""
+    message: str = ""
+    traceback: str | None = None
+
+
+class JobRecord(Model):
+    """One job: the value stored under its id in the `jobs` KV bucket. The record is the truth."""
+
+    id: str
+    capability: str
+    payload: JSON = None
+    priority: int
+    state: JobState
+    #: Claims so far; each claim increments it, so it fences reports from older attempts.
+    attempt: int = 0
+    #: Claims handed back without running (worker drain, over-delivery); they do not use up attempts.
+    releases: int = 0
+    max_attempts: int
+    timeout_s: float
+    backoff: Backoff
+    #: Earliest start (epoch ms); the due time while `scheduled`.
+    run_at_ms: int
+    key: str | None = None
+    lease: Lease | None = None
+    errors: tuple[ErrorInfo, ...] = ()
+    result: JSON = None
+    created_at_ms: int
+    updated_at_ms: int
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    #: W3C trace context (traceparent, tracestate) of the submit, so every service joins one trace.
+    trace: dict[str, str] | None = None
+
+    @property
+    def attempts_used(self) -> int:
+        return self.attempt - self.releases
+
+
+class OutcomeStatus(StrEnum):
+    """What a worker reports at the end of an attempt."""
+
+    #: The handler returned; `result` holds its value.
+    SUCCEEDED = "succeeded"
+    #: The handler raised; retried per the job's backoff while attempts remain.
+    FAILED = "failed"
+    #: The handler raised `Fatal`: dead at once.
+    FATAL = "fatal"
+    #: The handler raised `Retry(delay)`: run again after `retry_delay_ms` (counts as an attempt).
+    RETRY = "retry"
+    #: The attempt ran past `timeout_s` and was cancelled by the worker.
+    TIMEOUT = "timeout"
+    #: The worker hands the job back unrun (draining, or over capacity): ready again, no attempt used.
+    RELEASED = "released"
+
+
+class OutcomeError(Model):
+    type: str = ""
+    message: str = ""
+    traceback: str | None = None
+
+
+class Outcome(Model):
+    """A worker's report on one attempt, published durably to `jetsched.outcome.<capability>`."""
+
+    id: str
+    attempt: int
+    token: str
+    session: str
+    status: OutcomeStatus
+    result: JSON = None
+    error: OutcomeError | None = None
+    retry_delay_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
+    finished_at_ms: int
+
+
+class WorkMessage(Model):
+    """What a dispatcher sends a worker session: one claimed job for one attempt."""
+
+    id: str
+    capability: str
+    attempt: int
+    token: str
+    payload: JSON = None
+    priority: int
+    timeout_s: float
+    created_at_ms: int
+    run_at_ms: int
+
+
+class Heartbeat(Model):
+    """A worker session's periodic announcement (core NATS `jetsched.hb.<session>`)."""
+
+    worker: str
+    session: str
+    capabilities: tuple[CapabilityName, ...]
+    labels: dict[str, str] = {}
+    concurrency: int = Field(ge=1, le=100_000)
+    #: `[job id, attempt]` of every job the session holds, running or about to.
+    running: tuple[tuple[str, int], ...] = ()
+    draining: bool = False
+    interval_ms: int = Field(ge=10, le=60_000)
+
+
+class Control(Model):
+    """A command to one worker session (`jetsched.control.<session>`)."""
+
+    op: Literal["cancel"]
+    id: str
+    attempt: int
+
+
+class SubmitReply(Model):
+    id: str
+    state: JobState
+    duplicate: bool = False
+
+
+class GetRequest(Model):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class ListRequest(Model):
+    state: JobState | None = None
+    capability: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    #: Page cursor: the last id of the previous page.
+    after: str | None = None
+
+
+class ReviveRequest(Model):
+    id: str = Field(min_length=1, max_length=64)
+    #: Further attempts granted; by default the job's own `max_attempts`.
+    attempts: int | None = Field(None, ge=1, le=1000)

@@ -1,0 +1,181 @@
+"""The job state machine: pure verbs from one record to the next.
+
+    scheduled ──due──▶ ready ──claim──▶ running ──complete──▶ succeeded
+        ▲                ▲                 │
+        └──── fail/lose (backoff > 0) ─────┤──fail/lose (out of attempts, fatal)──▶ dead ──revive──▶ ready
+                         └── release, or fail with no delay
+    any non-terminal ──cancel──▶ cancelled
+
+Each verb takes the record as read (with its revision held by the caller) and returns the record to write
+with a compare-and-set on that revision. A verb raises `TransitionError` when it does not apply; the caller
+then acts on the record as it is (a lost CAS means: re-read and decide again). Verbs never do I/O.
+
+Fencing: a report (complete, fail, release) must name the attempt and token of the record's current lease.
+`attempt` only ever grows — a claim increments it — so a worker that lost its lease (timed out, presumed
+dead) can never overwrite the outcome of the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+from . import backoff
+from .errors import Fenced, NotDue, TransitionError
+from .models import (
+    MAX_ERRORS,
+    MAX_TRACEBACK,
+    TERMINAL,
+    ErrorInfo,
+    ErrorKind,
+    JobRecord,
+    JobRequest,
+    JobState,
+    Lease,
+    Outcome,
+    OutcomeError,
+    OutcomeStatus,
+)
+from .types import JSON
+
+
+def accept(request: JobRequest, job_id: str, capability: str, now_ms: int, trace: dict[str, str] | None) -> JobRecord:
+    """The record a valid submit creates: `ready` now, or `scheduled` for later."""
+    if request.run_at is not None:
+        run_at_ms = int(request.run_at.timestamp() * 1000)
+    else:
+        run_at_ms = now_ms + (request.delay_ms or 0)
+    return JobRecord(
+        id=job_id,
+        capability=capability,
+        payload=request.payload,
+        priority=request.priority,
+        state=JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY,
+        max_attempts=request.max_attempts,
+        timeout_s=request.timeout_s,
+        backoff=request.backoff,
+        run_at_ms=run_at_ms,
+        key=request.key,
+        created_at_ms=now_ms,
+        updated_at_ms=now_ms,
+        trace=trace,
+    )
+
+
+def due(rec: JobRecord, now_ms: int) -> JobRecord:
+    """scheduled → ready, once the due time has passed (a timer may wake early; this checks)."""
+    _require(rec, JobState.SCHEDULED, "due")
+    if now_ms < rec.run_at_ms:
+        raise NotDue(f"{rec.id} is due at {rec.run_at_ms}, now is {now_ms}")
+    return rec.model_copy(update={"state": JobState.READY, "updated_at_ms": now_ms})
+
+
+def claim(rec: JobRecord, worker: str, session: str, token: str, now_ms: int) -> JobRecord:
+    """ready → running: lease the next attempt to one worker session."""
+    _require(rec, JobState.READY, "claim")
+    attempt = rec.attempt + 1
+    lease = Lease(worker=worker, session=session, attempt=attempt, token=token, claimed_at_ms=now_ms)
+    return rec.model_copy(
+        update={
+            "state": JobState.RUNNING,
+            "attempt": attempt,
+            "lease": lease,
+            "started_at_ms": now_ms,
+            "updated_at_ms": now_ms,
+        }
+    )
+
+
+def fence(rec: JobRecord, attempt: int, token: str) -> None:
+    """Raise `Fenced` unless (attempt, token) hold the record's current lease."""
+    lease = rec.lease
+    if rec.state is not JobState.RUNNING or lease is None or lease.attempt != attempt or lease.token != token:
+        raise Fenced(f"{rec.id}: attempt {attempt} does not hold the lease (state {rec.state}, attempt {rec.attempt})")
+
+
+def apply_outcome(rec: JobRecord, outcome: Outcome, now_ms: int, rand: float) -> JobRecord:
+    """running → the state a worker's fenced report leads to."""
+    fence(rec, outcome.attempt, outcome.token)
+    status = outcome.status
+    if status is OutcomeStatus.SUCCEEDED:
+        return _finish(rec, JobState.SUCCEEDED, now_ms, result=outcome.result)
+    if status is OutcomeStatus.RELEASED:
+        return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+    err = outcome.error or OutcomeError()
+    info = ErrorInfo(
+        attempt=outcome.attempt,
+        at_ms=now_ms,
+        kind=_KINDS[status],
+        type=err.type,
+        message=err.message,
+        traceback=err.traceback[-MAX_TRACEBACK:] if err.traceback else None,
+    )
+    return fail(rec, info, now_ms, rand, retry_delay_ms=outcome.retry_delay_ms)
+
+
+_KINDS = {
+    OutcomeStatus.FAILED: ErrorKind.ERROR,
+    OutcomeStatus.FATAL: ErrorKind.FATAL,
+    OutcomeStatus.RETRY: ErrorKind.RETRY,
+    OutcomeStatus.TIMEOUT: ErrorKind.TIMEOUT,
+}
+
+
+def fail(rec: JobRecord, info: ErrorInfo, now_ms: int, rand: float, retry_delay_ms: int | None = None) -> JobRecord:
+    """running → scheduled/ready for a retry after backoff, or dead when out of attempts or fatal."""
+    _require(rec, JobState.RUNNING, "fail")
+    errors = (*rec.errors, info)[-MAX_ERRORS:]
+    if info.kind is ErrorKind.FATAL or rec.attempts_used >= rec.max_attempts:
+        return _finish(rec, JobState.DEAD, now_ms, errors=errors)
+    delay = retry_delay_ms if retry_delay_ms is not None else backoff.delay_ms(rec.backoff, rec.attempts_used, rand)
+    return _requeue(rec, now_ms, now_ms + delay, errors=errors)
+
+
+def lose(rec: JobRecord, now_ms: int, rand: float, message: str) -> JobRecord:
+    """running → retry or dead because the worker session holding it vanished (counts as an attempt)."""
+    info = ErrorInfo(attempt=rec.attempt, at_ms=now_ms, kind=ErrorKind.LOST, type="WorkerLost", message=message)
+    return fail(rec, info, now_ms, rand)
+
+
+def orphan(rec: JobRecord, now_ms: int) -> JobRecord:
+    """running → ready without using an attempt: the claimed job never reached its (live) worker."""
+    _require(rec, JobState.RUNNING, "orphan")
+    return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+
+
+def cancel(rec: JobRecord, now_ms: int) -> JobRecord:
+    """Any non-terminal state → cancelled. A running attempt's later report is then fenced out."""
+    if rec.state in TERMINAL:
+        raise TransitionError(f"{rec.id} is already {rec.state}")
+    return _finish(rec, JobState.CANCELLED, now_ms)
+
+
+def revive(rec: JobRecord, now_ms: int, attempts: int | None = None) -> JobRecord:
+    """dead → ready with a fresh budget of attempts (by default the job's own max_attempts)."""
+    _require(rec, JobState.DEAD, "revive")
+    extra = attempts if attempts is not None else rec.max_attempts
+    return rec.model_copy(
+        update={
+            "state": JobState.READY,
+            "max_attempts": rec.attempts_used + extra,
+            "run_at_ms": now_ms,
+            "finished_at_ms": None,
+            "updated_at_ms": now_ms,
+        }
+    )
+
+
+def _require(rec: JobRecord, state: JobState, verb: str) -> None:
+    if rec.state is not state:
+        raise TransitionError(f"cannot {verb} {rec.id}: it is {rec.state}, not {state}")
+
+
+def _requeue(rec: JobRecord, now_ms: int, run_at_ms: int, **changes: object) -> JobRecord:
+    state = JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY
+    return rec.model_copy(
+        update={"state": state, "lease": None, "run_at_ms": run_at_ms, "updated_at_ms": now_ms, **changes}
+    )
+
+
+def _finish(rec: JobRecord, state: JobState, now_ms: int, result: JSON = None, **changes: object) -> JobRecord:
+    update = {"state": state, "lease": None, "finished_at_ms": now_ms, "updated_at_ms": now_ms, **changes}
+    if state is JobState.SUCCEEDED:
+        update["result"] = result
+    return rec.model_copy(update=update)

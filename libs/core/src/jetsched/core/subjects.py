@@ -1,0 +1,78 @@
+"""Every subject, stream, consumer and KV bucket name jetsched uses — the vocabulary of the wire contract.
+
+`docs/protocol.md` documents these for clients and workers in other languages; change them only there first.
+"""
+
+from __future__ import annotations
+
+from .types import Capability, SessionId
+
+PREFIX = "jetsched"
+
+#: KV bucket of job records, one key per job id.
+JOBS_BUCKET = "jobs"
+#: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
+KEYS_BUCKET = "job_keys"
+#: Stream of worker outcome reports (durable before the reaper applies them).
+OUTCOMES_STREAM = "JETSCHED_OUTCOMES"
+#: Durable consumer (and queue group) the reaper replicas share on the outcomes stream.
+OUTCOMES_CONSUMER = "reaper"
+#: Subject the outcomes consumer pushes to; reapers subscribe to it in the queue group above.
+OUTCOMES_DELIVER = f"_{PREFIX}.deliver.outcomes"
+
+#: Queue group every replica of a service joins for request/reply subjects.
+INTAKE_QUEUE = "jetsched-intake"
+
+
+def submit(capability: Capability) -> str:
+    """Request subject a client submits a job to."""
+    return f"{PREFIX}.submit.{capability}"
+
+
+SUBMIT_ALL = f"{PREFIX}.submit.>"
+
+
+def api(name: str) -> str:
+    """Control API request subject, e.g. `api("jobs.get")`."""
+    return f"{PREFIX}.api.{name}"
+
+
+API_ALL = f"{PREFIX}.api.>"
+
+
+def work(capability: Capability, session: SessionId) -> str:
+    """Subject a dispatcher sends a claimed job to; only that worker session subscribes."""
+    return f"{PREFIX}.work.{capability}.{session}"
+
+
+def outcome(capability: Capability, job_id: str) -> str:
+    """Subject a worker publishes an outcome report to (captured by the outcomes stream).
+
+    The job id is the last token so the reaper can ask the stream whether a report for a job is pending.
+    """
+    return f"{PREFIX}.outcome.{capability}.{job_id}"
+
+
+OUTCOME_ALL = f"{PREFIX}.outcome.>"
+
+
+def heartbeat(session: SessionId) -> str:
+    """Subject a worker session announces itself on (core NATS, not stored)."""
+    return f"{PREFIX}.hb.{session}"
+
+
+HEARTBEAT_ALL = f"{PREFIX}.hb.*"
+
+
+def control(session: SessionId) -> str:
+    """Subject services send commands (cancel) to one worker session on."""
+    return f"{PREFIX}.control.{session}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The stream subject a KV key is stored under."""
+    return f"$KV.{bucket}.{key}"
+
+
+def kv_stream(bucket: str) -> str:
+    return f"KV_{bucket}"

@@ -1,0 +1,77 @@
+"""Which worker sessions are alive and what they can run, as told by their heartbeats. Pure.
+
+A session is presumed lost when it has been silent for `misses` heartbeat intervals plus a margin that
+absorbs scheduling hiccups; the interval comes from the worker's own heartbeat, so a worker configured to
+beat slowly is not declared dead early. Everything here compares only the *receiver's* clock readings, so
+clock skew between hosts never matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import Heartbeat
+
+DEFAULT_MISSES = 3
+DEFAULT_MARGIN_MS = 500
+
+
+@dataclass(slots=True)
+class Session:
+    heartbeat: Heartbeat
+    first_seen_ms: int
+    last_seen_ms: int
+
+    @property
+    def id(self) -> str:
+        return self.heartbeat.session
+
+    def deadline_ms(self, misses: int, margin_ms: int) -> int:
+        return self.last_seen_ms + self.heartbeat.interval_ms * misses + margin_ms
+
+
+class WorkerRegistry:
+    """Live worker sessions indexed by capability."""
+
+    def __init__(self, misses: int = DEFAULT_MISSES, margin_ms: int = DEFAULT_MARGIN_MS) -> None:
+        self.misses = misses
+        self.margin_ms = margin_ms
+        self.sessions: dict[str, Session] = {}
+
+    def observe(self, hb: Heartbeat, now_ms: int) -> Session:
+        """Record a heartbeat; returns the session (new or refreshed)."""
+        session = self.sessions.get(hb.session)
+        if session is None:
+            session = self.sessions[hb.session] = Session(hb, now_ms, now_ms)
+        else:
+            session.heartbeat = hb
+            session.last_seen_ms = now_ms
+        return session
+
+    def alive(self, session_id: str, now_ms: int) -> bool:
+        session = self.sessions.get(session_id)
+        return session is not None and now_ms <= session.deadline_ms(self.misses, self.margin_ms)
+
+    def expire(self, now_ms: int) -> list[Session]:
+        """Remove and return the sessions silent past their deadline."""
+        lost = [s for s in self.sessions.values() if now_ms > s.deadline_ms(self.misses, self.margin_ms)]
+        for s in lost:
+            del self.sessions[s.id]
+        return lost
+
+    def forget(self, session_id: str) -> Session | None:
+        return self.sessions.pop(session_id, None)
+
+    def capable(self, capability: str) -> list[Session]:
+        """Sessions that declared `capability` and are not draining."""
+        return [
+            s
+            for s in self.sessions.values()
+            if capability in s.heartbeat.capabilities and not s.heartbeat.draining
+        ]
+
+    def waiting_reason(self, capability: str) -> str | None:
+        """Why a ready job of `capability` would not be dispatched now, or None if some worker can take it."""
+        if self.capable(capability):
+            return None
+        return f"no live worker with capability '{capability}'"

@@ -1,0 +1,121 @@
+"""`jetsched dev` / `make run`: an embedded nats-server, the four services, a demo worker and demo jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from jetsched.sdk import Client, JetschedApiError
+
+from . import procs
+from .nats_server import NatsServer, free_port
+
+DEMO_JOBS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("demo.add", {"numbers": [1, 2, 3]}, {"priority": 7}),
+    ("demo.sleep", {"seconds": 0.2}, {}),
+    ("demo.flaky", {"succeed_on": 3}, {"backoff": {"base_ms": 300, "factor": 2.0, "jitter": 0.1}}),
+    ("demo.add", {"numbers": [40, 2]}, {"delay": 2.0}),
+    ("demo.fail", {}, {"max_attempts": 2, "backoff": {"base_ms": 200}}),
+]
+
+
+def say(message: str) -> None:
+    print(f"[jetsched dev] {message}", flush=True)
+
+
+async def wait_ready(client: Client, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.list(limit=1)
+            return
+        except (TimeoutError, JetschedApiError, Exception):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def run_demo(client: Client) -> None:
+    ids: dict[str, str] = {}
+    for capability, payload, options in DEMO_JOBS:
+        reply = await client.submit(capability, payload, **options)
+        ids[reply.id] = capability
+        say(f"submitted {capability} {payload} {options or ''} -> {reply.id} ({reply.state})")
+    seen: dict[str, tuple[str, int]] = {}
+    finished: set[str] = set()
+    async with asyncio.timeout(60):
+        while len(finished) < len(ids):
+            for job_id, capability in ids.items():
+                if job_id in finished:
+                    continue
+                view = await client.get(job_id)
+                job = view["job"]
+                now = (job["state"], job.get("attempt", 0))
+                if seen.get(job_id) != now:
+                    seen[job_id] = now
+                    detail = ""
+                    if job["state"] == "succeeded":
+                        detail = f" result={job.get('result')!r}"
+                    elif view["last_error"]:
+                        detail = f" last error: {view['last_error']['message']}"
+                    say(f"{job_id} {capability:<10} {job['state']:<9} attempt {now[1]}{detail}")
+                if job["state"] in ("succeeded", "dead", "cancelled"):
+                    finished.add(job_id)
+            await asyncio.sleep(0.05)
+    say("demo complete: every job reached a final state")
+
+
+async def run(port: int | None, data_dir: Path, demo: bool) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    if port is None:
+        port = 4222 if _port_free(4222) else free_port()
+    server = NatsServer(data_dir / "jetstream", port=port).start()
+    say(f"nats-server with JetStream on {server.url} (store {server.store_dir})")
+    children = [procs.service(name, server.url, log_dir) for name in procs.SERVICES]
+    children.append(procs.worker("jetsched.devkit.demo", server.url, log_dir, "--concurrency", "8"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for child in children:
+            child.start()
+            say(f"started {child.name} (pid {child.pid}, log {child.log_path})")
+        async with Client(server.url) as client:
+            await wait_ready(client)
+            if demo:
+                demo_task = asyncio.create_task(run_demo(client))
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({demo_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if demo_task.done():
+                    demo_task.result()
+                else:
+                    demo_task.cancel()
+        if not stop.is_set():
+            say(f"running; try: jetsched --nats {server.url} submit demo.add --payload '{{\"numbers\": [1, 2]}}'")
+            say("Ctrl-C stops everything")
+            await stop.wait()
+    finally:
+        say("stopping: worker first (drains), then services, then nats-server")
+        for child in reversed(children):
+            with contextlib.suppress(Exception):
+                child.terminate()
+        server.stop()
+        say("stopped")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

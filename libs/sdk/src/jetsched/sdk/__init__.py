@@ -1,0 +1,15 @@
+"""The jetsched Python SDK: submit jobs with `Client`, run them with `Worker` and `@task`.
+
+    from jetsched.sdk import task, Job
+
+    @task("thumbnail")
+    async def thumbnail(job: Job) -> dict:
+        return {"resized": job.payload["url"], "attempt": job.attempt}
+"""
+
+from ._client import Client
+from ._errors import Fatal, JetschedApiError, Retry
+from ._tasks import Job, Tasks, default_tasks, task
+from ._worker import Worker
+
+__all__ = ["Client", "Fatal", "JetschedApiError", "Job", "Retry", "Tasks", "Worker", "default_tasks", "task"]

@@ -1,0 +1,152 @@
+"""The client: submit jobs and use the control API over plain NATS request/reply."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from opentelemetry.trace import SpanKind
+
+from jetsched.bus import tracing
+from jetsched.bus.config import DEFAULT_NATS_URL
+from jetsched.bus.connect import connect
+from jetsched.core import subjects
+from jetsched.core.models import TERMINAL, JobState, SubmitReply
+
+from ._errors import JetschedApiError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from nats.aio.client import Client as Nats
+
+
+class Client:
+    """Talks to jetsched's intake. Use as `async with Client(url) as client:`.
+
+    Args:
+        nats_url: comma-separated NATS URLs.
+        timeout: seconds to wait for each reply.
+        nc: an existing NATS connection to use instead (not closed by `close()`).
+    """
+
+    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: Nats | None = None) -> None:
+        self.nats_url = nats_url
+        self.timeout = timeout
+        self._nc = nc
+        self._owned = nc is None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if self._nc is None:
+            self._nc = await connect(self.nats_url, "jetsched-client")
+
+    async def close(self) -> None:
+        if self._nc is not None and self._owned:
+            await self._nc.drain()
+            self._nc = None
+
+    async def request(self, subject: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        """Send one request; return the decoded reply or raise `JetschedApiError`."""
+        assert self._nc is not None, "use `async with Client(...)` or call connect() first"
+        reply = await self._nc.request(subject, orjson.dumps(body), timeout=self.timeout, headers=headers)
+        data = orjson.loads(reply.data)
+        if isinstance(data, dict) and "error" in data:
+            error = data["error"]
+            raise JetschedApiError(error.get("code", "unknown"), error.get("message", ""), error.get("field"))
+        return data
+
+    async def submit(
+        self,
+        capability: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: dict[str, Any] | None = None,
+    ) -> SubmitReply:
+        """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
+
+        Args:
+            capability: which workers may run it.
+            payload: any JSON value, handed to the handler as `job.payload`.
+            priority: 0-9, higher runs first (default 5).
+            delay: seconds to wait before it may start; or `run_at`, an aware datetime.
+            key: idempotency key: a second submit with the same key returns the first job.
+            max_attempts: attempts before the job is dead (default 5).
+            timeout: seconds one attempt may run (default 300).
+            backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
+        """
+        body: dict[str, Any] = {"payload": payload}
+        options = {
+            "priority": priority,
+            "delay_ms": None if delay is None else round(delay * 1000),
+            "run_at": None if run_at is None else run_at.isoformat(),
+            "key": key,
+            "max_attempts": max_attempts,
+            "timeout_s": timeout,
+            "backoff": backoff,
+        }
+        body.update({k: v for k, v in options.items() if v is not None})
+        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        with tracing.span(f"jetsched submit {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes) as hdrs:
+            data = await self.request(subjects.submit(capability), body, hdrs or None)
+        return SubmitReply.model_validate(data)
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        """`{"job": record, "last_error": ..., "waiting": reason or None}`."""
+        result: dict[str, Any] = await self.request(subjects.api("jobs.get"), {"id": job_id})
+        return result
+
+    async def list(
+        self, state: str | None = None, capability: str | None = None, limit: int = 100, after: str | None = None
+    ) -> dict[str, Any]:
+        """`{"jobs": [records], "next": cursor or None}`."""
+        body = {"state": state, "capability": capability, "limit": limit, "after": after}
+        result: dict[str, Any] = await self.request(
+            subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None}
+        )
+        return result
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(subjects.api("jobs.cancel"), {"id": job_id})
+        return result
+
+    async def dead(self, limit: int = 100, after: str | None = None) -> dict[str, Any]:
+        body = {"limit": limit, "after": after}
+        result: dict[str, Any] = await self.request(
+            subjects.api("dead.list"), {k: v for k, v in body.items() if v is not None}
+        )
+        return result
+
+    async def retry_dead(self, job_id: str, attempts: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": job_id} if attempts is None else {"id": job_id, "attempts": attempts}
+        result: dict[str, Any] = await self.request(subjects.api("dead.retry"), body)
+        return result
+
+    async def purge_dead(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(subjects.api("dead.purge"), {"id": job_id})
+        return result
+
+    async def wait(self, job_id: str, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
+        """Poll until the job is terminal; returns its record. Raises `TimeoutError`."""
+        async with asyncio.timeout(timeout):
+            while True:
+                record: dict[str, Any] = (await self.get(job_id))["job"]
+                if JobState(record["state"]) in TERMINAL:
+                    return record
+                await asyncio.sleep(poll)

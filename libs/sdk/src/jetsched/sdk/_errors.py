@@ -1,0 +1,31 @@
+"""Exceptions of the SDK.
+
+    Exception
+    ├── Retry              raised by a handler: run this job again after `delay` seconds
+    ├── Fatal              raised by a handler: do not retry; the job is dead at once
+    └── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
+"""
+
+from __future__ import annotations
+
+
+class Retry(Exception):  # noqa: N818 -- a verb, as in dramatiq and arq
+    """Run the job again after `delay` seconds (uses up an attempt)."""
+
+    def __init__(self, delay: float = 0.0, message: str = "") -> None:
+        super().__init__(message or f"retry in {delay}s")
+        self.delay = delay
+
+
+class Fatal(Exception):  # noqa: N818 -- reads as what it is: `raise Fatal("bad input")`
+    """Do not retry this job; it goes to the dead letters with this error."""
+
+
+class JetschedApiError(Exception):
+    """jetsched refused a request; `code` and `field` say what and where."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(f"{code}: {message}" + (f" (field {field})" if field else ""))
+        self.code = code
+        self.message = message
+        self.field = field

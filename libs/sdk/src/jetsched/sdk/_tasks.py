@@ -1,0 +1,59 @@
+"""Task registration: `@task("capability")` marks a function as the handler of a capability."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, overload
+
+from jetsched.core.models import check_capability
+
+Handler = Callable[["Job"], Awaitable[Any]] | Callable[["Job"], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What a handler receives: the job's identity, attempt number and payload.
+
+    `attempt` starts at 1 and grows with every retry; (`id`, `attempt`) names one execution, so handlers
+    can make side effects idempotent with it.
+    """
+
+    id: str
+    attempt: int
+    capability: str
+    payload: Any
+    priority: int
+    created_at_ms: int
+
+
+class Tasks:
+    """A registry of handlers by capability."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+
+    @overload
+    def task(self, capability: Callable[..., Any]) -> Callable[..., Any]: ...
+
+    @overload
+    def task(self, capability: str | None = None) -> Callable[[Handler], Handler]: ...
+
+    def task(self, capability: str | Callable[..., Any] | None = None) -> Any:
+        """Register a handler: `@task("email.send")`, or bare `@task` to use the function's name."""
+        if callable(capability):
+            return self.task(None)(capability)
+
+        def register(fn: Handler) -> Handler:
+            name = check_capability(capability or fn.__name__)
+            if name in self.handlers and self.handlers[name] is not fn:
+                raise ValueError(f"capability '{name}' already has a handler")
+            self.handlers[name] = fn
+            return fn
+
+        return register
+
+
+#: The registry `@task` fills and `jetsched worker MODULE` runs.
+default_tasks = Tasks()
+task = default_tasks.task

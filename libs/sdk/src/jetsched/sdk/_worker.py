@@ -1,0 +1,270 @@
+"""The worker runtime: receive claimed jobs, run handlers within the declared concurrency, report outcomes.
+
+Protocol (docs/protocol.md, "Workers"): announce the session with heartbeats listing the jobs held; take
+work from `jetsched.work.<capability>.<session>`; report each attempt durably to the outcomes stream
+(`Nats-Msg-Id = <job>:<attempt>:outcome`, retried until stored) and only then forget the job. A job is
+listed as held from receipt until its report is stored, so the reaper can tell a job that never arrived
+from one that finished.
+
+Never more than `concurrency`: a work message beyond the free slots (two dispatchers racing) or arriving
+while draining is handed back at once (`released`, no attempt used). On SIGTERM the worker drains: it
+announces `draining`, finishes what it holds within `drain_timeout`, hands back the rest, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import socket
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from nats.errors import Error as NatsError
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+
+from jetsched.bus import tracing
+from jetsched.bus.config import DEFAULT_NATS_URL
+from jetsched.bus.connect import connect
+from jetsched.core import subjects
+from jetsched.core.clock import SystemClock
+from jetsched.core.ids import new_ulid
+from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
+
+from ._errors import Fatal, Retry
+from ._tasks import Handler, Job, Tasks, default_tasks
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as Nats
+    from nats.aio.msg import Msg
+
+log = logging.getLogger("jetsched.worker")
+
+#: Largest result stored with a job, in bytes of JSON.
+MAX_RESULT_BYTES = 64 * 1024
+
+
+class Worker:
+    """Runs the handlers of `tasks` for every capability they register.
+
+    Args:
+        tasks: the registry to run (default: everything decorated with `@task`).
+        nats_url: comma-separated NATS URLs.
+        concurrency: jobs run at once, at most.
+        labels: free-form `key=value` tags announced with the session.
+        heartbeat_ms: heartbeat interval; the session is presumed lost after about three missed beats.
+        drain_timeout: seconds to finish held jobs on shutdown before handing them back.
+    """
+
+    def __init__(
+        self,
+        tasks: Tasks | None = None,
+        *,
+        nats_url: str = DEFAULT_NATS_URL,
+        concurrency: int = 10,
+        labels: dict[str, str] | None = None,
+        heartbeat_ms: int = 500,
+        drain_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        self.tasks = tasks or default_tasks
+        if not self.tasks.handlers:
+            raise ValueError("no handlers registered: decorate functions with @task('capability')")
+        self.nats_url = nats_url
+        self.concurrency = concurrency
+        self.labels = labels or {}
+        self.heartbeat_ms = heartbeat_ms
+        self.drain_timeout = drain_timeout
+        self.worker = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.session = new_ulid(SystemClock().now_ms()).lower()
+        self.clock = SystemClock()
+        self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.draining = False
+        self.executed = 0
+        self._cancelled: set[tuple[str, int]] = set()
+        self._stop = asyncio.Event()
+        self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jetsched-job")
+        self._nc: Nats | None = None
+
+    def stop(self) -> None:
+        """Begin a graceful drain (what SIGTERM does)."""
+        self._stop.set()
+
+    async def run(self, install_signal_handlers: bool = False) -> None:
+        """Run until `stop()` (or SIGTERM/SIGINT when `install_signal_handlers`), then drain."""
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
+        js = nc.jetstream()
+        work = await nc.subscribe(subjects.work("*", self.session), cb=self._on_work)
+        if any("." in capability for capability in self.tasks.handlers):
+            extra = await nc.subscribe(subjects.work("*.>", self.session), cb=self._on_work)
+        else:
+            extra = None
+        control = await nc.subscribe(subjects.control(self.session), cb=self._on_control)
+        self._js = js
+        beats = asyncio.create_task(self._heartbeats())
+        log.info(
+            "worker started",
+            extra={"session": self.session, "capabilities": sorted(self.tasks.handlers), "concurrency": self.concurrency},
+        )
+        try:
+            await self._stop.wait()
+            self.draining = True
+            await self._beat()
+            await self._drain()
+        finally:
+            beats.cancel()
+            for sub in (work, extra, control):
+                if sub is not None:
+                    with contextlib.suppress(NatsError):
+                        await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await nc.drain()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
+
+    async def _drain(self) -> None:
+        tasks = list(self.held.values())
+        if tasks:
+            log.info("draining", extra={"held": len(tasks), "timeout_s": self.drain_timeout})
+            _, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            worker=self.worker,
+            session=self.session,
+            capabilities=tuple(self.tasks.handlers),
+            labels=self.labels,
+            concurrency=self.concurrency,
+            running=tuple(self.held),
+            draining=self.draining,
+            interval_ms=self.heartbeat_ms,
+        )
+
+    async def _beat(self) -> None:
+        assert self._nc is not None
+        await self._nc.publish(subjects.heartbeat(self.session), self._heartbeat().model_dump_json().encode())
+
+    async def _heartbeats(self) -> None:
+        while True:
+            with contextlib.suppress(NatsError):
+                await self._beat()
+            await asyncio.sleep(self.heartbeat_ms / 1000)
+
+    async def _on_work(self, msg: Msg) -> None:
+        try:
+            work = WorkMessage.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("malformed work message dropped", extra={"subject": msg.subject})
+            return
+        key = (work.id, work.attempt)
+        if key in self.held:
+            return  # the same attempt sent twice: it is already running here
+        handler = self.tasks.handlers.get(work.capability)
+        if handler is None or self.draining or len(self.held) >= self.concurrency:
+            handler = None  # hand it back unrun: reported `released`, no attempt used
+        self.held[key] = task = asyncio.create_task(self._execute(work, handler, msg.headers))
+        task.add_done_callback(lambda _: self.held.pop(key, None))
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            control = Control.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        key = (control.id, control.attempt)
+        task = self.held.get(key)
+        if task is not None:
+            log.info("cancelling job", extra={"job": control.id, "attempt": control.attempt})
+            self._cancelled.add(key)
+            task.cancel()
+
+    async def _execute(self, work: WorkMessage, handler: Handler | None, headers: dict[str, str] | None) -> None:
+        key = (work.id, work.attempt)
+        attributes = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
+        with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
+            outcome = await self._call(work, handler)
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                return  # cancelled through the API: the record is already final
+            await self._report(work, outcome, hdrs)
+
+    async def _call(self, work: WorkMessage, handler: Handler | None) -> Outcome:
+        job = Job(work.id, work.attempt, work.capability, work.payload, work.priority, work.created_at_ms)
+        fields: dict[str, Any] = {}
+        if handler is None:
+            return self._outcome(work, OutcomeStatus.RELEASED, {})
+        try:
+            self.executed += 1
+            async with asyncio.timeout(work.timeout_s):
+                if inspect.iscoroutinefunction(handler):
+                    result = await handler(job)
+                else:
+                    result = await asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+            data = orjson.dumps(result)
+            if len(data) > MAX_RESULT_BYTES:
+                raise ValueError(f"result is {len(data)} bytes of JSON; the limit is {MAX_RESULT_BYTES}")
+            status, fields["result"] = OutcomeStatus.SUCCEEDED, result
+        except asyncio.CancelledError:
+            # Drain timeout or an API cancel interrupted the handler; the report still goes out.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            status = OutcomeStatus.RELEASED
+        except TimeoutError:
+            status = OutcomeStatus.TIMEOUT
+            fields["error"] = OutcomeError(type="TimeoutError", message=f"ran past its timeout of {work.timeout_s}s")
+        except Retry as exc:
+            status, fields["retry_delay_ms"] = OutcomeStatus.RETRY, round(exc.delay * 1000)
+            fields["error"] = _error(exc)
+        except Fatal as exc:
+            status, fields["error"] = OutcomeStatus.FATAL, _error(exc)
+        except Exception as exc:
+            status, fields["error"] = OutcomeStatus.FAILED, _error(exc)
+        return self._outcome(work, status, fields)
+
+    def _outcome(self, work: WorkMessage, status: OutcomeStatus, fields: dict[str, Any]) -> Outcome:
+        return Outcome(
+            id=work.id,
+            attempt=work.attempt,
+            token=work.token,
+            session=self.session,
+            status=status,
+            finished_at_ms=self.clock.now_ms(),
+            **fields,
+        )
+
+    async def _report(self, work: WorkMessage, outcome: Outcome, headers: dict[str, str]) -> None:
+        """Publish the outcome until JetStream has stored it (deduplicated by job:attempt)."""
+        headers = {**headers, "Nats-Msg-Id": f"{work.id}:{work.attempt}:outcome"}
+        subject = subjects.outcome(work.capability, work.id)
+        body = outcome.model_dump_json(exclude_none=True).encode()
+        delay = 0.05
+        while True:
+            try:
+                await self._js.publish(subject, body, headers=headers, timeout=5.0)
+                return
+            except (NatsError, TimeoutError) as exc:
+                log.warning("outcome not stored yet; retrying", extra={"job": work.id, "error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _error(exc: BaseException) -> OutcomeError:
+    return OutcomeError(
+        type=type(exc).__name__,
+        message=str(exc)[:2000],
+        traceback="".join(traceback.format_exception(exc))[-4000:],
+    )

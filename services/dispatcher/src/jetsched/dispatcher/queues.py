@@ -1,0 +1,118 @@
+"""The dispatch board: ready jobs in priority order per capability, and which session holds what. Pure.
+
+Fed by the record feed (`observe`) and by the dispatcher's own claims (`reserve` / `settle`), it answers
+one question — what to claim next for whom (`plan`) — without I/O:
+
+- Ready jobs of one capability sit in a heap ordered by (priority desc, id asc); ids are ULIDs, so equal
+  priorities go first-in first-out. Entries are deleted lazily: a heap entry whose job is no longer ready
+  (or is being claimed) is skipped when popped.
+- A session's load is the jobs leased to it as the feed reports them, plus claims in flight, or what the
+  worker itself reports running if that is more (another dispatcher replica may have claimed for it).
+  A worker is never planned more jobs than its declared concurrency minus that load.
+- Revisions only move forward: an update older than what the board knows (a late feed message after the
+  board's own CAS) is ignored.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from jetsched.core.models import JobRecord, JobState
+from jetsched.core.workers import Session, WorkerRegistry
+
+from .routing import pick
+
+
+@dataclass(slots=True)
+class Claim:
+    record: JobRecord
+    revision: int
+    session: Session
+
+
+@dataclass
+class Board:
+    ready: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
+    heaps: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+    held: dict[str, set[str]] = field(default_factory=dict)
+    holder: dict[str, str] = field(default_factory=dict)
+    claiming: set[str] = field(default_factory=set)
+
+    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> bool:
+        """Apply a feed update; True when it may make new dispatches possible."""
+        if revision <= self.revisions.get(job_id, 0):
+            return False
+        self.revisions[job_id] = revision
+        self._release(job_id)
+        self.ready.pop(job_id, None)
+        if record is None or record.state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
+            self.revisions.pop(job_id, None)
+            return True
+        if record.state is JobState.READY:
+            self.ready[job_id] = (record, revision)
+            heapq.heappush(self.heaps.setdefault(record.capability, []), (-record.priority, job_id))
+            return True
+        if record.state is JobState.RUNNING and record.lease is not None:
+            self._hold(job_id, record.lease.session)
+        return record.state is not JobState.RUNNING
+
+    def load(self, session: Session) -> int:
+        return max(len(self.held.get(session.id, ())), len(session.heartbeat.running))
+
+    def free(self, session: Session) -> int:
+        return session.heartbeat.concurrency - self.load(session)
+
+    def plan(self, registry: WorkerRegistry, limit: int) -> list[Claim]:
+        """Reserve up to `limit` claims: highest priority first, each to the least-loaded capable session."""
+        claims: list[Claim] = []
+        for capability, heap in self.heaps.items():
+            sessions = [s for s in registry.capable(capability) if self.free(s) > 0]
+            while heap and sessions and len(claims) < limit:
+                _, job_id = heap[0]
+                entry = self.ready.get(job_id)
+                if entry is None or job_id in self.claiming or entry[0].capability != capability:
+                    heapq.heappop(heap)
+                    continue
+                session = pick(sessions, self.load)
+                heapq.heappop(heap)
+                claims.append(Claim(entry[0], entry[1], session))
+                self.claiming.add(job_id)
+                self._hold(job_id, session.id)
+                if self.free(session) <= 0:
+                    sessions.remove(session)
+        return claims
+
+    def settle(self, claim: Claim, new_revision: int | None) -> None:
+        """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened)."""
+        job_id = claim.record.id
+        self.claiming.discard(job_id)
+        if new_revision is None:
+            self._release(job_id)
+            entry = self.ready.get(job_id)
+            if entry is not None:
+                heapq.heappush(self.heaps.setdefault(entry[0].capability, []), (-entry[0].priority, job_id))
+            return
+        self.ready.pop(job_id, None)
+        self.revisions[job_id] = max(new_revision, self.revisions.get(job_id, 0))
+
+    def forget_session(self, session_id: str) -> None:
+        for job_id in self.held.pop(session_id, set()):
+            self.holder.pop(job_id, None)
+
+    def ready_count(self, capability: str) -> int:
+        return sum(1 for record, _ in self.ready.values() if record.capability == capability)
+
+    def _hold(self, job_id: str, session_id: str) -> None:
+        self.holder[job_id] = session_id
+        self.held.setdefault(session_id, set()).add(job_id)
+
+    def _release(self, job_id: str) -> None:
+        session_id = self.holder.pop(job_id, None)
+        if session_id is not None:
+            jobs = self.held.get(session_id)
+            if jobs is not None:
+                jobs.discard(job_id)
+                if not jobs:
+                    del self.held[session_id]

@@ -1,0 +1,148 @@
+"""The dispatcher service: keeps the board from the record feed and heartbeats, claims and sends work.
+
+Claim then send: the claim (`ready → running`, attempt n, lease to a session, token) is a CAS; only the
+winner sends the work message. What if the dispatcher dies between the two? The record says running on a
+live session that never got the job; that session's heartbeats never list it, and the reaper hands it back
+(`orphan`, no attempt used). A work message sent twice (a stale replica) carries the same attempt and
+token, and the worker runs a (job, attempt) once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+
+from jetsched.bus import tracing
+from jetsched.bus.feed import RecordFeed
+from jetsched.bus.records import Records, Store
+from jetsched.bus.service import Service
+from jetsched.bus.subscriber import Subscriber
+from jetsched.core import states, subjects
+from jetsched.core.errors import Conflict, NotFound
+from jetsched.core.models import Heartbeat, JobRecord, WorkMessage
+from jetsched.core.workers import WorkerRegistry
+
+from .queues import Board, Claim
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from jetsched.bus.actors import Actor
+    from jetsched.bus.config import BusConfig
+
+log = logging.getLogger(__name__)
+
+#: Claims in flight at once (CAS round trips pipelined).
+MAX_IN_FLIGHT = 512
+
+
+class DispatcherService(Service):
+    name = "dispatcher"
+
+    def __init__(self, bus: BusConfig) -> None:
+        super().__init__(bus)
+        self.board = Board()
+        self.registry = WorkerRegistry()
+        self.wake = asyncio.Event()
+
+    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
+        if self.board.observe(job_id, revision, record):
+            self.wake.set()
+
+    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+        feed = RecordFeed(js, self.observe)
+        await feed.start()
+
+        async def on_heartbeat(msg: Msg) -> None:
+            try:
+                hb = Heartbeat.model_validate_json(msg.data)
+            except ValidationError:
+                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
+                return
+            self.registry.observe(hb, self.clock.now_ms())
+            self.wake.set()
+
+        records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        return [Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat), _Dispatch(self, nc, records, feed)]
+
+
+class _Dispatch:
+    """Waits for a reason to look, plans claims, runs them concurrently."""
+
+    name = "dispatch"
+
+    def __init__(self, service: DispatcherService, nc: Client, records: Records, feed: RecordFeed) -> None:
+        self.service = service
+        self.nc = nc
+        self.records = records
+        self.feed = feed
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        service = self.service
+        await self.feed.caught_up.wait()
+        while True:
+            # Heartbeats and the feed wake us; expiry also needs a periodic look when the fleet is quiet.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(service.wake.wait(), timeout=0.5)
+            service.wake.clear()
+            for lost in service.registry.expire(service.clock.now_ms()):
+                service.board.forget_session(lost.id)
+            room = MAX_IN_FLIGHT - len(self.tasks)
+            if room <= 0:
+                continue
+            for claim in service.board.plan(service.registry, room):
+                task = asyncio.create_task(self.claim(claim))
+                self.tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.service.wake.set()
+
+    async def claim(self, claim: Claim) -> None:
+        service = self.service
+        session = claim.session.heartbeat
+        record = claim.record
+        attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
+        with tracing.span("jetsched dispatch", record.trace, SpanKind.PRODUCER, attributes) as headers:
+            token = secrets.token_hex(8)
+            claimed = states.claim(record, session.worker, session.session, token, service.clock.now_ms())
+            try:
+                revision = await self.records.update(claimed, claim.revision)
+            except Conflict:
+                # Lost the CAS (or a spurious loss, nats-server #7281): learn the truth and re-decide.
+                service.board.settle(claim, None)
+                with contextlib.suppress(NotFound):
+                    fresh, fresh_revision = await self.records.get(record.id)
+                    service.observe(record.id, fresh_revision, fresh)
+                return
+            except Exception:
+                service.board.settle(claim, None)
+                log.exception("claim failed", extra={"job": record.id})
+                return
+            service.board.settle(claim, revision)
+            work = WorkMessage(
+                id=record.id,
+                capability=record.capability,
+                attempt=claimed.attempt,
+                token=token,
+                payload=record.payload,
+                priority=record.priority,
+                timeout_s=record.timeout_s,
+                created_at_ms=record.created_at_ms,
+                run_at_ms=record.run_at_ms,
+            )
+            await self.nc.publish(
+                subjects.work(record.capability, session.session),
+                work.model_dump_json().encode(),
+                headers=headers or None,
+            )

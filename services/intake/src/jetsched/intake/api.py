@@ -1,0 +1,164 @@
+"""The control API on `jetsched.api.<name>`: look-up, listing, cancel, and the dead-letter set.
+
+Every change is a CAS on the record, retried on conflict with a fresh read; an operation that does not
+apply to the job's state is answered with `invalid_state`, never half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from nats.errors import Error as NatsError
+
+from jetsched.core import states, subjects
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
+from jetsched.core.models import Control, GetRequest, JobRecord, JobState, ListRequest, ReviveRequest
+from jetsched.core.workers import WorkerRegistry
+
+from .validate import parse
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from jetsched.bus.records import Records
+    from jetsched.core.clock import SystemClock
+
+    from .index import JobIndex
+
+log = logging.getLogger(__name__)
+
+MAX_API_BYTES = 64 * 1024
+CAS_TRIES = 10
+
+Reply = dict[str, Any] | ApiError
+
+
+def describe(record: JobRecord, registry: WorkerRegistry) -> dict[str, Any]:
+    """The `jobs.get` view: the record, its last error, and why it is waiting (if it is)."""
+    waiting = None
+    if record.state is JobState.READY:
+        waiting = registry.waiting_reason(record.capability)
+    elif record.state is JobState.SCHEDULED:
+        waiting = f"scheduled to run at {record.run_at_ms} ms"
+    return {
+        "job": record.model_dump(mode="json"),
+        "last_error": record.errors[-1].model_dump(mode="json") if record.errors else None,
+        "waiting": waiting,
+    }
+
+
+class ControlApi:
+    def __init__(
+        self, nc: Client, records: Records, index: JobIndex, registry: WorkerRegistry, clock: SystemClock
+    ) -> None:
+        self.nc = nc
+        self.records = records
+        self.index = index
+        self.registry = registry
+        self.clock = clock
+        self.routes: dict[str, Callable[[bytes], Awaitable[Reply]]] = {
+            "jobs.get": self.get,
+            "jobs.list": self.list,
+            "jobs.cancel": self.cancel,
+            "dead.list": self.dead_list,
+            "dead.retry": self.dead_retry,
+            "dead.purge": self.dead_purge,
+        }
+
+    async def handle(self, name: str, data: bytes) -> Reply:
+        route = self.routes.get(name)
+        if route is None:
+            return ApiError(code=ErrorCode.UNKNOWN_API, message=f"no API named '{name}'", field="subject")
+        try:
+            return await route(data)
+        except NotFound as exc:
+            return ApiError(code=ErrorCode.NOT_FOUND, message=f"no job {exc}", field="id")
+        except (NatsError, asyncio.TimeoutError) as exc:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
+
+    async def get(self, data: bytes) -> Reply:
+        request = parse(GetRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        record, _ = await self.records.get(request.id)
+        return describe(record, self.registry)
+
+    async def list(self, data: bytes) -> Reply:
+        request = parse(ListRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        return await self._page(request)
+
+    async def dead_list(self, data: bytes) -> Reply:
+        request = parse(ListRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        return await self._page(request.model_copy(update={"state": JobState.DEAD}))
+
+    async def _page(self, request: ListRequest) -> Reply:
+        ids, cursor = self.index.page(request.state, request.capability, request.limit, request.after)
+        found = await asyncio.gather(*(self._get_or_none(job_id) for job_id in ids))
+        return {"jobs": [r.model_dump(mode="json") for r in found if r is not None], "next": cursor}
+
+    async def cancel(self, data: bytes) -> Reply:
+        request = parse(GetRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        before, after = await self._transition(request.id, states.cancel)
+        if isinstance(after, ApiError):
+            return after
+        if before.lease is not None:
+            # The CAS already fenced the attempt out; telling the worker only saves it the work.
+            control = Control(op="cancel", id=before.id, attempt=before.lease.attempt)
+            await self.nc.publish(subjects.control(before.lease.session), control.model_dump_json().encode())
+        return {"id": after.id, "state": after.state}
+
+    async def dead_retry(self, data: bytes) -> Reply:
+        request = parse(ReviveRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        _, after = await self._transition(request.id, lambda r, now: states.revive(r, now, request.attempts))
+        if isinstance(after, ApiError):
+            return after
+        return {"id": after.id, "state": after.state, "max_attempts": after.max_attempts}
+
+    async def dead_purge(self, data: bytes) -> Reply:
+        request = parse(GetRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        for _ in range(CAS_TRIES):
+            record, revision = await self.records.get(request.id)
+            if record.state is not JobState.DEAD:
+                return ApiError(code=ErrorCode.INVALID_STATE, message=f"job is {record.state}, not dead", field="id")
+            try:
+                await self.records.purge(record.id, revision)
+            except Conflict:
+                continue
+            return {"id": record.id, "purged": True}
+        return ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+
+    async def _transition(
+        self, job_id: str, verb: Callable[[JobRecord, int], JobRecord]
+    ) -> tuple[JobRecord, JobRecord | ApiError]:
+        for _ in range(CAS_TRIES):
+            record, revision = await self.records.get(job_id)
+            try:
+                changed = verb(record, self.clock.now_ms())
+            except TransitionError as exc:
+                return record, ApiError(code=ErrorCode.INVALID_STATE, message=str(exc), field="id")
+            try:
+                await self.records.update(changed, revision)
+            except Conflict:
+                continue
+            return record, changed
+        return record, ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+
+    async def _get_or_none(self, job_id: str) -> JobRecord | None:
+        try:
+            record, _ = await self.records.get(job_id)
+        except NotFound:
+            return None
+        return record

@@ -1,0 +1,106 @@
+"""The intake service: submit and control API subscriptions (queue groups), plus the views they read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import orjson
+from pydantic import ValidationError
+
+from jetsched.bus.config import BusConfig
+from jetsched.bus.feed import RecordFeed
+from jetsched.bus.records import Records, Store
+from jetsched.bus.service import Service
+from jetsched.bus.subscriber import Subscriber
+from jetsched.core import subjects
+from jetsched.core.errors import ApiError
+from jetsched.core.models import Heartbeat
+from jetsched.core.workers import WorkerRegistry
+
+from .api import ControlApi
+from .config import IntakeConfig
+from .index import JobIndex
+from .submit import Submitter
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from jetsched.bus.actors import Actor
+    from jetsched.core.clock import SystemClock
+
+log = logging.getLogger(__name__)
+
+_SUBMIT_PREFIX = len(subjects.submit(""))
+_API_PREFIX = len(subjects.api(""))
+
+
+def error_body(error: ApiError) -> bytes:
+    return orjson.dumps({"error": error.model_dump(mode="json")})
+
+
+class IntakeService(Service):
+    name = "intake"
+
+    def __init__(self, bus: BusConfig, config: IntakeConfig | None = None) -> None:
+        super().__init__(bus)
+        self.config = config or IntakeConfig()
+        self.index = JobIndex()
+        self.registry = WorkerRegistry()
+
+    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+        records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        keys = Store(nc, js, subjects.KEYS_BUCKET)
+        submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
+
+        async def on_submit(msg: Msg) -> None:
+            reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
+            if isinstance(reply, ApiError):
+                await msg.respond(error_body(reply))
+            else:
+                await msg.respond(reply.model_dump_json().encode())
+
+        actors: list[Actor] = [Subscriber(nc, subjects.SUBMIT_ALL, on_submit, queue=subjects.INTAKE_QUEUE)]
+        if self.config.serve_api:
+            actors += await self._api_actors(nc, js, records)
+        return actors
+
+    async def _api_actors(self, nc: Client, js: JetStreamContext, records: Records) -> list[Actor]:
+        api = ControlApi(nc, records, self.index, self.registry, self.clock)
+        feed = RecordFeed(js, self.index.observe)
+        await feed.start()
+
+        async def on_api(msg: Msg) -> None:
+            reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)
+            await msg.respond(error_body(reply) if isinstance(reply, ApiError) else orjson.dumps(reply))
+
+        async def on_heartbeat(msg: Msg) -> None:
+            try:
+                self.registry.observe(Heartbeat.model_validate_json(msg.data), self.clock.now_ms())
+            except ValidationError:
+                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
+
+        return [
+            Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE),
+            Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat),
+            _Expirer(self.registry, self.clock),
+        ]
+
+
+class _Expirer:
+    """Drops silent worker sessions so `waiting` reasons stay true."""
+
+    name = "expire-sessions"
+
+    def __init__(self, registry: WorkerRegistry, clock: SystemClock) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.registry.expire(self.clock.now_ms())
+

@@ -1,0 +1,82 @@
+"""Accepting a job: validate, dedup by idempotency key, create the record, reply — in that order.
+
+The reply goes out only after the record is stored, so "accepted" means durable. With a key, a small
+key → id entry is created first (CAS create): if it exists, the submit is a duplicate and names the first
+job. What if intake dies between the two creates? The key entry then names an id with no record; the
+client's retry finds the entry, finds no record, and creates the job under that id — one job, not two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind
+
+from jetsched.bus import tracing
+from jetsched.core import states
+from jetsched.core.errors import ApiError, Conflict, NotFound
+from jetsched.core.ids import new_ulid
+from jetsched.core.models import JobRequest, SubmitReply
+
+from .validate import parse_submit
+
+if TYPE_CHECKING:
+    from jetsched.bus.records import Records, Store
+    from jetsched.core.clock import SystemClock
+
+log = logging.getLogger(__name__)
+
+
+def key_id(capability: str, key: str) -> str:
+    """The idempotency entry's KV key: keys are scoped per capability and hashed into the key alphabet."""
+    return f"{capability}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
+class Submitter:
+    def __init__(self, records: Records, keys: Store, clock: SystemClock, max_request_bytes: int) -> None:
+        self.records = records
+        self.keys = keys
+        self.clock = clock
+        self.max_request_bytes = max_request_bytes
+
+    async def submit(self, capability: str, data: bytes, headers: dict[str, str] | None) -> SubmitReply | ApiError:
+        request = parse_submit(capability, data, self.max_request_bytes)
+        if isinstance(request, ApiError):
+            return request
+        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
+            return await self._store(capability, request, carrier or None)
+
+    async def _store(self, capability: str, request: JobRequest, trace: dict[str, str] | None) -> SubmitReply:
+        now = self.clock.now_ms()
+        job_id = new_ulid(now)
+        if request.key is not None:
+            entry = key_id(capability, request.key)
+            try:
+                await self.keys.put_if(entry, job_id.encode(), 0)
+            except Conflict:
+                data, _ = await self.keys.get(entry)
+                job_id = data.decode()
+                duplicate = await self._existing(job_id)
+                if duplicate is not None:
+                    return duplicate
+                log.info("completing a half-done keyed submit", extra={"job": job_id})
+        record = states.accept(request, job_id, capability, now, trace)
+        try:
+            await self.records.create(record)
+        except Conflict:
+            # Only a keyed submit racing its own retry gets here: the other one stored the job.
+            duplicate = await self._existing(job_id)
+            if duplicate is None:
+                raise
+            return duplicate
+        return SubmitReply(id=job_id, state=record.state)
+
+    async def _existing(self, job_id: str) -> SubmitReply | None:
+        try:
+            record, _ = await self.records.get(job_id)
+        except NotFound:
+            return None
+        return SubmitReply(id=job_id, state=record.state, duplicate=True)

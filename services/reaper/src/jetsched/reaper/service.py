@@ -1,0 +1,169 @@
+"""The reaper service: applies worker outcomes from the durable outcomes stream, and sweeps for lost jobs.
+
+Outcomes arrive through a durable push consumer delivered to a queue group, so reaper replicas share
+them and each report reaches one replica as soon as it is stored (a pull `fetch` would add its wait).
+
+Outcome then ack: a report is acked only after its CAS landed (or after it proved stale), so a reaper
+killed mid-way leaves the report in the stream to be redelivered; applying it twice is harmless because
+the second application is fenced (the record no longer holds that attempt's lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+
+from jetsched.bus import tracing
+from jetsched.bus.feed import RecordFeed
+from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.service import Service
+from jetsched.bus.subscriber import Subscriber
+from jetsched.core import states, subjects
+from jetsched.core.errors import NotFound
+from jetsched.core.models import Heartbeat, JobRecord, JobState, Outcome
+from jetsched.core.workers import WorkerRegistry
+
+from .sweeps import Running, Verdict, sweep
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from jetsched.bus.actors import Actor
+    from jetsched.bus.config import BusConfig
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 0.25
+
+
+class ReaperService(Service):
+    name = "reaper"
+
+    def __init__(self, bus: BusConfig) -> None:
+        super().__init__(bus)
+        self.running: dict[str, Running] = {}
+        self.registry = WorkerRegistry()
+        self.records: Records | None = None
+        self.js: JetStreamContext | None = None
+        self.stale_reports = 0
+
+    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
+        if record is not None and record.state is JobState.RUNNING:
+            known = self.running.get(job_id)
+            seen = known.seen_ms if known and known.record.attempt == record.attempt else self.clock.now_ms()
+            self.running[job_id] = Running(record, revision, seen)
+        else:
+            self.running.pop(job_id, None)
+
+    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        self.js = js
+        feed = RecordFeed(js, self.observe)
+        await feed.start()
+
+        async def on_heartbeat(msg: Msg) -> None:
+            try:
+                self.registry.observe(Heartbeat.model_validate_json(msg.data), self.clock.now_ms())
+            except ValidationError:
+                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
+
+        return [
+            Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat),
+            _Sweeper(self, feed),
+            Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
+        ]
+
+    async def apply(self, msg: Msg) -> None:
+        """Apply one outcome report, then ack it."""
+        assert self.records is not None
+        try:
+            outcome = Outcome.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.warning("malformed outcome dropped", extra={"subject": msg.subject, "error": str(exc)[:300]})
+            await msg.term()
+            return
+        entry = self.running.get(outcome.id)
+        try:
+            if entry is not None and entry.record.attempt == outcome.attempt:
+                record, revision = entry.record, entry.revision
+            else:
+                record, revision = await self.records.get(outcome.id)
+        except NotFound:
+            log.warning("outcome for an unknown job dropped", extra={"job": outcome.id})
+            await msg.term()
+            return
+        attributes = {"jetsched.job_id": record.id, "jetsched.outcome": outcome.status.value}
+        with tracing.span("jetsched outcome", msg.headers or record.trace, SpanKind.CONSUMER, attributes):
+            now = self.clock.now_ms()
+            rand = random.random()
+            done = await transition(
+                self.records, record, revision, lambda r: states.apply_outcome(r, outcome, now, rand)
+            )
+        if done is None:
+            self.stale_reports += 1
+            log.info("stale outcome rejected", extra={"job": outcome.id, "attempt": outcome.attempt})
+        await msg.ack()
+
+    async def report_pending(self, record: JobRecord) -> bool:
+        """Whether an outcome report for this job waits in the outcomes stream."""
+        assert self.js is not None
+        try:
+            await self.js.get_last_msg(subjects.OUTCOMES_STREAM, subjects.outcome(record.capability, record.id))
+        except NotFoundError:
+            return False
+        return True
+
+    async def rescue(self, entry: Running, verdict: Verdict) -> None:
+        assert self.records is not None
+        record = entry.record
+        if verdict is Verdict.ORPHAN and await self.report_pending(record):
+            return
+        now = self.clock.now_ms()
+        lease = record.lease
+        assert lease is not None
+
+        def verb(r: JobRecord) -> JobRecord:
+            # Re-check the lease on every retry: only *this* attempt of this session is being rescued.
+            states.fence(r, lease.attempt, lease.token)
+            if verdict is Verdict.LOST:
+                return states.lose(r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost")
+            return states.orphan(r, now)
+
+        done = await transition(self.records, record, entry.revision, verb)
+        if done is not None:
+            log.warning(
+                "rescued job", extra={"job": record.id, "attempt": lease.attempt, "verdict": verdict.value,
+                                      "session": lease.session, "state": done[1].state.value}
+            )
+
+
+class _Sweeper:
+    name = "sweeper"
+
+    def __init__(self, service: ReaperService, feed: RecordFeed) -> None:
+        self.service = service
+        self.feed = feed
+
+    async def run(self) -> None:
+        service = self.service
+        await self.feed.caught_up.wait()
+        started = service.clock.now_ms()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = service.clock.now_ms()
+            found = sweep(service.running, service.registry, now, started)
+            # Expired sessions stay known a while, so their jobs are judged lost at once, not after a wait.
+            service.registry.expire(now - 60_000)
+            for entry, verdict in found:
+                try:
+                    await service.rescue(entry, verdict)
+                except Exception:
+                    log.exception("rescue failed", extra={"job": entry.record.id})

@@ -1,0 +1,64 @@
+"""Which running jobs need rescuing, decided from the lease index and the heartbeats. Pure.
+
+- **lost**: the session holding the job has gone silent past its deadline (or was never heard from, a
+  deadline's worth of time after this reaper first saw the job). The attempt counts as failed
+  (`states.lose`): retried with backoff, or dead when out of attempts — a job that keeps killing its
+  workers ends dead instead of looping (poison pill).
+- **orphan** (a suspect here, confirmed by the shell): the session is alive, but a heartbeat sent well
+  after the claim does not list the job, and no outcome report for it is pending in the outcomes stream —
+  the work message never arrived (a dispatcher died between its CAS and its send, or the message was
+  dropped). The job goes back to ready without using an attempt (`states.orphan`). A worker lists a job
+  from receipt until its report is durably stored, so a finished job is always in one place or the other;
+  the rescue is a fenced CAS, so a report applied meanwhile wins.
+
+Times are this process's own clock readings (when it first saw the claim, when it heard each heartbeat),
+never another host's, so clock skew between hosts cannot rescue a healthy job early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from jetsched.core.models import JobRecord
+from jetsched.core.workers import WorkerRegistry
+
+#: A claim older than this (seen here) must appear in its live session's heartbeats.
+ORPHAN_GRACE_MS = 1500
+#: A session never heard from is presumed lost this long after we first saw it hold a job.
+UNSEEN_SESSION_MS = 2000
+
+
+class Verdict(StrEnum):
+    LOST = "lost"
+    ORPHAN = "orphan"
+
+
+@dataclass(slots=True)
+class Running:
+    record: JobRecord
+    revision: int
+    seen_ms: int
+
+
+def sweep(running: dict[str, Running], registry: WorkerRegistry, now_ms: int, started_ms: int) -> list[
+        tuple[Running, Verdict]]:
+    """Running jobs whose session is lost, or that their live session does not hold."""
+    found: list[tuple[Running, Verdict]] = []
+    for entry in running.values():
+        lease = entry.record.lease
+        if lease is None:
+            continue
+        watched_since = max(entry.seen_ms, started_ms)
+        session = registry.sessions.get(lease.session)
+        if session is None or not registry.alive(lease.session, now_ms):
+            if session is not None or now_ms - watched_since > UNSEEN_SESSION_MS:
+                found.append((entry, Verdict.LOST))
+        elif session.last_seen_ms - watched_since > ORPHAN_GRACE_MS and not _lists(session.heartbeat.running,
+                                                                                  lease.attempt, entry.record.id):
+            found.append((entry, Verdict.ORPHAN))
+    return found
+
+
+def _lists(running: tuple[tuple[str, int], ...], attempt: int, job_id: str) -> bool:
+    return (job_id, attempt) in running

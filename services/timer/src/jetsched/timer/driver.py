@@ -1,0 +1,53 @@
+"""Drives a `TimingWheel` in real time: sleeps until the next non-empty bucket, never polls idly.
+
+The loop wakes at `next_expiration()` or when an entry earlier than that is armed, reads the clock, and
+advances the wheel to *now* — not to the time it meant to wake at — because event loops may wake early
+(uvloop by up to ~0.5 ms) and a due time is honoured only by checking the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from jetsched.core.clock import Clock
+
+from .wheel import TimingWheel
+
+K = TypeVar("K")
+
+
+class WheelDriver(Generic[K]):
+    name = "wheel"
+
+    def __init__(self, clock: Clock, on_due: Callable[[list[tuple[K, int]]], None], tick_ms: int = 1) -> None:
+        self.clock = clock
+        self.on_due = on_due
+        self.wheel: TimingWheel[K] = TimingWheel(tick_ms=tick_ms, start_ms=clock.now_ms())
+        self._rearm = asyncio.Event()
+        self._sleeping_until = math.inf
+
+    def arm(self, key: K, due_ms: int) -> None:
+        """Schedule `key`; an entry already due is handed to `on_due` at once."""
+        if not self.wheel.add(key, due_ms):
+            self.on_due([(key, due_ms)])
+        elif due_ms < self._sleeping_until:
+            self._rearm.set()
+
+    def disarm(self, key: K) -> None:
+        self.wheel.cancel(key)
+
+    async def run(self) -> None:
+        while True:
+            fired = self.wheel.advance(self.clock.now_ms())
+            if fired:
+                self.on_due(fired)
+            wake_at = self.wheel.next_expiration()
+            self._sleeping_until = math.inf if wake_at is None else wake_at
+            timeout = None if wake_at is None else max(wake_at - self.clock.now_ms(), 0) / 1000
+            self._rearm.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rearm.wait(), timeout)

@@ -1,0 +1,76 @@
+"""The timer service: every `scheduled` record is armed on the wheel; when due, CAS it to `ready`.
+
+The wheel is a view: it is rebuilt from the record feed on start (last value of every key), so a timer
+restarted or killed loses nothing, and entries already due fire at once. Replicas all arm every timer and
+race for the CAS; the loser's stale view costs one failed write. (Sharding by lease: issue 3.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind
+
+from jetsched.bus import tracing
+from jetsched.bus.feed import RecordFeed
+from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.service import Service
+from jetsched.core import states, subjects
+from jetsched.core.models import JobRecord, JobState
+
+from .driver import WheelDriver
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+    from jetsched.bus.actors import Actor
+    from jetsched.bus.config import BusConfig
+
+log = logging.getLogger(__name__)
+
+
+class TimerService(Service):
+    name = "timer"
+
+    def __init__(self, bus: BusConfig) -> None:
+        super().__init__(bus)
+        self.pending: dict[str, tuple[JobRecord, int]] = {}
+        self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
+        self.records: Records | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
+        if record is not None and record.state is JobState.SCHEDULED:
+            self.pending[job_id] = (record, revision)
+            self.driver.arm(job_id, record.run_at_ms)
+        elif self.pending.pop(job_id, None) is not None:
+            self.driver.disarm(job_id)
+
+    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        await RecordFeed(js, self.observe).start()
+        return [self.driver]
+
+    def _on_due(self, fired: list[tuple[str, int]]) -> None:
+        for job_id, _ in fired:
+            entry = self.pending.get(job_id)
+            if entry is not None:
+                task = asyncio.create_task(self._fire(*entry))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _fire(self, record: JobRecord, revision: int) -> None:
+        assert self.records is not None
+        attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
+        with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
+            try:
+                done = await transition(self.records, record, revision, lambda r: states.due(r, self.clock.now_ms()))
+            except Exception:
+                log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
+                self.driver.arm(record.id, self.clock.now_ms() + 1000)
+                return
+            if done is None:
+                log.debug("due job had moved on", extra={"job": record.id})
