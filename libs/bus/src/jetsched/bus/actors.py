@@ -58,5 +58,7 @@ class Supervisor:
                 crashes = [t for t in crashes if now - t < self.window_s] + [now]
                 log.exception("actor crashed", extra={"actor": actor.name, "crashes": len(crashes)})
                 if len(crashes) >= self.max_restarts:
-                    raise ActorFailed(f"actor {actor.name} crashed {len(crashes)} times in {self.window_s}s") from exc
+                    raise ActorFailed(
+                        f"actor {actor.name} crashed {len(crashes)} times in {self.window_s}s"
+                    ) from exc
                 await asyncio.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))

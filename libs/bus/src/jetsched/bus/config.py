@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -39,11 +42,18 @@ class BusConfig:
 
 def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     env = BusConfig.from_env()
-    parser.add_argument("--nats", default=env.nats_url, help="NATS URL(s), comma separated [JETSCHED_NATS_URL]")
     parser.add_argument(
-        "--replicas", type=int, default=env.replicas, help="stream/bucket replicas, 1 or 3 [JETSCHED_REPLICAS]"
+        "--nats", default=env.nats_url, help="NATS URL(s), comma separated [JETSCHED_NATS_URL]"
     )
-    parser.add_argument("--log-level", default=env.log_level, help="DEBUG, INFO, WARNING [JETSCHED_LOG_LEVEL]")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=env.replicas,
+        help="stream/bucket replicas, 1 or 3 [JETSCHED_REPLICAS]",
+    )
+    parser.add_argument(
+        "--log-level", default=env.log_level, help="DEBUG, INFO, WARNING [JETSCHED_LOG_LEVEL]"
+    )
 
 
 def bus_config(args: argparse.Namespace) -> BusConfig:

@@ -37,7 +37,9 @@ FeedHandler = Callable[[str, int, JobRecord | None], None]
 
 
 class RecordFeed:
-    def __init__(self, js: JetStreamContext, handler: FeedHandler, bucket: str = subjects.JOBS_BUCKET) -> None:
+    def __init__(
+        self, js: JetStreamContext, handler: FeedHandler, bucket: str = subjects.JOBS_BUCKET
+    ) -> None:
         self._js = js
         self._handler = handler
         self._bucket = bucket

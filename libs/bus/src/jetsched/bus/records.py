@@ -15,7 +15,6 @@ from the record (see docs/architecture.md, "crash windows").
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -26,6 +25,8 @@ from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import JobRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
@@ -50,7 +51,7 @@ class Store:
         self.timeout = timeout
 
     async def put_if(self, key: str, value: bytes, revision: int) -> int:
-        """Write `value` if the key's revision is `revision` (0: the key never existed). Returns the new one."""
+        """Write `value` if the key is at `revision` (0: never existed); returns the new revision."""
         reply = await self._nc.request(
             self._prefix + key, value, timeout=self.timeout, headers={_EXPECT: str(revision)}
         )
@@ -115,7 +116,11 @@ def decode(data: bytes) -> JobRecord:
 
 
 async def transition(
-    records: Records, record: JobRecord, revision: int, verb: Callable[[JobRecord], JobRecord], tries: int = 10
+    records: Records,
+    record: JobRecord,
+    revision: int,
+    verb: Callable[[JobRecord], JobRecord],
+    tries: int = 10,
 ) -> tuple[JobRecord, JobRecord, int] | None:
     """Apply `verb` by CAS, re-reading and re-deciding on every lost CAS.
 

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import uvloop
@@ -27,6 +26,8 @@ from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import connect
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
@@ -76,8 +77,11 @@ class Service(ABC):
         log.info("stopped", extra={"service": self.name})
 
 
-def main(name: str, build: Callable[[argparse.Namespace, BusConfig], Service], add_arguments: Callable[
-    [argparse.ArgumentParser], None] | None = None) -> None:
+def main(
+    name: str,
+    build: Callable[[argparse.Namespace, BusConfig], Service],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
     """Entry point of a service process: parse flags, set up logs and tracing, run until a signal."""
     parser = argparse.ArgumentParser(prog=f"jetsched-{name}")
     add_bus_arguments(parser)

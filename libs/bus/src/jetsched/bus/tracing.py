@@ -9,12 +9,15 @@ context still passes through unchanged, so a downstream service with tracing on 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 tracer = trace.get_tracer("jetsched")
 

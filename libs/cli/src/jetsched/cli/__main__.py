@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
@@ -40,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--payload", default="null", help="JSON payload")
     when = submit.add_mutually_exclusive_group()
     when.add_argument("--delay", type=parse_duration, help="start no earlier than this from now, e.g. 5s")
-    when.add_argument("--run-at", type=datetime.fromisoformat, help="start no earlier than this RFC 3339 time")
+    when.add_argument(
+        "--run-at", type=datetime.fromisoformat, help="start no earlier than this RFC 3339 time"
+    )
     submit.add_argument("--priority", type=int, help="0-9, higher first (default 5)")
     submit.add_argument("--key", help="idempotency key")
     submit.add_argument("--max-attempts", type=int)
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
     dev.add_argument("--port", type=int, help="client port (default 4222, or a free one if taken)")
-    dev.add_argument("--data", type=Path, default=Path(".jetsched"), help="store and logs (default .jetsched)")
+    dev.add_argument(
+        "--data", type=Path, default=Path(".jetsched"), help="store and logs (default .jetsched)"
+    )
     dev.add_argument("--no-demo", action="store_true", help="do not submit the demo jobs")
     return parser
 

@@ -33,7 +33,9 @@ def print_job(view: dict[str, Any]) -> None:
         error = view["last_error"]
         rows.append(("last error", f"[{error['kind']}] {error['type']}: {error['message']}"))
     for error in job.get("errors", [])[:-1]:
-        rows.append(("  earlier", f"attempt {error['attempt']} [{error['kind']}] {error['type']}: {error['message']}"))
+        rows.append(
+            ("  earlier", f"attempt {error['attempt']} [{error['kind']}] {error['type']}: {error['message']}")
+        )
     for name, value in rows:
         print(f"{name:>11}  {value}")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .models import Backoff
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Backoff
 
 
 def delay_ms(policy: Backoff, failures: int, rand: float) -> int:

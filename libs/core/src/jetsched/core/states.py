@@ -17,6 +17,8 @@ dead) can never overwrite the outcome of the attempt that replaced it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import backoff
 from .errors import Fenced, NotDue, TransitionError
 from .models import (
@@ -33,10 +35,14 @@ from .models import (
     OutcomeError,
     OutcomeStatus,
 )
-from .types import JSON
+
+if TYPE_CHECKING:
+    from .types import JSON
 
 
-def accept(request: JobRequest, job_id: str, capability: str, now_ms: int, trace: dict[str, str] | None) -> JobRecord:
+def accept(
+    request: JobRequest, job_id: str, capability: str, now_ms: int, trace: dict[str, str] | None
+) -> JobRecord:
     """The record a valid submit creates: `ready` now, or `scheduled` for later."""
     if request.run_at is not None:
         run_at_ms = int(request.run_at.timestamp() * 1000)
@@ -87,7 +93,9 @@ def fence(rec: JobRecord, attempt: int, token: str) -> None:
     """Raise `Fenced` unless (attempt, token) hold the record's current lease."""
     lease = rec.lease
     if rec.state is not JobState.RUNNING or lease is None or lease.attempt != attempt or lease.token != token:
-        raise Fenced(f"{rec.id}: attempt {attempt} does not hold the lease (state {rec.state}, attempt {rec.attempt})")
+        raise Fenced(
+            f"{rec.id}: attempt {attempt} does not hold the lease (state {rec.state}, attempt {rec.attempt})"
+        )
 
 
 def apply_outcome(rec: JobRecord, outcome: Outcome, now_ms: int, rand: float) -> JobRecord:
@@ -118,19 +126,27 @@ _KINDS = {
 }
 
 
-def fail(rec: JobRecord, info: ErrorInfo, now_ms: int, rand: float, retry_delay_ms: int | None = None) -> JobRecord:
+def fail(
+    rec: JobRecord, info: ErrorInfo, now_ms: int, rand: float, retry_delay_ms: int | None = None
+) -> JobRecord:
     """running → scheduled/ready for a retry after backoff, or dead when out of attempts or fatal."""
     _require(rec, JobState.RUNNING, "fail")
     errors = (*rec.errors, info)[-MAX_ERRORS:]
     if info.kind is ErrorKind.FATAL or rec.attempts_used >= rec.max_attempts:
         return _finish(rec, JobState.DEAD, now_ms, errors=errors)
-    delay = retry_delay_ms if retry_delay_ms is not None else backoff.delay_ms(rec.backoff, rec.attempts_used, rand)
+    delay = (
+        retry_delay_ms
+        if retry_delay_ms is not None
+        else backoff.delay_ms(rec.backoff, rec.attempts_used, rand)
+    )
     return _requeue(rec, now_ms, now_ms + delay, errors=errors)
 
 
 def lose(rec: JobRecord, now_ms: int, rand: float, message: str) -> JobRecord:
     """running → retry or dead because the worker session holding it vanished (counts as an attempt)."""
-    info = ErrorInfo(attempt=rec.attempt, at_ms=now_ms, kind=ErrorKind.LOST, type="WorkerLost", message=message)
+    info = ErrorInfo(
+        attempt=rec.attempt, at_ms=now_ms, kind=ErrorKind.LOST, type="WorkerLost", message=message
+    )
     return fail(rec, info, now_ms, rand)
 
 
@@ -174,7 +190,9 @@ def _requeue(rec: JobRecord, now_ms: int, run_at_ms: int, **changes: object) -> 
     )
 
 
-def _finish(rec: JobRecord, state: JobState, now_ms: int, result: JSON = None, **changes: object) -> JobRecord:
+def _finish(
+    rec: JobRecord, state: JobState, now_ms: int, result: JSON = None, **changes: object
+) -> JobRecord:
     update = {"state": state, "lease": None, "finished_at_ms": now_ms, "updated_at_ms": now_ms, **changes}
     if state is JobState.SUCCEEDED:
         update["result"] = result

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-from .types import Capability, SessionId
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import Capability, SessionId
 
 PREFIX = "jetsched"
 

@@ -9,8 +9,10 @@ clock skew between hosts never matters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .models import Heartbeat
+if TYPE_CHECKING:
+    from .models import Heartbeat
 
 DEFAULT_MISSES = 3
 DEFAULT_MARGIN_MS = 500

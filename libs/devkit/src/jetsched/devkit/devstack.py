@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import signal
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jetsched.sdk import Client, JetschedApiError
 
 from . import procs
 from .nats_server import NatsServer, free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEMO_JOBS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("demo.add", {"numbers": [1, 2, 3]}, {"priority": 7}),
@@ -70,9 +72,8 @@ async def run_demo(client: Client) -> None:
 
 
 async def run(port: int | None, data_dir: Path, demo: bool) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "logs"
-    log_dir.mkdir(exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
     if port is None:
         port = 4222 if _port_free(4222) else free_port()
     server = NatsServer(data_dir / "jetstream", port=port).start()
@@ -98,7 +99,8 @@ async def run(port: int | None, data_dir: Path, demo: bool) -> None:
                 else:
                     demo_task.cancel()
         if not stop.is_set():
-            say(f"running; try: jetsched --nats {server.url} submit demo.add --payload '{{\"numbers\": [1, 2]}}'")
+            example = "--payload '{\"numbers\": [1, 2]}'"
+            say(f"running; try: jetsched --nats {server.url} submit demo.add {example}")
             say("Ctrl-C stops everything")
             await stop.wait()
     finally:

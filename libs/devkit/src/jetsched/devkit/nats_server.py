@@ -47,7 +47,9 @@ class NatsServer:
         config: a configuration file to run with instead of flags (port and store come from it).
     """
 
-    def __init__(self, store_dir: Path, port: int = 0, config: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, store_dir: Path, port: int = 0, config: Path | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.store_dir = store_dir
         self.port = port
         self.config = config

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from jetsched.bus.config import BusConfig
-from jetsched.bus.service import Service
 from jetsched.dispatcher.service import DispatcherService
 from jetsched.intake.service import IntakeService
 from jetsched.reaper.service import ReaperService
 from jetsched.sdk import Tasks, Worker
 from jetsched.timer.service import TimerService
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from types import TracebackType
+
+    from jetsched.bus.service import Service
 
 
 class Stack:
@@ -27,7 +31,12 @@ class Stack:
         bus = BusConfig(nats_url=nats_url, replicas=replicas)
         self.services: list[Service] = []
         for _ in range(copies):
-            self.services += [IntakeService(bus), TimerService(bus), DispatcherService(bus), ReaperService(bus)]
+            self.services += [
+                IntakeService(bus),
+                TimerService(bus),
+                DispatcherService(bus),
+                ReaperService(bus),
+            ]
         self._tasks: list[asyncio.Task[None]] = []
 
     def of(self, kind: type[Service]) -> list[Service]:

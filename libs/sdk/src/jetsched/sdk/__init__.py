@@ -1,10 +1,10 @@
 """The jetsched Python SDK: submit jobs with `Client`, run them with `Worker` and `@task`.
 
-    from jetsched.sdk import task, Job
+from jetsched.sdk import task, Job
 
-    @task("thumbnail")
-    async def thumbnail(job: Job) -> dict:
-        return {"resized": job.payload["url"], "attempt": job.attempt}
+@task("thumbnail")
+async def thumbnail(job: Job) -> dict:
+    return {"resized": job.payload["url"], "attempt": job.attempt}
 """
 
 from ._client import Client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +17,7 @@ from jetsched.core.models import TERMINAL, JobState, SubmitReply
 from ._errors import JetschedApiError
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from types import TracebackType
 
     from nats.aio.client import Client as Nats
@@ -32,7 +32,9 @@ class Client:
         nc: an existing NATS connection to use instead (not closed by `close()`).
     """
 
-    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: Nats | None = None) -> None:
+    def __init__(
+        self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: Nats | None = None
+    ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
         self._nc = nc
@@ -103,7 +105,9 @@ class Client:
         }
         body.update({k: v for k, v in options.items() if v is not None})
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
-        with tracing.span(f"jetsched submit {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes) as hdrs:
+        with tracing.span(
+            f"jetsched submit {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes
+        ) as hdrs:
             data = await self.request(subjects.submit(capability), body, hdrs or None)
         return SubmitReply.model_validate(data)
 
@@ -113,7 +117,11 @@ class Client:
         return result
 
     async def list(
-        self, state: str | None = None, capability: str | None = None, limit: int = 100, after: str | None = None
+        self,
+        state: str | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
     ) -> dict[str, Any]:
         """`{"jobs": [records], "next": cursor or None}`."""
         body = {"state": state, "capability": capability, "limit": limit, "after": after}

@@ -1,15 +1,15 @@
 """Exceptions of the SDK.
 
-    Exception
-    ├── Retry              raised by a handler: run this job again after `delay` seconds
-    ├── Fatal              raised by a handler: do not retry; the job is dead at once
-    └── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
+Exception
+├── Retry              raised by a handler: run this job again after `delay` seconds
+├── Fatal              raised by a handler: do not retry; the job is dead at once
+└── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
 """
 
 from __future__ import annotations
 
 
-class Retry(Exception):  # noqa: N818 -- a verb, as in dramatiq and arq
+class Retry(Exception):
     """Run the job again after `delay` seconds (uses up an attempt)."""
 
     def __init__(self, delay: float = 0.0, message: str = "") -> None:
@@ -17,7 +17,7 @@ class Retry(Exception):  # noqa: N818 -- a verb, as in dramatiq and arq
         self.delay = delay
 
 
-class Fatal(Exception):  # noqa: N818 -- reads as what it is: `raise Fatal("bad input")`
+class Fatal(Exception):
     """Do not retry this job; it goes to the dead letters with this error."""
 
 

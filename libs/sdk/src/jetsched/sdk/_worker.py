@@ -114,7 +114,11 @@ class Worker:
         beats = asyncio.create_task(self._heartbeats())
         log.info(
             "worker started",
-            extra={"session": self.session, "capabilities": sorted(self.tasks.handlers), "concurrency": self.concurrency},
+            extra={
+                "session": self.session,
+                "capabilities": sorted(self.tasks.handlers),
+                "concurrency": self.concurrency,
+            },
         )
         try:
             await self._stop.wait()
@@ -191,9 +195,11 @@ class Worker:
             self._cancelled.add(key)
             task.cancel()
 
-    async def _execute(self, work: WorkMessage, handler: Handler | None, headers: dict[str, str] | None) -> None:
+    async def _execute(
+        self, work: WorkMessage, handler: Handler | None, headers: dict[str, str] | None
+    ) -> None:
         key = (work.id, work.attempt)
-        attributes = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
+        attributes: dict[str, str | int] = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
             outcome = await self._call(work, handler)
             if key in self._cancelled:
@@ -225,7 +231,9 @@ class Worker:
             status = OutcomeStatus.RELEASED
         except TimeoutError:
             status = OutcomeStatus.TIMEOUT
-            fields["error"] = OutcomeError(type="TimeoutError", message=f"ran past its timeout of {work.timeout_s}s")
+            fields["error"] = OutcomeError(
+                type="TimeoutError", message=f"ran past its timeout of {work.timeout_s}s"
+            )
         except Retry as exc:
             status, fields["retry_delay_ms"] = OutcomeStatus.RETRY, round(exc.delay * 1000)
             fields["error"] = _error(exc)

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jetsched.core.models import JobRecord, JobState
-from jetsched.core.workers import Session, WorkerRegistry
 
 from .routing import pick
+
+if TYPE_CHECKING:
+    from jetsched.core.workers import Session, WorkerRegistry
 
 
 @dataclass(slots=True)

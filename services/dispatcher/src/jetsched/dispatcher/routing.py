@@ -6,9 +6,12 @@ worker carries about eight times the jobs of a 2-slot one; ties go to the larger
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from jetsched.core.workers import Session
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from jetsched.core.workers import Session
 
 
 def pick(sessions: Sequence[Session], load: Callable[[Session], int]) -> Session:

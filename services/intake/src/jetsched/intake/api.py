@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsError
@@ -16,15 +15,17 @@ from nats.errors import Error as NatsError
 from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
 from jetsched.core.models import Control, GetRequest, JobRecord, JobState, ListRequest, ReviveRequest
-from jetsched.core.workers import WorkerRegistry
 
 from .validate import parse
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from nats.aio.client import Client
 
     from jetsched.bus.records import Records
     from jetsched.core.clock import SystemClock
+    from jetsched.core.workers import WorkerRegistry
 
     from .index import JobIndex
 
@@ -76,7 +77,7 @@ class ControlApi:
             return await route(data)
         except NotFound as exc:
             return ApiError(code=ErrorCode.NOT_FOUND, message=f"no job {exc}", field="id")
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
 
     async def get(self, data: bytes) -> Reply:
@@ -132,7 +133,9 @@ class ControlApi:
         for _ in range(CAS_TRIES):
             record, revision = await self.records.get(request.id)
             if record.state is not JobState.DEAD:
-                return ApiError(code=ErrorCode.INVALID_STATE, message=f"job is {record.state}, not dead", field="id")
+                return ApiError(
+                    code=ErrorCode.INVALID_STATE, message=f"job is {record.state}, not dead", field="id"
+                )
             try:
                 await self.records.purge(record.id, revision)
             except Conflict:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jetsched.bus.config import env_int
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
 

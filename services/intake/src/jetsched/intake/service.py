@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
-from jetsched.bus.config import BusConfig
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
+    from jetsched.bus.config import BusConfig
     from jetsched.core.clock import SystemClock
 
 log = logging.getLogger(__name__)
@@ -103,4 +103,3 @@ class _Expirer:
         while True:
             await asyncio.sleep(0.5)
             self.registry.expire(self.clock.now_ms())
-

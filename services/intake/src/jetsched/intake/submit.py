@@ -41,7 +41,9 @@ class Submitter:
         self.clock = clock
         self.max_request_bytes = max_request_bytes
 
-    async def submit(self, capability: str, data: bytes, headers: dict[str, str] | None) -> SubmitReply | ApiError:
+    async def submit(
+        self, capability: str, data: bytes, headers: dict[str, str] | None
+    ) -> SubmitReply | ApiError:
         request = parse_submit(capability, data, self.max_request_bytes)
         if isinstance(request, ApiError):
             return request

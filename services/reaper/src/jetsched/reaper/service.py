@@ -116,7 +116,9 @@ class ReaperService(Service):
         """Whether an outcome report for this job waits in the outcomes stream."""
         assert self.js is not None
         try:
-            await self.js.get_last_msg(subjects.OUTCOMES_STREAM, subjects.outcome(record.capability, record.id))
+            await self.js.get_last_msg(
+                subjects.OUTCOMES_STREAM, subjects.outcome(record.capability, record.id)
+            )
         except NotFoundError:
             return False
         return True
@@ -134,14 +136,22 @@ class ReaperService(Service):
             # Re-check the lease on every retry: only *this* attempt of this session is being rescued.
             states.fence(r, lease.attempt, lease.token)
             if verdict is Verdict.LOST:
-                return states.lose(r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost")
+                return states.lose(
+                    r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost"
+                )
             return states.orphan(r, now)
 
         done = await transition(self.records, record, entry.revision, verb)
         if done is not None:
             log.warning(
-                "rescued job", extra={"job": record.id, "attempt": lease.attempt, "verdict": verdict.value,
-                                      "session": lease.session, "state": done[1].state.value}
+                "rescued job",
+                extra={
+                    "job": record.id,
+                    "attempt": lease.attempt,
+                    "verdict": verdict.value,
+                    "session": lease.session,
+                    "state": done[1].state.value,
+                },
             )
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from jetsched.core.models import JobRecord
-from jetsched.core.workers import WorkerRegistry
+if TYPE_CHECKING:
+    from jetsched.core.models import JobRecord
+    from jetsched.core.workers import WorkerRegistry
 
 #: A claim older than this (seen here) must appear in its live session's heartbeats.
 ORPHAN_GRACE_MS = 1500
@@ -41,8 +43,9 @@ class Running:
     seen_ms: int
 
 
-def sweep(running: dict[str, Running], registry: WorkerRegistry, now_ms: int, started_ms: int) -> list[
-        tuple[Running, Verdict]]:
+def sweep(
+    running: dict[str, Running], registry: WorkerRegistry, now_ms: int, started_ms: int
+) -> list[tuple[Running, Verdict]]:
     """Running jobs whose session is lost, or that their live session does not hold."""
     found: list[tuple[Running, Verdict]] = []
     for entry in running.values():
@@ -54,8 +57,9 @@ def sweep(running: dict[str, Running], registry: WorkerRegistry, now_ms: int, st
         if session is None or not registry.alive(lease.session, now_ms):
             if session is not None or now_ms - watched_since > UNSEEN_SESSION_MS:
                 found.append((entry, Verdict.LOST))
-        elif session.last_seen_ms - watched_since > ORPHAN_GRACE_MS and not _lists(session.heartbeat.running,
-                                                                                  lease.attempt, entry.record.id):
+        elif session.last_seen_ms - watched_since > ORPHAN_GRACE_MS and not _lists(
+            session.heartbeat.running, lease.attempt, entry.record.id
+        ):
             found.append((entry, Verdict.ORPHAN))
     return found
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
-from jetsched.core.clock import Clock
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .wheel import TimingWheel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from jetsched.core.clock import Clock
 
 K = TypeVar("K")
 

@@ -67,7 +67,9 @@ class TimerService(Service):
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
             try:
-                done = await transition(self.records, record, revision, lambda r: states.due(r, self.clock.now_ms()))
+                done = await transition(
+                    self.records, record, revision, lambda r: states.due(r, self.clock.now_ms())
+                )
             except Exception:
                 log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
                 self.driver.arm(record.id, self.clock.now_ms() + 1000)

@@ -1,0 +1,56 @@
+"""The wire models reject what is not in the contract."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from jetsched.core.models import Heartbeat, JobRequest, check_capability
+
+
+class TestJobRequest:
+    def test_defaults(self) -> None:
+        """An empty request is valid: priority 5, five attempts, five-minute timeout."""
+        request = JobRequest.model_validate({})
+        assert (request.priority, request.max_attempts, request.timeout_s) == (5, 5, 300.0)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"priority": 10},
+            {"priority": -1},
+            {"priority": "high"},
+            {"delay_ms": -5},
+            {"unknown": 1},
+            {"backoff": {"base_ms": 1, "nope": 2}},
+            {"run_at": "tomorrow"},
+            {"run_at": "2030-01-01T00:00:00"},
+            {"delay_ms": 10, "run_at": "2030-01-01T00:00:00Z"},
+            {"max_attempts": 0},
+            {"timeout_s": 0},
+            {"key": ""},
+        ],
+    )
+    def test_rejects(self, body: dict[str, object]) -> None:
+        """Out-of-range, unknown, mistyped and contradictory fields are errors."""
+        with pytest.raises(ValidationError):
+            JobRequest.model_validate(body)
+
+
+@pytest.mark.parametrize("name", ["email", "email.send", "img-resize_v2", "a.b.c"])
+def test_capability_accepts(name: str) -> None:
+    """Capabilities are dot-separated tokens of letters, digits, '-' and '_'."""
+    assert check_capability(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "a..b", ".a", "a.", "a b", "a*", "a.>", "x" * 129, "ü"])
+def test_capability_rejects(name: str) -> None:
+    """Wildcards, spaces, empty tokens and over-long names are refused."""
+    with pytest.raises(ValueError, match="capability"):
+        check_capability(name)
+
+
+def test_heartbeat_validates_capabilities() -> None:
+    """A heartbeat naming a wildcard capability is malformed."""
+    with pytest.raises(ValidationError):
+        Heartbeat(worker="w", session="s", capabilities=("a.*",), concurrency=1, interval_ms=500)

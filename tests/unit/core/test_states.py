@@ -1,0 +1,273 @@
+"""The job state machine, verb by verb."""
+
+from __future__ import annotations
+
+import pytest
+
+from jetsched.core import states
+from jetsched.core.errors import Fenced, NotDue, TransitionError
+from jetsched.core.models import (
+    Backoff,
+    ErrorKind,
+    JobRecord,
+    JobRequest,
+    JobState,
+    Outcome,
+    OutcomeError,
+    OutcomeStatus,
+)
+
+NOW = 1_700_000_000_000
+
+
+def accepted(**request: object) -> JobRecord:
+    return states.accept(JobRequest.model_validate(request), "J1", "email", NOW, None)
+
+
+def running(record: JobRecord, token: str = "t1") -> JobRecord:
+    return states.claim(record, "host-1", "s1", token, NOW + 10)
+
+
+def report(record: JobRecord, status: OutcomeStatus, **fields: object) -> Outcome:
+    assert record.lease is not None
+    return Outcome(
+        id=record.id,
+        attempt=record.lease.attempt,
+        token=record.lease.token,
+        session=record.lease.session,
+        status=status,
+        finished_at_ms=NOW + 20,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+class TestAccept:
+    def test_ready_without_delay(self) -> None:
+        """A job with no start time is ready at once, attempt 0."""
+        record = accepted(payload={"a": 1}, priority=7)
+        assert (record.state, record.attempt, record.priority, record.run_at_ms) == (
+            JobState.READY,
+            0,
+            7,
+            NOW,
+        )
+
+    def test_scheduled_with_delay(self) -> None:
+        """delay_ms makes it scheduled until now + delay."""
+        record = accepted(delay_ms=5000)
+        assert (record.state, record.run_at_ms) == (JobState.SCHEDULED, NOW + 5000)
+
+    def test_run_at_in_past_is_ready(self) -> None:
+        """A run_at already past is ready now."""
+        assert accepted(run_at="2000-01-01T00:00:00Z").state is JobState.READY
+
+    def test_run_at_in_future(self) -> None:
+        """run_at is kept to the millisecond."""
+        record = accepted(run_at="2100-01-01T00:00:00.250+01:00")
+        assert record.state is JobState.SCHEDULED
+        assert record.run_at_ms == 4102441200250
+
+
+class TestDue:
+    def test_due_makes_ready(self) -> None:
+        """At its due time a scheduled job becomes ready."""
+        assert states.due(accepted(delay_ms=100), NOW + 100).state is JobState.READY
+
+    def test_never_early(self) -> None:
+        """One millisecond before its due time it is refused."""
+        with pytest.raises(NotDue):
+            states.due(accepted(delay_ms=100), NOW + 99)
+
+    def test_only_scheduled(self) -> None:
+        """A ready job cannot be made due again."""
+        with pytest.raises(TransitionError):
+            states.due(accepted(), NOW)
+
+
+class TestClaim:
+    def test_claim_leases_next_attempt(self) -> None:
+        """A claim increments the attempt and leases it to one session with a token."""
+        record = running(accepted())
+        assert record.state is JobState.RUNNING
+        assert record.attempt == 1
+        assert record.lease is not None
+        assert (record.lease.session, record.lease.attempt, record.lease.token) == ("s1", 1, "t1")
+
+    def test_claim_needs_ready(self) -> None:
+        """A running job cannot be claimed twice."""
+        with pytest.raises(TransitionError):
+            running(running(accepted()))
+
+
+class TestOutcome:
+    def test_success_stores_result(self) -> None:
+        """A fenced success finishes the job with its result and drops the lease."""
+        record = running(accepted())
+        done = states.apply_outcome(
+            record, report(record, OutcomeStatus.SUCCEEDED, result=[1]), NOW + 30, 0.5
+        )
+        assert (done.state, done.result, done.lease, done.finished_at_ms) == (
+            JobState.SUCCEEDED,
+            [1],
+            None,
+            NOW + 30,
+        )
+
+    def test_stale_attempt_is_fenced(self) -> None:
+        """A report from an older attempt is rejected."""
+        record = running(accepted())
+        old = report(record, OutcomeStatus.SUCCEEDED)
+        retried = states.orphan(record, NOW + 40)
+        again = running(retried, token="t2")
+        with pytest.raises(Fenced):
+            states.apply_outcome(again, old, NOW + 50, 0.5)
+
+    def test_wrong_token_is_fenced(self) -> None:
+        """A forged report (right attempt, wrong token) is rejected."""
+        record = running(accepted())
+        forged = report(record, OutcomeStatus.SUCCEEDED).model_copy(update={"token": "guess"})
+        with pytest.raises(Fenced):
+            states.apply_outcome(record, forged, NOW, 0.5)
+
+    def test_failure_retries_after_backoff(self) -> None:
+        """A failure with attempts left schedules a retry after the backoff and records the error."""
+        record = running(accepted(backoff={"base_ms": 1000, "jitter": 0}))
+        error = OutcomeError(type="ValueError", message="bad", traceback="tb")
+        failed = states.apply_outcome(
+            record, report(record, OutcomeStatus.FAILED, error=error), NOW + 100, 0.5
+        )
+        assert failed.state is JobState.SCHEDULED
+        assert failed.run_at_ms == NOW + 1100
+        assert failed.errors[-1].kind is ErrorKind.ERROR
+        assert (failed.errors[-1].type, failed.errors[-1].traceback) == ("ValueError", "tb")
+
+    def test_zero_backoff_retries_ready(self) -> None:
+        """With no delay the retry is ready at once."""
+        record = running(accepted(backoff={"base_ms": 0}))
+        assert (
+            states.apply_outcome(record, report(record, OutcomeStatus.FAILED), NOW, 0.5).state
+            is JobState.READY
+        )
+
+    def test_dead_after_max_attempts(self) -> None:
+        """The last allowed attempt failing makes the job dead, keeping the error history."""
+        record = accepted(max_attempts=2, backoff={"base_ms": 0})
+        for _ in range(2):
+            record = running(record)
+            record = states.apply_outcome(record, report(record, OutcomeStatus.FAILED), NOW, 0.5)
+        assert record.state is JobState.DEAD
+        assert [e.attempt for e in record.errors] == [1, 2]
+
+    def test_fatal_is_dead_at_once(self) -> None:
+        """`Fatal` ends the job whatever attempts remain."""
+        record = running(accepted(max_attempts=10))
+        assert (
+            states.apply_outcome(record, report(record, OutcomeStatus.FATAL), NOW, 0.5).state is JobState.DEAD
+        )
+
+    def test_retry_uses_requested_delay(self) -> None:
+        """`Retry(delay)` schedules exactly that delay."""
+        record = running(accepted())
+        retried = states.apply_outcome(
+            record, report(record, OutcomeStatus.RETRY, retry_delay_ms=1234), NOW, 0.9
+        )
+        assert (retried.state, retried.run_at_ms) == (JobState.SCHEDULED, NOW + 1234)
+        assert retried.errors[-1].kind is ErrorKind.RETRY
+
+    def test_timeout_counts_as_failure(self) -> None:
+        """A timed-out attempt is recorded as a timeout and retried."""
+        record = running(accepted(backoff={"base_ms": 0}))
+        retried = states.apply_outcome(record, report(record, OutcomeStatus.TIMEOUT), NOW, 0.5)
+        assert retried.errors[-1].kind is ErrorKind.TIMEOUT
+
+    def test_release_does_not_use_an_attempt(self) -> None:
+        """A job handed back unrun is ready again with its attempts intact."""
+        record = running(accepted(max_attempts=1))
+        released = states.apply_outcome(record, report(record, OutcomeStatus.RELEASED), NOW, 0.5)
+        assert (released.state, released.attempts_used, released.releases) == (JobState.READY, 0, 1)
+        again = running(released, token="t2")
+        assert again.attempt == 2
+        assert (
+            states.apply_outcome(again, report(again, OutcomeStatus.FAILED), NOW, 0.5).state is JobState.DEAD
+        )
+
+    def test_error_history_is_bounded(self) -> None:
+        """Only the most recent errors are kept."""
+        record = accepted(max_attempts=100, backoff={"base_ms": 0})
+        for _ in range(30):
+            record = running(record)
+            record = states.apply_outcome(record, report(record, OutcomeStatus.FAILED), NOW, 0.5)
+        assert len(record.errors) == 20
+        assert record.errors[-1].attempt == 30
+
+    def test_long_traceback_is_cut(self) -> None:
+        """A huge traceback is stored cut to its end."""
+        record = running(accepted())
+        error = OutcomeError(type="E", message="m", traceback="x" * 10_000 + "END")
+        failed = states.apply_outcome(record, report(record, OutcomeStatus.FAILED, error=error), NOW, 0.5)
+        assert failed.errors[-1].traceback is not None
+        assert len(failed.errors[-1].traceback) == 4000
+        assert failed.errors[-1].traceback.endswith("END")
+
+
+class TestRescue:
+    def test_lost_worker_counts_an_attempt(self) -> None:
+        """A job of a lost session is retried as a failed attempt of kind `lost`."""
+        record = running(accepted(backoff={"base_ms": 0}))
+        lost = states.lose(record, NOW, 0.5, "gone")
+        assert (lost.state, lost.attempts_used, lost.errors[-1].kind) == (JobState.READY, 1, ErrorKind.LOST)
+
+    def test_poison_pill_ends_dead(self) -> None:
+        """A job that keeps losing its workers ends dead instead of looping."""
+        record = accepted(max_attempts=3, backoff={"base_ms": 0})
+        for _ in range(3):
+            record = states.lose(running(record), NOW, 0.5, "gone")
+        assert record.state is JobState.DEAD
+        assert all(e.kind is ErrorKind.LOST for e in record.errors)
+
+    def test_orphan_keeps_attempts(self) -> None:
+        """A claim that never reached its worker is ready again without using an attempt."""
+        orphaned = states.orphan(running(accepted()), NOW)
+        assert (orphaned.state, orphaned.attempts_used, orphaned.lease) == (JobState.READY, 0, None)
+
+
+class TestCancelAndRevive:
+    @pytest.mark.parametrize("delay", [None, 5000])
+    def test_cancel_pending(self, delay: int | None) -> None:
+        """Ready and scheduled jobs can be cancelled."""
+        assert states.cancel(accepted(delay_ms=delay), NOW).state is JobState.CANCELLED
+
+    def test_cancel_running_fences_the_attempt(self) -> None:
+        """After a cancel, the running attempt's report is rejected."""
+        record = running(accepted())
+        cancelled = states.cancel(record, NOW)
+        with pytest.raises(Fenced):
+            states.apply_outcome(cancelled, report(record, OutcomeStatus.SUCCEEDED), NOW, 0.5)
+
+    def test_cancel_terminal_refused(self) -> None:
+        """A finished job cannot be cancelled."""
+        with pytest.raises(TransitionError):
+            states.cancel(states.cancel(accepted(), NOW), NOW)
+
+    def test_revive_grants_fresh_attempts(self) -> None:
+        """A dead job revived is ready with a new budget; its attempt number keeps growing."""
+        record = states.apply_outcome(
+            running(accepted(max_attempts=1)),
+            report(running(accepted(max_attempts=1)), OutcomeStatus.FAILED),
+            NOW,
+            0.5,
+        )
+        assert record.state is JobState.DEAD
+        revived = states.revive(record, NOW + 5, attempts=2)
+        assert (revived.state, revived.max_attempts, revived.finished_at_ms) == (JobState.READY, 3, None)
+        assert running(revived).attempt == 2
+
+    def test_revive_needs_dead(self) -> None:
+        """Only dead jobs are revived."""
+        with pytest.raises(TransitionError):
+            states.revive(accepted(), NOW)
+
+
+def test_backoff_model_defaults() -> None:
+    """The default retry policy starts at one second and doubles."""
+    assert Backoff() == Backoff(base_ms=1000, factor=2.0, max_ms=600_000, jitter=0.2)

@@ -1,0 +1,112 @@
+"""The dispatch board: priority order, capacity, balance."""
+
+from __future__ import annotations
+
+from jetsched.core import states
+from jetsched.core.ids import UlidFactory
+from jetsched.core.models import Heartbeat, JobRecord, JobRequest
+from jetsched.core.workers import WorkerRegistry
+from jetsched.dispatcher.queues import Board
+
+NOW = 1_700_000_000_000
+ids = UlidFactory()
+
+
+def job(priority: int = 5, capability: str = "a") -> JobRecord:
+    return states.accept(JobRequest(priority=priority), ids.new(NOW), capability, NOW, None)
+
+
+def registry(*sessions: tuple[str, int, tuple[str, ...]]) -> WorkerRegistry:
+    reg = WorkerRegistry()
+    for session, concurrency, capabilities in sessions:
+        hb = Heartbeat(
+            worker="w", session=session, capabilities=capabilities, concurrency=concurrency, interval_ms=500
+        )
+        reg.observe(hb, NOW)
+    return reg
+
+
+def board_with(*records: JobRecord) -> Board:
+    board = Board()
+    for revision, record in enumerate(records, start=1):
+        board.observe(record.id, revision, record)
+    return board
+
+
+def test_priority_then_fifo() -> None:
+    """Higher priority first; equal priorities in submission order."""
+    low, high, mid1, mid2 = job(1), job(9), job(5), job(5)
+    board = board_with(low, high, mid1, mid2)
+    claims = board.plan(registry(("s1", 10, ("a",))), limit=10)
+    assert [c.record.id for c in claims] == [high.id, mid1.id, mid2.id, low.id]
+
+
+def test_never_more_than_free_slots() -> None:
+    """A worker is planned at most its concurrency, counting what it already holds."""
+    board = board_with(*(job() for _ in range(5)))
+    reg = registry(("s1", 2, ("a",)))
+    assert len(board.plan(reg, limit=10)) == 2
+    assert board.plan(reg, limit=10) == []
+
+
+def test_claim_won_then_finished_frees_slot() -> None:
+    """A slot comes back when the feed shows the job left running."""
+    first, second = job(), job()
+    board = board_with(first, second)
+    reg = registry(("s1", 1, ("a",)))
+    (claim,) = board.plan(reg, limit=10)
+    claimed = states.claim(claim.record, "w", "s1", "t", NOW)
+    board.settle(claim, 10)
+    board.observe(claimed.id, 10, claimed)
+    assert board.plan(reg, limit=10) == []
+    board.observe(claimed.id, 11, states.cancel(claimed, NOW))
+    assert [c.record.id for c in board.plan(reg, limit=10)] == [second.id]
+
+
+def test_lost_cas_requeues() -> None:
+    """A claim that lost its CAS goes back in line."""
+    record = job()
+    board = board_with(record)
+    reg = registry(("s1", 1, ("a",)))
+    (claim,) = board.plan(reg, limit=10)
+    board.settle(claim, None)
+    assert [c.record.id for c in board.plan(reg, limit=10)] == [record.id]
+
+
+def test_stale_feed_update_ignored() -> None:
+    """An update older than what the board knows changes nothing."""
+    record = job()
+    board = board_with(record)
+    running = states.claim(record, "w", "s1", "t", NOW)
+    board.observe(record.id, 5, running)
+    assert not board.observe(record.id, 1, record)
+    assert board.ready == {}
+
+
+def test_only_capable_workers() -> None:
+    """Jobs go only to sessions with their capability."""
+    board = board_with(job(capability="b"))
+    assert board.plan(registry(("s1", 5, ("a",))), limit=10) == []
+    (claim,) = board.plan(registry(("s2", 5, ("b",))), limit=10)
+    assert claim.session.id == "s2"
+
+
+def test_least_loaded_relative_to_capacity() -> None:
+    """Under load a 16-slot worker gets eight times the jobs of a 2-slot one."""
+    board = board_with(*(job() for _ in range(18)))
+    claims = board.plan(registry(("small", 2, ("a",)), ("big", 16, ("a",))), limit=100)
+    counts = {"small": 0, "big": 0}
+    for claim in claims:
+        counts[claim.session.id] += 1
+    assert counts == {"small": 2, "big": 16}
+
+
+def test_worker_reported_load_counts() -> None:
+    """Jobs a worker says it holds (claimed by another replica) count against its slots."""
+    board = board_with(job())
+    reg = WorkerRegistry()
+    hb = Heartbeat(
+        worker="w", session="s1", capabilities=("a",), concurrency=1, interval_ms=500, running=(("X", 1),)
+    )
+    reg.observe(hb, NOW)
+    assert board.plan(reg, limit=10) == []

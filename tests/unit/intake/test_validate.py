@@ -1,0 +1,74 @@
+"""Submit validation: every bad input gets one structured error naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from jetsched.core.errors import ApiError, ErrorCode
+from jetsched.core.models import JobRequest
+from jetsched.intake.validate import parse_submit
+
+LIMIT = 1024
+
+
+def error(capability: str, body: bytes) -> ApiError:
+    result = parse_submit(capability, body, LIMIT)
+    assert isinstance(result, ApiError), result
+    return result
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (b"{not json", ErrorCode.INVALID_JSON, None),
+        (b'{"payload": 1', ErrorCode.INVALID_JSON, None),
+        (b"\xff\xfe", ErrorCode.INVALID_JSON, None),
+        (b"[1, 2]", ErrorCode.INVALID_JSON, None),
+        (b'"text"', ErrorCode.INVALID_JSON, None),
+        (b'{"priority": 11}', ErrorCode.INVALID_FIELD, "priority"),
+        (b'{"priority": "urgent"}', ErrorCode.INVALID_FIELD, "priority"),
+        (b'{"colour": "red"}', ErrorCode.INVALID_FIELD, "colour"),
+        (b'{"backoff": {"factor": 0.5}}', ErrorCode.INVALID_FIELD, "backoff.factor"),
+        (b'{"run_at": "next tuesday"}', ErrorCode.INVALID_FIELD, "run_at"),
+        (b'{"delay_ms": 1, "run_at": "2030-01-01T00:00:00Z"}', ErrorCode.INVALID_FIELD, None),
+        (b'{"max_attempts": 1e9}', ErrorCode.INVALID_FIELD, "max_attempts"),
+    ],
+)
+def test_bad_bodies(body: bytes, code: ErrorCode, field: str | None) -> None:
+    """Malformed JSON, wrong types, unknown and out-of-range fields each get a code and a field."""
+    got = error("email", body)
+    assert got.code is code
+    assert got.message
+    if field is not None:
+        assert got.field == field
+
+
+def test_unknown_field_is_named() -> None:
+    """An unknown field's message says which."""
+    assert error("email", b'{"priorty": 3}').message == "unknown field 'priorty'"
+
+
+def test_oversized_is_refused_before_parsing() -> None:
+    """A body over the limit is refused by size, however broken its content."""
+    got = error("email", b"{" + b"x" * LIMIT)
+    assert got.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert str(LIMIT) in got.message
+
+
+@pytest.mark.parametrize("capability", ["", "a..b", "a*", "x" * 200])
+def test_bad_capability(capability: str) -> None:
+    """The capability from the subject is checked first."""
+    got = error(capability, b"{}")
+    assert (got.code, got.field) == (ErrorCode.INVALID_CAPABILITY, "capability")
+
+
+def test_empty_body_means_defaults() -> None:
+    """No body is a job with no payload and default options."""
+    assert parse_submit("email", b"", LIMIT) == JobRequest()
+
+
+def test_deeply_nested_payload_does_not_crash() -> None:
+    """Hostile nesting is an error or a value, never an exception."""
+    body = b'{"payload": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    result = parse_submit("email", body, 100_000)
+    assert isinstance(result, ApiError | JobRequest)

@@ -1,0 +1,66 @@
+"""Which running jobs are lost or orphaned."""
+
+from __future__ import annotations
+
+from jetsched.core import states
+from jetsched.core.models import Heartbeat, JobRequest
+from jetsched.core.workers import WorkerRegistry
+from jetsched.reaper.sweeps import Running, Verdict, sweep
+
+T0 = 1_000_000
+
+
+def running_job(job_id: str = "J1", session: str = "s1") -> Running:
+    record = states.accept(JobRequest(), job_id, "a", T0, None)
+    return Running(states.claim(record, "w", session, "tok", T0), revision=2, seen_ms=T0)
+
+
+def beat(reg: WorkerRegistry, at: int, held: tuple[tuple[str, int], ...] = ()) -> None:
+    hb = Heartbeat(
+        worker="w", session="s1", capabilities=("a",), concurrency=4, interval_ms=500, running=held
+    )
+    reg.observe(hb, at)
+
+
+def test_healthy_job_left_alone() -> None:
+    """A job its live session lists is never rescued, however long it runs."""
+    reg = WorkerRegistry()
+    entry = running_job()
+    for at in range(T0, T0 + 3_600_000, 500):
+        beat(reg, at, (("J1", 1),))
+        assert sweep({"J1": entry}, reg, at, T0) == []
+
+
+def test_silent_session_is_lost() -> None:
+    """Once its session misses its deadline, the job is lost."""
+    reg = WorkerRegistry()
+    beat(reg, T0, (("J1", 1),))
+    entry = running_job()
+    assert sweep({"J1": entry}, reg, T0 + 2000, T0) == []
+    assert sweep({"J1": entry}, reg, T0 + 2001, T0) == [(entry, Verdict.LOST)]
+
+
+def test_unseen_session_gets_grace_from_start() -> None:
+    """A session never heard from is judged only after a deadline's worth of watching."""
+    reg = WorkerRegistry()
+    entry = running_job()
+    started = T0 + 10_000
+    assert sweep({"J1": entry}, reg, started + 1999, started) == []
+    assert sweep({"J1": entry}, reg, started + 2001, started) == [(entry, Verdict.LOST)]
+
+
+def test_orphan_when_live_session_does_not_list_it() -> None:
+    """A live session whose later heartbeats omit the job makes it an orphan suspect."""
+    reg = WorkerRegistry()
+    entry = running_job()
+    beat(reg, T0 + 1000)
+    assert sweep({"J1": entry}, reg, T0 + 1000, T0) == []
+    beat(reg, T0 + 1600)
+    assert sweep({"J1": entry}, reg, T0 + 1600, T0) == [(entry, Verdict.ORPHAN)]
+
+
+def test_older_attempt_listed_is_still_orphan() -> None:
+    """Holding the previous attempt does not hold this one."""
+    reg = WorkerRegistry()
+    beat(reg, T0 + 2000, (("J1", 0),))
+    assert sweep({"J1": running_job()}, reg, T0 + 2000, T0)[0][1] is Verdict.ORPHAN
