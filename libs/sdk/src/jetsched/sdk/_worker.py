@@ -104,12 +104,11 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
         js = nc.jetstream()
-        work = await nc.subscribe(subjects.work("*", self.session), cb=self._on_work)
-        if any("." in capability for capability in self.tasks.handlers):
-            extra = await nc.subscribe(subjects.work("*.>", self.session), cb=self._on_work)
-        else:
-            extra = None
-        control = await nc.subscribe(subjects.control(self.session), cb=self._on_control)
+        subscriptions = [
+            await nc.subscribe(subjects.work(capability, self.session), cb=self._on_work)
+            for capability in self.tasks.handlers
+        ]
+        subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))
         self._js = js
         beats = asyncio.create_task(self._heartbeats())
         log.info(
@@ -127,10 +126,9 @@ class Worker:
             await self._drain()
         finally:
             beats.cancel()
-            for sub in (work, extra, control):
-                if sub is not None:
-                    with contextlib.suppress(NatsError):
-                        await sub.unsubscribe()
+            for sub in subscriptions:
+                with contextlib.suppress(NatsError):
+                    await sub.unsubscribe()
             with contextlib.suppress(NatsError):
                 await nc.drain()
             self._threads.shutdown(wait=False, cancel_futures=True)

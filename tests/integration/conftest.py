@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class Executions:
+    """What handlers ran, kept outside NATS: (job id, attempt) in order."""
+
+    runs: list[tuple[str, int]] = field(default_factory=list)
+
+    def record(self, job_id: str, attempt: int) -> None:
+        self.runs.append((job_id, attempt))
+
+    def per_job(self) -> Counter[str]:
+        return Counter(job_id for job_id, _ in self.runs)
+
+
+@pytest.fixture
+def executions() -> Executions:
+    return Executions()

@@ -1,0 +1,292 @@
+"""The whole one-off job lifecycle through the four services and a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from jetsched.devkit.nats_server import NatsServer
+from jetsched.devkit.stack import Stack, running_worker
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, Fatal, Job, Retry, Tasks
+
+from .conftest import Executions
+
+FAST = {"base_ms": 20, "factor": 2.0, "jitter": 0.0}
+
+
+async def test_success(stack: Stack, client: Client, nats_server: NatsServer, executions: Executions) -> None:
+    """A job runs once on a capable worker; its result and timestamps are stored."""
+    tasks = Tasks()
+
+    @tasks.task("math.add")
+    async def add(job: Job) -> int:
+        executions.record(job.id, job.attempt)
+        return int(sum(job.payload))
+
+    async with running_worker(tasks, nats_server.url):
+        reply = await client.submit("math.add", [1, 2, 3])
+        record = await client.wait(reply.id)
+    assert (record["state"], record["result"], record["attempt"]) == ("succeeded", 6, 1)
+    assert record["created_at_ms"] <= record["started_at_ms"] <= record["finished_at_ms"]
+    assert executions.runs == [(reply.id, 1)]
+
+
+async def test_sync_handler_runs_in_thread(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A plain `def` handler runs off the event loop."""
+    tasks = Tasks()
+
+    @tasks.task("blocking")
+    def blocking(job: Job) -> str:
+        time.sleep(0.01)
+        return threading.current_thread().name
+
+    async with running_worker(tasks, nats_server.url):
+        record = await client.wait((await client.submit("blocking")).id)
+    assert record["result"].startswith("jetsched-job")
+
+
+async def test_retries_with_backoff_then_dead(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A failing job is retried after growing delays, then dead with its whole error history."""
+    tasks = Tasks()
+    starts: list[float] = []
+
+    @tasks.task("flaky")
+    async def flaky(job: Job) -> None:
+        starts.append(time.monotonic())
+        raise ValueError(f"failure {job.attempt}")
+
+    async with running_worker(tasks, nats_server.url):
+        reply = await client.submit("flaky", max_attempts=3, backoff={**FAST, "base_ms": 100})
+        record = await client.wait(reply.id)
+    assert record["state"] == "dead"
+    assert [(e["attempt"], e["kind"], e["message"]) for e in record["errors"]] == [
+        (1, "error", "failure 1"),
+        (2, "error", "failure 2"),
+        (3, "error", "failure 3"),
+    ]
+    assert "ValueError" in record["errors"][0]["traceback"]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 0.1
+    assert gaps[1] >= 0.2
+    view = await client.get(reply.id)
+    assert view["last_error"]["message"] == "failure 3"
+
+
+async def test_flaky_succeeds_on_retry(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A job that fails twice then succeeds ends succeeded on attempt 3."""
+    tasks = Tasks()
+
+    @tasks.task("flaky")
+    async def flaky(job: Job) -> int:
+        if job.attempt < 3:
+            raise RuntimeError("not yet")
+        return job.attempt
+
+    async with running_worker(tasks, nats_server.url):
+        record = await client.wait((await client.submit("flaky", backoff=FAST)).id)
+    assert (record["state"], record["result"], len(record["errors"])) == ("succeeded", 3, 2)
+
+
+async def test_fatal_and_retry_after(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """`Fatal` goes dead at once; `Retry(delay)` runs again no sooner than asked."""
+    tasks = Tasks()
+    starts: dict[int, float] = {}
+
+    @tasks.task("fatal")
+    async def fatal(job: Job) -> None:
+        raise Fatal("bad input")
+
+    @tasks.task("later")
+    async def later(job: Job) -> int:
+        starts[job.attempt] = time.monotonic()
+        if job.attempt == 1:
+            raise Retry(delay=0.3)
+        return job.attempt
+
+    async with running_worker(tasks, nats_server.url):
+        dead = await client.wait((await client.submit("fatal", max_attempts=10)).id)
+        done = await client.wait((await client.submit("later")).id)
+    assert (dead["state"], dead["attempt"], dead["errors"][0]["kind"]) == ("dead", 1, "fatal")
+    assert (done["state"], done["result"]) == ("succeeded", 2)
+    assert starts[2] - starts[1] >= 0.3
+
+
+async def test_timeout(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """An attempt past its timeout is cancelled and recorded as a timeout."""
+    tasks = Tasks()
+
+    @tasks.task("slow")
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(30)
+
+    async with running_worker(tasks, nats_server.url):
+        record = await client.wait((await client.submit("slow", timeout=0.2, max_attempts=1)).id)
+    assert record["state"] == "dead"
+    assert record["errors"][0]["kind"] == "timeout"
+
+
+async def test_delayed_never_early(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """Delayed and run_at jobs start at or after their due time, not before."""
+    tasks = Tasks()
+    started: dict[str, int] = {}
+
+    @tasks.task("at")
+    async def at(job: Job) -> None:
+        started[job.id] = int(time.time() * 1000)
+
+    async with running_worker(tasks, nats_server.url):
+        replies = [await client.submit("at", delay=d) for d in (0.05, 0.2, 0.4, 0.2, 0.05)]
+        records = [await client.wait(r.id) for r in replies]
+    for record in records:
+        assert record["started_at_ms"] >= record["run_at_ms"]
+        assert started[record["id"]] >= record["run_at_ms"]
+
+
+async def test_waits_for_a_capable_worker(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A job with no capable worker waits, says why, and runs when one arrives."""
+    tasks = Tasks()
+
+    @tasks.task("other")
+    async def other(job: Job) -> None: ...
+
+    rare = Tasks()
+
+    @rare.task("rare")
+    async def handle(job: Job) -> str:
+        return "ran"
+
+    async with running_worker(tasks, nats_server.url):
+        reply = await client.submit("rare")
+        await asyncio.sleep(0.3)  # give a wrong dispatch the chance to happen
+        view = await client.get(reply.id)
+        assert view["job"]["state"] == "ready"
+        assert view["waiting"] == "no live worker with capability 'rare'"
+        async with running_worker(rare, nats_server.url):
+            record = await client.wait(reply.id)
+    assert record["result"] == "ran"
+
+
+async def test_priority_order_one_slot(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """With one slot, queued jobs run highest priority first, FIFO within a priority."""
+    tasks = Tasks()
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    @tasks.task("p")
+    async def p(job: Job) -> None:
+        if job.payload == "gate":
+            await gate.wait()
+        else:
+            order.append(job.payload)
+
+    async with running_worker(tasks, nats_server.url, concurrency=1):
+        first = await client.submit("p", "gate", priority=9)
+        await eventually(lambda: client.get(first.id), what="gate job stored")
+        await eventually(
+            lambda: _state_is(client, first.id, "running"), what="gate job running", timeout=10
+        )
+        replies = [await client.submit("p", n, priority=n % 10) for n in (3, 7, 1, 9, 7, 0, 5)]
+        gate.set()
+        for reply in replies:
+            await client.wait(reply.id)
+    assert order == [9, 7, 7, 5, 3, 1, 0]
+
+
+async def _state_is(client: Client, job_id: str, state: str) -> bool:
+    return bool((await client.get(job_id))["job"]["state"] == state)
+
+
+async def test_concurrency_never_exceeded(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """No worker ever runs more jobs at once than it declared."""
+    tasks = Tasks()
+    now_running = 0
+    peak = 0
+
+    @tasks.task("c")
+    async def c(job: Job) -> None:
+        nonlocal now_running, peak
+        now_running += 1
+        peak = max(peak, now_running)
+        await asyncio.sleep(0.02)
+        now_running -= 1
+
+    async with running_worker(tasks, nats_server.url, concurrency=3):
+        replies = await asyncio.gather(*(client.submit("c") for _ in range(40)))
+        for reply in replies:
+            await client.wait(reply.id)
+    assert peak == 3
+
+
+async def test_cancel(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """Cancelling a scheduled job stops it; cancelling a running one reaches its handler."""
+    tasks = Tasks()
+    entered = asyncio.Event()
+    interrupted = asyncio.Event()
+
+    @tasks.task("long")
+    async def long(job: Job) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            interrupted.set()
+            raise
+
+    async with running_worker(tasks, nats_server.url):
+        later = await client.submit("long", delay=60)
+        assert (await client.cancel(later.id))["state"] == "cancelled"
+        now = await client.submit("long")
+        await asyncio.wait_for(entered.wait(), 10)
+        assert (await client.cancel(now.id))["state"] == "cancelled"
+        await asyncio.wait_for(interrupted.wait(), 10)
+        view = await client.get(now.id)
+    assert view["job"]["state"] == "cancelled"
+    with pytest.raises(Exception, match="invalid_state"):
+        await client.cancel(now.id)
+
+
+async def test_dead_letters(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """Dead jobs are listed, can be retried (and then succeed), and purged."""
+    tasks = Tasks()
+    healed = False
+
+    @tasks.task("d")
+    async def d(job: Job) -> str:
+        if not healed:
+            raise ValueError("broken")
+        return "fixed"
+
+    async with running_worker(tasks, nats_server.url):
+        first = await client.submit("d", max_attempts=1)
+        second = await client.submit("d", max_attempts=1)
+        await client.wait(first.id)
+        await client.wait(second.id)
+        dead = await client.dead()
+        assert {j["id"] for j in dead["jobs"]} == {first.id, second.id}
+        healed = True
+        assert (await client.retry_dead(first.id))["state"] == "ready"
+        record = await client.wait(first.id)
+        assert (record["state"], record["result"], record["attempt"]) == ("succeeded", "fixed", 2)
+        assert (await client.purge_dead(second.id))["purged"] is True
+        with pytest.raises(Exception, match="not_found"):
+            await client.get(second.id)
+    assert [j["id"] for j in (await client.dead())["jobs"]] == []
+
+
+async def test_list_pages(stack: Stack, client: Client) -> None:
+    """Listing by state and capability pages through jobs in submission order."""
+    ids = [(await client.submit("x" if n % 2 else "y", delay=60)).id for n in range(7)]
+    await eventually(lambda: _count(client, "x", 3), what="index caught up")
+    first = await client.list(state="scheduled", capability="x", limit=2)
+    second = await client.list(state="scheduled", capability="x", limit=2, after=first["next"])
+    listed = [j["id"] for j in first["jobs"] + second["jobs"]]
+    assert listed == [i for n, i in enumerate(ids) if n % 2]
+    assert second["next"] is None
+
+
+async def _count(client: Client, capability: str, n: int) -> bool:
+    return len((await client.list(capability=capability))["jobs"]) == n

@@ -1,0 +1,112 @@
+"""Submitting over NATS: accepted means stored; bad input is refused whole; keys deduplicate."""
+
+from __future__ import annotations
+
+import nats
+import orjson
+import pytest
+
+from jetsched.core import subjects
+from jetsched.devkit.nats_server import NatsServer
+from jetsched.devkit.stack import Stack
+from jetsched.sdk import Client, JetschedApiError
+
+
+async def bare_request(url: str, subject: str, body: bytes) -> dict[str, object]:
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request(subject, body, timeout=5)
+    finally:
+        await nc.close()
+    data: dict[str, object] = orjson.loads(reply.data)
+    return data
+
+
+async def stored_count(url: str) -> int:
+    nc = await nats.connect(url)
+    info = await nc.jetstream().stream_info(subjects.kv_stream(subjects.JOBS_BUCKET))
+    await nc.close()
+    return info.state.messages
+
+
+async def test_bare_client_submit_and_get(stack: Stack, nats_server: NatsServer) -> None:
+    """A client speaking only the JSON contract submits and reads back the stored record."""
+    reply = await bare_request(
+        nats_server.url, "jetsched.submit.email.send", b'{"payload": {"to": "a@b.c"}, "priority": 8}'
+    )
+    assert set(reply) == {"id", "state", "duplicate"}
+    assert (reply["state"], reply["duplicate"]) == ("ready", False)
+    view = await bare_request(nats_server.url, "jetsched.api.jobs.get", orjson.dumps({"id": reply["id"]}))
+    job = view["job"]
+    assert isinstance(job, dict)
+    assert (job["capability"], job["payload"], job["priority"]) == ("email.send", {"to": "a@b.c"}, 8)
+    assert view["waiting"] == "no live worker with capability 'email.send'"
+
+
+async def test_delayed_submit_is_scheduled(stack: Stack, client: Client) -> None:
+    """A delayed job is accepted as scheduled."""
+    assert (await client.submit("a", delay=60)).state == "scheduled"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "code", "field"),
+    [
+        ("jetsched.submit.a", b"{oops", "invalid_json", None),
+        ("jetsched.submit.a", b'{"payload": 1, "extra": true}', "invalid_field", "extra"),
+        ("jetsched.submit.a", b'{"priority": 99}', "invalid_field", "priority"),
+        ("jetsched.submit.a", b'{"priority": [1]}', "invalid_field", "priority"),
+        ("jetsched.submit.a", b'{"run_at": "soon"}', "invalid_field", "run_at"),
+        ("jetsched.submit.a", b'{"payload": "' + b"x" * 300_000 + b'"}', "payload_too_large", None),
+        ("jetsched.submit.h\u00e9llo", b"{}", "invalid_capability", "capability"),
+        ("jetsched.submit." + "x" * 200, b"{}", "invalid_capability", "capability"),
+        ("jetsched.api.jobs.get", b'{"id": 5}', "invalid_field", "id"),
+        ("jetsched.api.jobs.get", b'{"id": "NOPE"}', "not_found", "id"),
+        ("jetsched.api.jobs.list", b'{"state": "sleeping"}', "invalid_field", "state"),
+        ("jetsched.api.nothing", b"{}", "unknown_api", "subject"),
+    ],
+)
+async def test_bad_input_refused_nothing_stored(
+    stack: Stack, nats_server: NatsServer, subject: str, body: bytes, code: str, field: str | None
+) -> None:
+    """Each bad request gets a structured error; nothing is stored; the service keeps serving."""
+    reply = await bare_request(nats_server.url, subject, body)
+    error = reply["error"]
+    assert isinstance(error, dict)
+    assert error["code"] == code
+    assert error["message"]
+    if field is not None:
+        assert error["field"] == field
+    assert await stored_count(nats_server.url) == 0
+    ok = await bare_request(nats_server.url, "jetsched.submit.a", b"{}")
+    assert ok["state"] == "ready"
+
+
+async def test_idempotency_key(stack: Stack, client: Client) -> None:
+    """A second submit with the same key returns the first job and creates nothing."""
+    first = await client.submit("a", {"n": 1}, key="order-42")
+    second = await client.submit("a", {"n": 2}, key="order-42")
+    assert second.id == first.id
+    assert (first.duplicate, second.duplicate) == (False, True)
+    other = await client.submit("b", {"n": 1}, key="order-42")
+    assert other.id != first.id
+    assert len((await client.list())["jobs"]) == 2
+
+
+async def test_half_done_keyed_submit_is_completed(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A key entry left without its job (intake died between the two creates) is finished by the retry."""
+    from jetsched.intake.submit import key_id
+
+    nc = await nats.connect(nats_server.url)
+    kv = await nc.jetstream().key_value(subjects.KEYS_BUCKET)
+    await kv.create(key_id("a", "k1"), b"01JORPHANED0000000000000000")
+    await nc.close()
+    reply = await client.submit("a", key="k1")
+    assert (reply.id, reply.duplicate) == ("01JORPHANED0000000000000000", False)
+    assert (await client.submit("a", key="k1")).duplicate
+
+
+async def test_sdk_raises_structured_error(stack: Stack, client: Client) -> None:
+    """The SDK turns an error reply into JetschedApiError with code and field."""
+    with pytest.raises(JetschedApiError) as info:
+        await client.submit("a", priority=12)
+    assert (info.value.code, info.value.field) == ("invalid_field", "priority")
