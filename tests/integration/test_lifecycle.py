@@ -186,9 +186,7 @@ async def test_priority_order_one_slot(stack: Stack, client: Client, nats_server
     async with running_worker(tasks, nats_server.url, concurrency=1):
         first = await client.submit("p", "gate", priority=9)
         await eventually(lambda: client.get(first.id), what="gate job stored")
-        await eventually(
-            lambda: _state_is(client, first.id, "running"), what="gate job running", timeout=10
-        )
+        await eventually(lambda: _state_is(client, first.id, "running"), what="gate job running", timeout=10)
         replies = [await client.submit("p", n, priority=n % 10) for n in (3, 7, 1, 9, 7, 0, 5)]
         gate.set()
         for reply in replies:

@@ -92,7 +92,9 @@ async def test_idempotency_key(stack: Stack, client: Client) -> None:
     assert len((await client.list())["jobs"]) == 2
 
 
-async def test_half_done_keyed_submit_is_completed(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+async def test_half_done_keyed_submit_is_completed(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
     """A key entry left without its job (intake died between the two creates) is finished by the retry."""
     from jetsched.intake.submit import key_id
 

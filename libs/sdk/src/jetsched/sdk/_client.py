@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from nats.errors import NoRespondersError
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
@@ -61,7 +62,17 @@ class Client:
     async def request(self, subject: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         """Send one request; return the decoded reply or raise `JetschedApiError`."""
         assert self._nc is not None, "use `async with Client(...)` or call connect() first"
-        reply = await self._nc.request(subject, orjson.dumps(body), timeout=self.timeout, headers=headers)
+        payload = orjson.dumps(body)
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while True:
+            try:
+                reply = await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
+                break
+            except NoRespondersError:
+                # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         data = orjson.loads(reply.data)
         if isinstance(data, dict) and "error" in data:
             error = data["error"]
