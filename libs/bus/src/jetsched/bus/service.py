@@ -54,11 +54,26 @@ class Service(ABC):
     def stop(self) -> None:
         self._stop.set()
 
+    async def _declare(self, js: JetStreamContext) -> None:
+        # A cluster still electing its leaders (or a replica count it cannot place yet) refuses
+        # declarations for a while; keep trying, so services can start in any order.
+        delay = 0.1
+        while True:
+            try:
+                await topology.declare(js, self.bus.replicas)
+                return
+            except Exception as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def run(self) -> None:
         nc = await connect(self.bus.nats_url, f"jetsched-{self.name}")
         try:
             js = nc.jetstream()
-            await topology.declare(js, self.bus.replicas)
+            await self._declare(js)
             actors = await self.setup(nc, js)
             supervised = asyncio.create_task(Supervisor().run(actors))
             stopping = asyncio.create_task(self._stop.wait())

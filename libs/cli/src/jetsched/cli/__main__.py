@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jetsched", description=__doc__)
     parser.add_argument("--nats", default=BusConfig.from_env().nats_url, help="NATS URL [JETSCHED_NATS_URL]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--request-timeout",
+        type=parse_duration,
+        default=5.0,
+        help="how long to wait for a reply (default 5s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="run the handlers a module registers with @task")
@@ -96,7 +102,7 @@ async def run_worker(args: argparse.Namespace) -> None:
 
 
 async def run_client(args: argparse.Namespace) -> Any:
-    async with Client(args.nats) as client:
+    async with Client(args.nats, timeout=args.request_timeout) as client:
         command = args.command
         if command == "submit":
             reply = await client.submit(

@@ -52,7 +52,9 @@ class Client:
 
     async def connect(self) -> None:
         if self._nc is None:
-            self._nc = await connect(self.nats_url, "jetsched-client")
+            # Reconnects go on forever once connected; the first connection must not wait forever.
+            async with asyncio.timeout(self.timeout):
+                self._nc = await connect(self.nats_url, "jetsched-client")
 
     async def close(self) -> None:
         if self._nc is not None and self._owned:
