@@ -14,8 +14,8 @@ help:  ## list the verbs
 $(VENV)/.installed: $(addsuffix /pyproject.toml,$(PACKAGES)) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q --no-build-isolation --config-settings editable_mode=compat \
-		$(addprefix -e ,$(PACKAGES)) -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-build-isolation \
+		$(addprefix -e ,$(PACKAGES)) --group dev
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install every package (editable) with dev tools

@@ -8,9 +8,12 @@ interval, cluster name, limits) is exactly what is deployed.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .nats_server import NatsServer, free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _PORT = re.compile(r"(?<=[:\s])(4\d{3}|6\d{3}|8\d{3})\b")
 _HOST = re.compile(r"jetsched-nats-\d(?=:)")
