@@ -39,7 +39,7 @@ lint: $(VENV)/.installed  ## ruff and mypy
 
 fmt: $(VENV)/.installed  ## format the code
 	$(BIN)/ruff format $(SOURCES)
-	$(BIN)/ruff check --fix $(SOURCES)
+	$(BIN)/ruff check --fix --unsafe-fixes $(SOURCES)
 
 typecheck: $(VENV)/.installed  ## mypy --strict
 	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))

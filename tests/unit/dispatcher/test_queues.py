@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jetsched.core import states
+from jetsched.core.changes import Change
 from jetsched.core.ids import UlidFactory
 from jetsched.core.models import Heartbeat, JobRecord, JobRequest
 from jetsched.core.workers import WorkerRegistry
@@ -29,7 +30,7 @@ def registry(*sessions: tuple[str, int, tuple[str, ...]]) -> WorkerRegistry:
 def board_with(*records: JobRecord) -> Board:
     board = Board()
     for revision, record in enumerate(records, start=1):
-        board.observe(record.id, revision, record)
+        board.observe(Change.of(record, revision))
     return board
 
 
@@ -57,9 +58,9 @@ def test_claim_won_then_finished_frees_slot() -> None:
     (claim,) = board.plan(reg, limit=10)
     claimed = states.claim(claim.record, "w", "s1", "t", NOW)
     board.settle(claim, 10)
-    board.observe(claimed.id, 10, claimed)
+    board.observe(Change.of(claimed, 10))
     assert board.plan(reg, limit=10) == []
-    board.observe(claimed.id, 11, states.cancel(claimed, NOW))
+    board.observe(Change.of(states.cancel(claimed, NOW), 11))
     assert [c.record.id for c in board.plan(reg, limit=10)] == [second.id]
 
 
@@ -78,8 +79,8 @@ def test_stale_feed_update_ignored() -> None:
     record = job()
     board = board_with(record)
     running = states.claim(record, "w", "s1", "t", NOW)
-    board.observe(record.id, 5, running)
-    assert not board.observe(record.id, 1, record)
+    board.observe(Change.of(running, 5))
+    assert not board.observe(Change.of(record, 1))
     assert board.ready == {}
 
 
@@ -101,12 +102,9 @@ def test_least_loaded_relative_to_capacity() -> None:
     assert counts == {"small": 2, "big": 16}
 
 
-def test_worker_reported_load_counts() -> None:
-    """Jobs a worker says it holds (claimed by another replica) count against its slots."""
+def test_claims_by_other_replicas_count() -> None:
+    """Jobs the feed shows leased to a session (by any replica) count against its slots."""
+    other = states.claim(job(), "w", "s1", "t", NOW)
     board = board_with(job())
-    reg = WorkerRegistry()
-    hb = Heartbeat(
-        worker="w", session="s1", capabilities=("a",), concurrency=1, interval_ms=500, running=(("X", 1),)
-    )
-    reg.observe(hb, NOW)
-    assert board.plan(reg, limit=10) == []
+    board.observe(Change.of(other, 99))
+    assert board.plan(registry(("s1", 1, ("a",))), limit=10) == []

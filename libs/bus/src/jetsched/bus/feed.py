@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING
 from nats.js import api
 
 from jetsched.core import subjects
-from jetsched.core.models import JobRecord
-
-from .records import decode
+from jetsched.core.changes import Change
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -32,8 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Called with (job id, revision, record or None when the key was purged).
-FeedHandler = Callable[[str, int, JobRecord | None], None]
+FeedHandler = Callable[[Change], None]
 
 
 class RecordFeed:
@@ -72,8 +69,11 @@ class RecordFeed:
         key = msg.subject[self._prefix_len :]
         headers = msg.headers
         try:
-            record = None if headers and "KV-Operation" in headers else decode(msg.data)
-            self._handler(key, seq, record)
+            if headers and "KV-Operation" in headers:
+                change = Change.deleted(key, seq)
+            else:
+                change = Change.from_message(key, seq, msg.data, headers)
+            self._handler(change)
         except Exception:
             log.exception("feed handler failed", extra={"key": key, "revision": seq})
         if seq >= self._start_seq and not self.caught_up.is_set():

@@ -21,6 +21,7 @@ import orjson
 from nats.js.errors import NotFoundError
 
 from jetsched.core import subjects
+from jetsched.core.changes import headers_of
 from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import JobRecord
 
@@ -50,11 +51,12 @@ class Store:
         self._prefix = f"$KV.{bucket}."
         self.timeout = timeout
 
-    async def put_if(self, key: str, value: bytes, revision: int) -> int:
+    async def put_if(
+        self, key: str, value: bytes, revision: int, headers: dict[str, str] | None = None
+    ) -> int:
         """Write `value` if the key is at `revision` (0: never existed); returns the new revision."""
-        reply = await self._nc.request(
-            self._prefix + key, value, timeout=self.timeout, headers={_EXPECT: str(revision)}
-        )
+        headers = {**headers, _EXPECT: str(revision)} if headers else {_EXPECT: str(revision)}
+        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout, headers=headers)
         ack = orjson.loads(reply.data)
         error = ack.get("error")
         if error is None:
@@ -97,11 +99,11 @@ class Records:
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used."""
-        return await self.store.put_if(record.id, encode(record), 0)
+        return await self.store.put_if(record.id, encode(record), 0, headers_of(record))
 
     async def update(self, record: JobRecord, revision: int) -> int:
         """Replace the record if it is still at `revision`; `Conflict` otherwise."""
-        return await self.store.put_if(record.id, encode(record), revision)
+        return await self.store.put_if(record.id, encode(record), revision, headers_of(record))
 
     async def purge(self, job_id: str, revision: int) -> None:
         await self.store.purge(job_id, revision)

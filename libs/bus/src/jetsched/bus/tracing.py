@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 tracer = trace.get_tracer("jetsched")
+_CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")
 
 
 def setup(service_name: str) -> None:
@@ -54,6 +55,10 @@ def span(
 
     Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
     """
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No SDK installed: spans would be no-ops; pass the context through untouched (hot path).
+        yield {k: parent[k] for k in _CONTEXT_KEYS if k in parent} if parent else {}
+        return
     ctx = propagate.extract(dict(parent) if parent else {})
     token = otel_context.attach(ctx)
     try:

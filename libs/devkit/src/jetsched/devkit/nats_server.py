@@ -48,9 +48,15 @@ class NatsServer:
     """
 
     def __init__(
-        self, store_dir: Path, port: int = 0, config: Path | None = None, host: str = "127.0.0.1"
+        self,
+        store_dir: Path,
+        port: int = 0,
+        config: Path | None = None,
+        host: str = "127.0.0.1",
+        monitor_port: int | None = None,
     ) -> None:
         self.store_dir = store_dir
+        self.monitor_port = monitor_port
         self.port = port
         self.config = config
         self.host = host
@@ -67,6 +73,10 @@ class NatsServer:
             args = ["-c", str(self.config)]
         else:
             args = ["-a", self.host, "-p", str(self.port or -1), "-js", "-sd", str(self.store_dir)]
+            if self.monitor_port is not None:
+                args += ["-m", str(self.monitor_port)]
+            if self.monitor_port is not None:
+                args += ["-m", str(self.monitor_port)]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(
             [binary(), *args, "-l", str(self.log_path)], stdin=subprocess.DEVNULL, start_new_session=True

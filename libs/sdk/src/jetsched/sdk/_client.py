@@ -143,6 +143,11 @@ class Client:
         )
         return result
 
+    async def stats(self) -> dict[str, Any]:
+        """`{"jobs": {state: n}, "capabilities": {cap: {state: n}}, "workers": {...}}`."""
+        result: dict[str, Any] = await self.request(subjects.api("stats"), {})
+        return result
+
     async def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(subjects.api("jobs.cancel"), {"id": job_id})
         return result

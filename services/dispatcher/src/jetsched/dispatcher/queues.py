@@ -6,9 +6,10 @@ one question — what to claim next for whom (`plan`) — without I/O:
 - Ready jobs of one capability sit in a heap ordered by (priority desc, id asc); ids are ULIDs, so equal
   priorities go first-in first-out. Entries are deleted lazily: a heap entry whose job is no longer ready
   (or is being claimed) is skipped when popped.
-- A session's load is the jobs leased to it as the feed reports them, plus claims in flight, or what the
-  worker itself reports running if that is more (another dispatcher replica may have claimed for it).
-  A worker is never planned more jobs than its declared concurrency minus that load.
+- A session's load is the jobs leased to it as the feed reports them (whichever replica claimed them),
+  plus this board's claims in flight. A worker is never planned more jobs than its declared concurrency
+  minus that load. (Its heartbeat's own list is up to an interval stale, so it is not used here; two
+  replicas racing for one slot are settled by the worker handing the extra job back.)
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
   board's own CAS) is ignored.
 """
@@ -19,11 +20,12 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jetsched.core.models import JobRecord, JobState
+from jetsched.core.models import TERMINAL, JobRecord, JobState
 
 from .routing import pick
 
 if TYPE_CHECKING:
+    from jetsched.core.changes import Change
     from jetsched.core.workers import Session, WorkerRegistry
 
 
@@ -43,26 +45,30 @@ class Board:
     holder: dict[str, str] = field(default_factory=dict)
     claiming: set[str] = field(default_factory=set)
 
-    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> bool:
+    def observe(self, change: Change) -> bool:
         """Apply a feed update; True when it may make new dispatches possible."""
+        job_id, revision, state = change.id, change.revision, change.state
         if revision <= self.revisions.get(job_id, 0):
             return False
         self.revisions[job_id] = revision
         self._release(job_id)
         self.ready.pop(job_id, None)
-        if record is None or record.state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
+        if state is None or state in TERMINAL:
             self.revisions.pop(job_id, None)
             return True
-        if record.state is JobState.READY:
+        if state is JobState.READY:
+            record = change.record()
             self.ready[job_id] = (record, revision)
             heapq.heappush(self.heaps.setdefault(record.capability, []), (-record.priority, job_id))
             return True
-        if record.state is JobState.RUNNING and record.lease is not None:
-            self._hold(job_id, record.lease.session)
-        return record.state is not JobState.RUNNING
+        if state is JobState.RUNNING:
+            if change.session is not None:
+                self._hold(job_id, change.session)
+            return False
+        return True
 
     def load(self, session: Session) -> int:
-        return max(len(self.held.get(session.id, ())), len(session.heartbeat.running))
+        return len(self.held.get(session.id, ()))
 
     def free(self, session: Session) -> int:
         return session.heartbeat.concurrency - self.load(session)

@@ -24,8 +24,9 @@ from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
+from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import Heartbeat, JobRecord, WorkMessage
+from jetsched.core.models import Heartbeat, WorkMessage
 from jetsched.core.workers import WorkerRegistry
 
 from .queues import Board, Claim
@@ -53,8 +54,8 @@ class DispatcherService(Service):
         self.registry = WorkerRegistry()
         self.wake = asyncio.Event()
 
-    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
-        if self.board.observe(job_id, revision, record):
+    def observe(self, change: Change) -> None:
+        if self.board.observe(change):
             self.wake.set()
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
@@ -123,7 +124,7 @@ class _Dispatch:
                 service.board.settle(claim, None)
                 with contextlib.suppress(NotFound):
                     fresh, fresh_revision = await self.records.get(record.id)
-                    service.observe(record.id, fresh_revision, fresh)
+                    service.observe(Change.of(fresh, fresh_revision))
                 return
             except Exception:
                 service.board.settle(claim, None)

@@ -67,6 +67,7 @@ class ControlApi:
             "dead.list": self.dead_list,
             "dead.retry": self.dead_retry,
             "dead.purge": self.dead_purge,
+            "stats": self.stats,
         }
 
     async def handle(self, name: str, data: bytes) -> Reply:
@@ -79,6 +80,21 @@ class ControlApi:
             return ApiError(code=ErrorCode.NOT_FOUND, message=f"no job {exc}", field="id")
         except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
+
+    async def stats(self, data: bytes) -> Reply:
+        """Counts per state (all and per capability) and the live worker fleet: scaling signals."""
+        per_capability = self.index.stats()
+        totals: dict[str, int] = {}
+        for counts in per_capability.values():
+            for state, n in counts.items():
+                totals[state] = totals.get(state, 0) + n
+        sessions = list(self.registry.sessions.values())
+        workers = {
+            "sessions": len(sessions),
+            "slots": sum(s.heartbeat.concurrency for s in sessions),
+            "busy": sum(len(s.heartbeat.running) for s in sessions),
+        }
+        return {"jobs": totals, "capabilities": per_capability, "workers": workers}
 
     async def get(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)

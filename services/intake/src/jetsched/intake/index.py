@@ -7,9 +7,14 @@ order after a cursor. The records themselves are read from the bucket for the pa
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from jetsched.core.models import JobRecord, JobState
+from jetsched.core.models import JobState
+
+if TYPE_CHECKING:
+    from jetsched.core.changes import Change
 
 
 @dataclass(slots=True)
@@ -23,21 +28,30 @@ class JobIndex:
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self.by_state: dict[JobState, set[str]] = {state: set() for state in JobState}
+        self.counts: Counter[tuple[str, JobState]] = Counter()
 
-    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
+    def observe(self, change: Change) -> None:
+        job_id = change.id
         old = self.entries.get(job_id)
         if old is not None:
-            if revision <= old.revision:
+            if change.revision <= old.revision:
                 return
             self.by_state[old.state].discard(job_id)
-        if record is None:
+            self.counts[old.capability, old.state] -= 1
+        if change.state is None:
             self.entries.pop(job_id, None)
             return
-        self.entries[job_id] = Entry(record.state, record.capability, revision)
-        self.by_state[record.state].add(job_id)
+        self.entries[job_id] = Entry(change.state, change.capability, change.revision)
+        self.by_state[change.state].add(job_id)
+        self.counts[change.capability, change.state] += 1
 
-    def count(self, state: JobState) -> int:
-        return len(self.by_state[state])
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Job counts per capability and state (states with no jobs left out)."""
+        result: dict[str, dict[str, int]] = {}
+        for (capability, state), n in self.counts.items():
+            if n:
+                result.setdefault(capability, {})[state.value] = n
+        return result
 
     def page(
         self, state: JobState | None, capability: str | None, limit: int, after: str | None

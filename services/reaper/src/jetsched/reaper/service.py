@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,14 @@ class ReaperService(Service):
         self.js: JetStreamContext | None = None
         self.stale_reports = 0
 
-    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
-        if record is not None and record.state is JobState.RUNNING:
-            known = self.running.get(job_id)
+    def observe(self, change: Change) -> None:
+        if change.state is JobState.RUNNING:
+            record = change.record()
+            known = self.running.get(change.id)
             seen = known.seen_ms if known and known.record.attempt == record.attempt else self.clock.now_ms()
-            self.running[job_id] = Running(record, revision, seen)
+            self.running[change.id] = Running(record, change.revision, seen)
         else:
-            self.running.pop(job_id, None)
+            self.running.pop(change.id, None)
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ class TimerService(Service):
         self.records: Records | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def observe(self, job_id: str, revision: int, record: JobRecord | None) -> None:
-        if record is not None and record.state is JobState.SCHEDULED:
-            self.pending[job_id] = (record, revision)
-            self.driver.arm(job_id, record.run_at_ms)
-        elif self.pending.pop(job_id, None) is not None:
-            self.driver.disarm(job_id)
+    def observe(self, change: Change) -> None:
+        if change.state is JobState.SCHEDULED:
+            record = change.record()
+            self.pending[change.id] = (record, change.revision)
+            self.driver.arm(change.id, record.run_at_ms)
+        elif self.pending.pop(change.id, None) is not None:
+            self.driver.disarm(change.id)
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))

@@ -1,0 +1,182 @@
+"""`make bench`: throughput, latency and NATS cost of jetsched on an embedded nats-server.
+
+Prints, for JOBS no-op jobs through the whole pipeline (four service processes and one worker process):
+submit rate, end-to-end completion rate, NATS messages per job; submit→start latency percentiles at a
+steady RATE jobs/s; and the raw ceiling measured in the same run: one process doing publish + KV create +
+fetch + CAS + ack + CAS per job as fast as nats-py allows. Nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import nats
+import uvloop
+from nats.js import api
+
+from jetsched.devkit import procs
+from jetsched.devkit.nats_server import NatsServer, free_port
+from jetsched.sdk import Client
+
+HERE = Path(__file__).parent
+WINDOW = 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def varz(port: int) -> tuple[int, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as reply:
+        data = json.load(reply)
+    return int(data["in_msgs"]), int(data["out_msgs"])
+
+
+async def raw_ceiling(url: str, jobs: int) -> float:
+    """publish + KV create + fetch + CAS + ack + CAS per job, pipelined in windows, one process."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="RAW", subjects=["raw.>"], retention=api.RetentionPolicy.WORK_QUEUE)
+    kv = await js.create_key_value(bucket="raw", history=1)
+    psub = await js.pull_subscribe("raw.q", durable="raw")
+    body = b'{"payload": null, "state": "ready", "attempt": 0}' + b" " * 150
+    started = time.perf_counter()
+    for base in range(0, jobs, WINDOW):
+        n = min(WINDOW, jobs - base)
+        await asyncio.gather(*(js.publish("raw.q", body) for _ in range(n)))
+        revs = await asyncio.gather(*(kv.create(f"j{base + i}", body) for i in range(n)))
+        msgs = []
+        while len(msgs) < n:
+            msgs += await psub.fetch(n - len(msgs), timeout=5)
+        revs = await asyncio.gather(*(kv.update(f"j{base + i}", body, last=revs[i]) for i in range(n)))
+        await asyncio.gather(*(m.ack() for m in msgs))
+        await asyncio.gather(*(kv.update(f"j{base + i}", body, last=revs[i]) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return jobs / elapsed
+
+
+async def succeeded(client: Client) -> int:
+    return int((await client.stats())["jobs"].get("succeeded", 0))
+
+
+async def wait_succeeded(client: Client, count: int, timeout: float) -> None:
+    """Polls the stats API (cheap) rather than watching every record (which would load the box)."""
+    async with asyncio.timeout(timeout):
+        while await succeeded(client) < count:  # noqa: ASYNC110 -- polls a remote API; no local event
+            await asyncio.sleep(0.01)
+
+
+async def throughput(client: Client, jobs: int) -> tuple[float, float]:
+    before = await succeeded(client)
+    started = time.perf_counter()
+    for base in range(0, jobs, WINDOW):
+        await asyncio.gather(*(client.submit("bench.noop") for _ in range(min(WINDOW, jobs - base))))
+
+    submitted = time.perf_counter()
+    await wait_succeeded(client, before + jobs, timeout=600)
+    finished = time.perf_counter()
+    return jobs / (submitted - started), jobs / (finished - started)
+
+
+async def latency(client: Client, rate: int, seconds: float) -> list[float]:
+    before = await succeeded(client)
+    sent: dict[str, float] = {}
+    interval = 1 / rate
+    start = time.perf_counter()
+    tasks = []
+
+    async def one() -> None:
+        at = time.time()
+        reply = await client.submit("bench.stamp")
+        sent[reply.id] = at
+
+    for n in range(int(rate * seconds)):
+        delay = start + n * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    await wait_succeeded(client, before + len(sent), timeout=120)
+    records = await asyncio.gather(*(client.get(i) for i in sent))
+    return sorted((view["job"]["result"] - sent[view["job"]["id"]]) * 1000 for view in records)
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="jetsched-bench-"))
+    monitor = free_port()
+    server = NatsServer(work / "js", monitor_port=monitor).start()
+    print(f"nats-server {server.url}, {os.cpu_count()} cores, python {sys.version.split()[0]}", flush=True)
+    try:
+        ceiling = await raw_ceiling(server.url, jobs)
+        print(f"raw ceiling (1 process, 5 JetStream ops + ack per job): {ceiling:,.0f} jobs/s", flush=True)
+
+        env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
+        children = [procs.service(name, server.url, work, env=env).start() for name in procs.SERVICES]
+        children.append(
+            procs.worker("bench_tasks", server.url, work, "--concurrency", str(concurrency), env=env).start()
+        )
+        try:
+            async with Client(server.url, timeout=30) as client:
+                await client.list(limit=1)
+                await throughput(client, 500)  # warm-up: connections, caches, JIT-free paths
+
+                pids = {c.name: c.pid for c in children if c.pid} | {
+                    "nats-server": server.proc.pid,
+                    "bench": os.getpid(),
+                }
+                cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                in0, out0 = varz(monitor)
+                submit_rate, e2e_rate = await throughput(client, jobs)
+                in1, out1 = varz(monitor)
+                cpu = {name: (cpu_seconds(pid) - cpu0[name]) * 1e6 / jobs for name, pid in pids.items()}
+                print(f"\n{jobs:,} no-op jobs, 4 service processes + 1 worker (concurrency {concurrency}):")
+                print(f"  submit rate        {submit_rate:>9,.0f} jobs/s (client pipelining {WINDOW})")
+                print(
+                    f"  end to end         {e2e_rate:>9,.0f} jobs/s ({e2e_rate / ceiling:.2f}× the raw ceiling)"
+                )
+                print(
+                    f"  NATS msgs per job  {(in1 - in0) / jobs:>9.1f} in, {(out1 - out0) / jobs:.1f} out (server /varz)"
+                )
+                print(
+                    "  round trips/job    5 awaited: submit, create, claim CAS, outcome publish, outcome CAS"
+                )
+                print("  CPU µs per job     " + "  ".join(f"{name} {us:.0f}" for name, us in cpu.items()))
+
+                lat = await latency(client, rate, seconds)
+                print(
+                    f"\nsubmit→handler start at a steady {rate} jobs/s for {seconds:.0f}s ({len(lat)} jobs):"
+                )
+                print(
+                    f"  p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   p99 {pct(lat, 99):.2f} ms   "
+                    f"max {lat[-1]:.2f} ms   mean {statistics.fmean(lat):.2f} ms"
+                )
+        finally:
+            for child in reversed(children):
+                child.terminate()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=200)
+    args = parser.parse_args()
+    uvloop.run(main(args.jobs, args.rate, args.seconds, args.concurrency))
