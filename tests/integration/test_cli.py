@@ -47,6 +47,9 @@ async def test_submit_status_jobs_cancel(stack: Stack, nats_server: NatsServer) 
     assert "state=cancelled" in out
     code, out, _ = await jetsched(*url, "dead", "list")
     assert code == 0
+    code, out, _ = await jetsched(*url, "stats")
+    assert "img.resize" in out
+    assert "0 sessions" in out
 
 
 async def test_structured_error_exit_code(stack: Stack, nats_server: NatsServer) -> None:

@@ -28,12 +28,6 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         running.stop()
 
 
-def test_deploy_configs_sync_always() -> None:
-    """Every deployed node fsyncs each write before acknowledging it."""
-    for config in [*DEPLOY.glob("cluster-*.conf"), DEPLOY / "jetsched.conf"]:
-        assert "sync_interval: always" in config.read_text(), config
-
-
 async def test_end_to_end_on_r3(cluster: NatsCluster) -> None:
     """Jobs run end to end on the cluster, stored with three replicas."""
     tasks = Tasks()

@@ -18,7 +18,7 @@ from jetsched.bus.config import BusConfig
 from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
 
 from .durations import parse_duration
-from .render import print_job, print_jobs
+from .render import print_job, print_jobs, print_stats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--capability")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--after", help="cursor: the last id of the previous page")
+
+    commands.add_parser("stats", help="job counts by state and capability, worker slots")
 
     cancel = commands.add_parser("cancel", help="cancel a job")
     cancel.add_argument("id")
@@ -124,6 +126,8 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.list(args.state, args.capability, args.limit, args.after)
         if command == "cancel":
             return await client.cancel(args.id)
+        if command == "stats":
+            return await client.stats()
         if args.dead_command == "list":
             return await client.dead(args.limit, args.after)
         if args.dead_command == "retry":
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(3)
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    elif args.command == "stats":
+        print_stats(result)
     elif "jobs" in result:
         print_jobs(result)
     elif "job" in result:

@@ -50,3 +50,14 @@ def print_jobs(page: dict[str, Any]) -> None:
         )
     if page.get("next"):
         print(f"more: --after {page['next']}")
+
+
+def print_stats(stats: dict[str, Any]) -> None:
+    workers = stats["workers"]
+    print(f"workers: {workers['sessions']} sessions, {workers['busy']} of {workers['slots']} slots busy")
+    print(f"{'capability':<24}  " + "  ".join(f"{state:>9}" for state in _STATES))
+    for capability, counts in sorted(stats["capabilities"].items()):
+        print(f"{capability:<24.24}  " + "  ".join(f"{counts.get(state, 0):>9}" for state in _STATES))
+
+
+_STATES = ("scheduled", "ready", "running", "succeeded", "dead", "cancelled")
