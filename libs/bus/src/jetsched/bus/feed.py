@@ -35,9 +35,15 @@ FeedHandler = Callable[[Change], None]
 
 class RecordFeed:
     def __init__(
-        self, js: JetStreamContext, handler: FeedHandler, bucket: str = subjects.JOBS_BUCKET
+        self,
+        js: JetStreamContext,
+        handler: FeedHandler,
+        bucket: str = subjects.JOBS_BUCKET,
+        headers_only: bool = False,
     ) -> None:
+        """`headers_only`: for readers that never call `Change.record()` (state and capability suffice)."""
         self._js = js
+        self._headers_only = headers_only
         self._handler = handler
         self._bucket = bucket
         self._prefix_len = len(f"$KV.{bucket}.")
@@ -57,6 +63,7 @@ class RecordFeed:
             deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
             pending_msgs_limit=-1,
             pending_bytes_limit=512 * 1024 * 1024,
+            headers_only=self._headers_only or None,
         )
 
     async def stop(self) -> None:

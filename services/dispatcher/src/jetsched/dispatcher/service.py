@@ -131,7 +131,8 @@ class _Dispatch:
                 log.exception("claim failed", extra={"job": record.id})
                 return
             service.board.settle(claim, revision)
-            work = WorkMessage(
+            # Built from a validated record: construct without validating again (hot path).
+            work = WorkMessage.model_construct(
                 id=record.id,
                 capability=record.capability,
                 attempt=claimed.attempt,

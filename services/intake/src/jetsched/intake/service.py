@@ -70,7 +70,7 @@ class IntakeService(Service):
 
     async def _api_actors(self, nc: Client, js: JetStreamContext, records: Records) -> list[Actor]:
         api = ControlApi(nc, records, self.index, self.registry, self.clock)
-        feed = RecordFeed(js, self.index.observe)
+        feed = RecordFeed(js, self.index.observe, headers_only=True)
         await feed.start()
 
         async def on_api(msg: Msg) -> None:
