@@ -16,28 +16,27 @@ import secrets
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind
-from pydantic import ValidationError
 
 from jetsched.bus import tracing
 from jetsched.bus.feed import RecordFeed
+from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
-from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import Heartbeat, WorkMessage
+from jetsched.core.models import WorkMessage
 from jetsched.core.workers import WorkerRegistry
 
 from .queues import Board, Claim
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.core.workers import Session
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +61,14 @@ class DispatcherService(Service):
         feed = RecordFeed(js, self.observe)
         await feed.start()
 
-        async def on_heartbeat(msg: Msg) -> None:
-            try:
-                hb = Heartbeat.model_validate_json(msg.data)
-            except ValidationError:
-                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
-                return
-            self.registry.observe(hb, self.clock.now_ms())
-            self.wake.set()
-
         records = Records(Store(nc, js, subjects.JOBS_BUCKET))
-        return [Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat), _Dispatch(self, nc, records, feed)]
+        heartbeats = HeartbeatListener(
+            nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
+        )
+        return [heartbeats, _Dispatch(self, nc, records, feed)]
+
+    def _lost(self, session: Session) -> None:
+        self.board.forget_session(session.id)
 
 
 class _Dispatch:
@@ -91,12 +87,8 @@ class _Dispatch:
         service = self.service
         await self.feed.caught_up.wait()
         while True:
-            # Heartbeats and the feed wake us; expiry also needs a periodic look when the fleet is quiet.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(service.wake.wait(), timeout=0.5)
+            await service.wake.wait()
             service.wake.clear()
-            for lost in service.registry.expire(service.clock.now_ms()):
-                service.board.forget_session(lost.id)
             room = MAX_IN_FLIGHT - len(self.tasks)
             if room <= 0:
                 continue

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import ValidationError
+from nats.errors import Error as NatsError
 
 from jetsched.bus.feed import RecordFeed
-from jetsched.bus.records import Records, Store
+from jetsched.bus.heartbeats import HeartbeatListener
+from jetsched.bus.records import Records, Store, StoreError
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import subjects
-from jetsched.core.errors import ApiError
-from jetsched.core.models import Heartbeat
+from jetsched.core.errors import ApiError, ErrorCode
 from jetsched.core.workers import WorkerRegistry
 
 from .api import ControlApi
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
-    from jetsched.core.clock import SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,12 @@ class IntakeService(Service):
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
 
         async def on_submit(msg: Msg) -> None:
-            reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
+            try:
+                reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
+            except (NatsError, TimeoutError, StoreError) as exc:
+                # Not stored (or not known to be): say so, so the client can retry with its key.
+                log.warning("submit not stored", extra={"error": repr(exc)})
+                reply = ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {exc!r}")
             if isinstance(reply, ApiError):
                 await msg.respond(error_body(reply))
             else:
@@ -77,29 +80,7 @@ class IntakeService(Service):
             reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)
             await msg.respond(error_body(reply) if isinstance(reply, ApiError) else orjson.dumps(reply))
 
-        async def on_heartbeat(msg: Msg) -> None:
-            try:
-                self.registry.observe(Heartbeat.model_validate_json(msg.data), self.clock.now_ms())
-            except ValidationError:
-                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
-
         return [
             Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE),
-            Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat),
-            _Expirer(self.registry, self.clock),
+            HeartbeatListener(nc, self.registry, self.clock),
         ]
-
-
-class _Expirer:
-    """Drops silent worker sessions so `waiting` reasons stay true."""
-
-    name = "expire-sessions"
-
-    def __init__(self, registry: WorkerRegistry, clock: SystemClock) -> None:
-        self.registry = registry
-        self.clock = clock
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            self.registry.expire(self.clock.now_ms())

@@ -21,12 +21,13 @@ from pydantic import ValidationError
 
 from jetsched.bus import tracing
 from jetsched.bus.feed import RecordFeed
+from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
 from jetsched.core.errors import NotFound
-from jetsched.core.models import Heartbeat, JobRecord, JobState, Outcome
+from jetsched.core.models import JobRecord, JobState, Outcome
 from jetsched.core.workers import WorkerRegistry
 
 from .sweeps import Running, Verdict, sweep
@@ -71,14 +72,8 @@ class ReaperService(Service):
         feed = RecordFeed(js, self.observe)
         await feed.start()
 
-        async def on_heartbeat(msg: Msg) -> None:
-            try:
-                self.registry.observe(Heartbeat.model_validate_json(msg.data), self.clock.now_ms())
-            except ValidationError:
-                log.warning("bad heartbeat ignored", extra={"subject": msg.subject})
-
         return [
-            Subscriber(nc, subjects.HEARTBEAT_ALL, on_heartbeat),
+            HeartbeatListener(nc, self.registry, self.clock),
             _Sweeper(self, feed),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
         ]
@@ -172,8 +167,6 @@ class _Sweeper:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
             found = sweep(service.running, service.registry, now, started)
-            # Expired sessions stay known a while, so their jobs are judged lost at once, not after a wait.
-            service.registry.expire(now - 60_000)
             for entry, verdict in found:
                 try:
                     await service.rescue(entry, verdict)

@@ -1,0 +1,72 @@
+"""An actor that keeps a `WorkerRegistry` current from worker heartbeats (`jetsched.hb.*`).
+
+Every replica of every service that routes or rescues work listens to all heartbeats (they are small and
+few: one per worker session per interval) and drops sessions that fall silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from jetsched.core import subjects
+from jetsched.core.models import Heartbeat
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+    from jetsched.core.clock import SystemClock
+    from jetsched.core.workers import Session, WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+EXPIRE_INTERVAL_S = 0.25
+
+
+class HeartbeatListener:
+    name = "heartbeats"
+
+    def __init__(
+        self,
+        nc: Client,
+        registry: WorkerRegistry,
+        clock: SystemClock,
+        on_beat: Callable[[Session], None] | None = None,
+        on_lost: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.nc = nc
+        self.registry = registry
+        self.clock = clock
+        self.on_beat = on_beat
+        self.on_lost = on_lost
+
+    async def run(self) -> None:
+        sub = await self.nc.subscribe(subjects.HEARTBEAT_ALL, cb=self._on_msg)
+        try:
+            while True:
+                await asyncio.sleep(EXPIRE_INTERVAL_S)
+                for session in self.registry.expire(self.clock.now_ms()):
+                    log.info(
+                        "worker session lost",
+                        extra={"session": session.id, "worker": session.heartbeat.worker},
+                    )
+                    if self.on_lost is not None:
+                        self.on_lost(session)
+        finally:
+            await sub.unsubscribe()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            heartbeat = Heartbeat.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("malformed heartbeat ignored", extra={"subject": msg.subject})
+            return
+        session = self.registry.observe(heartbeat, self.clock.now_ms())
+        if self.on_beat is not None:
+            self.on_beat(session)
