@@ -7,53 +7,25 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).parent
-
-
-@dataclass
-class Fleet:
-    url: str
-    logs: Path
-    exec_log: Path
-    started: list[procs.Proc]
-
-    def worker(self, *extra: str) -> procs.Proc:
-        env = {"JETSCHED_TEST_EXEC_LOG": str(self.exec_log), "PYTHONPATH": str(HERE)}
-        proc = procs.worker("proc_tasks", self.url, self.logs, *extra, env=env).start()
-        self.started.append(proc)
-        return proc
-
-    def runs(self) -> list[tuple[float, int, str, int, str]]:
-        if not self.exec_log.exists():
-            return []
-        rows = []
-        for line in self.exec_log.read_text().splitlines():
-            at, pid, job_id, attempt, event = line.split()
-            rows.append((float(at), int(pid), job_id, int(attempt), event))
-        return rows
-
 
 @pytest.fixture
 def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
-    started = [procs.service(name, nats_server.url, tmp_path).start() for name in procs.SERVICES]
-    fleet = Fleet(nats_server.url, tmp_path, tmp_path / "exec.log", started)
+    running = Fleet(nats_server.url, tmp_path).start_services()
     try:
-        yield fleet
+        yield running
     finally:
-        for proc in reversed(fleet.started):
-            proc.terminate(timeout=10)
+        running.stop()
 
 
 @pytest.fixture
@@ -66,7 +38,7 @@ async def proc_client(fleet: Fleet) -> AsyncIterator[Client]:
 async def test_services_as_processes(fleet: Fleet, proc_client: Client) -> None:
     """Jobs flow through four separate service processes to a worker process."""
     worker = fleet.worker("--concurrency", "4")
-    replies = [await proc_client.submit("sleepy", 0.01) for _ in range(20)]
+    replies = [await proc_client.submit("probe.sleep", 0.01) for _ in range(20)]
     records = [await proc_client.wait(r.id, timeout=30) for r in replies]
     assert {r["state"] for r in records} == {"succeeded"}
     assert {r["result"] for r in records} == {worker.pid}
@@ -75,26 +47,26 @@ async def test_services_as_processes(fleet: Fleet, proc_client: Client) -> None:
 async def test_killed_worker_job_restarts_elsewhere(fleet: Fleet, proc_client: Client) -> None:
     """`kill -9` of a worker mid-job: the job is rescued and runs again on another worker within seconds."""
     doomed = fleet.worker()
-    reply = await proc_client.submit("sleepy", 1.0, backoff={"base_ms": 0})
-    await eventually(lambda: any(r[2] == reply.id for r in fleet.runs()), timeout=20, what="job started")
+    reply = await proc_client.submit("probe.sleep", 1.0, backoff={"base_ms": 0})
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
     doomed.kill()
     killed_at = time.time()
     survivor = fleet.worker()
     record = await proc_client.wait(reply.id, timeout=30)
     assert (record["state"], record["result"], record["attempt"]) == ("succeeded", survivor.pid, 2)
     assert record["errors"][0]["kind"] == "lost"
-    restart = next(r[0] for r in fleet.runs() if r[1] == survivor.pid and r[4] == "start")
+    restart = next(r.at for r in fleet.started(reply.id) if r.pid == survivor.pid)
     assert restart - killed_at < 5.0
 
 
 async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) -> None:
     """On SIGTERM a worker takes nothing new, finishes what it holds, then exits cleanly."""
     worker = fleet.worker("--concurrency", "2")
-    reply = await proc_client.submit("sleepy", 0.8)
-    await eventually(lambda: any(r[2] == reply.id for r in fleet.runs()), timeout=20, what="job started")
+    reply = await proc_client.submit("probe.sleep", 0.8)
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
     assert worker.popen is not None
     os.kill(worker.popen.pid, signal.SIGTERM)
-    queued = await proc_client.submit("sleepy", 0.01)
+    queued = await proc_client.submit("probe.sleep", 0.01)
     assert await asyncio.to_thread(worker.popen.wait, 20) == 0
     record = await proc_client.wait(reply.id, timeout=5)
     assert (record["state"], record["attempt"], record["result"]) == ("succeeded", 1, worker.pid)
@@ -104,8 +76,8 @@ async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) 
 async def test_drain_timeout_hands_work_back(fleet: Fleet, proc_client: Client) -> None:
     """A job that outlasts the drain timeout is handed back unrun-counted and finished by another worker."""
     worker = fleet.worker("--drain-timeout", "200ms")
-    reply = await proc_client.submit("sleepy", 3.0, max_attempts=1)
-    await eventually(lambda: any(r[2] == reply.id for r in fleet.runs()), timeout=20, what="job started")
+    reply = await proc_client.submit("probe.sleep", 3.0, max_attempts=1)
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
     assert worker.popen is not None
     os.kill(worker.popen.pid, signal.SIGTERM)
     assert await asyncio.to_thread(worker.popen.wait, 20) == 0
@@ -117,9 +89,9 @@ async def test_drain_timeout_hands_work_back(fleet: Fleet, proc_client: Client) 
 async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) -> None:
     """`kill -9` of each service while jobs flow, then restart: every job still completes."""
     fleet.worker("--concurrency", "8")
-    replies = [await proc_client.submit("sleepy", 0.05, delay=0.3 if n % 2 else None) for n in range(40)]
-    for proc in fleet.started[:4]:
+    replies = [await proc_client.submit("probe.sleep", 0.05, delay=0.3 if n % 2 else None) for n in range(40)]
+    for proc in fleet.services:
         proc.restart()
-    replies += [await proc_client.submit("sleepy", 0.01) for _ in range(20)]
+    replies += [await proc_client.submit("probe.sleep", 0.01) for _ in range(20)]
     records = [await proc_client.wait(r.id, timeout=60) for r in replies]
     assert {r["state"] for r in records} == {"succeeded"}

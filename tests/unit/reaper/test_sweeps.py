@@ -5,7 +5,7 @@ from __future__ import annotations
 from jetsched.core import states
 from jetsched.core.models import Heartbeat, JobRequest
 from jetsched.core.workers import WorkerRegistry
-from jetsched.reaper.sweeps import Running, Verdict, sweep
+from jetsched.reaper.sweeps import Running, Verdict, stale_holdings, sweep
 
 T0 = 1_000_000
 
@@ -64,3 +64,40 @@ def test_older_attempt_listed_is_still_orphan() -> None:
     reg = WorkerRegistry()
     beat(reg, T0 + 2000, (("J1", 0),))
     assert sweep({"J1": running_job()}, reg, T0 + 2000, T0)[0][1] is Verdict.ORPHAN
+
+
+class TestStaleHoldings:
+    def test_own_lease_is_not_stale(self) -> None:
+        """A session listing the attempt it holds is left alone."""
+        reg = WorkerRegistry()
+        beat(reg, T0, (("J1", 1),))
+        assert stale_holdings({"J1": running_job()}, reg, {}, T0 + 5000) == []
+
+    def test_listing_without_lease_is_stale_after_grace(self) -> None:
+        """A job listed without its lease (cancelled, rescued) is reported once the grace has passed."""
+        reg = WorkerRegistry()
+        beat(reg, T0, (("J9", 3),))
+        suspects: dict[tuple[str, str, int], int] = {}
+        assert stale_holdings({}, reg, suspects, T0) == []
+        assert stale_holdings({}, reg, suspects, T0 + 999) == []
+        assert stale_holdings({}, reg, suspects, T0 + 1000) == [("s1", "J9", 3)]
+        assert stale_holdings({}, reg, suspects, T0 + 1500) == []
+
+    def test_resolved_suspicion_is_forgotten(self) -> None:
+        """A listing that disappears (the worker finished) leaves no suspicion behind."""
+        reg = WorkerRegistry()
+        beat(reg, T0, (("J9", 3),))
+        suspects: dict[tuple[str, str, int], int] = {}
+        stale_holdings({}, reg, suspects, T0)
+        beat(reg, T0 + 500)
+        assert stale_holdings({}, reg, suspects, T0 + 2000) == []
+        assert suspects == {}
+
+    def test_older_attempt_is_stale(self) -> None:
+        """Holding attempt 1 while the record leases attempt 2 elsewhere is stale."""
+        reg = WorkerRegistry()
+        beat(reg, T0, (("J1", 0),))
+        found = stale_holdings({"J1": running_job()}, reg, {}, T0)
+        assert found == []
+        suspects: dict[tuple[str, str, int], int] = {("s1", "J1", 0): T0 - 2000}
+        assert stale_holdings({"J1": running_job()}, reg, suspects, T0) == [("s1", "J1", 0)]

@@ -63,8 +63,8 @@ def outcomes_consumer() -> api.ConsumerConfig:
         deliver_subject=subjects.OUTCOMES_DELIVER,
         deliver_group=subjects.OUTCOMES_CONSUMER,
         ack_policy=api.AckPolicy.EXPLICIT,
-        ack_wait=10.0,
-        max_ack_pending=20_000,
+        ack_wait=5.0,
+        max_ack_pending=2000,
         deliver_policy=api.DeliverPolicy.ALL,
     )
 

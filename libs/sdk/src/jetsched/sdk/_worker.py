@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from jetsched.bus import tracing
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
@@ -199,11 +200,14 @@ class Worker:
         key = (work.id, work.attempt)
         attributes: dict[str, str | int] = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
+            crashpoint("worker.received")
             outcome = await self._call(work, handler)
+            crashpoint("worker.after_run")
             if key in self._cancelled:
                 self._cancelled.discard(key)
                 return  # cancelled through the API: the record is already final
             await self._report(work, outcome, hdrs)
+            crashpoint("worker.after_report")
 
     async def _call(self, work: WorkMessage, handler: Handler | None) -> Outcome:
         job = Job(work.id, work.attempt, work.capability, work.payload, work.priority, work.created_at_ms)

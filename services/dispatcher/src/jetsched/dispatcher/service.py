@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store
@@ -110,6 +111,7 @@ class _Dispatch:
             token = secrets.token_hex(8)
             claimed = states.claim(record, session.worker, session.session, token, service.clock.now_ms())
             try:
+                crashpoint("dispatcher.claim.before_cas")
                 revision = await self.records.update(claimed, claim.revision)
             except Conflict:
                 # Lost the CAS (or a spurious loss, nats-server #7281): learn the truth and re-decide.
@@ -123,6 +125,7 @@ class _Dispatch:
                 log.exception("claim failed", extra={"job": record.id})
                 return
             service.board.settle(claim, revision)
+            crashpoint("dispatcher.claim.after_cas")
             # Built from a validated record: construct without validating again (hot path).
             work = WorkMessage.model_construct(
                 id=record.id,
@@ -140,3 +143,4 @@ class _Dispatch:
                 work.model_dump_json().encode(),
                 headers=headers or None,
             )
+            crashpoint("dispatcher.claim.after_send")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsError
 
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
 from jetsched.core.models import Control, GetRequest, JobRecord, JobState, ListRequest, ReviveRequest
@@ -127,6 +128,7 @@ class ControlApi:
         before, after = await self._transition(request.id, states.cancel)
         if isinstance(after, ApiError):
             return after
+        crashpoint("intake.cancel.after_cas")
         if before.lease is not None:
             # The CAS already fenced the attempt out; telling the worker only saves it the work.
             control = Control(op="cancel", id=before.id, attempt=before.lease.attempt)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import states
 from jetsched.core.errors import ApiError, Conflict, NotFound
 from jetsched.core.ids import new_ulid
@@ -58,6 +59,7 @@ class Submitter:
             entry = key_id(capability, request.key)
             try:
                 await self.keys.put_if(entry, job_id.encode(), 0)
+                crashpoint("intake.submit.after_key")
             except Conflict:
                 data, _ = await self.keys.get(entry)
                 job_id = data.decode()
@@ -68,6 +70,7 @@ class Submitter:
         record = states.accept(request, job_id, capability, now, trace)
         try:
             await self.records.create(record)
+            crashpoint("intake.submit.after_create")
         except Conflict:
             # Only a keyed submit racing its own retry gets here: the other one stored the job.
             duplicate = await self._existing(job_id)

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from jetsched.bus import tracing
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store, transition
@@ -27,10 +28,10 @@ from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
 from jetsched.core.errors import NotFound
-from jetsched.core.models import JobRecord, JobState, Outcome
+from jetsched.core.models import Control, JobRecord, JobState, Outcome
 from jetsched.core.workers import WorkerRegistry
 
-from .sweeps import Running, Verdict, sweep
+from .sweeps import Running, Verdict, stale_holdings, sweep
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -55,6 +56,7 @@ class ReaperService(Service):
         self.registry = WorkerRegistry()
         self.records: Records | None = None
         self.js: JetStreamContext | None = None
+        self.nc: Client | None = None
         self.stale_reports = 0
 
     def observe(self, change: Change) -> None:
@@ -69,6 +71,7 @@ class ReaperService(Service):
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
         self.js = js
+        self.nc = nc
         feed = RecordFeed(js, self.observe)
         await feed.start()
 
@@ -101,13 +104,33 @@ class ReaperService(Service):
         with tracing.span("jetsched outcome", msg.headers or record.trace, SpanKind.CONSUMER, attributes):
             now = self.clock.now_ms()
             rand = random.random()
+            crashpoint("reaper.outcome.before_cas")
             done = await transition(
                 self.records, record, revision, lambda r: states.apply_outcome(r, outcome, now, rand)
             )
+            crashpoint("reaper.outcome.after_cas")
         if done is None:
             self.stale_reports += 1
             log.info("stale outcome rejected", extra={"job": outcome.id, "attempt": outcome.attempt})
         await msg.ack()
+
+    async def stop_stale(self, session_id: str, job_id: str, attempt: int) -> None:
+        """Tell a session to stop an attempt whose lease it no longer holds (after checking the record)."""
+        assert self.records is not None
+        assert self.nc is not None
+        try:
+            record, _ = await self.records.get(job_id)
+        except NotFound:
+            record = None
+        lease = record.lease if record is not None else None
+        if lease is not None and lease.session == session_id and lease.attempt == attempt:
+            return
+        log.warning(
+            "telling a worker to stop a stale attempt",
+            extra={"job": job_id, "attempt": attempt, "session": session_id},
+        )
+        control = Control(op="cancel", id=job_id, attempt=attempt)
+        await self.nc.publish(subjects.control(session_id), control.model_dump_json().encode())
 
     async def report_pending(self, record: JobRecord) -> bool:
         """Whether an outcome report for this job waits in the outcomes stream."""
@@ -139,6 +162,7 @@ class ReaperService(Service):
             return states.orphan(r, now)
 
         done = await transition(self.records, record, entry.revision, verb)
+        crashpoint("reaper.rescue.after_cas")
         if done is not None:
             log.warning(
                 "rescued job",
@@ -163,10 +187,18 @@ class _Sweeper:
         service = self.service
         await self.feed.caught_up.wait()
         started = service.clock.now_ms()
+        suspects: dict[tuple[str, str, int], int] = {}
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
             found = sweep(service.running, service.registry, now, started)
+            for session_id, job_id, attempt in stale_holdings(
+                service.running, service.registry, suspects, now
+            ):
+                try:
+                    await service.stop_stale(session_id, job_id, attempt)
+                except Exception:
+                    log.exception("could not stop a stale attempt", extra={"job": job_id})
             for entry, verdict in found:
                 try:
                     await service.rescue(entry, verdict)

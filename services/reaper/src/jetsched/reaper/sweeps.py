@@ -66,3 +66,41 @@ def sweep(
 
 def _lists(running: tuple[tuple[str, int], ...], attempt: int, job_id: str) -> bool:
     return (job_id, attempt) in running
+
+
+#: A job a session lists without holding its lease for this long is confirmed against the record.
+STALE_GRACE_MS = 1000
+
+
+def stale_holdings(
+    running: dict[str, Running],
+    registry: WorkerRegistry,
+    suspects: dict[tuple[str, str, int], int],
+    now_ms: int,
+) -> list[tuple[str, str, int]]:
+    """(session, job id, attempt) that a live session still runs though the lease is no longer its own.
+
+    That happens when a job was cancelled, rescued from a session presumed lost that came back, or timed
+    out server-side: the worker must be told to stop. A listing that disagrees with this view only briefly
+    is normal (the view lags the claim), so a holding becomes a verdict after `STALE_GRACE_MS`, and the
+    shell confirms it against the stored record before telling the worker. `suspects` carries first
+    sightings between sweeps; entries that resolve are dropped.
+    """
+    listed: set[tuple[str, str, int]] = set()
+    for session in registry.sessions.values():
+        for job_id, attempt in session.heartbeat.running:
+            entry = running.get(job_id)
+            lease = entry.record.lease if entry is not None else None
+            if lease is not None and lease.attempt == attempt and lease.session == session.id:
+                continue
+            listed.add((session.id, job_id, attempt))
+    for key in list(suspects):
+        if key not in listed:
+            del suspects[key]
+    found = []
+    for key in listed:
+        first = suspects.setdefault(key, now_ms)
+        if now_ms - first >= STALE_GRACE_MS:
+            found.append(key)
+            suspects[key] = now_ms  # ask again after another grace period if it keeps running
+    return found

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
@@ -69,9 +70,11 @@ class TimerService(Service):
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
             try:
+                crashpoint("timer.due.before_cas")
                 done = await transition(
                     self.records, record, revision, lambda r: states.due(r, self.clock.now_ms())
                 )
+                crashpoint("timer.due.after_cas")
             except Exception:
                 log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
                 self.driver.arm(record.id, self.clock.now_ms() + 1000)

@@ -1,0 +1,60 @@
+"""Named crash points: `os._exit` exactly at a step boundary, for crash tests only.
+
+Set `JETSCHED_CRASH_AT=<point>` (or `<point>:<n>` to die on the n-th pass) in a process's environment and
+it exits with status 86 — no cleanup, no flush, like `kill -9` — the moment it reaches that point. Unset
+(always, outside tests) a crash point costs one global lookup.
+
+Every point names the boundary between two steps that must not be torn apart, e.g.
+`dispatcher.claim.after_cas`: the claim is stored, the work message not yet sent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+EXIT_STATUS = 86
+
+POINTS = frozenset(
+    {
+        "intake.submit.after_key",
+        "intake.submit.after_create",
+        "intake.cancel.after_cas",
+        "timer.due.before_cas",
+        "timer.due.after_cas",
+        "dispatcher.claim.before_cas",
+        "dispatcher.claim.after_cas",
+        "dispatcher.claim.after_send",
+        "reaper.outcome.before_cas",
+        "reaper.outcome.after_cas",
+        "reaper.rescue.after_cas",
+        "worker.received",
+        "worker.after_run",
+        "worker.after_report",
+    }
+)
+
+
+def _parse(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    name, _, count = spec.partition(":")
+    if name not in POINTS:
+        raise ValueError(f"JETSCHED_CRASH_AT names no crash point: {name!r}")
+    return name, int(count or 1)
+
+
+_target = _parse(os.environ.get("JETSCHED_CRASH_AT"))
+_passes = 0
+
+
+def crashpoint(name: str) -> None:
+    """Die here if this is the configured crash point (and its n-th pass)."""
+    global _passes
+    if _target is None or _target[0] != name:
+        return
+    _passes += 1
+    if _passes >= _target[1]:
+        sys.stderr.write(f"crash point {name} reached: exiting\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STATUS)

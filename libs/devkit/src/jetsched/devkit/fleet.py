@@ -1,0 +1,68 @@
+"""Real processes for crash and chaos tests: service replicas and probe workers around one nats-server.
+
+Workers run `jetsched.devkit.probe`, so every execution is written to an execution log outside NATS that
+a checker can compare with what jetsched reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import procs
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    at: float
+    pid: int
+    job_id: str
+    attempt: int
+    event: str
+
+
+class Fleet:
+    def __init__(self, nats_url: str, work_dir: Path) -> None:
+        self.url = nats_url
+        self.work_dir = work_dir
+        self.exec_log = work_dir / "executions.log"
+        self.services: list[procs.Proc] = []
+        self.workers: list[procs.Proc] = []
+
+    def service(self, name: str, env: dict[str, str] | None = None) -> procs.Proc:
+        proc = procs.service(name, self.url, self.work_dir, env=env).start()
+        self.services.append(proc)
+        return proc
+
+    def start_services(self, copies: int = 1) -> Fleet:
+        for _ in range(copies):
+            for name in procs.SERVICES:
+                self.service(name)
+        return self
+
+    def worker(self, *extra: str, env: dict[str, str] | None = None) -> procs.Proc:
+        env = {"JETSCHED_PROBE_LOG": str(self.exec_log), **(env or {})}
+        proc = procs.worker("jetsched.devkit.probe", self.url, self.work_dir, *extra, env=env).start()
+        self.workers.append(proc)
+        return proc
+
+    def runs(self) -> list[Run]:
+        if not self.exec_log.exists():
+            return []
+        rows = []
+        for line in self.exec_log.read_text().splitlines():
+            at, pid, job_id, attempt, event = line.split()
+            rows.append(Run(float(at), int(pid), job_id, int(attempt), event))
+        return rows
+
+    def started(self, job_id: str) -> list[Run]:
+        return [r for r in self.runs() if r.job_id == job_id and r.event == "start"]
+
+    def stop(self) -> None:
+        for proc in reversed(self.workers + self.services):
+            with contextlib.suppress(Exception):
+                proc.terminate(timeout=10)

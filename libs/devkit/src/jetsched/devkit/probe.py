@@ -1,0 +1,35 @@
+"""Handlers for crash and chaos tests: each run is logged to a file outside NATS (the execution log).
+
+`JETSCHED_PROBE_LOG` names the file; every line is `<unix time> <pid> <job id> <attempt> <event>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from jetsched.sdk import Job, task
+
+
+def log(job: Job, event: str) -> None:
+    path = os.environ.get("JETSCHED_PROBE_LOG")
+    if path:
+        with open(path, "a") as out:
+            out.write(f"{time.time():.6f} {os.getpid()} {job.id} {job.attempt} {event}\n")
+
+
+@task("probe.sleep")
+async def sleep(job: Job) -> int:
+    """Sleeps `payload` seconds (a number, or null for none); returns the worker's pid."""
+    log(job, "start")
+    await asyncio.sleep(float(job.payload or 0))
+    log(job, "end")
+    return os.getpid()
+
+
+@task("probe.poison")
+async def poison(job: Job) -> None:
+    """Kills the worker process running it, every time: a poison pill."""
+    log(job, "start")
+    os._exit(1)

@@ -1,0 +1,209 @@
+"""Kill a process at each named crash point, restart it, and check the promise still holds.
+
+For every point: the job reaches a final state, runs at most once more than it would have without the
+crash, and when it did run twice its record says why (a lost worker, a released claim).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from jetsched.bus.crashpoints import EXIT_STATUS
+from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
+from jetsched.devkit.nats_server import NatsServer
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client
+
+pytestmark = pytest.mark.slow
+
+CRASH = "JETSCHED_CRASH_AT"
+
+
+@pytest.fixture
+def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
+    running = Fleet(nats_server.url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+async def client(fleet: Fleet) -> AsyncIterator[Client]:
+    async with Client(fleet.url, timeout=20) as connected:
+        yield connected
+
+
+def start(fleet: Fleet, crash_service: str | None, point: str) -> procs.Proc | None:
+    target = None
+    for name in procs.SERVICES:
+        proc = fleet.service(name, env={CRASH: point} if name == crash_service else None)
+        if name == crash_service:
+            target = proc
+    return target
+
+
+async def crashed(proc: procs.Proc) -> None:
+    await eventually(lambda: not proc.alive(), timeout=30, what=f"{proc.name} reached its crash point")
+    assert proc.popen is not None
+    assert proc.popen.returncode == EXIT_STATUS
+
+
+def restart_clean(proc: procs.Proc) -> None:
+    proc.env.pop(CRASH, None)
+    proc.start()
+
+
+async def final(client: Client, job_id: str) -> dict[str, Any]:
+    return await client.wait(job_id, timeout=40)
+
+
+def explained(record: dict[str, Any], runs: int) -> None:
+    """At most one extra run, and an extra run is accounted for in the record."""
+    assert runs <= 2
+    if runs == 2:
+        assert record["errors"] or record.get("releases", 0), record
+
+
+@pytest.mark.parametrize(
+    ("service", "point", "delay"),
+    [
+        ("timer", "timer.due.before_cas", 0.3),
+        ("timer", "timer.due.after_cas", 0.3),
+        ("dispatcher", "dispatcher.claim.before_cas", None),
+        ("dispatcher", "dispatcher.claim.after_cas", None),
+        ("dispatcher", "dispatcher.claim.after_send", None),
+        ("reaper", "reaper.outcome.before_cas", None),
+        ("reaper", "reaper.outcome.after_cas", None),
+    ],
+)
+async def test_service_dies_mid_transition(
+    fleet: Fleet, client: Client, service: str, point: str, delay: float | None
+) -> None:
+    """The job still completes exactly once after the service restarts."""
+    target = start(fleet, service, point)
+    assert target is not None
+    fleet.worker()
+    reply = await client.submit("probe.sleep", 0.05, delay=delay)
+    await crashed(target)
+    restart_clean(target)
+    record = await final(client, reply.id)
+    assert record["state"] == "succeeded"
+    assert len(fleet.started(reply.id)) == 1
+    if point == "dispatcher.claim.after_cas":
+        # The claim never reached the worker: handed back without using an attempt.
+        assert (record["attempt"], record["releases"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("point", "duplicate"), [("intake.submit.after_key", False), ("intake.submit.after_create", True)]
+)
+async def test_intake_dies_during_keyed_submit(
+    fleet: Fleet, client: Client, point: str, duplicate: bool
+) -> None:
+    """A client that resubmits with its key after intake died gets one job, run once."""
+    intake = start(fleet, "intake", point)
+    assert intake is not None
+    fleet.worker()
+    impatient = Client(fleet.url, timeout=2)
+    await impatient.connect()
+    with pytest.raises((TimeoutError, NatsTimeoutError)):
+        await impatient.submit("probe.sleep", 0.01, key="order-7")
+    await impatient.close()
+    await crashed(intake)
+    restart_clean(intake)
+    reply = await client.submit("probe.sleep", 0.01, key="order-7")
+    assert reply.duplicate is duplicate
+    record = await final(client, reply.id)
+    assert record["state"] == "succeeded"
+    assert len(fleet.started(reply.id)) == 1
+    assert len((await client.list())["jobs"]) == 1
+
+
+async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> None:
+    """The cancel is stored but never sent to the worker: the reaper sees the stale attempt and stops it."""
+    intake = start(fleet, "intake", "intake.cancel.after_cas")
+    assert intake is not None
+    fleet.worker()
+    reply = await client.submit("probe.sleep", 60)
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
+    impatient = Client(fleet.url, timeout=2)
+    await impatient.connect()
+    with pytest.raises((TimeoutError, NatsTimeoutError)):
+        await impatient.cancel(reply.id)
+    await impatient.close()
+    await crashed(intake)
+    restart_clean(intake)
+    assert (await client.get(reply.id))["job"]["state"] == "cancelled"
+
+    async def worker_idle() -> bool:
+        return bool((await client.stats())["workers"]["busy"] == 0)
+
+    await eventually(worker_idle, timeout=15, what="worker stopped the cancelled attempt")
+    assert not [r for r in fleet.runs() if r.job_id == reply.id and r.event == "end"]
+
+
+async def test_reaper_dies_after_rescue_cas(fleet: Fleet, client: Client) -> None:
+    """A rescue stored just before the reaper died still leads to the job running elsewhere."""
+    reaper = start(fleet, "reaper", "reaper.rescue.after_cas")
+    assert reaper is not None
+    doomed = fleet.worker()
+    reply = await client.submit("probe.sleep", 1.0, backoff={"base_ms": 0})
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
+    doomed.kill()
+    await crashed(reaper)
+    restart_clean(reaper)
+    fleet.worker()
+    record = await final(client, reply.id)
+    assert record["state"] == "succeeded"
+    assert record["errors"][0]["kind"] == "lost"
+    explained(record, len(fleet.started(reply.id)))
+
+
+@pytest.mark.parametrize(
+    ("point", "runs"), [("worker.received", 1), ("worker.after_run", 2), ("worker.after_report", 1)]
+)
+async def test_worker_dies_mid_job(fleet: Fleet, client: Client, point: str, runs: int) -> None:
+    """Whenever a worker dies, its job ends succeeded; a second run only when the first result was lost."""
+    start(fleet, None, point)
+    dying = fleet.worker(env={CRASH: point})
+    reply = await client.submit("probe.sleep", 0.05, backoff={"base_ms": 0})
+    await crashed(dying)
+    fleet.worker()
+    record = await final(client, reply.id)
+    assert record["state"] == "succeeded"
+    assert len(fleet.started(reply.id)) == runs
+    explained(record, runs)
+    if point != "worker.after_report":
+        assert record["errors"][0]["kind"] == "lost"
+
+
+async def test_every_point_is_exercised() -> None:
+    """The tests above cover every crash point there is."""
+    from jetsched.bus.crashpoints import POINTS
+
+    covered = {
+        "timer.due.before_cas",
+        "timer.due.after_cas",
+        "dispatcher.claim.before_cas",
+        "dispatcher.claim.after_cas",
+        "dispatcher.claim.after_send",
+        "reaper.outcome.before_cas",
+        "reaper.outcome.after_cas",
+        "intake.submit.after_key",
+        "intake.submit.after_create",
+        "intake.cancel.after_cas",
+        "reaper.rescue.after_cas",
+        "worker.received",
+        "worker.after_run",
+        "worker.after_report",
+    }
+    assert covered == POINTS
+    await asyncio.sleep(0)
