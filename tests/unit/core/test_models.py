@@ -54,3 +54,16 @@ def test_heartbeat_validates_capabilities() -> None:
     """A heartbeat naming a wildcard capability is malformed."""
     with pytest.raises(ValidationError):
         Heartbeat(worker="w", session="s", capabilities=("a.*",), concurrency=1, interval_ms=500)
+
+
+def test_expires_header_only_while_unstarted() -> None:
+    """The feed header announcing a start deadline is there only while it can still fire."""
+    from jetsched.core import states
+    from jetsched.core.changes import EXPIRES_HEADER, Change, headers_of
+
+    record = states.accept(JobRequest(expires_in_ms=1000), "J1", "a", 0, None)
+    assert headers_of(record)[EXPIRES_HEADER] == "1000"
+    assert Change.of(record, 1).expires_at_ms == 1000
+    claimed = states.claim(record, "w", "s", "t", 5)
+    assert EXPIRES_HEADER not in headers_of(claimed)
+    assert EXPIRES_HEADER not in headers_of(states.accept(JobRequest(), "J2", "a", 0, None))

@@ -271,3 +271,34 @@ class TestCancelAndRevive:
 def test_backoff_model_defaults() -> None:
     """The default retry policy starts at one second and doubles."""
     assert Backoff() == Backoff(base_ms=1000, factor=2.0, max_ms=600_000, jitter=0.2)
+
+
+class TestDeadlines:
+    def test_expired_only_before_first_start(self) -> None:
+        """A start deadline applies to a job that has not started; past it, it dies as expired."""
+        record = accepted(delay_ms=100, expires_in_ms=50)
+        assert record.expires_at_ms == NOW + 150
+        assert not states.expired(record, NOW + 150)
+        assert states.expired(record, NOW + 151)
+        dead = states.expire(states.due(record, NOW + 151), NOW + 151)
+        assert (dead.state, dead.errors[-1].kind) == (JobState.DEAD, ErrorKind.EXPIRED)
+
+    def test_started_job_never_expires(self) -> None:
+        """Once the first attempt has run, the deadline no longer applies (retries are not expired)."""
+        record = running(accepted(expires_in_ms=10, backoff={"base_ms": 0}))
+        retried = states.apply_outcome(record, report(record, OutcomeStatus.FAILED), NOW + 500, 0.5)
+        assert not states.expired(retried, NOW + 10_000)
+        with pytest.raises(TransitionError):
+            states.expire(retried, NOW + 10_000)
+
+    def test_released_claim_still_counts_as_unstarted(self) -> None:
+        """A claim handed back unrun does not start the job: the deadline still applies."""
+        record = running(accepted(expires_in_ms=10))
+        released = states.apply_outcome(record, report(record, OutcomeStatus.RELEASED), NOW + 5, 0.5)
+        assert states.expired(released, NOW + 11)
+
+    def test_server_side_timeout(self) -> None:
+        """An attempt failed by the reaper for running past its timeout is a timeout and retries."""
+        record = running(accepted(backoff={"base_ms": 0}))
+        retried = states.time_out(record, NOW + 400_000, 0.5)
+        assert (retried.state, retried.errors[-1].kind) == (JobState.READY, ErrorKind.TIMEOUT)

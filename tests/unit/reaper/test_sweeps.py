@@ -10,8 +10,8 @@ from jetsched.reaper.sweeps import Running, Verdict, stale_holdings, sweep
 T0 = 1_000_000
 
 
-def running_job(job_id: str = "J1", session: str = "s1") -> Running:
-    record = states.accept(JobRequest(), job_id, "a", T0, None)
+def running_job(job_id: str = "J1", session: str = "s1", timeout_s: float = 300) -> Running:
+    record = states.accept(JobRequest(timeout_s=timeout_s), job_id, "a", T0, None)
     return Running(states.claim(record, "w", session, "tok", T0), revision=2, seen_ms=T0)
 
 
@@ -23,9 +23,9 @@ def beat(reg: WorkerRegistry, at: int, held: tuple[tuple[str, int], ...] = ()) -
 
 
 def test_healthy_job_left_alone() -> None:
-    """A job its live session lists is never rescued, however long it runs."""
+    """A job its live session lists is never rescued within its declared timeout, however long that is."""
     reg = WorkerRegistry()
-    entry = running_job()
+    entry = running_job(timeout_s=7200)
     for at in range(T0, T0 + 3_600_000, 500):
         beat(reg, at, (("J1", 1),))
         assert sweep({"J1": entry}, reg, at, T0) == []
@@ -101,3 +101,14 @@ class TestStaleHoldings:
         assert found == []
         suspects: dict[tuple[str, str, int], int] = {("s1", "J1", 0): T0 - 2000}
         assert stale_holdings({"J1": running_job()}, reg, suspects, T0) == [("s1", "J1", 0)]
+
+
+def test_timeout_backstop_only_past_declared_timeout() -> None:
+    """A listed job past its own timeout plus grace is timed out; before that it is left alone."""
+    reg = WorkerRegistry()
+    record = states.accept(JobRequest(timeout_s=10), "J1", "a", T0, None)
+    entry = Running(states.claim(record, "w", "s1", "tok", T0), revision=2, seen_ms=T0)
+    beat(reg, T0 + 12_000, (("J1", 1),))
+    assert sweep({"J1": entry}, reg, T0 + 12_000, T0) == []
+    beat(reg, T0 + 12_001, (("J1", 1),))
+    assert sweep({"J1": entry}, reg, T0 + 12_001, T0) == [(entry, Verdict.TIMEOUT)]

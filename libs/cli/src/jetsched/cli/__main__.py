@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--key", help="idempotency key")
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--timeout", type=parse_duration, help="per-attempt timeout, e.g. 30s")
+    submit.add_argument("--heartbeat-timeout", type=parse_duration, help="fail an attempt silent this long")
+    submit.add_argument("--expires-in", type=parse_duration, help="die unless started this soon after due")
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print it")
 
     status = commands.add_parser("status", help="show one job")
@@ -116,6 +118,8 @@ async def run_client(args: argparse.Namespace) -> Any:
                 key=args.key,
                 max_attempts=args.max_attempts,
                 timeout=args.timeout,
+                heartbeat_timeout=args.heartbeat_timeout,
+                expires_in=args.expires_in,
             )
             if args.wait:
                 return {"job": await client.wait(reply.id, timeout=3600), "waiting": None, "last_error": None}

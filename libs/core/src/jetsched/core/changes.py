@@ -1,8 +1,9 @@
 """A write to a job record as the record feed delivers it, decoded only as far as a reader needs.
 
-Every record write carries three headers — state, capability and (while leased) session — so a service
-can route an update without parsing the record: the timer decodes only `scheduled` records, the reaper
-only `running` ones. A record written without the headers is decoded to fill them in.
+Every record write carries headers — state, capability, (while leased) session, and (while a start
+deadline is pending) the deadline — so a service can route an update without parsing the record: the
+timer decodes only records it must arm, the reaper only `running` ones. A record written without the
+headers is decoded to fill them in.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ from .models import JobRecord, JobState
 STATE_HEADER = "Jetsched-State"
 CAPABILITY_HEADER = "Jetsched-Capability"
 SESSION_HEADER = "Jetsched-Session"
+#: Present on a ready or scheduled job with a start deadline whose first attempt has not started.
+EXPIRES_HEADER = "Jetsched-Expires-At"
 
 
 def headers_of(record: JobRecord) -> dict[str, str]:
     headers = {STATE_HEADER: record.state.value, CAPABILITY_HEADER: record.capability}
     if record.lease is not None:
         headers[SESSION_HEADER] = record.lease.session
+    if (
+        record.expires_at_ms is not None
+        and record.attempts_used == 0
+        and record.state is not JobState.RUNNING
+    ):
+        headers[EXPIRES_HEADER] = str(record.expires_at_ms)
     return headers
 
 
@@ -31,6 +40,7 @@ class Change:
     state: JobState | None
     capability: str = ""
     session: str | None = None
+    expires_at_ms: int | None = None
     data: bytes = b""
     _record: JobRecord | None = field(default=None, repr=False)
 
@@ -41,18 +51,29 @@ class Change:
 
     @classmethod
     def of(cls, record: JobRecord, revision: int) -> Change:
-        session = record.lease.session if record.lease is not None else None
-        return cls(record.id, revision, record.state, record.capability, session, b"", record)
+        change = cls.from_headers(record.id, revision, headers_of(record), b"")
+        change._record = record
+        return change
 
     @classmethod
     def deleted(cls, job_id: str, revision: int) -> Change:
         return cls(job_id, revision, None)
 
     @classmethod
-    def from_message(cls, job_id: str, revision: int, data: bytes, headers: dict[str, str] | None) -> Change:
-        state = headers.get(STATE_HEADER) if headers else None
-        if state is None or headers is None:
-            return cls.of(JobRecord.model_validate_json(data), revision)
+    def from_headers(cls, job_id: str, revision: int, headers: dict[str, str], data: bytes) -> Change:
+        expires = headers.get(EXPIRES_HEADER)
         return cls(
-            job_id, revision, JobState(state), headers[CAPABILITY_HEADER], headers.get(SESSION_HEADER), data
+            job_id,
+            revision,
+            JobState(headers[STATE_HEADER]),
+            headers[CAPABILITY_HEADER],
+            headers.get(SESSION_HEADER),
+            int(expires) if expires else None,
+            data,
         )
+
+    @classmethod
+    def from_message(cls, job_id: str, revision: int, data: bytes, headers: dict[str, str] | None) -> Change:
+        if not headers or STATE_HEADER not in headers:
+            return cls.of(JobRecord.model_validate_json(data), revision)
+        return cls.from_headers(job_id, revision, headers, data)

@@ -78,6 +78,10 @@ class JobRequest(Model):
     key: str | None = Field(None, min_length=1, max_length=256)
     max_attempts: int = Field(5, ge=1, le=1000)
     timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
+    #: Fail an attempt whose handler reports no progress (`job.heartbeat()`) for this long.
+    heartbeat_timeout_s: float | None = Field(None, gt=0, le=7 * 86_400)
+    #: The first attempt must start within this long of the due time, or the job dies as expired.
+    expires_in_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
     backoff: Backoff = Backoff()
 
     @model_validator(mode="after")
@@ -112,6 +116,8 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     #: The worker session holding the job vanished.
     LOST = "lost"
+    #: The first attempt did not start before the job's start deadline.
+    EXPIRED = "expired"
 
 
 class ErrorInfo(Model):
@@ -137,9 +143,12 @@ class JobRecord(Model):
     releases: int = 0
     max_attempts: int
     timeout_s: float
+    heartbeat_timeout_s: float | None = None
     backoff: Backoff
     #: Earliest start (epoch ms); the due time while `scheduled`.
     run_at_ms: int
+    #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired.
+    expires_at_ms: int | None = None
     key: str | None = None
     lease: Lease | None = None
     errors: tuple[ErrorInfo, ...] = ()
@@ -203,6 +212,7 @@ class WorkMessage(Model):
     payload: JSON = None
     priority: int
     timeout_s: float
+    heartbeat_timeout_s: float | None = None
     created_at_ms: int
     run_at_ms: int
 

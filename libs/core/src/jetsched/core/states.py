@@ -56,6 +56,8 @@ def accept(
         state=JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY,
         max_attempts=request.max_attempts,
         timeout_s=request.timeout_s,
+        heartbeat_timeout_s=request.heartbeat_timeout_s,
+        expires_at_ms=None if request.expires_in_ms is None else run_at_ms + request.expires_in_ms,
         backoff=request.backoff,
         run_at_ms=run_at_ms,
         key=request.key,
@@ -154,6 +156,37 @@ def orphan(rec: JobRecord, now_ms: int) -> JobRecord:
     """running → ready without using an attempt: the claimed job never reached its (live) worker."""
     _require(rec, JobState.RUNNING, "orphan")
     return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+
+
+def expired(rec: JobRecord, now_ms: int) -> bool:
+    """Whether a job that has never started is past its start deadline."""
+    return rec.expires_at_ms is not None and rec.attempts_used == 0 and now_ms > rec.expires_at_ms
+
+
+def expire(rec: JobRecord, now_ms: int) -> JobRecord:
+    """ready/scheduled → dead: the first attempt could not start before the job's deadline."""
+    if rec.state not in (JobState.READY, JobState.SCHEDULED) or not expired(rec, now_ms):
+        raise TransitionError(f"{rec.id} is not an unstarted job past its deadline")
+    info = ErrorInfo(
+        attempt=rec.attempt,
+        at_ms=now_ms,
+        kind=ErrorKind.EXPIRED,
+        type="Expired",
+        message=f"not started by its deadline ({rec.expires_at_ms} ms)",
+    )
+    return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-MAX_ERRORS:])
+
+
+def time_out(rec: JobRecord, now_ms: int, rand: float) -> JobRecord:
+    """running → retry or dead: the attempt outlived its timeout and its worker did not report it."""
+    info = ErrorInfo(
+        attempt=rec.attempt,
+        at_ms=now_ms,
+        kind=ErrorKind.TIMEOUT,
+        type="TimeoutError",
+        message=f"ran past its timeout of {rec.timeout_s}s without a report (stopped by the reaper)",
+    )
+    return fail(rec, info, now_ms, rand)
 
 
 def cancel(rec: JobRecord, now_ms: int) -> JobRecord:

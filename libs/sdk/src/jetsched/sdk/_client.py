@@ -92,6 +92,8 @@ class Client:
         key: str | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
+        expires_in: float | None = None,
         backoff: dict[str, Any] | None = None,
     ) -> SubmitReply:
         """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
@@ -104,6 +106,8 @@ class Client:
             key: idempotency key: a second submit with the same key returns the first job.
             max_attempts: attempts before the job is dead (default 5).
             timeout: seconds one attempt may run (default 300).
+            heartbeat_timeout: seconds an attempt may go without `job.heartbeat()` before it times out.
+            expires_in: seconds after its due time by which the first attempt must start, or the job dies.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
         """
         body: dict[str, Any] = {"payload": payload}
@@ -114,6 +118,8 @@ class Client:
             "key": key,
             "max_attempts": max_attempts,
             "timeout_s": timeout,
+            "heartbeat_timeout_s": heartbeat_timeout,
+            "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
             "backoff": backoff,
         }
         body.update({k: v for k, v in options.items() if v is not None})

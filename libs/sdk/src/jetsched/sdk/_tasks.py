@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 from jetsched.core.models import check_capability
@@ -16,7 +16,8 @@ class Job:
     """What a handler receives: the job's identity, attempt number and payload.
 
     `attempt` starts at 1 and grows with every retry; (`id`, `attempt`) names one execution, so handlers
-    can make side effects idempotent with it.
+    can make side effects idempotent with it. A job submitted with `heartbeat_timeout` must call
+    `heartbeat()` at least that often (from async or thread handlers alike) or its attempt times out.
     """
 
     id: str
@@ -25,6 +26,11 @@ class Job:
     payload: Any
     priority: int
     created_at_ms: int
+    _on_heartbeat: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+
+    def heartbeat(self) -> None:
+        """Report progress: the attempt is alive (resets its heartbeat timeout)."""
+        self._on_heartbeat()
 
 
 class Tasks:

@@ -42,6 +42,8 @@ from ._errors import Fatal, Retry
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from nats.aio.client import Client as Nats
     from nats.aio.msg import Msg
 
@@ -210,7 +212,17 @@ class Worker:
             crashpoint("worker.after_report")
 
     async def _call(self, work: WorkMessage, handler: Handler | None) -> Outcome:
-        job = Job(work.id, work.attempt, work.capability, work.payload, work.priority, work.created_at_ms)
+        loop = asyncio.get_running_loop()
+        beats = [loop.time()]
+        job = Job(
+            work.id,
+            work.attempt,
+            work.capability,
+            work.payload,
+            work.priority,
+            work.created_at_ms,
+            lambda: beats.__setitem__(0, loop.time()),
+        )
         fields: dict[str, Any] = {}
         if handler is None:
             return self._outcome(work, OutcomeStatus.RELEASED, {})
@@ -218,9 +230,13 @@ class Worker:
             self.executed += 1
             async with asyncio.timeout(work.timeout_s):
                 if inspect.iscoroutinefunction(handler):
-                    result = await handler(job)
+                    running: Awaitable[Any] = handler(job)
                 else:
-                    result = await asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+                    running = loop.run_in_executor(self._threads, handler, job)
+                if work.heartbeat_timeout_s is None:
+                    result = await running
+                else:
+                    result = await _watch(running, work.heartbeat_timeout_s, beats)
             data = orjson.dumps(result)
             if len(data) > MAX_RESULT_BYTES:
                 raise ValueError(f"result is {len(data)} bytes of JSON; the limit is {MAX_RESULT_BYTES}")
@@ -231,6 +247,11 @@ class Worker:
             if task is not None:
                 task.uncancel()
             status = OutcomeStatus.RELEASED
+        except _NoHeartbeat as exc:
+            status, fields["error"] = (
+                OutcomeStatus.TIMEOUT,
+                OutcomeError(type="HeartbeatTimeout", message=str(exc)),
+            )
         except TimeoutError:
             status = OutcomeStatus.TIMEOUT
             fields["error"] = OutcomeError(
@@ -270,6 +291,28 @@ class Worker:
                 log.warning("outcome not stored yet; retrying", extra={"job": work.id, "error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+class _NoHeartbeat(Exception):
+    """The handler stopped calling `job.heartbeat()`."""
+
+
+async def _watch(running: Awaitable[Any], timeout_s: float, beats: list[float]) -> Any:
+    """Await the handler, cancelling it if `beats[0]` (its last heartbeat) grows older than `timeout_s`."""
+    task = asyncio.ensure_future(running)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            remaining = beats[0] + timeout_s - loop.time()
+            if remaining <= 0:
+                task.cancel()
+                raise _NoHeartbeat(f"no heartbeat for {timeout_s}s")
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+            if done:
+                return task.result()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
 
 
 def _error(exc: BaseException) -> OutcomeError:

@@ -21,7 +21,7 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
-from jetsched.bus.records import Records, Store
+from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
@@ -108,6 +108,12 @@ class _Dispatch:
         record = claim.record
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched dispatch", record.trace, SpanKind.PRODUCER, attributes) as headers:
+            if states.expired(record, service.clock.now_ms()):
+                service.board.settle(claim, None)
+                await transition(
+                    self.records, record, claim.revision, lambda r: states.expire(r, service.clock.now_ms())
+                )
+                return
             token = secrets.token_hex(8)
             claimed = states.claim(record, session.worker, session.session, token, service.clock.now_ms())
             try:
@@ -135,6 +141,7 @@ class _Dispatch:
                 payload=record.payload,
                 priority=record.priority,
                 timeout_s=record.timeout_s,
+                heartbeat_timeout_s=record.heartbeat_timeout_s,
                 created_at_ms=record.created_at_ms,
                 run_at_ms=record.run_at_ms,
             )

@@ -159,10 +159,14 @@ class ReaperService(Service):
                 return states.lose(
                     r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost"
                 )
+            if verdict is Verdict.TIMEOUT:
+                return states.time_out(r, now, random.random())
             return states.orphan(r, now)
 
         done = await transition(self.records, record, entry.revision, verb)
         crashpoint("reaper.rescue.after_cas")
+        if done is not None and verdict is Verdict.TIMEOUT:
+            await self.stop_stale(lease.session, record.id, lease.attempt)
         if done is not None:
             log.warning(
                 "rescued job",

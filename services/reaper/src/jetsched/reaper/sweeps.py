@@ -10,6 +10,10 @@
   dropped). The job goes back to ready without using an attempt (`states.orphan`). A worker lists a job
   from receipt until its report is durably stored, so a finished job is always in one place or the other;
   the rescue is a fenced CAS, so a report applied meanwhile wins.
+- **timeout**: the session is alive and holds the job, but the attempt has run past the job's timeout
+  plus a grace without a report — a worker that does not enforce timeouts itself, or a handler stuck in
+  a thread. The attempt fails as timed out (`states.time_out`) and the worker is told to stop it. Only
+  the job's own declared timeout does this: a healthy long job is never rescued by wall-clock time.
 
 Times are this process's own clock readings (when it first saw the claim, when it heard each heartbeat),
 never another host's, so clock skew between hosts cannot rescue a healthy job early.
@@ -31,9 +35,14 @@ ORPHAN_GRACE_MS = 1500
 UNSEEN_SESSION_MS = 2000
 
 
+#: How long past its timeout an attempt may run before the reaper fails it (the worker normally reports first).
+TIMEOUT_GRACE_MS = 2000
+
+
 class Verdict(StrEnum):
     LOST = "lost"
     ORPHAN = "orphan"
+    TIMEOUT = "timeout"
 
 
 @dataclass(slots=True)
@@ -61,6 +70,8 @@ def sweep(
             session.heartbeat.running, lease.attempt, entry.record.id
         ):
             found.append((entry, Verdict.ORPHAN))
+        elif now_ms - entry.seen_ms > entry.record.timeout_s * 1000 + TIMEOUT_GRACE_MS:
+            found.append((entry, Verdict.TIMEOUT))
     return found
 
 

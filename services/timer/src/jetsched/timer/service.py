@@ -1,5 +1,8 @@
 """The timer service: every `scheduled` record is armed on the wheel; when due, CAS it to `ready`.
 
+It also owns start deadlines: a `ready` job with `expires_at_ms` whose first attempt has not started is
+armed for just past that instant and, if still queued then, dies as expired.
+
 The wheel is a view: it is rebuilt from the record feed on start (last value of every key), so a timer
 restarted or killed loses nothing, and entries already due fire at once. Replicas all arm every timer and
 race for the CAS; the loser's stale view costs one failed write. (Sharding by lease: issue 3.)
@@ -24,6 +27,8 @@ from jetsched.core.models import JobRecord, JobState
 from .driver import WheelDriver
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
@@ -49,6 +54,10 @@ class TimerService(Service):
             record = change.record()
             self.pending[change.id] = (record, change.revision)
             self.driver.arm(change.id, record.run_at_ms)
+        elif change.state is JobState.READY and change.expires_at_ms is not None:
+            # A queued job with a start deadline: expired means strictly past it.
+            self.pending[change.id] = (change.record(), change.revision)
+            self.driver.arm(change.id, change.expires_at_ms + 1)
         elif self.pending.pop(change.id, None) is not None:
             self.driver.disarm(change.id)
 
@@ -65,15 +74,19 @@ class TimerService(Service):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def _verb(self, record: JobRecord) -> Callable[[JobRecord], JobRecord]:
+        """What a timer means: a scheduled job is due; a ready one has passed its start deadline."""
+        if record.state is JobState.SCHEDULED:
+            return lambda r: states.due(r, self.clock.now_ms())
+        return lambda r: states.expire(r, self.clock.now_ms())
+
     async def _fire(self, record: JobRecord, revision: int) -> None:
         assert self.records is not None
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
             try:
                 crashpoint("timer.due.before_cas")
-                done = await transition(
-                    self.records, record, revision, lambda r: states.due(r, self.clock.now_ms())
-                )
+                done = await transition(self.records, record, revision, self._verb(record))
                 crashpoint("timer.due.after_cas")
             except Exception:
                 log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
