@@ -47,5 +47,8 @@ typecheck: $(VENV)/.installed  ## mypy --strict
 bench: $(VENV)/.installed  ## print throughput, latency and round-trip figures
 	$(BIN)/python tests/bench/bench_throughput.py
 
+chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
+	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
+
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched

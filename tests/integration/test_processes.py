@@ -95,3 +95,18 @@ async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) 
     replies += [await proc_client.submit("probe.sleep", 0.01) for _ in range(20)]
     records = [await proc_client.wait(r.id, timeout=60) for r in replies]
     assert {r["state"] for r in records} == {"succeeded"}
+
+
+async def test_nats_outage_does_not_rescue_healthy_jobs(
+    nats_server: NatsServer, fleet: Fleet, proc_client: Client
+) -> None:
+    """A NATS restart longer than the liveness deadline is nobody's death: the running job is not re-run."""
+    fleet.worker()
+    reply = await proc_client.submit("probe.sleep", 6.0)
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
+    nats_server.kill()
+    await asyncio.sleep(3.0)  # longer than a session's deadline (2 s), on purpose
+    nats_server.start()
+    record = await proc_client.wait(reply.id, timeout=30)
+    assert (record["state"], record["attempt"], record["errors"]) == ("succeeded", 1, [])
+    assert len(fleet.started(reply.id)) == 1

@@ -212,10 +212,17 @@ class TestOutcome:
 
 class TestRescue:
     def test_lost_worker_counts_an_attempt(self) -> None:
-        """A job of a lost session is retried as a failed attempt of kind `lost`."""
-        record = running(accepted(backoff={"base_ms": 0}))
+        """A job of a lost session is retried at once, as a failed attempt of kind `lost`."""
+        record = running(accepted(backoff={"base_ms": 5000}))
         lost = states.lose(record, NOW, 0.5, "gone")
         assert (lost.state, lost.attempts_used, lost.errors[-1].kind) == (JobState.READY, 1, ErrorKind.LOST)
+
+    def test_repeated_losses_back_off(self) -> None:
+        """A second loss waits for the backoff like any failure."""
+        record = running(accepted(backoff={"base_ms": 5000, "jitter": 0}))
+        again = running(states.lose(record, NOW, 0.5, "gone"), token="t2")
+        second = states.lose(again, NOW + 10, 0.5, "gone again")
+        assert (second.state, second.run_at_ms) == (JobState.SCHEDULED, NOW + 10 + 10_000)
 
     def test_poison_pill_ends_dead(self) -> None:
         """A job that keeps losing its workers ends dead instead of looping."""

@@ -36,3 +36,12 @@ def test_capable_excludes_draining_and_others() -> None:
     assert {s.id for s in registry.capable("a")} == {"s1", "s2"}
     assert registry.waiting_reason("b") is None
     assert registry.waiting_reason("c") == "no live worker with capability 'c'"
+
+
+def test_extend_all_after_own_outage() -> None:
+    """After this process was cut off, every known session gets a fresh deadline."""
+    registry = WorkerRegistry()
+    registry.observe(beat("s1"), 0)
+    registry.extend_all(10_000)
+    assert registry.alive("s1", 11_000)
+    assert not registry.expire(11_000)

@@ -29,6 +29,20 @@ log = logging.getLogger(__name__)
 EXPIRE_INTERVAL_S = 0.25
 
 
+class Outage:
+    """Whether this process was cut off from NATS since it last asked: then silence proves nothing."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.reconnects = nc.stats["reconnects"]
+
+    def since_last_check(self) -> bool:
+        reconnects = self.nc.stats["reconnects"]
+        interrupted = not self.nc.is_connected or reconnects != self.reconnects
+        self.reconnects = reconnects
+        return interrupted
+
+
 class HeartbeatListener:
     name = "heartbeats"
 
@@ -48,10 +62,16 @@ class HeartbeatListener:
 
     async def run(self) -> None:
         sub = await self.nc.subscribe(subjects.HEARTBEAT_ALL, cb=self._on_msg)
+        outage = Outage(self.nc)
         try:
             while True:
                 await asyncio.sleep(EXPIRE_INTERVAL_S)
-                for session in self.registry.expire(self.clock.now_ms()):
+                now = self.clock.now_ms()
+                if outage.since_last_check():
+                    # We could not hear anyone: a missed heartbeat is our outage, not the worker's death.
+                    self.registry.extend_all(now)
+                    continue
+                for session in self.registry.expire(now):
                     log.info(
                         "worker session lost",
                         extra={"session": session.id, "worker": session.heartbeat.worker},

@@ -145,11 +145,17 @@ def fail(
 
 
 def lose(rec: JobRecord, now_ms: int, rand: float, message: str) -> JobRecord:
-    """running → retry or dead because the worker session holding it vanished (counts as an attempt)."""
+    """running → retry or dead because the worker session holding it vanished (counts as an attempt).
+
+    The first loss retries at once: it is most likely the infrastructure's doing (a crash, a deploy, a
+    node lost), and the job should run again within seconds. Further losses back off like failures, so a
+    job that keeps killing its workers (a poison pill) slows down and ends dead after `max_attempts`.
+    """
     info = ErrorInfo(
         attempt=rec.attempt, at_ms=now_ms, kind=ErrorKind.LOST, type="WorkerLost", message=message
     )
-    return fail(rec, info, now_ms, rand)
+    first_loss = not any(e.kind is ErrorKind.LOST for e in rec.errors)
+    return fail(rec, info, now_ms, rand, retry_delay_ms=0 if first_loss else None)
 
 
 def orphan(rec: JobRecord, now_ms: int) -> JobRecord:

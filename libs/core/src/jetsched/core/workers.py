@@ -61,6 +61,12 @@ class WorkerRegistry:
             del self.sessions[s.id]
         return lost
 
+    def extend_all(self, now_ms: int) -> None:
+        """Treat every known session as just heard from: after this process was itself cut off from NATS,
+        silence says nothing about the workers."""
+        for session in self.sessions.values():
+            session.last_seen_ms = max(session.last_seen_ms, now_ms)
+
     def forget(self, session_id: str) -> Session | None:
         return self.sessions.pop(session_id, None)
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
-from jetsched.bus.heartbeats import HeartbeatListener
+from jetsched.bus.heartbeats import HeartbeatListener, Outage
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
@@ -77,7 +77,7 @@ class ReaperService(Service):
 
         return [
             HeartbeatListener(nc, self.registry, self.clock),
-            _Sweeper(self, feed),
+            _Sweeper(self, feed, Outage(nc)),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
         ]
 
@@ -183,9 +183,10 @@ class ReaperService(Service):
 class _Sweeper:
     name = "sweeper"
 
-    def __init__(self, service: ReaperService, feed: RecordFeed) -> None:
+    def __init__(self, service: ReaperService, feed: RecordFeed, outage: Outage) -> None:
         self.service = service
         self.feed = feed
+        self.outage = outage
 
     async def run(self) -> None:
         service = self.service
@@ -195,6 +196,11 @@ class _Sweeper:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
+            if self.outage.since_last_check():
+                # Cut off from NATS ourselves: judge nobody until a full deadline has passed again.
+                service.registry.extend_all(now)
+                started = now
+                continue
             found = sweep(service.running, service.registry, now, started)
             for session_id, job_id, attempt in stale_holdings(
                 service.running, service.registry, suspects, now
