@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import sys
 import tempfile
@@ -47,6 +48,8 @@ class Report:
     twice: dict[str, str] = field(default_factory=dict)
     stale_rejected: int = 0
     restart_delays: list[float] = field(default_factory=list)
+    #: Worker deaths whose jobs took over 3 s to rerun, with the other kills in that window.
+    slow_reruns: list[str] = field(default_factory=list)
     kills: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -55,6 +58,7 @@ class Report:
 
     def lines(self) -> list[str]:
         delays = sorted(self.restart_delays)
+        p50 = delays[len(delays) // 2] if delays else 0.0
         p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else 0.0
         causes = Counter(self.twice.values())
         return [
@@ -65,7 +69,9 @@ class Report:
             f"lost                {len(self.lost)}" + (f"  {self.lost[:5]}" if self.lost else ""),
             f"executed twice      {len(self.twice)}" + (f"  causes: {dict(causes)}" if causes else ""),
             f"stale reports       {self.stale_rejected} rejected",
-            f"worker death→rerun  max {max(delays, default=0.0):.2f}s  p99 {p99:.2f}s  ({len(delays)} jobs)",
+            f"worker death→rerun  p50 {p50:.2f}s  p99 {p99:.2f}s  max {max(delays, default=0.0):.2f}s"
+            f"  ({len(delays)} jobs)",
+            *(f"  slow: {line}" for line in self.slow_reruns[:10]),
         ]
 
 
@@ -80,6 +86,7 @@ class Soak:
         self.fleet: Fleet | None = None
         self.accepted: dict[str, str] = {}
         self.worker_deaths: list[tuple[float, int]] = []
+        self.events: list[tuple[float, str]] = []
 
     async def run(self) -> Report:
         self.server.start()
@@ -131,7 +138,9 @@ class Soak:
         while time.monotonic() < deadline:
             await asyncio.sleep(self.rng.uniform(0.5, 2.5))
             roll = self.rng.random()
+            at = time.time()
             if roll < 0.1:
+                self.events.append((at, "nats-server"))
                 self.report.kills["nats-server"] += 1
                 self.server.kill()
                 await asyncio.sleep(self.rng.uniform(0.1, 1.0))
@@ -141,12 +150,14 @@ class Soak:
                 if victim.alive() and victim.pid is not None:
                     self.worker_deaths.append((time.time(), victim.pid))
                 self.report.kills["worker"] += 1
+                self.events.append((at, "worker"))
                 victim.kill()
                 await asyncio.sleep(self.rng.uniform(0.0, 1.0))
                 victim.start()
             else:
                 victim = self.rng.choice(self.fleet.services)
                 self.report.kills[victim.name] += 1
+                self.events.append((at, victim.name))
                 victim.kill()
                 await asyncio.sleep(self.rng.uniform(0.0, 1.0))
                 victim.start()
@@ -198,7 +209,15 @@ class Soak:
                 cut = [at for at, p in runs if p == pid and at < died_at and (job_id, pid) not in ends]
                 later = [at for at, p in runs if p != pid and at > died_at]
                 if cut and later:
-                    report.restart_delays.append(min(later) - died_at)
+                    delay = min(later) - died_at
+                    report.restart_delays.append(delay)
+                    if delay > 3.0:
+                        near = [
+                            f"{what}@{at - died_at:+.1f}s"
+                            for at, what in self.events
+                            if -3 < at - died_at < delay
+                        ]
+                        report.slow_reruns.append(f"{job_id} {delay:.2f}s; kills around: {', '.join(near)}")
         for log in self.work_dir.glob("reaper-*.log"):
             report.stale_rejected += log.read_text(errors="replace").count("stale outcome rejected")
 
@@ -217,6 +236,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(1_000_000))
     parser.add_argument("--rate", type=float, default=40.0, help="jobs submitted per second")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the load generator's own reconnect chatter
     report = asyncio.run(soak(args.seconds, args.seed, args.rate))
     print("\n".join(report.lines()))
     unexplained = [j for j, cause in report.twice.items() if cause == "unexplained"]

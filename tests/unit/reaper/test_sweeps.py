@@ -112,3 +112,12 @@ def test_timeout_backstop_only_past_declared_timeout() -> None:
     assert sweep({"J1": entry}, reg, T0 + 12_000, T0) == []
     beat(reg, T0 + 12_001, (("J1", 1),))
     assert sweep({"J1": entry}, reg, T0 + 12_001, T0) == [(entry, Verdict.TIMEOUT)]
+
+
+def test_expired_session_jobs_lost_at_once() -> None:
+    """Once the registry has expired a session, all its jobs are lost at the next sweep, however new."""
+    reg = WorkerRegistry()
+    beat(reg, T0, (("J1", 1),))
+    reg.expire(T0 + 2001)
+    fresh = Running(running_job().record, revision=2, seen_ms=T0 + 1900)
+    assert sweep({"J1": fresh}, reg, T0 + 2001, T0) == [(fresh, Verdict.LOST)]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MISSES = 3
 DEFAULT_MARGIN_MS = 500
+LOST_MEMORY_MS = 10 * 60_000
 
 
 @dataclass(slots=True)
@@ -39,10 +40,13 @@ class WorkerRegistry:
         self.misses = misses
         self.margin_ms = margin_ms
         self.sessions: dict[str, Session] = {}
+        #: Sessions expired recently, with when: their jobs are lost now, not after a wait for news.
+        self.lost: dict[str, int] = {}
 
     def observe(self, hb: Heartbeat, now_ms: int) -> Session:
         """Record a heartbeat; returns the session (new or refreshed)."""
         session = self.sessions.get(hb.session)
+        self.lost.pop(hb.session, None)
         if session is None:
             session = self.sessions[hb.session] = Session(hb, now_ms, now_ms)
         else:
@@ -59,6 +63,10 @@ class WorkerRegistry:
         lost = [s for s in self.sessions.values() if now_ms > s.deadline_ms(self.misses, self.margin_ms)]
         for s in lost:
             del self.sessions[s.id]
+            self.lost[s.id] = now_ms
+        for session_id, at in list(self.lost.items()):
+            if now_ms - at > LOST_MEMORY_MS:
+                del self.lost[session_id]
         return lost
 
     def extend_all(self, now_ms: int) -> None:

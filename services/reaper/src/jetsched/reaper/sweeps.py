@@ -64,7 +64,8 @@ def sweep(
         watched_since = max(entry.seen_ms, started_ms)
         session = registry.sessions.get(lease.session)
         if session is None or not registry.alive(lease.session, now_ms):
-            if session is not None or now_ms - watched_since > UNSEEN_SESSION_MS:
+            known_dead = session is not None or lease.session in registry.lost
+            if known_dead or now_ms - watched_since > UNSEEN_SESSION_MS:
                 found.append((entry, Verdict.LOST))
         elif session.last_seen_ms - watched_since > ORPHAN_GRACE_MS and not _lists(
             session.heartbeat.running, lease.attempt, entry.record.id
