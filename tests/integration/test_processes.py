@@ -56,7 +56,8 @@ async def test_killed_worker_job_restarts_elsewhere(fleet: Fleet, proc_client: C
     assert (record["state"], record["result"], record["attempt"]) == ("succeeded", survivor.pid, 2)
     assert record["errors"][0]["kind"] == "lost"
     restart = next(r.at for r in fleet.started(reply.id) if r.pid == survivor.pid)
-    assert restart - killed_at < 5.0
+    print(f"worker death → rerun {restart - killed_at:.2f}s")
+    assert restart - killed_at < 3.0
 
 
 async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) -> None:

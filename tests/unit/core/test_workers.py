@@ -33,9 +33,18 @@ def test_capable_excludes_draining_and_others() -> None:
     registry.observe(beat("s1", ("a",)), 0)
     registry.observe(beat("s2", ("a", "b")), 0)
     registry.observe(beat("s3", ("a",), draining=True), 0)
-    assert {s.id for s in registry.capable("a")} == {"s1", "s2"}
-    assert registry.waiting_reason("b") is None
-    assert registry.waiting_reason("c") == "no live worker with capability 'c'"
+    assert {s.id for s in registry.capable("a", 0)} == {"s1", "s2"}
+    assert registry.waiting_reason("b", 0) is None
+    assert registry.waiting_reason("c", 0) == "no live worker with capability 'c'"
+
+
+def test_work_stops_before_loss_is_declared() -> None:
+    """A session too quiet to send work to is not yet lost: dispatch stops first, rescue follows."""
+    registry = WorkerRegistry()
+    registry.observe(beat("s1"), 0)
+    assert registry.capable("a", 1500)
+    assert not registry.capable("a", 1501)
+    assert registry.alive("s1", 1501)
 
 
 def test_extend_all_after_own_outage() -> None:

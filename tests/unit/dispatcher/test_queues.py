@@ -38,7 +38,7 @@ def test_priority_then_fifo() -> None:
     """Higher priority first; equal priorities in submission order."""
     low, high, mid1, mid2 = job(1), job(9), job(5), job(5)
     board = board_with(low, high, mid1, mid2)
-    claims = board.plan(registry(("s1", 10, ("a",))), limit=10)
+    claims = board.plan(registry(("s1", 10, ("a",))), limit=10, now_ms=NOW)
     assert [c.record.id for c in claims] == [high.id, mid1.id, mid2.id, low.id]
 
 
@@ -46,8 +46,8 @@ def test_never_more_than_free_slots() -> None:
     """A worker is planned at most its concurrency, counting what it already holds."""
     board = board_with(*(job() for _ in range(5)))
     reg = registry(("s1", 2, ("a",)))
-    assert len(board.plan(reg, limit=10)) == 2
-    assert board.plan(reg, limit=10) == []
+    assert len(board.plan(reg, limit=10, now_ms=NOW)) == 2
+    assert board.plan(reg, limit=10, now_ms=NOW) == []
 
 
 def test_claim_won_then_finished_frees_slot() -> None:
@@ -55,13 +55,13 @@ def test_claim_won_then_finished_frees_slot() -> None:
     first, second = job(), job()
     board = board_with(first, second)
     reg = registry(("s1", 1, ("a",)))
-    (claim,) = board.plan(reg, limit=10)
+    (claim,) = board.plan(reg, limit=10, now_ms=NOW)
     claimed = states.claim(claim.record, "w", "s1", "t", NOW)
     board.settle(claim, 10)
     board.observe(Change.of(claimed, 10))
-    assert board.plan(reg, limit=10) == []
+    assert board.plan(reg, limit=10, now_ms=NOW) == []
     board.observe(Change.of(states.cancel(claimed, NOW), 11))
-    assert [c.record.id for c in board.plan(reg, limit=10)] == [second.id]
+    assert [c.record.id for c in board.plan(reg, limit=10, now_ms=NOW)] == [second.id]
 
 
 def test_lost_cas_requeues() -> None:
@@ -69,9 +69,9 @@ def test_lost_cas_requeues() -> None:
     record = job()
     board = board_with(record)
     reg = registry(("s1", 1, ("a",)))
-    (claim,) = board.plan(reg, limit=10)
+    (claim,) = board.plan(reg, limit=10, now_ms=NOW)
     board.settle(claim, None)
-    assert [c.record.id for c in board.plan(reg, limit=10)] == [record.id]
+    assert [c.record.id for c in board.plan(reg, limit=10, now_ms=NOW)] == [record.id]
 
 
 def test_stale_feed_update_ignored() -> None:
@@ -87,15 +87,15 @@ def test_stale_feed_update_ignored() -> None:
 def test_only_capable_workers() -> None:
     """Jobs go only to sessions with their capability."""
     board = board_with(job(capability="b"))
-    assert board.plan(registry(("s1", 5, ("a",))), limit=10) == []
-    (claim,) = board.plan(registry(("s2", 5, ("b",))), limit=10)
+    assert board.plan(registry(("s1", 5, ("a",))), limit=10, now_ms=NOW) == []
+    (claim,) = board.plan(registry(("s2", 5, ("b",))), limit=10, now_ms=NOW)
     assert claim.session.id == "s2"
 
 
 def test_least_loaded_relative_to_capacity() -> None:
     """Under load a 16-slot worker gets eight times the jobs of a 2-slot one."""
     board = board_with(*(job() for _ in range(18)))
-    claims = board.plan(registry(("small", 2, ("a",)), ("big", 16, ("a",))), limit=100)
+    claims = board.plan(registry(("small", 2, ("a",)), ("big", 16, ("a",))), limit=100, now_ms=NOW)
     counts = {"small": 0, "big": 0}
     for claim in claims:
         counts[claim.session.id] += 1
@@ -107,4 +107,4 @@ def test_claims_by_other_replicas_count() -> None:
     other = states.claim(job(), "w", "s1", "t", NOW)
     board = board_with(job())
     board.observe(Change.of(other, 99))
-    assert board.plan(registry(("s1", 1, ("a",))), limit=10) == []
+    assert board.plan(registry(("s1", 1, ("a",))), limit=10, now_ms=NOW) == []

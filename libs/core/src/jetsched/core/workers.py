@@ -78,16 +78,23 @@ class WorkerRegistry:
     def forget(self, session_id: str) -> Session | None:
         return self.sessions.pop(session_id, None)
 
-    def capable(self, capability: str) -> list[Session]:
-        """Sessions that declared `capability` and are not draining."""
+    def capable(self, capability: str, now_ms: int) -> list[Session]:
+        """Sessions that declared `capability`, are not draining, and beat recently enough to send work to.
+
+        "Recently enough" is stricter than alive: `misses` intervals without the margin. So a dispatcher
+        stops sending work to a silent session before a reaper declares it lost, and a job rescued from a
+        dead session is not handed straight back to it.
+        """
         return [
             s
             for s in self.sessions.values()
-            if capability in s.heartbeat.capabilities and not s.heartbeat.draining
+            if capability in s.heartbeat.capabilities
+            and not s.heartbeat.draining
+            and now_ms <= s.last_seen_ms + s.heartbeat.interval_ms * self.misses
         ]
 
-    def waiting_reason(self, capability: str) -> str | None:
+    def waiting_reason(self, capability: str, now_ms: int) -> str | None:
         """Why a ready job of `capability` would not be dispatched now, or None if some worker can take it."""
-        if self.capable(capability):
+        if self.capable(capability, now_ms):
             return None
         return f"no live worker with capability '{capability}'"

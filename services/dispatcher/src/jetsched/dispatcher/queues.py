@@ -73,11 +73,11 @@ class Board:
     def free(self, session: Session) -> int:
         return session.heartbeat.concurrency - self.load(session)
 
-    def plan(self, registry: WorkerRegistry, limit: int) -> list[Claim]:
+    def plan(self, registry: WorkerRegistry, limit: int, now_ms: int) -> list[Claim]:
         """Reserve up to `limit` claims: highest priority first, each to the least-loaded capable session."""
         claims: list[Claim] = []
         for capability, heap in self.heaps.items():
-            sessions = [s for s in registry.capable(capability) if self.free(s) > 0]
+            sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
             while heap and sessions and len(claims) < limit:
                 _, job_id = heap[0]
                 entry = self.ready.get(job_id)

@@ -93,7 +93,7 @@ class _Dispatch:
             room = MAX_IN_FLIGHT - len(self.tasks)
             if room <= 0:
                 continue
-            for claim in service.board.plan(service.registry, room):
+            for claim in service.board.plan(service.registry, room, service.clock.now_ms()):
                 task = asyncio.create_task(self.claim(claim))
                 self.tasks.add(task)
                 task.add_done_callback(self._done)

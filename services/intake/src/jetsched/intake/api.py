@@ -38,11 +38,11 @@ CAS_TRIES = 10
 Reply = dict[str, Any] | ApiError
 
 
-def describe(record: JobRecord, registry: WorkerRegistry) -> dict[str, Any]:
+def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int) -> dict[str, Any]:
     """The `jobs.get` view: the record, its last error, and why it is waiting (if it is)."""
     waiting = None
     if record.state is JobState.READY:
-        waiting = registry.waiting_reason(record.capability)
+        waiting = registry.waiting_reason(record.capability, now_ms)
     elif record.state is JobState.SCHEDULED:
         waiting = f"scheduled to run at {record.run_at_ms} ms"
     return {
@@ -102,7 +102,7 @@ class ControlApi:
         if isinstance(request, ApiError):
             return request
         record, _ = await self.records.get(request.id)
-        return describe(record, self.registry)
+        return describe(record, self.registry, self.clock.now_ms())
 
     async def list(self, data: bytes) -> Reply:
         request = parse(ListRequest, data, MAX_API_BYTES)
