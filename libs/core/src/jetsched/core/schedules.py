@@ -1,0 +1,314 @@
+"""Cron and interval schedules: the record, and what to fire when. Pure.
+
+A schedule record holds the user's spec and a ledger: the last nominal fire time it has dealt with
+(`last_fire_ms`), the job the last fire created, an optional buffered fire, and a bounded history of
+fires and misses. The timer service asks `plan(record, now, previous)` what to do and executes it: create
+the planned jobs (each under a deterministic id, `fire_job_id`, so a replay or a racing replica can never
+create one twice), then write the new ledger with a CAS. A crash between the two replays the same plan,
+whose creates then find their jobs already there — never twice, never skipped.
+
+Policies:
+- **misfire** (fires missed while no timer ran, beyond a grace of a minute): `skip` records them as
+  missed and resumes from now; `once` runs one job for all of them (the latest); `all` runs each one
+  still within `catchup_window_ms` and records older ones as missed.
+- **overlap** (the previous fire's job has not finished): `allow` runs anyway; `skip` records the fire as
+  missed; `buffer_one` keeps the latest such fire and runs it when the previous job finishes; and
+  `cancel_previous` cancels the previous job and runs the new one.
+- **daylight saving**: see `cron.py` (`dst_gap`, `dst_fold`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from . import cron as cronlib
+from .cron import DstFold, DstGap
+from .ids import encode
+from .models import Backoff, CapabilityName, Model
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .types import JSON
+
+#: A fire up to this late is on time (the timer was merely busy), not missed.
+MISFIRE_GRACE_MS = 60_000
+#: Fires planned at most per look, so a schedule stopped for years cannot flood the queue.
+MAX_FIRES_PER_PLAN = 1000
+MAX_HISTORY = 50
+
+
+def _schedule_id(value: str) -> str:
+    if (
+        not value
+        or len(value) > 64
+        or not all(c.isalnum() or c in "-_" for c in value)
+        or not value.isascii()
+    ):
+        raise ValueError("a schedule id is 1-64 characters of ASCII letters, digits, '-' and '_'")
+    return value
+
+
+ScheduleId = Annotated[str, AfterValidator(_schedule_id)]
+
+
+class Misfire(StrEnum):
+    """What to do with fires missed while no timer ran."""
+
+    #: Record them as missed; resume from now.
+    SKIP = "skip"
+    #: Run one job for all of them.
+    ONCE = "once"
+    #: Run each one within the catch-up window.
+    ALL = "all"
+
+
+class Overlap(StrEnum):
+    """What to do when a fire comes while the previous fire's job has not finished."""
+
+    #: Run anyway.
+    ALLOW = "allow"
+    #: Do not run; record the fire as missed.
+    SKIP = "skip"
+    #: Keep (only) the latest such fire; run it when the previous job finishes.
+    BUFFER_ONE = "buffer_one"
+    #: Cancel the previous job, then run.
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+class JobTemplate(Model):
+    """The job each fire creates."""
+
+    capability: CapabilityName
+    payload: JSON = None
+    priority: int = Field(5, ge=0, le=9)
+    max_attempts: int = Field(5, ge=1, le=1000)
+    timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
+    backoff: Backoff = Backoff()
+
+
+class ScheduleSpec(Model):
+    """What a user writes: `jetsched.api.schedules.create` / `.update`."""
+
+    id: ScheduleId
+    #: A 5-field (minute first) or 6-field (second first) cron expression; or give `every_ms`.
+    cron: str | None = None
+    every_ms: int | None = Field(None, ge=1000, le=366 * 86_400_000)
+    timezone: str = "UTC"
+    job: JobTemplate
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    #: Each fire's job starts up to this much after the nominal time (spread, deterministic per fire).
+    jitter_ms: int = Field(0, ge=0, le=86_400_000)
+    misfire: Misfire = Misfire.ONCE
+    catchup_window_ms: int = Field(86_400_000, ge=0, le=366 * 86_400_000)
+    overlap: Overlap = Overlap.ALLOW
+    dst_gap: DstGap = DstGap.SHIFT
+    dst_fold: DstFold = DstFold.FIRST
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> ScheduleSpec:
+        if (self.cron is None) == (self.every_ms is None):
+            raise ValueError("give exactly one of cron or every_ms")
+        if self.cron is not None:
+            cronlib.check_cron(self.cron)
+        cronlib.zone(self.timezone)
+        for name in ("start_at", "end_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone offset (RFC 3339)")
+        return self
+
+
+class FireEntry(Model):
+    #: The nominal fire time (epoch ms).
+    nominal_ms: int
+    #: The job it created, or None when it was missed.
+    job_id: str | None = None
+    #: When the timer dealt with it.
+    at_ms: int
+    #: Why it did not run (None if it did).
+    missed: str | None = None
+
+
+class ScheduleRecord(Model):
+    """One schedule in the `schedules` bucket: the spec plus its ledger."""
+
+    spec: ScheduleSpec
+    created_at_ms: int
+    updated_at_ms: int
+    #: Fires are due strictly after max(anchor, last fire): creation, resume or update time.
+    anchor_ms: int
+    last_fire_ms: int | None = None
+    next_fire_ms: int | None = None
+    last_job_id: str | None = None
+    buffered_ms: int | None = None
+    fired: int = 0
+    missed: int = 0
+    history: tuple[FireEntry, ...] = ()
+
+    @property
+    def after_ms(self) -> int:
+        return max(self.anchor_ms, self.last_fire_ms or 0)
+
+
+def window(spec: ScheduleSpec) -> tuple[int | None, int | None]:
+    def ms(value: datetime | None) -> int | None:
+        return None if value is None else int(value.timestamp() * 1000)
+
+    return ms(spec.start_at), ms(spec.end_at)
+
+
+def fires(spec: ScheduleSpec, anchor_ms: int, after_ms: int, until_ms: int, limit: int) -> list[int]:
+    """Nominal fire instants in (after_ms, until_ms] within the spec's start/end, earliest first."""
+    start, end = window(spec)
+    if start is not None:
+        after_ms = max(after_ms, start - 1)
+    if end is not None:
+        until_ms = min(until_ms, end)
+    if until_ms <= after_ms:
+        return []
+    if spec.every_ms is not None:
+        base = start if start is not None else anchor_ms
+        return cronlib.interval_fires(spec.every_ms, base - spec.every_ms, after_ms, until_ms, limit)
+    assert spec.cron is not None
+    return cronlib.cron_fires(
+        spec.cron, spec.timezone, after_ms, until_ms, spec.dst_gap, spec.dst_fold, limit
+    )
+
+
+def next_fire(record: ScheduleRecord, now_ms: int | None = None) -> int | None:
+    """The next nominal fire after the ledger (and after `now_ms` if given), or None if there is none."""
+    after = record.after_ms if now_ms is None else max(record.after_ms, now_ms)
+    found = fires(record.spec, record.anchor_ms, after, after + 10 * 366 * 86_400_000, 1)
+    return found[0] if found else None
+
+
+def fire_job_id(schedule_id: str, nominal_ms: int) -> str:
+    """The id of the job a fire creates: a ULID whose time is the nominal fire time and whose random part
+    is a hash of the schedule id — deterministic, unique per (schedule, fire), and time-sortable."""
+    digest = int.from_bytes(hashlib.sha256(schedule_id.encode()).digest()[:10], "big")
+    return encode((nominal_ms << 80) | digest)
+
+
+def jitter_ms(schedule_id: str, nominal_ms: int, jitter: int) -> int:
+    """A deterministic delay in [0, jitter] for one fire (the same on every replica and replay)."""
+    if jitter <= 0:
+        return 0
+    digest = hashlib.sha256(f"{schedule_id}:{nominal_ms}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (jitter + 1)
+
+
+@dataclass
+class Plan:
+    """What the timer must do for a schedule now."""
+
+    #: Nominal fire times to create jobs for (in order).
+    create: list[int] = field(default_factory=list)
+    #: Nominal times recorded as missed, with the reason.
+    missed: list[tuple[int, str]] = field(default_factory=list)
+    #: Cancel the previous fire's job before creating.
+    cancel_previous: bool = False
+    #: The fire to keep for when the previous job finishes (None: nothing buffered).
+    buffered_ms: int | None = None
+    #: The ledger's new last fire.
+    last_fire_ms: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.create and not self.missed and not self.cancel_previous
+
+
+def plan(record: ScheduleRecord, now_ms: int, previous_running: bool) -> Plan:
+    """Decide the fires due at `now_ms`. `previous_running`: the last fire's job is not final yet."""
+    spec = record.spec
+    result = Plan(buffered_ms=record.buffered_ms, last_fire_ms=record.last_fire_ms)
+    if spec.paused:
+        return result
+    due = fires(spec, record.anchor_ms, record.after_ms, now_ms, MAX_FIRES_PER_PLAN)
+    if due:
+        result.last_fire_ms = due[-1]
+    on_time = [t for t in due if now_ms - t <= MISFIRE_GRACE_MS]
+    late = [t for t in due if now_ms - t > MISFIRE_GRACE_MS]
+    wanted: list[int] = list(on_time)
+    if late:
+        if spec.misfire is Misfire.SKIP:
+            result.missed += [(t, "missed while no timer ran (misfire=skip)") for t in late]
+        elif spec.misfire is Misfire.ONCE:
+            if on_time:
+                result.missed += [
+                    (t, "missed while no timer ran (misfire=once: a later fire ran)") for t in late
+                ]
+            else:
+                result.missed += [(t, "coalesced with a later missed fire (misfire=once)") for t in late[:-1]]
+                wanted = [late[-1]]
+        else:
+            window_start = now_ms - spec.catchup_window_ms
+            result.missed += [
+                (t, "older than the catch-up window (misfire=all)") for t in late if t < window_start
+            ]
+            wanted = [t for t in late if t >= window_start] + on_time
+    if record.buffered_ms is not None and not previous_running:
+        wanted = [record.buffered_ms, *wanted]
+        result.buffered_ms = None
+    if not wanted:
+        return result
+    if previous_running and spec.overlap is not Overlap.ALLOW:
+        if spec.overlap is Overlap.SKIP:
+            result.missed += [(t, "the previous run had not finished (overlap=skip)") for t in wanted]
+            return result
+        if spec.overlap is Overlap.BUFFER_ONE:
+            kept = wanted[-1]
+            dropped = [t for t in [record.buffered_ms, *wanted[:-1]] if t is not None and t != kept]
+            result.missed += [
+                (t, "replaced by a later fire in the buffer (overlap=buffer_one)") for t in dropped
+            ]
+            result.buffered_ms = kept
+            return result
+        result.cancel_previous = True
+        result.missed += [(t, "superseded by a later fire (overlap=cancel_previous)") for t in wanted[:-1]]
+        wanted = wanted[-1:]
+    result.create = wanted
+    return result
+
+
+def record_fires(record: ScheduleRecord, decided: Plan, now_ms: int) -> ScheduleRecord:
+    """The ledger after executing `decided`."""
+    entries = [FireEntry(nominal_ms=t, at_ms=now_ms, missed=why) for t, why in decided.missed]
+    entries += [
+        FireEntry(nominal_ms=t, job_id=fire_job_id(record.spec.id, t), at_ms=now_ms) for t in decided.create
+    ]
+    entries.sort(key=lambda e: e.nominal_ms)
+    updated = record.model_copy(
+        update={
+            "last_fire_ms": decided.last_fire_ms,
+            "buffered_ms": decided.buffered_ms,
+            "last_job_id": fire_job_id(record.spec.id, decided.create[-1])
+            if decided.create
+            else record.last_job_id,
+            "fired": record.fired + len(decided.create),
+            "missed": record.missed + len(decided.missed),
+            "history": (*record.history, *entries)[-MAX_HISTORY:],
+            "updated_at_ms": now_ms,
+        }
+    )
+    return updated.model_copy(update={"next_fire_ms": next_fire(updated)})
+
+
+def new_record(spec: ScheduleSpec, now_ms: int) -> ScheduleRecord:
+    record = ScheduleRecord(spec=spec, created_at_ms=now_ms, updated_at_ms=now_ms, anchor_ms=now_ms)
+    return record.model_copy(update={"next_fire_ms": next_fire(record)})
+
+
+def revise(record: ScheduleRecord, spec: ScheduleSpec, now_ms: int) -> ScheduleRecord:
+    """A changed spec (update, pause, resume) applies from now: nothing before `now_ms` is owed."""
+    revised = record.model_copy(
+        update={"spec": spec, "anchor_ms": now_ms, "updated_at_ms": now_ms, "buffered_ms": None}
+    )
+    return revised.model_copy(update={"next_fire_ms": None if spec.paused else next_fire(revised)})
