@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from . import cron as cronlib
-from .cron import DstFold, DstGap
-from .ids import encode
-from .models import Backoff, CapabilityName, Model
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from .types import JSON
+from jetsched.core import cron as cronlib
+from jetsched.core.cron import DstFold, DstGap
+from jetsched.core.ids import encode
+from jetsched.core.models import Backoff, CapabilityName, Model
+from jetsched.core.types import JSON
 
 #: A fire up to this late is on time (the timer was merely busy), not missed.
 MISFIRE_GRACE_MS = 60_000

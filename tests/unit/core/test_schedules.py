@@ -1,0 +1,183 @@
+"""Schedule planning: misfire and overlap policies, deterministic ids, the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import ValidationError
+
+from jetsched.core.ids import timestamp_ms
+from jetsched.core.schedules import (
+    MISFIRE_GRACE_MS,
+    ScheduleRecord,
+    ScheduleSpec,
+    fire_job_id,
+    jitter_ms,
+    new_record,
+    plan,
+    record_fires,
+    revise,
+)
+
+T0 = 1_800_000_000_000  # a whole second
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def spec(**fields: Any) -> ScheduleSpec:
+    return ScheduleSpec.model_validate({"id": "s1", "every_ms": 60_000, "job": {"capability": "a"}, **fields})
+
+
+def record(**fields: Any) -> ScheduleRecord:
+    return new_record(spec(**fields), T0)
+
+
+class TestOnTime:
+    def test_fires_after_creation_only(self) -> None:
+        """A new schedule owes nothing for the past; its first fire is one interval later."""
+        rec = record()
+        assert rec.next_fire_ms == T0 + 60_000
+        assert plan(rec, T0 + 59_999, False).empty
+
+    def test_due_fire_created_then_recorded(self) -> None:
+        """A fire at its time creates its job; the ledger moves on and names the job."""
+        rec = record()
+        decided = plan(rec, T0 + 60_010, False)
+        assert decided.create == [T0 + 60_000]
+        after = record_fires(rec, decided, T0 + 60_010)
+        assert (after.last_fire_ms, after.next_fire_ms, after.fired) == (T0 + 60_000, T0 + 120_000, 1)
+        assert after.last_job_id == fire_job_id("s1", T0 + 60_000)
+        assert plan(after, T0 + 60_020, False).empty
+
+    def test_paused_fires_nothing(self) -> None:
+        """A paused schedule plans nothing."""
+        assert plan(record(paused=True), T0 + 10 * 60_000, False).empty
+
+
+class TestMisfire:
+    """The timer was down from T0 to T0 + 6.5 min: fires at 1..6 min are past, the last one by 30 s."""
+
+    NOW = T0 + 390_000
+    MISSED: ClassVar[list[int]] = [T0 + k * 60_000 for k in range(1, 6)]
+
+    def test_skip(self) -> None:
+        """skip: every fire missed beyond the grace is recorded and none runs; the on-time one runs."""
+        decided = plan(record(misfire="skip"), self.NOW, False)
+        assert [t for t, _ in decided.missed] == self.MISSED
+        assert decided.create == [T0 + 360_000]
+        assert decided.last_fire_ms == T0 + 360_000
+
+    def test_skip_resumes_from_now(self) -> None:
+        """skip with every fire missed (a 5-minute schedule, down 16.5 minutes): nothing runs at all."""
+        decided = plan(record(misfire="skip", every_ms=300_000), T0 + 990_000, False)
+        assert (decided.create, len(decided.missed)) == ([], 3)
+
+    def test_once(self) -> None:
+        """once: all missed fires become one job (the latest), the others recorded as coalesced."""
+        decided = plan(record(misfire="once", every_ms=300_000), T0 + 990_000, False)
+        assert decided.create == [T0 + 900_000]
+        assert [t for t, _ in decided.missed] == [T0 + 300_000, T0 + 600_000]
+        assert all("coalesced" in why for _, why in decided.missed)
+
+    def test_all_within_window(self) -> None:
+        """all: each missed fire inside the catch-up window runs; older ones are recorded as missed."""
+        decided = plan(record(misfire="all", catchup_window_ms=150_000), self.NOW, False)
+        assert decided.create == [T0 + 240_000, T0 + 300_000, T0 + 360_000]
+        assert [t for t, _ in decided.missed] == [T0 + 60_000, T0 + 120_000, T0 + 180_000]
+
+    def test_slightly_late_is_on_time(self) -> None:
+        """A fire within the grace is simply run, whatever the misfire policy."""
+        decided = plan(record(misfire="skip"), T0 + 60_000 + MISFIRE_GRACE_MS - 1_000, False)
+        assert (decided.create, decided.missed) == ([T0 + 60_000], [])
+
+
+class TestOverlap:
+    NOW = T0 + 60_001
+
+    def test_allow(self) -> None:
+        """allow: runs while the previous job still runs."""
+        assert plan(record(overlap="allow"), self.NOW, True).create == [T0 + 60_000]
+
+    def test_skip(self) -> None:
+        """skip: the fire is recorded as missed."""
+        decided = plan(record(overlap="skip"), self.NOW, True)
+        assert (decided.create, decided.missed[0][0]) == ([], T0 + 60_000)
+        assert "overlap=skip" in decided.missed[0][1]
+
+    def test_buffer_one_keeps_latest_and_runs_it_later(self) -> None:
+        """buffer_one: the fire waits; a later one replaces it; it runs once the previous job is done."""
+        rec = record(overlap="buffer_one")
+        first = plan(rec, self.NOW, True)
+        assert (first.create, first.buffered_ms) == ([], T0 + 60_000)
+        rec = record_fires(rec, first, self.NOW)
+        second = plan(rec, T0 + 120_001, True)
+        assert second.buffered_ms == T0 + 120_000
+        assert [t for t, _ in second.missed] == [T0 + 60_000]
+        rec = record_fires(rec, second, T0 + 120_001)
+        third = plan(rec, T0 + 130_000, False)
+        assert (third.create, third.buffered_ms) == ([T0 + 120_000], None)
+
+    def test_cancel_previous(self) -> None:
+        """cancel_previous: the previous job is cancelled and the new fire runs."""
+        decided = plan(record(overlap="cancel_previous"), self.NOW, True)
+        assert decided.cancel_previous
+        assert decided.create == [T0 + 60_000]
+
+
+class TestIdentity:
+    def test_fire_ids_deterministic_unique_and_sortable(self) -> None:
+        """A fire's job id depends only on (schedule, nominal time) and sorts by that time."""
+        a = fire_job_id("s1", T0)
+        assert a == fire_job_id("s1", T0)
+        assert a != fire_job_id("s2", T0)
+        assert fire_job_id("s1", T0 + 1) > a
+        assert timestamp_ms(a) == T0
+
+    def test_jitter_deterministic_and_bounded(self) -> None:
+        """Jitter is the same on every replica and replay, within [0, jitter]."""
+        values = {jitter_ms("s1", T0 + k, 500) for k in range(200)}
+        assert values <= set(range(501))
+        assert len(values) > 50
+        assert jitter_ms("s1", T0, 500) == jitter_ms("s1", T0, 500)
+        assert jitter_ms("s1", T0, 0) == 0
+
+
+class TestSpec:
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"cron": "* * * * *", "every_ms": 1000},
+            {"every_ms": None},
+            {"every_ms": None, "cron": "99 * * * *"},
+            {"timezone": "Mars/Olympus"},
+            {"id": "has space"},
+            {"id": "a.b"},
+            {"every_ms": 10},
+            {"start_at": "2030-01-01T00:00:00"},
+            {"misfire": "sometimes"},
+        ],
+    )
+    def test_rejects(self, fields: dict[str, Any]) -> None:
+        """Contradictory, malformed or unknown settings are refused."""
+        with pytest.raises(ValidationError):
+            spec(**fields)
+
+    def test_window_bounds_fires(self) -> None:
+        """No fire before start_at or after end_at."""
+        start = T0 + 600_000
+        rec = new_record(spec(start_at=iso(start), end_at=iso(start + 180_000)), T0)
+        assert rec.next_fire_ms == start
+        decided = plan(rec, start + 200_000, False)
+        assert decided.create == [start + 180_000]
+        assert [t for t, _ in decided.missed][:1] == [start]
+        assert plan(record_fires(rec, decided, start + 200_000), start + 3_600_000, False).empty
+
+    def test_revise_applies_from_now(self) -> None:
+        """After an update or resume nothing from before is owed."""
+        rec = revise(record(), spec(every_ms=120_000), T0 + 1_000_000)
+        assert rec.next_fire_ms == T0 + 1_000_000 + 120_000
+        assert plan(rec, T0 + 1_000_001, False).empty
