@@ -30,18 +30,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FeedHandler = Callable[[Change], None]
+#: Called with (key, revision, value or None when deleted, headers).
+KeyHandler = Callable[[str, int, bytes | None, dict[str, str] | None], None]
 
 
-class RecordFeed:
+class KeyFeed:
+    """Every write to one KV bucket, replayed (latest per key) and then live."""
+
     def __init__(
-        self,
-        js: JetStreamContext,
-        handler: FeedHandler,
-        bucket: str = subjects.JOBS_BUCKET,
-        headers_only: bool = False,
+        self, js: JetStreamContext, bucket: str, handler: KeyHandler, headers_only: bool = False
     ) -> None:
-        """`headers_only`: for readers that never call `Change.record()` (state and capability suffice)."""
+        """`headers_only`: for readers that route on headers alone and never read values."""
         self._js = js
         self._headers_only = headers_only
         self._handler = handler
@@ -76,12 +75,24 @@ class RecordFeed:
         key = msg.subject[self._prefix_len :]
         headers = msg.headers
         try:
-            if headers and "KV-Operation" in headers:
-                change = Change.deleted(key, seq)
-            else:
-                change = Change.from_message(key, seq, msg.data, headers)
-            self._handler(change)
+            deleted = bool(headers and "KV-Operation" in headers)
+            self._handler(key, seq, None if deleted else msg.data, headers)
         except Exception:
             log.exception("feed handler failed", extra={"key": key, "revision": seq})
         if seq >= self._start_seq and not self.caught_up.is_set():
             self.caught_up.set()
+
+
+class RecordFeed(KeyFeed):
+    """The job records' feed, as `Change`s decoded only as far as the reader needs."""
+
+    def __init__(
+        self, js: JetStreamContext, handler: Callable[[Change], None], headers_only: bool = False
+    ) -> None:
+        def on_key(key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+            if data is None:
+                handler(Change.deleted(key, revision))
+            else:
+                handler(Change.from_message(key, revision, data, headers))
+
+        super().__init__(js, subjects.JOBS_BUCKET, on_key, headers_only)

@@ -18,7 +18,8 @@ from jetsched.bus.config import BusConfig
 from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
 
 from .durations import parse_duration
-from .render import print_job, print_jobs, print_stats
+from .render import print_job, print_jobs, print_schedules, print_stats
+from .schedules import add_schedule_commands, run_schedules
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     dead_purge = dead_commands.add_parser("purge")
     dead_purge.add_argument("id")
 
+    add_schedule_commands(commands)
+
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
     dev.add_argument("--port", type=int, help="client port (default 4222, or a free one if taken)")
     dev.add_argument(
@@ -132,6 +135,8 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.cancel(args.id)
         if command == "stats":
             return await client.stats()
+        if command == "schedules":
+            return await run_schedules(client, args)
         if args.dead_command == "list":
             return await client.dead(args.limit, args.after)
         if args.dead_command == "retry":
@@ -162,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif args.command == "stats":
         print_stats(result)
+    elif args.command == "schedules":
+        print_schedules(result)
     elif "jobs" in result:
         print_jobs(result)
     elif "job" in result:

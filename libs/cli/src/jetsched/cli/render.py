@@ -61,3 +61,52 @@ def print_stats(stats: dict[str, Any]) -> None:
 
 
 _STATES = ("scheduled", "ready", "running", "succeeded", "dead", "cancelled")
+
+
+def print_schedules(result: dict[str, Any]) -> None:
+    if "fires" in result:
+        print(f"{'UTC':<22}  local ({result['timezone']})")
+        for fire in result["fires"]:
+            print(f"{fire['utc']:<22}  {fire['local']}")
+        return
+    if "schedules" in result:
+        print(f"{'id':<24}  {'when':<22}  {'zone':<18}  {'capability':<16}  {'fired':>5}  next")
+        for view in result["schedules"]:
+            record = view["schedule"]
+            spec = record["spec"]
+            cadence = spec.get("cron") or f"every {spec['every_ms'] / 1000:g}s"
+            upcoming = (
+                "paused"
+                if spec.get("paused")
+                else (view["next_fires"][0]["local"] if view["next_fires"] else "-")
+            )
+            print(
+                f"{spec['id']:<24.24}  {cadence:<22.22}  {spec['timezone']:<18.18}  {spec['job']['capability']:<16.16}  "
+                f"{record.get('fired', 0):>5}  {upcoming}"
+            )
+        return
+    if "schedule" not in result:
+        print(" ".join(f"{k}={v}" for k, v in result.items()))
+        return
+    record = result["schedule"]
+    spec = record["spec"]
+    rows = [
+        ("id", spec["id"]),
+        ("when", spec.get("cron") or f"every {spec['every_ms'] / 1000:g}s"),
+        ("zone", spec["timezone"]),
+        ("job", f"{spec['job']['capability']} {spec['job'].get('payload')!r}"),
+        (
+            "policies",
+            f"misfire={spec.get('misfire', 'once')} overlap={spec.get('overlap', 'allow')} "
+            f"dst_gap={spec.get('dst_gap', 'shift')} dst_fold={spec.get('dst_fold', 'first')}",
+        ),
+        ("state", "paused" if spec.get("paused") else "active"),
+        ("fired", f"{record.get('fired', 0)} (missed {record.get('missed', 0)})"),
+        ("last fire", when(record.get("last_fire_ms"))),
+    ]
+    rows += [("next", f"{fire['utc']}  ({fire['local']})") for fire in result.get("next_fires", [])]
+    for entry in record.get("history", [])[-10:]:
+        what = f"job {entry['job_id']}" if entry.get("job_id") else f"missed: {entry['missed']}"
+        rows.append(("history", f"{when(entry['nominal_ms'])}  {what}"))
+    for name, value in rows:
+        print(f"{name:>10}  {value}")

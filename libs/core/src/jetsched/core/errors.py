@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     INVALID_CAPABILITY = "invalid_capability"
     #: No job (or schedule) with that id.
     NOT_FOUND = "not_found"
+    #: A schedule with that id exists (or existed: ids are never reused).
+    ALREADY_EXISTS = "already_exists"
     #: The operation does not apply to the job's current state.
     INVALID_STATE = "invalid_state"
     #: An unknown API name.

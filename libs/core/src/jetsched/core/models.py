@@ -159,6 +159,9 @@ class JobRecord(Model):
     finished_at_ms: int | None = None
     #: W3C trace context (traceparent, tracestate) of the submit, so every service joins one trace.
     trace: dict[str, str] | None = None
+    #: The schedule whose fire created this job, and that fire's nominal time (epoch ms).
+    schedule_id: str | None = None
+    fire_at_ms: int | None = None
 
     @property
     def attempts_used(self) -> int:

@@ -8,7 +8,7 @@ create one twice), then write the new ledger with a CAS. A crash between the two
 whose creates then find their jobs already there — never twice, never skipped.
 
 Policies:
-- **misfire** (fires missed while no timer ran, beyond a grace of a minute): `skip` records them as
+- **misfire** (fires missed while no timer ran, later than `misfire_grace_ms`, a minute by default): `skip` records them as
   missed and resumes from now; `once` runs one job for all of them (the latest); `all` runs each one
   still within `catchup_window_ms` and records older ones as missed.
 - **overlap** (the previous fire's job has not finished): `allow` runs anyway; `skip` records the fire as
@@ -28,9 +28,10 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from jetsched.core import cron as cronlib
+from jetsched.core import states
 from jetsched.core.cron import DstFold, DstGap
 from jetsched.core.ids import encode
-from jetsched.core.models import Backoff, CapabilityName, Model
+from jetsched.core.models import Backoff, CapabilityName, JobRecord, JobRequest, Model
 from jetsched.core.types import JSON
 
 #: A fire up to this late is on time (the timer was merely busy), not missed.
@@ -103,6 +104,8 @@ class ScheduleSpec(Model):
     #: Each fire's job starts up to this much after the nominal time (spread, deterministic per fire).
     jitter_ms: int = Field(0, ge=0, le=86_400_000)
     misfire: Misfire = Misfire.ONCE
+    #: A fire later than this is missed (the misfire policy applies); sooner, it is merely late.
+    misfire_grace_ms: int = Field(MISFIRE_GRACE_MS, ge=0, le=366 * 86_400_000)
     catchup_window_ms: int = Field(86_400_000, ge=0, le=366 * 86_400_000)
     overlap: Overlap = Overlap.ALLOW
     dst_gap: DstGap = DstGap.SHIFT
@@ -231,8 +234,8 @@ def plan(record: ScheduleRecord, now_ms: int, previous_running: bool) -> Plan:
     due = fires(spec, record.anchor_ms, record.after_ms, now_ms, MAX_FIRES_PER_PLAN)
     if due:
         result.last_fire_ms = due[-1]
-    on_time = [t for t in due if now_ms - t <= MISFIRE_GRACE_MS]
-    late = [t for t in due if now_ms - t > MISFIRE_GRACE_MS]
+    on_time = [t for t in due if now_ms - t <= spec.misfire_grace_ms]
+    late = [t for t in due if now_ms - t > spec.misfire_grace_ms]
     wanted: list[int] = list(on_time)
     if late:
         if spec.misfire is Misfire.SKIP:
@@ -298,6 +301,22 @@ def record_fires(record: ScheduleRecord, decided: Plan, now_ms: int) -> Schedule
     return updated.model_copy(update={"next_fire_ms": next_fire(updated)})
 
 
+def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
+    """The job one fire creates: the template, due at the nominal time plus this fire's jitter."""
+    spec, template = record.spec, record.spec.job
+    run_at_ms = nominal_ms + jitter_ms(spec.id, nominal_ms, spec.jitter_ms)
+    request = JobRequest(
+        payload=template.payload,
+        priority=template.priority,
+        max_attempts=template.max_attempts,
+        timeout_s=template.timeout_s,
+        backoff=template.backoff,
+        delay_ms=max(0, run_at_ms - now_ms),
+    )
+    job = states.accept(request, fire_job_id(spec.id, nominal_ms), template.capability, now_ms, None)
+    return job.model_copy(update={"schedule_id": spec.id, "fire_at_ms": nominal_ms})
+
+
 def new_record(spec: ScheduleSpec, now_ms: int) -> ScheduleRecord:
     record = ScheduleRecord(spec=spec, created_at_ms=now_ms, updated_at_ms=now_ms, anchor_ms=now_ms)
     return record.model_copy(update={"next_fire_ms": next_fire(record)})
@@ -309,3 +328,29 @@ def revise(record: ScheduleRecord, spec: ScheduleSpec, now_ms: int) -> ScheduleR
         update={"spec": spec, "anchor_ms": now_ms, "updated_at_ms": now_ms, "buffered_ms": None}
     )
     return revised.model_copy(update={"next_fire_ms": None if spec.paused else next_fire(revised)})
+
+
+class ScheduleIdRequest(Model):
+    id: ScheduleId
+
+
+class PreviewRequest(Model):
+    """Either a stored schedule's id or a spec not yet created; the next `count` fires after now."""
+
+    id: ScheduleId | None = None
+    spec: ScheduleSpec | None = None
+    count: int = Field(10, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one(self) -> PreviewRequest:
+        if (self.id is None) == (self.spec is None):
+            raise ValueError("give id or spec")
+        return self
+
+
+def preview(record: ScheduleRecord, now_ms: int, count: int) -> list[dict[str, str]]:
+    """The next `count` fires after now, in UTC and in the schedule's zone (DST policies applied)."""
+    spec = record.spec
+    after = max(record.after_ms, now_ms)
+    found = fires(spec, record.anchor_ms, after, after + 10 * 366 * 86_400_000, count)
+    return [{"utc": cronlib.to_utc(t), "local": cronlib.to_local(t, spec.timezone)} for t in found]

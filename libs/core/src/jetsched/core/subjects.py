@@ -14,6 +14,8 @@ PREFIX = "jetsched"
 
 #: KV bucket of job records, one key per job id.
 JOBS_BUCKET = "jobs"
+#: KV bucket of schedules (cron or interval) with their fire ledgers, one key per schedule id.
+SCHEDULES_BUCKET = "schedules"
 #: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
 KEYS_BUCKET = "job_keys"
 #: Stream of worker outcome reports (durable before the reaper applies them).

@@ -174,6 +174,34 @@ class Client:
         result: dict[str, Any] = await self.request(subjects.api("dead.purge"), {"id": job_id})
         return result
 
+    async def create_schedule(
+        self, schedule_id: str, capability: str, payload: Any = None, **options: Any
+    ) -> Any:
+        """Create a cron or interval schedule; see `schedule_spec` for the options."""
+        return await self.request(
+            subjects.api("schedules.create"), schedule_spec(schedule_id, capability, payload, **options)
+        )
+
+    async def update_schedule(
+        self, schedule_id: str, capability: str, payload: Any = None, **options: Any
+    ) -> Any:
+        """Replace a schedule's spec (it applies from now; the fire history is kept)."""
+        return await self.request(
+            subjects.api("schedules.update"), schedule_spec(schedule_id, capability, payload, **options)
+        )
+
+    async def schedule(self, schedule_id: str, action: str = "get") -> Any:
+        """`get`, `pause`, `resume` or `delete` one schedule."""
+        return await self.request(subjects.api(f"schedules.{action}"), {"id": schedule_id})
+
+    async def schedules(self) -> Any:
+        """Every schedule with its ledger and next fires."""
+        return (await self.request(subjects.api("schedules.list"), {}))["schedules"]
+
+    async def preview_schedule(self, schedule_id: str, count: int = 10) -> Any:
+        """The next `count` fire times, in UTC and in the schedule's zone."""
+        return await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
+
     async def wait(self, job_id: str, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
         """Poll until the job is terminal; returns its record. Raises `TimeoutError`."""
         async with asyncio.timeout(timeout):
@@ -182,3 +210,65 @@ class Client:
                 if JobState(record["state"]) in TERMINAL:
                     return record
                 await asyncio.sleep(poll)
+
+
+def schedule_spec(
+    schedule_id: str,
+    capability: str,
+    payload: Any = None,
+    *,
+    cron: str | None = None,
+    every: float | None = None,
+    timezone: str = "UTC",
+    priority: int | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    backoff: dict[str, Any] | None = None,
+    misfire: str | None = None,
+    catchup_window: float | None = None,
+    overlap: str | None = None,
+    dst_gap: str | None = None,
+    dst_fold: str | None = None,
+    jitter: float | None = None,
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+    paused: bool = False,
+) -> dict[str, Any]:
+    """The JSON spec of a schedule (docs/protocol.md, "Schedules").
+
+    Args:
+        cron: a 5-field (minute first) or 6-field (second first) cron expression; or `every` seconds.
+        timezone: the IANA zone the cron expression is read in.
+        misfire: `skip`, `once` (default) or `all` (within `catchup_window` seconds) for fires missed
+            while no timer ran.
+        overlap: `allow` (default), `skip`, `buffer_one` or `cancel_previous` when the previous fire's
+            job is still running.
+        dst_gap: `shift` (default) or `skip` for wall-clock times that do not exist (spring forward).
+        dst_fold: `first` (default), `second` or `both` for times that happen twice (fall back).
+        jitter: seconds; each fire's job starts up to this much after its nominal time.
+    """
+    job = {
+        "capability": capability,
+        "payload": payload,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "timeout_s": timeout,
+        "backoff": backoff,
+    }
+    spec = {
+        "id": schedule_id,
+        "cron": cron,
+        "every_ms": None if every is None else round(every * 1000),
+        "timezone": timezone,
+        "job": {k: v for k, v in job.items() if v is not None or k == "payload"},
+        "misfire": misfire,
+        "catchup_window_ms": None if catchup_window is None else round(catchup_window * 1000),
+        "overlap": overlap,
+        "dst_gap": dst_gap,
+        "dst_fold": dst_fold,
+        "jitter_ms": None if jitter is None else round(jitter * 1000),
+        "start_at": None if start_at is None else start_at.isoformat(),
+        "end_at": None if end_at is None else end_at.isoformat(),
+        "paused": paused,
+    }
+    return {k: v for k, v in spec.items() if v is not None}

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from jetsched.core.workers import WorkerRegistry
 
     from .index import JobIndex
+    from .schedules_api import SchedulesApi
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,13 @@ def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int) -> dict[s
 
 class ControlApi:
     def __init__(
-        self, nc: Client, records: Records, index: JobIndex, registry: WorkerRegistry, clock: SystemClock
+        self,
+        nc: Client,
+        records: Records,
+        index: JobIndex,
+        registry: WorkerRegistry,
+        clock: SystemClock,
+        schedules: SchedulesApi,
     ) -> None:
         self.nc = nc
         self.records = records
@@ -69,6 +76,7 @@ class ControlApi:
             "dead.retry": self.dead_retry,
             "dead.purge": self.dead_purge,
             "stats": self.stats,
+            **schedules.routes(),
         }
 
     async def handle(self, name: str, data: bytes) -> Reply:
@@ -78,7 +86,7 @@ class ControlApi:
         try:
             return await route(data)
         except NotFound as exc:
-            return ApiError(code=ErrorCode.NOT_FOUND, message=f"no job {exc}", field="id")
+            return ApiError(code=ErrorCode.NOT_FOUND, message=f"not found: {exc}", field="id")
         except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
 

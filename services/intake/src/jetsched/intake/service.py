@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import orjson
 from nats.errors import Error as NatsError
 
-from jetsched.bus.feed import RecordFeed
+from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store, StoreError
 from jetsched.bus.service import Service
@@ -20,6 +20,7 @@ from jetsched.core.workers import WorkerRegistry
 from .api import ControlApi
 from .config import IntakeConfig
 from .index import JobIndex
+from .schedules_api import SchedulesApi
 from .submit import Submitter
 
 if TYPE_CHECKING:
@@ -72,9 +73,10 @@ class IntakeService(Service):
         return actors
 
     async def _api_actors(self, nc: Client, js: JetStreamContext, records: Records) -> list[Actor]:
-        api = ControlApi(nc, records, self.index, self.registry, self.clock)
-        feed = RecordFeed(js, self.index.observe, headers_only=True)
-        await feed.start()
+        schedules = SchedulesApi(Store(nc, js, subjects.SCHEDULES_BUCKET), self.clock)
+        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules)
+        await RecordFeed(js, self.index.observe, headers_only=True).start()
+        await KeyFeed(js, subjects.SCHEDULES_BUCKET, schedules.observe).start()
 
         async def on_api(msg: Msg) -> None:
             reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)

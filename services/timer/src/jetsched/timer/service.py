@@ -1,5 +1,7 @@
 """The timer service: every `scheduled` record is armed on the wheel; when due, CAS it to `ready`.
 
+It fires cron and interval schedules (`schedules.py`), whose next fire times share the wheel.
+
 It also owns start deadlines: a `ready` job with `expires_at_ms` whose first attempt has not started is
 armed for just past that instant and, if still queued then, dies as expired.
 
@@ -18,13 +20,15 @@ from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.feed import RecordFeed
+from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
+from .schedules import PREFIX as SCHEDULE_PREFIX
+from .schedules import ScheduleFirer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +51,7 @@ class TimerService(Service):
         self.pending: dict[str, tuple[JobRecord, int]] = {}
         self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
         self.records: Records | None = None
+        self.firer: ScheduleFirer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def observe(self, change: Change) -> None:
@@ -63,11 +68,19 @@ class TimerService(Service):
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        self.firer = ScheduleFirer(
+            nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.driver, self.clock
+        )
         await RecordFeed(js, self.observe).start()
+        await KeyFeed(js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
         return [self.driver]
 
     def _on_due(self, fired: list[tuple[str, int]]) -> None:
         for job_id, _ in fired:
+            if job_id.startswith(SCHEDULE_PREFIX):
+                assert self.firer is not None
+                self.firer.due(job_id[len(SCHEDULE_PREFIX) :])
+                continue
             entry = self.pending.get(job_id)
             if entry is not None:
                 task = asyncio.create_task(self._fire(*entry))

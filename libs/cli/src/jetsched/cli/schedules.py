@@ -1,0 +1,74 @@
+"""`jetsched schedules …`: create, list, show, pause, resume, delete and preview schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .durations import parse_duration
+
+if TYPE_CHECKING:
+    import argparse
+
+    from jetsched.sdk import Client
+
+
+def add_schedule_commands(commands: Any) -> None:
+    parser = commands.add_parser("schedules", help="cron and interval schedules")
+    verbs = parser.add_subparsers(dest="schedules_command", required=True)
+    create = verbs.add_parser("create", help="create a schedule")
+    create.add_argument("id", help="schedule id: letters, digits, '-' and '_'")
+    when = create.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="5-field cron (or 6 fields, seconds first), e.g. '0 9 * * MON-FRI'")
+    when.add_argument("--every", type=parse_duration, help="a fixed interval, e.g. 30s")
+    create.add_argument("--capability", required=True, help="what each fire's job needs")
+    create.add_argument("--payload", default="null", help="JSON payload of each job")
+    create.add_argument("--tz", default="UTC", help="IANA time zone the cron expression is read in")
+    create.add_argument("--priority", type=int)
+    create.add_argument("--misfire", choices=["skip", "once", "all"], help="after downtime (default once)")
+    create.add_argument("--catchup-window", type=parse_duration, help="for --misfire all (default 1d)")
+    create.add_argument("--overlap", choices=["allow", "skip", "buffer_one", "cancel_previous"])
+    create.add_argument(
+        "--dst-gap", choices=["shift", "skip"], help="times that do not exist (default shift)"
+    )
+    create.add_argument(
+        "--dst-fold", choices=["first", "second", "both"], help="times that repeat (default first)"
+    )
+    create.add_argument("--jitter", type=parse_duration, help="spread each fire's start by up to this")
+    create.add_argument("--start-at", type=datetime.fromisoformat)
+    create.add_argument("--end-at", type=datetime.fromisoformat)
+    verbs.add_parser("list", help="every schedule")
+    for verb in ("show", "pause", "resume", "delete"):
+        verbs.add_parser(verb, help=f"{verb} one schedule").add_argument("id")
+    preview = verbs.add_parser("preview", help="the next fire times in UTC and the schedule's zone")
+    preview.add_argument("id")
+    preview.add_argument("--count", type=int, default=10)
+
+
+async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
+    verb = args.schedules_command
+    if verb == "create":
+        return await client.create_schedule(
+            args.id,
+            args.capability,
+            orjson.loads(args.payload),
+            cron=args.cron,
+            every=args.every,
+            timezone=args.tz,
+            priority=args.priority,
+            misfire=args.misfire,
+            catchup_window=args.catchup_window,
+            overlap=args.overlap,
+            dst_gap=args.dst_gap,
+            dst_fold=args.dst_fold,
+            jitter=args.jitter,
+            start_at=args.start_at,
+            end_at=args.end_at,
+        )
+    if verb == "list":
+        return {"schedules": await client.schedules()}
+    if verb == "preview":
+        return await client.preview_schedule(args.id, args.count)
+    return await client.schedule(args.id, "get" if verb == "show" else verb)

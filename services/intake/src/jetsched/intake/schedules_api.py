@@ -1,0 +1,136 @@
+"""The schedules API on `jetsched.api.schedules.<verb>`: create, get, list, update, pause, resume, delete,
+preview. Every change is a CAS on the schedule record; its ledger (last fire, history) is the timer's and
+survives updates, which apply from the moment they are made.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jetsched.core import schedules
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
+from jetsched.core.schedules import PreviewRequest, ScheduleIdRequest, ScheduleRecord, ScheduleSpec
+
+from .validate import parse
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from jetsched.bus.records import Store
+    from jetsched.core.clock import SystemClock
+
+MAX_BYTES = 256 * 1024
+CAS_TRIES = 10
+Reply = dict[str, Any] | ApiError
+
+
+class SchedulesApi:
+    def __init__(self, store: Store, clock: SystemClock) -> None:
+        self.store = store
+        self.clock = clock
+        #: Every schedule, from the schedules bucket's feed (for `list`).
+        self.known: dict[str, ScheduleRecord] = {}
+
+    def observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        if data is None:
+            self.known.pop(key, None)
+        else:
+            self.known[key] = ScheduleRecord.model_validate_json(data)
+
+    def routes(self) -> dict[str, Callable[[bytes], Awaitable[Reply]]]:
+        return {
+            "schedules.create": self.create,
+            "schedules.get": self.get,
+            "schedules.list": self.list,
+            "schedules.update": self.update,
+            "schedules.pause": lambda data: self._toggle(data, paused=True),
+            "schedules.resume": lambda data: self._toggle(data, paused=False),
+            "schedules.delete": self.delete,
+            "schedules.preview": self.preview,
+        }
+
+    def view(self, record: ScheduleRecord) -> dict[str, Any]:
+        return {
+            "schedule": record.model_dump(mode="json"),
+            "next_fires": [] if record.spec.paused else schedules.preview(record, self.clock.now_ms(), 5),
+        }
+
+    async def create(self, data: bytes) -> Reply:
+        spec = parse(ScheduleSpec, data, MAX_BYTES)
+        if isinstance(spec, ApiError):
+            return spec
+        record = schedules.new_record(spec, self.clock.now_ms())
+        try:
+            await self.store.put_if(spec.id, record.model_dump_json().encode(), 0)
+        except Conflict:
+            return ApiError(
+                code=ErrorCode.ALREADY_EXISTS,
+                message=f"a schedule '{spec.id}' exists (or existed)",
+                field="id",
+            )
+        return self.view(record)
+
+    async def get(self, data: bytes) -> Reply:
+        request = parse(ScheduleIdRequest, data, MAX_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        record, _ = await self._read(request.id)
+        return self.view(record)
+
+    async def list(self, data: bytes) -> Reply:
+        return {"schedules": [self.view(record) for _, record in sorted(self.known.items())]}
+
+    async def update(self, data: bytes) -> Reply:
+        spec = parse(ScheduleSpec, data, MAX_BYTES)
+        if isinstance(spec, ApiError):
+            return spec
+        return await self._revise(spec.id, lambda _: spec)
+
+    async def _toggle(self, data: bytes, paused: bool) -> Reply:
+        request = parse(ScheduleIdRequest, data, MAX_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        return await self._revise(request.id, lambda spec: spec.model_copy(update={"paused": paused}))
+
+    async def delete(self, data: bytes) -> Reply:
+        request = parse(ScheduleIdRequest, data, MAX_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        for _ in range(CAS_TRIES):
+            _, revision = await self._read(request.id)
+            try:
+                await self.store.purge(request.id, revision)
+            except Conflict:
+                continue
+            return {"id": request.id, "deleted": True}
+        return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")
+
+    async def preview(self, data: bytes) -> Reply:
+        request = parse(PreviewRequest, data, MAX_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        now = self.clock.now_ms()
+        if request.spec is not None:
+            record = schedules.new_record(request.spec, now)
+        else:
+            assert request.id is not None
+            record, _ = await self._read(request.id)
+        return {"timezone": record.spec.timezone, "fires": schedules.preview(record, now, request.count)}
+
+    async def _read(self, schedule_id: str) -> tuple[ScheduleRecord, int]:
+        try:
+            data, revision = await self.store.get(schedule_id)
+        except NotFound:
+            raise NotFound(f"schedule {schedule_id}") from None
+        return ScheduleRecord.model_validate_json(data), revision
+
+    async def _revise(self, schedule_id: str, change: Callable[[ScheduleSpec], ScheduleSpec]) -> Reply:
+        for _ in range(CAS_TRIES):
+            record, revision = await self._read(schedule_id)
+            revised = schedules.revise(record, change(record.spec), self.clock.now_ms())
+            try:
+                await self.store.put_if(schedule_id, revised.model_dump_json().encode(), revision)
+            except Conflict:
+                continue
+            return self.view(revised)
+        return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")

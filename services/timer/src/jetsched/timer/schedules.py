@@ -1,0 +1,129 @@
+"""Firing schedules: each schedule's next fire sits on the timer's wheel; when it comes, plan and execute.
+
+Execution order makes every fire exactly-once: first create the fire's jobs (deterministic ids, so a
+create that finds its job already there means an earlier attempt got that far), then write the ledger
+with a CAS on the schedule's revision. Die in between, and the restarted timer (or another replica) plans
+the same fires again, finds the jobs, and writes the ledger. Lose the ledger CAS to another replica, and
+re-read and re-plan: the fires already dealt with are no longer due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from jetsched.bus.records import Records, Store, transition
+from jetsched.core import schedules, states, subjects
+from jetsched.core.errors import Conflict, NotFound
+from jetsched.core.models import TERMINAL, Control, JobRecord
+from jetsched.core.schedules import ScheduleRecord
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from jetsched.core.clock import SystemClock
+
+    from .driver import WheelDriver
+
+log = logging.getLogger(__name__)
+
+PREFIX = "schedule:"
+#: How often a buffered fire checks whether the previous job has finished.
+BUFFER_POLL_MS = 1000
+CAS_TRIES = 10
+
+
+class ScheduleFirer:
+    def __init__(
+        self, nc: Client, records: Records, store: Store, driver: WheelDriver[str], clock: SystemClock
+    ) -> None:
+        self.nc = nc
+        self.records = records
+        self.store = store
+        self.driver = driver
+        self.clock = clock
+        self.known: dict[str, ScheduleRecord] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        if data is None:
+            self.known.pop(key, None)
+            self.driver.disarm(PREFIX + key)
+            return
+        record = ScheduleRecord.model_validate_json(data)
+        self.known[key] = record
+        if record.spec.paused:
+            self.driver.disarm(PREFIX + key)
+            return
+        wake = schedules.next_fire(record)
+        if record.buffered_ms is not None:
+            poll = self.clock.now_ms() + BUFFER_POLL_MS
+            wake = poll if wake is None else min(wake, poll)
+        if wake is None:
+            self.driver.disarm(PREFIX + key)
+        else:
+            self.driver.arm(PREFIX + key, wake)
+
+    def due(self, schedule_id: str) -> None:
+        task = asyncio.create_task(self._fire(schedule_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fire(self, schedule_id: str) -> None:
+        try:
+            await self.fire(schedule_id)
+        except Exception:
+            log.exception("firing a schedule failed; retrying in a second", extra={"schedule": schedule_id})
+            self.driver.arm(PREFIX + schedule_id, self.clock.now_ms() + 1000)
+
+    async def fire(self, schedule_id: str) -> None:
+        for _ in range(CAS_TRIES):
+            try:
+                data, revision = await self.store.get(schedule_id)
+            except NotFound:
+                return
+            record = ScheduleRecord.model_validate_json(data)
+            now = self.clock.now_ms()
+            previous = await self._previous(record)
+            decided = schedules.plan(record, now, previous is not None and previous.state not in TERMINAL)
+            if decided.empty and decided.buffered_ms == record.buffered_ms:
+                return
+            if decided.cancel_previous and previous is not None:
+                await self._cancel(previous)
+            for nominal in decided.create:
+                await self._create(schedules.fire_job(record, nominal, now))
+            updated = schedules.record_fires(record, decided, now)
+            try:
+                await self.store.put_if(schedule_id, updated.model_dump_json().encode(), revision)
+            except Conflict:
+                continue
+            for nominal, why in decided.missed:
+                log.info(
+                    "schedule fire missed", extra={"schedule": schedule_id, "nominal_ms": nominal, "why": why}
+                )
+            return
+        raise Conflict(f"schedule {schedule_id} kept changing")
+
+    async def _previous(self, record: ScheduleRecord) -> JobRecord | None:
+        if record.last_job_id is None:
+            return None
+        try:
+            job, _ = await self.records.get(record.last_job_id)
+        except NotFound:
+            return None
+        return job
+
+    async def _create(self, job: JobRecord) -> None:
+        try:
+            await self.records.create(job)
+        except Conflict:
+            log.info("fire's job already exists (an earlier attempt created it)", extra={"job": job.id})
+
+    async def _cancel(self, previous: JobRecord) -> None:
+        job, revision = await self.records.get(previous.id)
+        done = await transition(self.records, job, revision, lambda r: states.cancel(r, self.clock.now_ms()))
+        if done is not None and done[0].lease is not None:
+            lease = done[0].lease
+            control = Control(op="cancel", id=job.id, attempt=lease.attempt)
+            await self.nc.publish(subjects.control(lease.session), control.model_dump_json().encode())

@@ -1,0 +1,136 @@
+"""Schedules through the real services: fires exactly once per nominal time, whatever stops or races."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from jetsched.core.schedules import fire_job_id
+from jetsched.devkit.nats_server import NatsServer
+from jetsched.devkit.stack import Stack, running_worker
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, JetschedApiError, Job, Tasks
+
+
+def tick_tasks(seen: list[tuple[str, int]]) -> Tasks:
+    tasks = Tasks()
+
+    @tasks.task("tick")
+    async def tick(job: Job) -> None:
+        seen.append((job.id, job.attempt))
+
+    return tasks
+
+
+async def jobs_of(client: Client, schedule_id: str) -> list[dict[str, Any]]:
+    return [j for j in (await client.list(limit=1000))["jobs"] if j.get("schedule_id") == schedule_id]
+
+
+async def test_interval_schedule_fires_once_per_nominal_time(nats_server: NatsServer) -> None:
+    """Two replicas of every service race for every fire; each nominal time still makes exactly one job."""
+    seen: list[tuple[str, int]] = []
+    async with (
+        Stack(nats_server.url, copies=2),
+        Client(nats_server.url) as client,
+        running_worker(tick_tasks(seen), nats_server.url),
+    ):
+        created = await client.create_schedule("every-second", "tick", {"n": 1}, every=1.0)
+        assert created["schedule"]["next_fire_ms"] is not None
+        await eventually(lambda: len(seen) >= 4, timeout=15, what="four fires ran")
+        await client.schedule("every-second", "pause")
+        view = await client.schedule("every-second")
+        jobs = await jobs_of(client, "every-second")
+    record = view["schedule"]
+    nominal = sorted(j["fire_at_ms"] for j in jobs)
+    assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
+    assert {j["id"] for j in jobs} == {fire_job_id("every-second", t) for t in nominal}
+    assert max(Counter(job_id for job_id, _ in seen).values()) == 1
+    assert record["fired"] == len(jobs)
+    assert [e["job_id"] for e in record["history"]][-len(jobs) :] == [
+        fire_job_id("every-second", t) for t in nominal
+    ]
+
+
+async def test_cron_schedule_preview_pause_resume_delete(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """A 6-field cron schedule fires every second; pause stops it, resume restarts it, delete ends it."""
+    seen: list[tuple[str, int]] = []
+    async with running_worker(tick_tasks(seen), nats_server.url):
+        await client.create_schedule("cron-sec", "tick", cron="* * * * * *", timezone="Europe/Berlin")
+        preview = await client.preview_schedule("cron-sec", count=3)
+        assert len(preview["fires"]) == 3
+        assert preview["fires"][0]["local"].endswith(("+01:00", "+02:00"))
+        await eventually(lambda: len(seen) >= 2, timeout=10, what="cron fired")
+        await client.schedule("cron-sec", "pause")
+        paused_at = len(seen)
+        await asyncio.sleep(1.5)  # a paused schedule must stay quiet for more than one period
+        assert len(seen) <= paused_at + 1
+        await client.schedule("cron-sec", "resume")
+        await eventually(lambda: len(seen) >= paused_at + 3, timeout=10, what="fires after resume")
+        assert (await client.schedule("cron-sec", "delete"))["deleted"] is True
+        with pytest.raises(JetschedApiError, match="not_found"):
+            await client.schedule("cron-sec")
+        with pytest.raises(JetschedApiError, match="already_exists"):
+            await client.create_schedule("cron-sec", "tick", every=1)
+
+
+async def test_bad_schedules_refused(stack: Stack, client: Client) -> None:
+    """Unknown zones, bad cron, both or neither of cron/every: structured errors, nothing stored."""
+    for options in (
+        {"cron": "0 25 * * *"},
+        {"cron": "* * * * *", "every": 5},
+        {},
+        {"every": 5, "timezone": "Moon/Base"},
+    ):
+        with pytest.raises(JetschedApiError) as info:
+            await client.create_schedule("bad", "tick", **options)
+        assert info.value.code == "invalid_field"
+    assert await client.schedules() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("misfire", "catch_up"), [("skip", 0), ("once", 1), ("all", 3)])
+async def test_whole_system_stopped_across_fires(
+    nats_server: NatsServer, misfire: str, catch_up: int
+) -> None:
+    """Everything stops for ~3.6 s across three nominal fires; on restart each misfire policy does its part."""
+    seen: list[tuple[str, int]] = []
+    async with Client(nats_server.url) as client:
+        async with Stack(nats_server.url):
+            await client.create_schedule("s", "tick", every=1.0, misfire=misfire)
+            spec = {
+                "id": "s",
+                "every_ms": 1000,
+                "misfire": misfire,
+                "misfire_grace_ms": 300,
+                "job": {"capability": "tick"},
+            }
+            await client.request("jetsched.api.schedules.update", spec)
+            await eventually(lambda: _fired(client, "s", 1), timeout=10, what="first fire")
+            before = (await client.schedule("s"))["schedule"]
+        await asyncio.sleep(3.6)
+        async with Stack(nats_server.url), running_worker(tick_tasks(seen), nats_server.url):
+            await eventually(
+                lambda: _handled_after(client, "s", before["last_fire_ms"], 4),
+                timeout=15,
+                what="the missed fires were dealt with",
+            )
+            after = (await client.schedule("s"))["schedule"]
+    history = [e for e in after["history"] if e["nominal_ms"] > before["last_fire_ms"]][:3]
+    assert len(history) == 3
+    assert sum(e["job_id"] is not None for e in history) == catch_up
+    assert all(e["missed"] for e in history if e["job_id"] is None)
+
+
+async def _fired(client: Client, schedule_id: str, n: int) -> bool:
+    return bool((await client.schedule(schedule_id))["schedule"]["fired"] >= n)
+
+
+async def _handled_after(client: Client, schedule_id: str, after_ms: int, n: int) -> bool:
+    history = (await client.schedule(schedule_id))["schedule"]["history"]
+    return sum(e["nominal_ms"] > after_ms for e in history) >= n
