@@ -41,9 +41,7 @@ class Supervisor:
             for task in done:
                 task.result()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
 
     async def _supervise(self, actor: Actor) -> None:
         crashes: list[float] = []
@@ -62,3 +60,13 @@ class Supervisor:
                         f"actor {actor.name} crashed {len(crashes)} times in {self.window_s}s"
                     ) from exc
                 await asyncio.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel until every task has ended: a cancellation can be swallowed once inside a library (a request
+    interrupted right as it times out surfaces as a timeout), so one `cancel()` is not always enough."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)

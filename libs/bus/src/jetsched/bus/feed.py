@@ -4,7 +4,7 @@ Services keep their views (ready queues, the timing wheel, the lease index) by c
 stream instead of separate "job X changed" hints: the record *is* the message, so there is no hint to lose
 between a CAS and its announcement. On start the feed replays the latest value of every key (deliver
 policy last-per-subject), so a restarted service rebuilds its view from the truth; `caught_up` is set once
-the replay has reached the stream's last sequence as of the start.
+the replay has delivered everything that was pending when it started.
 
 It is an ordered push consumer: the client detects gaps and recreates it from the last stream sequence it
 saw, so a view may skip superseded revisions but never misses a key's latest one. Views still act only
@@ -38,25 +38,26 @@ class KeyFeed:
     """Every write to one KV bucket, replayed (latest per key) and then live."""
 
     def __init__(
-        self, js: JetStreamContext, bucket: str, handler: KeyHandler, headers_only: bool = False
+        self,
+        js: JetStreamContext,
+        bucket: str,
+        handler: KeyHandler,
+        headers_only: bool = False,
+        keys: str = ">",
     ) -> None:
-        """`headers_only`: for readers that route on headers alone and never read values."""
+        """`headers_only`: for readers that route on headers alone. `keys`: a key filter, e.g. `timer.>`."""
+        self._keys = keys
         self._js = js
         self._headers_only = headers_only
         self._handler = handler
         self._bucket = bucket
         self._prefix_len = len(f"$KV.{bucket}.")
-        self._start_seq = 0
         self._sub: Subscription | None = None
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
-        info = await self._js.stream_info(subjects.kv_stream(self._bucket))
-        self._start_seq = info.state.last_seq
-        if self._start_seq == 0:
-            self.caught_up.set()
         self._sub = await self._js.subscribe(
-            f"$KV.{self._bucket}.>",
+            f"$KV.{self._bucket}.{self._keys}",
             cb=self._on_msg,
             ordered_consumer=True,
             deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
@@ -64,6 +65,9 @@ class KeyFeed:
             pending_bytes_limit=512 * 1024 * 1024,
             headers_only=self._headers_only or None,
         )
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0 and self._sub.delivered == 0:
+            self.caught_up.set()
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -71,7 +75,8 @@ class KeyFeed:
             self._sub = None
 
     async def _on_msg(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        metadata = msg.metadata
+        seq = metadata.sequence.stream
         key = msg.subject[self._prefix_len :]
         headers = msg.headers
         try:
@@ -79,7 +84,7 @@ class KeyFeed:
             self._handler(key, seq, None if deleted else msg.data, headers)
         except Exception:
             log.exception("feed handler failed", extra={"key": key, "revision": seq})
-        if seq >= self._start_seq and not self.caught_up.is_set():
+        if metadata.num_pending == 0:
             self.caught_up.set()
 
 

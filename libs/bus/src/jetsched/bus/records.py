@@ -65,6 +65,14 @@ class Store:
             raise Conflict(f"{self.bucket}/{key}: revision {revision} is no longer current")
         raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
 
+    async def put(self, key: str, value: bytes) -> int:
+        """Write `value` whatever the key holds; returns the new revision."""
+        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout)
+        ack = orjson.loads(reply.data)
+        if "error" in ack:
+            raise StoreError(f"{self.bucket}/{key}: {ack['error'].get('description')}")
+        return int(ack["seq"])
+
     async def get(self, key: str) -> tuple[bytes, int]:
         """The key's latest value and revision; `NotFound` if absent or deleted."""
         try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from jetsched.core.clock import SystemClock
+from jetsched.core.ids import new_ulid
 
 from . import logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
@@ -42,7 +43,8 @@ class Service(ABC):
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
-        self.instance = f"{socket.gethostname()}-{id(self):x}"
+        # Unique per process start, and safe in KV keys and subjects (no dots).
+        self.instance = new_ulid(self.clock.now_ms()).lower()
 
     @abstractmethod
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
@@ -78,7 +80,10 @@ class Service(ABC):
             supervised = asyncio.create_task(Supervisor().run(actors))
             stopping = asyncio.create_task(self._stop.wait())
             self.started.set()
-            log.info("started", extra={"service": self.name, "instance": self.instance})
+            log.info(
+                "started",
+                extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
+            )
             done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if supervised in done:
                 supervised.result()

@@ -16,6 +16,8 @@ PREFIX = "jetsched"
 JOBS_BUCKET = "jobs"
 #: KV bucket of schedules (cron or interval) with their fire ledgers, one key per schedule id.
 SCHEDULES_BUCKET = "schedules"
+#: KV bucket of shard leases and service membership (`<service>.shard.<n>`, `<service>.member.<instance>`).
+LEASES_BUCKET = "leases"
 #: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
 KEYS_BUCKET = "job_keys"
 #: Stream of worker outcome reports (durable before the reaper applies them).

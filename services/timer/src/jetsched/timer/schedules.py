@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from jetsched.core.clock import SystemClock
 
-    from .driver import WheelDriver
+    from .ownership import OwnedTimers
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ CAS_TRIES = 10
 
 class ScheduleFirer:
     def __init__(
-        self, nc: Client, records: Records, store: Store, driver: WheelDriver[str], clock: SystemClock
+        self, nc: Client, records: Records, store: Store, timers: OwnedTimers, clock: SystemClock
     ) -> None:
         self.nc = nc
         self.records = records
         self.store = store
-        self.driver = driver
+        self.timers = timers
         self.clock = clock
         self.known: dict[str, ScheduleRecord] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,21 +49,21 @@ class ScheduleFirer:
     def observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         if data is None:
             self.known.pop(key, None)
-            self.driver.disarm(PREFIX + key)
+            self.timers.drop(PREFIX + key)
             return
         record = ScheduleRecord.model_validate_json(data)
         self.known[key] = record
         if record.spec.paused:
-            self.driver.disarm(PREFIX + key)
+            self.timers.drop(PREFIX + key)
             return
         wake = schedules.next_fire(record)
         if record.buffered_ms is not None:
             poll = self.clock.now_ms() + BUFFER_POLL_MS
             wake = poll if wake is None else min(wake, poll)
         if wake is None:
-            self.driver.disarm(PREFIX + key)
+            self.timers.drop(PREFIX + key)
         else:
-            self.driver.arm(PREFIX + key, wake)
+            self.timers.want(PREFIX + key, key, wake)
 
     def due(self, schedule_id: str) -> None:
         task = asyncio.create_task(self._fire(schedule_id))
@@ -75,7 +75,7 @@ class ScheduleFirer:
             await self.fire(schedule_id)
         except Exception:
             log.exception("firing a schedule failed; retrying in a second", extra={"schedule": schedule_id})
-            self.driver.arm(PREFIX + schedule_id, self.clock.now_ms() + 1000)
+            self.timers.want(PREFIX + schedule_id, schedule_id, self.clock.now_ms() + 1000)
 
     async def fire(self, schedule_id: str) -> None:
         for _ in range(CAS_TRIES):

@@ -21,12 +21,14 @@ from opentelemetry.trace import SpanKind
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
+from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
+from .ownership import OwnedTimers
 from .schedules import PREFIX as SCHEDULE_PREFIX
 from .schedules import ScheduleFirer
 
@@ -42,14 +44,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
+DEFAULT_SHARDS = 16
+
 
 class TimerService(Service):
     name = "timer"
 
-    def __init__(self, bus: BusConfig) -> None:
+    def __init__(
+        self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
+    ) -> None:
         super().__init__(bus)
+        self.shards = shards
+        self.lease_ttl_ms = lease_ttl_ms
         self.pending: dict[str, tuple[JobRecord, int]] = {}
         self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
+        self.timers = OwnedTimers(self.driver, shards)
         self.records: Records | None = None
         self.firer: ScheduleFirer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,22 +68,25 @@ class TimerService(Service):
         if change.state is JobState.SCHEDULED:
             record = change.record()
             self.pending[change.id] = (record, change.revision)
-            self.driver.arm(change.id, record.run_at_ms)
+            self.timers.want(change.id, change.id, record.run_at_ms)
         elif change.state is JobState.READY and change.expires_at_ms is not None:
             # A queued job with a start deadline: expired means strictly past it.
             self.pending[change.id] = (change.record(), change.revision)
-            self.driver.arm(change.id, change.expires_at_ms + 1)
+            self.timers.want(change.id, change.id, change.expires_at_ms + 1)
         elif self.pending.pop(change.id, None) is not None:
-            self.driver.disarm(change.id)
+            self.timers.drop(change.id)
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
         self.firer = ScheduleFirer(
-            nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.driver, self.clock
+            nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
         await RecordFeed(js, self.observe).start()
         await KeyFeed(js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
-        return [self.driver]
+        leases = ShardLeaser(
+            nc, js, self.name, self.instance, self.shards, self.clock, self.timers.own, self.lease_ttl_ms
+        )
+        return [self.driver, leases]
 
     def _on_due(self, fired: list[tuple[str, int]]) -> None:
         for job_id, _ in fired:
@@ -103,7 +116,7 @@ class TimerService(Service):
                 crashpoint("timer.due.after_cas")
             except Exception:
                 log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
-                self.driver.arm(record.id, self.clock.now_ms() + 1000)
+                self.timers.want(record.id, record.id, self.clock.now_ms() + 1000)
                 return
             if done is None:
                 log.debug("due job had moved on", extra={"job": record.id})

@@ -1,0 +1,127 @@
+"""The shard-lease actor: keeps this replica's share of a service's shards, reports what it owns.
+
+Decisions are `core.shards.ShardTable`'s (pure); this shell watches the service's keys in the `leases`
+bucket, renews its membership key, and executes takes, renewals and releases as CAS writes. A shard
+counts as owned only while this replica renewed it within the TTL by its own clock, so a replica cut off
+from NATS stops working its shards about when the others start taking them over. On a graceful stop it
+releases its shards so the others take them at once instead of after a TTL.
+
+What if it dies here? Its leases simply stop being renewed; after a TTL the others take them. Two
+replicas briefly owning one shard is harmless: everything done for a shard is itself a CAS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import orjson
+
+from jetsched.core import subjects
+from jetsched.core.errors import Conflict
+from jetsched.core.shards import ShardTable, Verb
+
+from .feed import KeyFeed
+from .records import Store, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+    from jetsched.core.clock import SystemClock
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_MS = 2000
+
+
+class ShardLeaser:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        service: str,
+        instance: str,
+        shards: int,
+        clock: SystemClock,
+        on_change: Callable[[set[int]], None],
+        ttl_ms: int = DEFAULT_TTL_MS,
+    ) -> None:
+        self.name = f"leases:{service}"
+        self.store = Store(nc, js, subjects.LEASES_BUCKET)
+        self.js = js
+        self.service = service
+        self.instance = instance
+        self.clock = clock
+        self.on_change = on_change
+        self.table = ShardTable(instance, shards, ttl_ms)
+        self.renewed: dict[int, int] = {}
+        self.owned: set[int] = set()
+
+    def _observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        now = self.clock.now_ms()
+        kind, _, ident = key.partition(".")[2].partition(".")
+        if kind == "shard":
+            owner = orjson.loads(data)["owner"] if data else None
+            self.table.observe_lease(int(ident), owner, revision, now)
+        elif kind == "member":
+            self.table.observe_member(ident, revision if data else None, now)
+
+    async def run(self) -> None:
+        feed = KeyFeed(self.js, subjects.LEASES_BUCKET, self._observe, keys=f"{self.service}.>")
+        await feed.start()
+        try:
+            await feed.caught_up.wait()
+            while True:
+                await self.tick()
+                await asyncio.sleep(self.table.ttl_ms / 4000)
+        finally:
+            await feed.stop()
+            with contextlib.suppress(Exception):
+                await self.release_all()
+
+    async def tick(self) -> None:
+        now = self.clock.now_ms()
+        with contextlib.suppress(StoreError, TimeoutError):
+            await self.store.put(self._member_key(), b"{}")
+        for action in self.table.decide(now):
+            key = f"{self.service}.shard.{action.shard}"
+            try:
+                if action.verb is Verb.RELEASE:
+                    await self.store.purge(key, action.revision)
+                    self.renewed.pop(action.shard, None)
+                    continue
+                value = orjson.dumps({"owner": self.instance})
+                revision = await self.store.put_if(key, value, action.revision)
+            except (Conflict, StoreError, TimeoutError):
+                continue
+            self.table.observe_lease(action.shard, self.instance, revision, now)
+            self.renewed[action.shard] = now
+            if action.verb is Verb.TAKE:
+                log.info("took shard", extra={"service": self.service, "shard": action.shard})
+        self._publish(now)
+
+    def _publish(self, now: int) -> None:
+        owned = {s for s, at in self.renewed.items() if now - at <= self.table.ttl_ms}
+        if owned != self.owned:
+            self.owned = owned
+            self.on_change(set(owned))
+
+    async def release_all(self) -> None:
+        for shard in sorted(self.renewed):
+            seen = self.table.leases.get(shard)
+            if seen is not None and seen.owner == self.instance:
+                with contextlib.suppress(Exception):
+                    await self.store.purge(f"{self.service}.shard.{shard}", seen.revision)
+        self.renewed.clear()
+        self._publish(self.clock.now_ms())
+        with contextlib.suppress(Exception):
+            _, revision = await self.store.get(self._member_key())
+            await self.store.purge(self._member_key(), revision)
+
+    def _member_key(self) -> str:
+        return f"{self.service}.member.{self.instance}"
