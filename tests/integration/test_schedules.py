@@ -94,10 +94,8 @@ async def test_bad_schedules_refused(stack: Stack, client: Client) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("misfire", "catch_up"), [("skip", 0), ("once", 1), ("all", 3)])
-async def test_whole_system_stopped_across_fires(
-    nats_server: NatsServer, misfire: str, catch_up: int
-) -> None:
+@pytest.mark.parametrize("misfire", ["skip", "once", "all"])
+async def test_whole_system_stopped_across_fires(nats_server: NatsServer, misfire: str) -> None:
     """Everything stops for ~3.6 s across three nominal fires; on restart each misfire policy does its part."""
     seen: list[tuple[str, int]] = []
     async with Client(nats_server.url) as client:
@@ -121,10 +119,19 @@ async def test_whole_system_stopped_across_fires(
                 what="the missed fires were dealt with",
             )
             after = (await client.schedule("s"))["schedule"]
-    history = [e for e in after["history"] if e["nominal_ms"] > before["last_fire_ms"]][:3]
-    assert len(history) == 3
-    assert sum(e["job_id"] is not None for e in history) == catch_up
-    assert all(e["missed"] for e in history if e["job_id"] is None)
+    # The first look after the restart dealt with every fire that came while nothing ran.
+    after_stop = [e for e in after["history"] if e["nominal_ms"] > before["last_fire_ms"]]
+    first_look = [e for e in after_stop if e["at_ms"] == after_stop[0]["at_ms"]]
+    late = [e for e in first_look if e["at_ms"] - e["nominal_ms"] > 300]
+    assert len(late) >= 3
+    assert all(e["missed"] for e in first_look if e["job_id"] is None)
+    ran = [e for e in first_look if e["job_id"] is not None]
+    if misfire == "skip":
+        assert not [e for e in late if e["job_id"]]
+    elif misfire == "once":
+        assert len(ran) == 1
+    else:
+        assert ran == first_look
 
 
 async def _fired(client: Client, schedule_id: str, n: int) -> bool:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: TC003 -- argparse types are used at runtime by the parser
 
 from jetsched.bus.config import env_int
 from jetsched.bus.leases import DEFAULT_TTL_MS
