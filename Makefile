@@ -44,8 +44,9 @@ fmt: $(VENV)/.installed  ## format the code
 typecheck: $(VENV)/.installed  ## mypy --strict
 	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))
 
-bench: $(VENV)/.installed  ## print throughput, latency and round-trip figures
+bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer figures
 	$(BIN)/python tests/bench/bench_throughput.py
+	$(BIN)/python tests/bench/bench_timer.py
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))

@@ -123,3 +123,26 @@ class TestNextExpiration:
         w.add("b", 33)
         assert w.next_expiration() is not None
         assert w.next_expiration() <= 33  # type: ignore[operator]
+
+
+class TestCascade:
+    def test_big_bucket_moves_down_in_chunks_before_expiry(self) -> None:
+        """Ahead of a level boundary the wheel moves a big bucket down a bounded chunk at a time."""
+        w = wheel(size=16)
+        for n in range(1000):
+            w.add(f"t{n}", 300 + n % 200)
+        w.advance(250)
+        assert w.cascade_pending(horizon_ms=100)
+        assert w.cascade(budget=100, horizon_ms=100) == 100
+        while w.cascade(budget=100, horizon_ms=100):
+            pass
+        fired = w.advance(499)
+        assert len(fired) == 1000
+        assert all(due <= 499 for _, due in fired)
+
+    def test_nothing_to_cascade_far_ahead(self) -> None:
+        """Buckets beyond the horizon are left for later."""
+        w = wheel(size=4)
+        w.add("far", 10_000)
+        assert not w.cascade_pending(horizon_ms=10)
+        assert w.cascade(budget=10, horizon_ms=10) == 0

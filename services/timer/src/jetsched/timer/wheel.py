@@ -38,7 +38,8 @@ class TimingWheel(Generic[K]):
         self.now_ms = start_ms
         self._current = start_ms // tick_ms
         self._buckets: dict[tuple[int, int], dict[K, int]] = {}
-        self._where: dict[K, tuple[int, int]] = {}
+        # key → its bucket (the dict itself, not its coordinates: one reference, no tuple per timer).
+        self._where: dict[K, dict[K, int]] = {}
         self._expirations: list[tuple[int, int, int]] = []
 
     def __len__(self) -> int:
@@ -56,20 +57,18 @@ class TimingWheel(Generic[K]):
         return True
 
     def cancel(self, key: K) -> bool:
-        where = self._where.pop(key, None)
-        if where is None:
+        bucket = self._where.pop(key, None)
+        if bucket is None:
             return False
-        bucket = self._buckets[where]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[where]
+        del bucket[key]  # an emptied bucket stays until its expiration comes round, then is dropped
         return True
 
     def next_expiration(self) -> int | None:
         """When the driver must next call `advance` (ms), or None when the wheel is empty."""
         heap = self._expirations
-        while heap and (heap[0][1], heap[0][2]) not in self._buckets:
-            heapq.heappop(heap)
+        while heap and not self._buckets.get((heap[0][1], heap[0][2])):
+            _, level, block = heapq.heappop(heap)
+            self._buckets.pop((level, block), None)
         return heap[0][0] * self.tick_ms if heap else None
 
     def advance(self, to_ms: int) -> list[tuple[K, int]]:
@@ -82,7 +81,7 @@ class TimingWheel(Generic[K]):
         while heap and heap[0][0] <= target:
             tick, level, block = heapq.heappop(heap)
             bucket = self._buckets.pop((level, block), None)
-            if bucket is None:
+            if not bucket:
                 continue
             self._current = max(self._current, tick)
             for key, due_ms in bucket.items():
@@ -96,16 +95,54 @@ class TimingWheel(Generic[K]):
         self.now_ms = to_ms
         return fired
 
-    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
+    def cascade_pending(self, horizon_ms: int) -> bool:
+        """Whether a higher-level bucket expires within `horizon_ms` and can be moved down ahead of time."""
+        limit = (self.now_ms + horizon_ms) // self.tick_ms
+        return any(
+            level > 0 and tick <= limit and self._buckets.get((level, block))
+            for tick, level, block in self._expirations
+        )
+
+    def cascade(self, budget: int, horizon_ms: int) -> int:
+        """Move up to `budget` entries of higher-level buckets expiring within `horizon_ms` to the lower
+        levels they already fit in, so no single `advance` has to move a huge bucket at once.
+
+        Returns how many moved. Entries that do not fit lower yet stay; they move on a later call or at
+        their bucket's expiration. Firing semantics are unchanged: only where an entry waits moves.
+        """
+        limit = (self.now_ms + horizon_ms) // self.tick_ms
+        soon = sorted(e for e in self._expirations if e[1] > 0 and e[0] <= limit)
+        moved = 0
+        for _, level, block in soon:
+            bucket = self._buckets.get((level, block))
+            stuck: list[tuple[K, int]] = []
+            while bucket and moved < budget and len(stuck) < 64:
+                key, due_ms = bucket.popitem()
+                due_tick = -(-due_ms // self.tick_ms)
+                if self._level_of(due_tick)[0] >= level:
+                    stuck.append((key, due_ms))
+                    continue
+                self._place(key, due_ms, due_tick)
+                moved += 1
+            if bucket is not None:
+                bucket.update(stuck)
+            if moved >= budget:
+                break
+        return moved
+
+    def _level_of(self, due_tick: int) -> tuple[int, int]:
         level, unit = 0, 1
         while due_tick // unit - self._current // unit >= self.wheel_size:
             level += 1
             unit *= self.wheel_size
+        return level, unit
+
+    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
+        level, unit = self._level_of(due_tick)
         block = due_tick // unit
-        where = (level, block)
-        bucket = self._buckets.get(where)
+        bucket = self._buckets.get((level, block))
         if bucket is None:
-            bucket = self._buckets[where] = {}
+            bucket = self._buckets[(level, block)] = {}
             heapq.heappush(self._expirations, (block * unit, level, block))
         bucket[key] = due_ms
-        self._where[key] = where
+        self._where[key] = bucket
