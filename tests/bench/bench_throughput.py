@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -112,6 +113,19 @@ async def latency(client: Client, rate: int, seconds: float) -> list[float]:
     return sorted((view["job"]["result"] - sent[view["job"]["id"]]) * 1000 for view in records)
 
 
+async def delayed_lateness(client: Client, count: int, rate: int) -> list[float]:
+    """Handler start − due time of delayed jobs (0.5–3 s delays) submitted at a steady rate."""
+    before = await succeeded(client)
+    rng = random.Random(3)
+    ids: list[str] = []
+    for _ in range(count):
+        ids.append((await client.submit("bench.stamp", delay=rng.uniform(0.5, 3.0))).id)
+        await asyncio.sleep(1 / rate)
+    await wait_succeeded(client, before + count, timeout=120)
+    views = await asyncio.gather(*(client.get(i) for i in ids))
+    return sorted(view["job"]["result"] * 1000 - view["job"]["run_at_ms"] for view in views)
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))]
 
@@ -156,6 +170,13 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
                     "  round trips/job    5 awaited: submit, create, claim CAS, outcome publish, outcome CAS"
                 )
                 print("  CPU µs per job     " + "  ".join(f"{name} {us:.0f}" for name, us in cpu.items()))
+
+                delayed = await delayed_lateness(client, 2000, 200)
+                print("\ndelayed jobs end to end (handler start − due time, 2,000 jobs, 0.5–3 s delays):")
+                print(
+                    f"  p50 {pct(delayed, 50):.2f} ms   p99 {pct(delayed, 99):.2f} ms   max {delayed[-1]:.2f} ms   "
+                    f"min {delayed[0]:.2f} ms (negative would be early)"
+                )
 
                 lat = await latency(client, rate, seconds)
                 print(
