@@ -6,33 +6,21 @@ crash, and when it did run twice its record says why (a lost worker, a released 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from jetsched.bus.crashpoints import EXIT_STATUS
+from jetsched.bus.crashpoints import EXIT_STATUS, POINTS
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
-from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
 pytestmark = pytest.mark.slow
 
 CRASH = "JETSCHED_CRASH_AT"
-
-
-@pytest.fixture
-def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(nats_server.url, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
@@ -72,18 +60,20 @@ def explained(record: dict[str, Any], runs: int) -> None:
         assert record["errors"] or record.get("releases", 0), record
 
 
-@pytest.mark.parametrize(
-    ("service", "point", "delay"),
-    [
-        ("timer", "timer.due.before_cas", 0.3),
-        ("timer", "timer.due.after_cas", 0.3),
-        ("dispatcher", "dispatcher.claim.before_cas", None),
-        ("dispatcher", "dispatcher.claim.after_cas", None),
-        ("dispatcher", "dispatcher.claim.after_send", None),
-        ("reaper", "reaper.outcome.before_cas", None),
-        ("reaper", "reaper.outcome.after_cas", None),
-    ],
-)
+SERVICE_POINTS = [
+    ("timer", "timer.due.before_cas", 0.3),
+    ("timer", "timer.due.after_cas", 0.3),
+    ("dispatcher", "dispatcher.claim.before_cas", None),
+    ("dispatcher", "dispatcher.claim.after_cas", None),
+    ("dispatcher", "dispatcher.claim.after_send", None),
+    ("reaper", "reaper.outcome.before_cas", None),
+    ("reaper", "reaper.outcome.after_cas", None),
+]
+KEYED_SUBMIT_POINTS = [("intake.submit.after_key", False), ("intake.submit.after_create", True)]
+WORKER_POINTS = [("worker.received", 1), ("worker.after_run", 2), ("worker.after_report", 1)]
+
+
+@pytest.mark.parametrize(("service", "point", "delay"), SERVICE_POINTS)
 async def test_service_dies_mid_transition(
     fleet: Fleet, client: Client, service: str, point: str, delay: float | None
 ) -> None:
@@ -102,9 +92,7 @@ async def test_service_dies_mid_transition(
         assert (record["attempt"], record["releases"]) == (2, 1)
 
 
-@pytest.mark.parametrize(
-    ("point", "duplicate"), [("intake.submit.after_key", False), ("intake.submit.after_create", True)]
-)
+@pytest.mark.parametrize(("point", "duplicate"), KEYED_SUBMIT_POINTS)
 async def test_intake_dies_during_keyed_submit(
     fleet: Fleet, client: Client, point: str, duplicate: bool
 ) -> None:
@@ -167,9 +155,7 @@ async def test_reaper_dies_after_rescue_cas(fleet: Fleet, client: Client) -> Non
     explained(record, len(fleet.started(reply.id)))
 
 
-@pytest.mark.parametrize(
-    ("point", "runs"), [("worker.received", 1), ("worker.after_run", 2), ("worker.after_report", 1)]
-)
+@pytest.mark.parametrize(("point", "runs"), WORKER_POINTS)
 async def test_worker_dies_mid_job(fleet: Fleet, client: Client, point: str, runs: int) -> None:
     """Whenever a worker dies, its job ends succeeded; a second run only when the first result was lost."""
     start(fleet, None, point)
@@ -185,25 +171,10 @@ async def test_worker_dies_mid_job(fleet: Fleet, client: Client, point: str, run
         assert record["errors"][0]["kind"] == "lost"
 
 
-async def test_every_point_is_exercised() -> None:
+def test_every_point_is_exercised() -> None:
     """The tests above cover every crash point there is."""
-    from jetsched.bus.crashpoints import POINTS
-
-    covered = {
-        "timer.due.before_cas",
-        "timer.due.after_cas",
-        "dispatcher.claim.before_cas",
-        "dispatcher.claim.after_cas",
-        "dispatcher.claim.after_send",
-        "reaper.outcome.before_cas",
-        "reaper.outcome.after_cas",
-        "intake.submit.after_key",
-        "intake.submit.after_create",
-        "intake.cancel.after_cas",
-        "reaper.rescue.after_cas",
-        "worker.received",
-        "worker.after_run",
-        "worker.after_report",
+    covered = {point for _, point, _ in SERVICE_POINTS} | {
+        point for point, _ in KEYED_SUBMIT_POINTS + WORKER_POINTS
     }
+    covered |= {"intake.cancel.after_cas", "reaper.rescue.after_cas"}
     assert covered == POINTS
-    await asyncio.sleep(0)

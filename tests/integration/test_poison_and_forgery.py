@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import orjson
@@ -19,18 +17,10 @@ from jetsched.reaper.service import ReaperService
 from jetsched.sdk import Client, Job, Tasks
 
 
-@pytest.fixture
-def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(nats_server.url, tmp_path).start_services()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 @pytest.mark.slow
 async def test_poison_pill_ends_dead(fleet: Fleet) -> None:
     """A job that kills every worker that runs it is dead after max_attempts, with each loss recorded."""
+    fleet.start_services()
     async with Client(fleet.url, timeout=20) as client:
         reply = await client.submit("probe.poison", max_attempts=3, backoff={"base_ms": 0})
 

@@ -6,8 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,13 +18,9 @@ from jetsched.sdk import Client
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(nats_server.url, tmp_path).start_services()
-    try:
-        yield running
-    finally:
-        running.stop()
+@pytest.fixture(autouse=True)
+def services(fleet: Fleet) -> Fleet:
+    return fleet.start_services()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import orjson
@@ -15,7 +13,6 @@ from jetsched.core import subjects
 from jetsched.core.shards import shard_of
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
-from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 from jetsched.timer.service import DEFAULT_SHARDS
@@ -23,20 +20,11 @@ from jetsched.timer.service import DEFAULT_SHARDS
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(nats_server.url, tmp_path)
-    for name in ("intake", "dispatcher", "reaper", "timer", "timer"):
-        running.service(name)
-    running.worker("--concurrency", "20")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 async def test_killed_timer_replica_shards_taken_over(fleet: Fleet) -> None:
     """kill -9 the timer that owns a schedule's shard: its timers fire on the other, none lost or doubled."""
+    for name in ("intake", "dispatcher", "reaper", "timer", "timer"):
+        fleet.service(name)
+    fleet.worker("--concurrency", "20")
     async with Client(fleet.url, timeout=20) as client:
         await client.list(limit=1)
         await client.create_schedule("beat", "probe.sleep", None, every=1.0)

@@ -8,6 +8,7 @@ import pytest
 
 from jetsched.sdk import Client
 
+from .fleet import Fleet
 from .nats_server import NatsServer
 from .stack import Stack
 
@@ -24,6 +25,16 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fleet(nats_server: NatsServer, tmp_path: Path) -> Iterator[Fleet]:
+    """Real service and worker processes around the test's nats-server; all stopped at the end."""
+    running = Fleet(nats_server.url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
