@@ -126,23 +126,24 @@ class TestNextExpiration:
 
 
 class TestCascade:
-    def test_big_bucket_moves_down_in_chunks_before_expiry(self) -> None:
-        """Ahead of a level boundary the wheel moves a big bucket down a bounded chunk at a time."""
+    def test_big_bucket_moves_down_in_chunks_before_its_boundary(self) -> None:
+        """Groups of the next higher-level bucket move down, a bounded chunk at a time, once they fit."""
         w = wheel(size=16)
         for n in range(1000):
             w.add(f"t{n}", 300 + n % 200)
+        assert w.cascade(budget=100) == 0
+        assert w.next_cascade() is not None
         w.advance(250)
-        assert w.cascade_pending(horizon_ms=100)
-        assert w.cascade(budget=100, horizon_ms=100) == 100
-        while w.cascade(budget=100, horizon_ms=100):
+        assert w.cascade(budget=100) == 100
+        while w.cascade(budget=100):
             pass
+        assert w.cascade(budget=100) == 0
         fired = w.advance(499)
         assert len(fired) == 1000
         assert all(due <= 499 for _, due in fired)
 
     def test_nothing_to_cascade_far_ahead(self) -> None:
-        """Buckets beyond the horizon are left for later."""
+        """Buckets beyond the next block of their level are left alone."""
         w = wheel(size=4)
         w.add("far", 10_000)
-        assert not w.cascade_pending(horizon_ms=10)
-        assert w.cascade(budget=10, horizon_ms=10) == 0
+        assert w.cascade(budget=10) == 0

@@ -14,7 +14,7 @@ ops = st.lists(
         st.tuples(st.just("add"), st.integers(0, 30), st.integers(0, 5000)),
         st.tuples(st.just("cancel"), st.integers(0, 30), st.just(0)),
         st.tuples(st.just("advance"), st.just(0), st.integers(0, 800)),
-        st.tuples(st.just("cascade"), st.integers(1, 20), st.integers(0, 3000)),
+        st.tuples(st.just("cascade"), st.integers(1, 20), st.just(0)),
     ),
     max_size=120,
 )
@@ -40,7 +40,7 @@ def test_same_fires_never_early_at_most_one_tick_late(
                 assert due <= now
                 live.pop(key, None)
         elif op == "cascade":
-            wheel.cascade(budget=key, horizon_ms=value)
+            wheel.cascade(budget=key)
         elif op == "cancel":
             assert wheel.cancel(key) == (live.pop(key, None) is not None)
         else:

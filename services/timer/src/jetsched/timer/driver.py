@@ -4,8 +4,8 @@ The loop wakes at `next_expiration()` or when an entry earlier than that is arme
 advances the wheel to *now* — not to the time it meant to wake at — because event loops may wake early
 (uvloop by up to ~0.5 ms) and a due time is honoured only by checking the clock.
 
-Cascading is spread out: ahead of a big higher-level bucket's expiration the driver moves its timers
-down in bounded chunks, one chunk per loop turn, instead of moving them all in the one `advance` that
+Cascading is spread out: as groups of a higher-level bucket come to fit the lower level, the driver moves
+them down in bounded chunks, one chunk per loop turn, instead of moving them all in the one `advance` that
 crosses the level boundary (moving ~1M timers at once blocks a CPython loop for ~0.3 s).
 """
 
@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 
 K = TypeVar("K")
 
-#: Start moving a higher-level bucket down this long before it expires …
-CASCADE_HORIZON_MS = 5000
-#: … this many timers per loop turn (a few milliseconds of work), so no turn blocks the loop for long.
+#: Timers moved down a level per loop turn (a few milliseconds of work), so no turn blocks the loop long.
 CASCADE_BUDGET = 3000
-CASCADE_RETRY_MS = 50
 
 
 class WheelDriver(Generic[K]):
@@ -58,14 +55,13 @@ class WheelDriver(Generic[K]):
             fired = self.wheel.advance(now)
             if fired:
                 self.on_due(fired)
-            cascading = self.wheel.cascade_pending(CASCADE_HORIZON_MS)
-            if cascading and self.wheel.cascade(CASCADE_BUDGET, CASCADE_HORIZON_MS):
+            if self.wheel.cascade(CASCADE_BUDGET):
                 await asyncio.sleep(0)  # one bounded chunk per loop turn: due timers and I/O go in between
                 continue
             wake_at = self.wheel.next_expiration()
-            if cascading:
-                # Entries that do not fit lower yet will as time passes: look again shortly.
-                wake_at = now + CASCADE_RETRY_MS if wake_at is None else min(wake_at, now + CASCADE_RETRY_MS)
+            fits_lower = self.wheel.next_cascade()
+            if fits_lower is not None:
+                wake_at = fits_lower if wake_at is None else min(wake_at, fits_lower)
             self._sleeping_until = math.inf if wake_at is None else wake_at
             timeout = None if wake_at is None else max(wake_at - self.clock.now_ms(), 0) / 1000
             self._rearm.clear()

@@ -18,6 +18,13 @@ Never early: a due time is rounded *up* to a tick (`ceil(due / tick)`), and an e
 an `advance(to_ms)` with `to_ms >= due`. At most one tick late, plus however late the driver wakes.
 Cancel is O(1) and frees the entry at once (a dict delete), which matters when heartbeats and retries
 reschedule constantly; `add` on a key already present moves it.
+
+Cascading in bounded chunks. Moving a big bucket down a level all at once (~1M timers) would block a
+CPython loop for a third of a second. So a higher-level bucket keeps its entries grouped by the lower
+level's block they belong to, and as soon as a group fits the lower level's window — one level-span
+before its own time, long before the bucket's boundary — `cascade(budget)` moves it down, at most
+`budget` entries per call. Only groups that fit are touched (no scanning of entries that cannot move yet),
+so by the boundary almost everything has gone down already, whatever the distribution of due times.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ class TimingWheel(Generic[K]):
         self.wheel_size = wheel_size
         self.now_ms = start_ms
         self._current = start_ms // tick_ms
-        self._buckets: dict[tuple[int, int], dict[K, int]] = {}
-        # key → its bucket (the dict itself, not its coordinates: one reference, no tuple per timer).
+        # (level, block) → {lower-level block → {key → due ms}}; level 0 buckets have one group (block 0).
+        self._buckets: dict[tuple[int, int], dict[int, dict[K, int]]] = {}
+        # key → the group dict holding it: one reference per timer, no coordinates to allocate.
         self._where: dict[K, dict[K, int]] = {}
         self._expirations: list[tuple[int, int, int]] = []
 
@@ -57,19 +65,23 @@ class TimingWheel(Generic[K]):
         return True
 
     def cancel(self, key: K) -> bool:
-        bucket = self._where.pop(key, None)
-        if bucket is None:
+        group = self._where.pop(key, None)
+        if group is None:
             return False
-        del bucket[key]  # an emptied bucket stays until its expiration comes round, then is dropped
+        del group[key]  # emptied groups and buckets are dropped when their time comes round
         return True
 
     def next_expiration(self) -> int | None:
         """When the driver must next call `advance` (ms), or None when the wheel is empty."""
         heap = self._expirations
-        while heap and not self._buckets.get((heap[0][1], heap[0][2])):
-            _, level, block = heapq.heappop(heap)
+        while heap:
+            _, level, block = heap[0]
+            bucket = self._buckets.get((level, block))
+            if bucket is not None and any(bucket.values()):
+                return heap[0][0] * self.tick_ms
+            heapq.heappop(heap)
             self._buckets.pop((level, block), None)
-        return heap[0][0] * self.tick_ms if heap else None
+        return None
 
     def advance(self, to_ms: int) -> list[tuple[K, int]]:
         """Move time to `to_ms`; return (key, due_ms) of every entry now due, in bucket order."""
@@ -84,65 +96,74 @@ class TimingWheel(Generic[K]):
             if not bucket:
                 continue
             self._current = max(self._current, tick)
-            for key, due_ms in bucket.items():
-                del self._where[key]
-                due_tick = -(-due_ms // self.tick_ms)
-                if due_tick <= target:
-                    fired.append((key, due_ms))
-                else:
-                    self._place(key, due_ms, due_tick)
+            for group in bucket.values():
+                for key, due_ms in group.items():
+                    del self._where[key]
+                    due_tick = -(-due_ms // self.tick_ms)
+                    if due_tick <= target:
+                        fired.append((key, due_ms))
+                    else:
+                        self._place(key, due_ms, due_tick)
         self._current = target
         self.now_ms = to_ms
         return fired
 
-    def cascade_pending(self, horizon_ms: int) -> bool:
-        """Whether a higher-level bucket expires within `horizon_ms` and can be moved down ahead of time."""
-        limit = (self.now_ms + horizon_ms) // self.tick_ms
-        return any(
-            level > 0 and tick <= limit and self._buckets.get((level, block))
-            for tick, level, block in self._expirations
-        )
+    def cascade(self, budget: int) -> int:
+        """Move up to `budget` entries of the next higher-level buckets to the lower level they now fit.
 
-    def cascade(self, budget: int, horizon_ms: int) -> int:
-        """Move up to `budget` entries of higher-level buckets expiring within `horizon_ms` to the lower
-        levels they already fit in, so no single `advance` has to move a huge bucket at once.
-
-        Returns how many moved. Entries that do not fit lower yet stay; they move on a later call or at
-        their bucket's expiration. Firing semantics are unchanged: only where an entry waits moves.
+        Returns how many moved (0: nothing fits yet). Where an entry waits changes, never when it fires.
         """
-        limit = (self.now_ms + horizon_ms) // self.tick_ms
-        soon = sorted(e for e in self._expirations if e[1] > 0 and e[0] <= limit)
         moved = 0
-        for _, level, block in soon:
-            bucket = self._buckets.get((level, block))
-            stuck: list[tuple[K, int]] = []
-            while bucket and moved < budget and len(stuck) < 64:
-                key, due_ms = bucket.popitem()
-                due_tick = -(-due_ms // self.tick_ms)
-                if self._level_of(due_tick)[0] >= level:
-                    stuck.append((key, due_ms))
-                    continue
-                self._place(key, due_ms, due_tick)
-                moved += 1
-            if bucket is not None:
-                bucket.update(stuck)
+        for sub_unit, bucket in self._upcoming():
+            for sub in sorted(bucket):
+                if sub - self._current // sub_unit >= self.wheel_size:
+                    break  # this group (and every later one) does not fit the lower level yet
+                group = bucket[sub]
+                while group and moved < budget:
+                    key, due_ms = group.popitem()
+                    self._place(key, due_ms, -(-due_ms // self.tick_ms))
+                    moved += 1
+                if group:
+                    return moved
+                del bucket[sub]
             if moved >= budget:
                 break
         return moved
 
-    def _level_of(self, due_tick: int) -> tuple[int, int]:
+    def next_cascade(self) -> int | None:
+        """When (ms) the next group of an upcoming higher-level bucket will fit lower, or None."""
+        soonest: int | None = None
+        for sub_unit, bucket in self._upcoming():
+            live = [sub for sub, group in bucket.items() if group]
+            if live:
+                at = max(min(live) - self.wheel_size + 1, 0) * sub_unit * self.tick_ms
+                soonest = at if soonest is None else min(soonest, at)
+        return soonest
+
+    def _upcoming(self) -> list[tuple[int, dict[int, dict[K, int]]]]:
+        """(lower-level unit, bucket) of each higher-level bucket whose block is its level's next, soonest first."""
+        found = []
+        for tick, level, block in self._expirations:
+            unit = self.wheel_size**level
+            bucket = self._buckets.get((level, block))
+            if level and bucket and block == self._current // unit + 1:
+                found.append((tick, unit // self.wheel_size, bucket))
+        found.sort(key=lambda item: item[0])
+        return [(sub_unit, bucket) for _, sub_unit, bucket in found]
+
+    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
         level, unit = 0, 1
         while due_tick // unit - self._current // unit >= self.wheel_size:
             level += 1
             unit *= self.wheel_size
-        return level, unit
-
-    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
-        level, unit = self._level_of(due_tick)
         block = due_tick // unit
         bucket = self._buckets.get((level, block))
         if bucket is None:
             bucket = self._buckets[(level, block)] = {}
             heapq.heappush(self._expirations, (block * unit, level, block))
-        bucket[key] = due_ms
-        self._where[key] = bucket
+        sub = due_tick // (unit // self.wheel_size) if level else 0
+        group = bucket.get(sub)
+        if group is None:
+            group = bucket[sub] = {}
+        group[key] = due_ms
+        self._where[key] = group
