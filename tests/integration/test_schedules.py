@@ -141,3 +141,44 @@ async def _fired(client: Client, schedule_id: str, n: int) -> bool:
 async def _handled_after(client: Client, schedule_id: str, after_ms: int, n: int) -> bool:
     history = (await client.schedule(schedule_id))["schedule"]["history"]
     return sum(e["nominal_ms"] > after_ms for e in history) >= n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlap", ["skip", "buffer_one", "cancel_previous"])
+async def test_overlap_policies(stack: Stack, client: Client, nats_server: NatsServer, overlap: str) -> None:
+    """A 1 s schedule whose jobs take 2.5 s: each overlap policy does what it says, and records it."""
+    tasks = Tasks()
+    running: list[str] = []
+    peak = 0
+    interrupted: list[str] = []
+
+    @tasks.task("slow")
+    async def slow(job: Job) -> None:
+        nonlocal peak
+        running.append(job.id)
+        peak = max(peak, len(running))
+        try:
+            await asyncio.sleep(2.5)
+        except asyncio.CancelledError:
+            interrupted.append(job.id)
+            raise
+        finally:
+            running.remove(job.id)
+
+    async with running_worker(tasks, nats_server.url, concurrency=4):
+        await client.create_schedule("o", "slow", every=1.0, overlap=overlap)
+        await eventually(lambda: _handled_after(client, "o", 0, 5), timeout=20, what="five fires dealt with")
+        await client.schedule("o", "pause")
+        record = (await client.schedule("o"))["schedule"]
+    reasons = [e["missed"] for e in record["history"] if e["missed"]]
+    if overlap == "skip":
+        assert peak == 1
+        assert reasons
+        assert all("overlap=skip" in why for why in reasons)
+    elif overlap == "buffer_one":
+        assert peak == 1
+        assert record["buffered_ms"] is not None or any("buffer" in why for why in reasons)
+    else:
+        assert interrupted, "the previous run was not cancelled"
+        cancelled = [(await client.get(job_id))["job"]["state"] for job_id in interrupted]
+        assert set(cancelled) == {"cancelled"}

@@ -121,6 +121,20 @@ class TestOverlap:
         third = plan(rec, T0 + 130_000, False)
         assert (third.create, third.buffered_ms) == ([T0 + 120_000], None)
 
+    def test_buffered_runs_alone_when_a_new_fire_is_due_too(self) -> None:
+        """buffer_one: when the previous job ends as another fire comes, the buffered one runs, the new waits."""
+        rec = record_fires(
+            record(overlap="buffer_one"), plan(record(overlap="buffer_one"), self.NOW, True), self.NOW
+        )
+        decided = plan(rec, T0 + 120_001, False)
+        assert (decided.create, decided.buffered_ms) == ([T0 + 60_000], T0 + 120_000)
+
+    def test_one_run_at_a_time_even_when_catching_up(self) -> None:
+        """With an overlap policy other than allow, a catch-up of several fires still starts one job."""
+        decided = plan(record(overlap="skip", misfire="all"), T0 + 390_000, False)
+        assert decided.create == [T0 + 360_000]
+        assert len(decided.missed) == 5
+
     def test_cancel_previous(self) -> None:
         """cancel_previous: the previous job is cancelled and the new fire runs."""
         decided = plan(record(overlap="cancel_previous"), self.NOW, True)

@@ -254,27 +254,38 @@ def plan(record: ScheduleRecord, now_ms: int, previous_running: bool) -> Plan:
                 (t, "older than the catch-up window (misfire=all)") for t in late if t < window_start
             ]
             wanted = [t for t in late if t >= window_start] + on_time
+    if spec.overlap is Overlap.ALLOW:
+        result.create = wanted
+        return result
+    # One run at a time from here on.
     if record.buffered_ms is not None and not previous_running:
-        wanted = [record.buffered_ms, *wanted]
+        # The buffered fire runs now; anything newer waits in the buffer behind it.
+        result.create = [record.buffered_ms]
         result.buffered_ms = None
+        previous_running = True
     if not wanted:
         return result
-    if previous_running and spec.overlap is not Overlap.ALLOW:
-        if spec.overlap is Overlap.SKIP:
-            result.missed += [(t, "the previous run had not finished (overlap=skip)") for t in wanted]
-            return result
-        if spec.overlap is Overlap.BUFFER_ONE:
-            kept = wanted[-1]
-            dropped = [t for t in [record.buffered_ms, *wanted[:-1]] if t is not None and t != kept]
-            result.missed += [
-                (t, "replaced by a later fire in the buffer (overlap=buffer_one)") for t in dropped
-            ]
-            result.buffered_ms = kept
-            return result
+    superseded = [
+        (t, f"superseded by a later fire (overlap={spec.overlap.value}: one run at a time)")
+        for t in wanted[:-1]
+    ]
+    latest = wanted[-1]
+    if not previous_running:
+        result.missed += superseded
+        result.create = [latest]
+    elif spec.overlap is Overlap.SKIP:
+        result.missed += [(t, "the previous run had not finished (overlap=skip)") for t in wanted]
+    elif spec.overlap is Overlap.BUFFER_ONE:
+        if result.buffered_ms is not None:
+            result.missed.append(
+                (result.buffered_ms, "replaced by a later fire in the buffer (overlap=buffer_one)")
+            )
+        result.missed += superseded
+        result.buffered_ms = latest
+    else:
         result.cancel_previous = True
-        result.missed += [(t, "superseded by a later fire (overlap=cancel_previous)") for t in wanted[:-1]]
-        wanted = wanted[-1:]
-    result.create = wanted
+        result.missed += superseded
+        result.create = [latest]
     return result
 
 
