@@ -99,3 +99,43 @@ async def test_dev_runs_demo_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped" in output
     assert "succeeded on attempt 3" in output
     assert "dead" in output
+
+
+async def test_schedules_commands(stack: Stack, nats_server: NatsServer) -> None:
+    """create, preview (UTC and local), show, update, pause, list and delete from the command line."""
+    url = ("--nats", nats_server.url)
+    code, out, err = await jetsched(
+        *url,
+        "schedules",
+        "create",
+        "nightly",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--capability",
+        "report",
+        "--payload",
+        '{"n": 1}',
+        "--misfire",
+        "skip",
+        "--dst-fold",
+        "second",
+    )
+    assert code == 0, err
+    assert "30 2 * * *" in out
+    code, out, _ = await jetsched(*url, "schedules", "preview", "nightly", "--count", "3")
+    lines = out.strip().splitlines()[1:]
+    assert len(lines) == 3
+    assert all("T02:30:00+0" in line for line in lines)
+    code, out, _ = await jetsched(
+        *url, "schedules", "update", "nightly", "--every", "1h", "--capability", "report"
+    )
+    assert "every 3600s" in out
+    code, out, _ = await jetsched(*url, "schedules", "pause", "nightly")
+    assert "paused" in out
+    code, out, _ = await jetsched(*url, "schedules", "list")
+    assert "nightly" in out
+    assert "paused" in out
+    code, out, _ = await jetsched(*url, "schedules", "delete", "nightly")
+    assert "deleted=True" in out

@@ -18,7 +18,20 @@ if TYPE_CHECKING:
 def add_schedule_commands(commands: Any) -> None:
     parser = commands.add_parser("schedules", help="cron and interval schedules")
     verbs = parser.add_subparsers(dest="schedules_command", required=True)
-    create = verbs.add_parser("create", help="create a schedule")
+    for verb, text in (
+        ("create", "create a schedule"),
+        ("update", "replace a schedule's spec (applies from now)"),
+    ):
+        add_spec_arguments(verbs.add_parser(verb, help=text))
+    verbs.add_parser("list", help="every schedule")
+    for verb in ("show", "pause", "resume", "delete"):
+        verbs.add_parser(verb, help=f"{verb} one schedule").add_argument("id")
+    preview = verbs.add_parser("preview", help="the next fire times in UTC and the schedule's zone")
+    preview.add_argument("id")
+    preview.add_argument("--count", type=int, default=10)
+
+
+def add_spec_arguments(create: argparse.ArgumentParser) -> None:
     create.add_argument("id", help="schedule id: letters, digits, '-' and '_'")
     when = create.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", help="5-field cron (or 6 fields, seconds first), e.g. '0 9 * * MON-FRI'")
@@ -39,18 +52,13 @@ def add_schedule_commands(commands: Any) -> None:
     create.add_argument("--jitter", type=parse_duration, help="spread each fire's start by up to this")
     create.add_argument("--start-at", type=datetime.fromisoformat)
     create.add_argument("--end-at", type=datetime.fromisoformat)
-    verbs.add_parser("list", help="every schedule")
-    for verb in ("show", "pause", "resume", "delete"):
-        verbs.add_parser(verb, help=f"{verb} one schedule").add_argument("id")
-    preview = verbs.add_parser("preview", help="the next fire times in UTC and the schedule's zone")
-    preview.add_argument("id")
-    preview.add_argument("--count", type=int, default=10)
 
 
 async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
     verb = args.schedules_command
-    if verb == "create":
-        return await client.create_schedule(
+    if verb in ("create", "update"):
+        write = client.create_schedule if verb == "create" else client.update_schedule
+        return await write(
             args.id,
             args.capability,
             orjson.loads(args.payload),
