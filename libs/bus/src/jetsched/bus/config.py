@@ -56,5 +56,22 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_shard_arguments(parser: argparse.ArgumentParser, service: str, shards: int, ttl_ms: int) -> None:
+    """`--shards` and `--lease-ttl-ms` for a service whose replicas split shards by lease."""
+    upper = service.upper()
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=env_int(f"JETSCHED_{upper}_SHARDS", shards),
+        help=f"shards replicas split by lease; the same on every replica [JETSCHED_{upper}_SHARDS]",
+    )
+    parser.add_argument(
+        "--lease-ttl-ms",
+        type=int,
+        default=env_int("JETSCHED_LEASE_TTL_MS", ttl_ms),
+        help="a dead replica's shards move after this long [JETSCHED_LEASE_TTL_MS]",
+    )
+
+
 def bus_config(args: argparse.Namespace) -> BusConfig:
     return BusConfig(nats_url=args.nats, replicas=args.replicas, log_level=args.log_level)

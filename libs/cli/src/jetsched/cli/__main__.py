@@ -18,7 +18,7 @@ from jetsched.bus.config import BusConfig
 from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
 
 from .durations import parse_duration
-from .render import print_job, print_jobs, print_schedules, print_stats
+from .render import print_job, print_jobs, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
 
 
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=parse_duration, help="per-attempt timeout, e.g. 30s")
     submit.add_argument("--heartbeat-timeout", type=parse_duration, help="fail an attempt silent this long")
     submit.add_argument("--expires-in", type=parse_duration, help="die unless started this soon after due")
+    submit.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label the worker must have"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print it")
 
     status = commands.add_parser("status", help="show one job")
@@ -67,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--after", help="cursor: the last id of the previous page")
 
     commands.add_parser("stats", help="job counts by state and capability, worker slots")
+    for verb, text in (
+        ("pause", "stop dispatching a capability"),
+        ("resume", "dispatch a paused capability again"),
+    ):
+        commands.add_parser(verb, help=text).add_argument("capability")
+    commands.add_parser("workers", help="live worker sessions")
+    commands.add_parser("drain", help="ask a worker session to finish and exit").add_argument("session")
 
     cancel = commands.add_parser("cancel", help="cancel a job")
     cancel.add_argument("id")
@@ -123,6 +133,7 @@ async def run_client(args: argparse.Namespace) -> Any:
                 timeout=args.timeout,
                 heartbeat_timeout=args.heartbeat_timeout,
                 expires_in=args.expires_in,
+                labels=dict(label.split("=", 1) for label in args.label),
             )
             if args.wait:
                 return {"job": await client.wait(reply.id, timeout=3600), "waiting": None, "last_error": None}
@@ -135,6 +146,12 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.cancel(args.id)
         if command == "stats":
             return await client.stats()
+        if command in ("pause", "resume"):
+            return await client.pause(args.capability, paused=command == "pause")
+        if command == "workers":
+            return {"workers": await client.workers()}
+        if command == "drain":
+            return await client.drain(args.session)
         if command == "schedules":
             return await run_schedules(client, args)
         if args.dead_command == "list":
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         print_stats(result)
     elif args.command == "schedules":
         print_schedules(result)
+    elif args.command == "workers":
+        print_workers(result)
     elif "jobs" in result:
         print_jobs(result)
     elif "job" in result:

@@ -110,3 +110,13 @@ def print_schedules(result: dict[str, Any]) -> None:
         rows.append(("history", f"{when(entry['nominal_ms'])}  {what}"))
     for name, value in rows:
         print(f"{name:>10}  {value}")
+
+
+def print_workers(result: dict[str, Any]) -> None:
+    print(f"{'session':<28}  {'worker':<24}  {'busy':>9}  {'labels':<20}  capabilities")
+    for w in result["workers"]:
+        labels = ",".join(f"{k}={v}" for k, v in w["labels"].items()) or "-"
+        busy = f"{w['running']}/{w['concurrency']}" + (" D" if w["draining"] else "")
+        print(
+            f"{w['session']:<28}  {w['worker']:<24.24}  {busy:>9}  {labels:<20.20}  {', '.join(w['capabilities'])}"
+        )

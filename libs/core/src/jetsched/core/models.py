@@ -35,6 +35,15 @@ def check_capability(name: str) -> str:
 CapabilityName = Annotated[str, AfterValidator(check_capability)]
 
 
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    if len(labels) > 16 or any(not 0 < len(k) <= 64 or len(v) > 64 for k, v in labels.items()):
+        raise ValueError("at most 16 labels, keys of 1-64 characters, values of up to 64")
+    return labels
+
+
+Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,6 +91,8 @@ class JobRequest(Model):
     heartbeat_timeout_s: float | None = Field(None, gt=0, le=7 * 86_400)
     #: The first attempt must start within this long of the due time, or the job dies as expired.
     expires_in_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
+    #: Only workers announcing all these labels (e.g. {"gpu": "a100"}) may run it.
+    labels: Labels = {}
     backoff: Backoff = Backoff()
 
     @model_validator(mode="after")
@@ -149,6 +160,8 @@ class JobRecord(Model):
     run_at_ms: int
     #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired.
     expires_at_ms: int | None = None
+    #: Labels a worker must announce to run it.
+    labels: dict[str, str] = {}
     key: str | None = None
     lease: Lease | None = None
     errors: tuple[ErrorInfo, ...] = ()
@@ -235,11 +248,11 @@ class Heartbeat(Model):
 
 
 class Control(Model):
-    """A command to one worker session (`jetsched.control.<session>`)."""
+    """A command to one worker session (`jetsched.control.<session>`): cancel an attempt, or drain."""
 
-    op: Literal["cancel"]
-    id: str
-    attempt: int
+    op: Literal["cancel", "drain"]
+    id: str = ""
+    attempt: int = 0
 
 
 class SubmitReply(Model):
@@ -258,6 +271,14 @@ class ListRequest(Model):
     limit: int = Field(100, ge=1, le=1000)
     #: Page cursor: the last id of the previous page.
     after: str | None = None
+
+
+class CapabilityRequest(Model):
+    capability: CapabilityName
+
+
+class SessionRequest(Model):
+    session: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class ReviveRequest(Model):

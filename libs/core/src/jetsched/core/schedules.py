@@ -88,6 +88,7 @@ class JobTemplate(Model):
     max_attempts: int = Field(5, ge=1, le=1000)
     timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
     backoff: Backoff = Backoff()
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class ScheduleSpec(Model):
@@ -322,6 +323,7 @@ def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
         max_attempts=template.max_attempts,
         timeout_s=template.timeout_s,
         backoff=template.backoff,
+        labels=template.labels,
         delay_ms=max(0, run_at_ms - now_ms),
     )
     job = states.accept(request, fire_job_id(spec.id, nominal_ms), template.capability, now_ms, None)

@@ -57,6 +57,7 @@ def accept(
         max_attempts=request.max_attempts,
         timeout_s=request.timeout_s,
         heartbeat_timeout_s=request.heartbeat_timeout_s,
+        labels=request.labels,
         expires_at_ms=None if request.expires_in_ms is None else run_at_ms + request.expires_in_ms,
         backoff=request.backoff,
         run_at_ms=run_at_ms,

@@ -16,6 +16,8 @@ PREFIX = "jetsched"
 JOBS_BUCKET = "jobs"
 #: KV bucket of schedules (cron or interval) with their fire ledgers, one key per schedule id.
 SCHEDULES_BUCKET = "schedules"
+#: KV bucket of queue settings per capability (`{"paused": true}`), written by the control API.
+QUEUES_BUCKET = "queues"
 #: KV bucket of shard leases and service membership (`<service>.shard.<n>`, `<service>.member.<instance>`).
 LEASES_BUCKET = "leases"
 #: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).

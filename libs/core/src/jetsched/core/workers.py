@@ -93,8 +93,20 @@ class WorkerRegistry:
             and now_ms <= s.last_seen_ms + s.heartbeat.interval_ms * self.misses
         ]
 
-    def waiting_reason(self, capability: str, now_ms: int) -> str | None:
+    def waiting_reason(
+        self, capability: str, now_ms: int, labels: dict[str, str] | None = None
+    ) -> str | None:
         """Why a ready job of `capability` would not be dispatched now, or None if some worker can take it."""
-        if self.capable(capability, now_ms):
-            return None
-        return f"no live worker with capability '{capability}'"
+        sessions = self.capable(capability, now_ms)
+        if not sessions:
+            return f"no live worker with capability '{capability}'"
+        if labels and not any(matches(s, labels) for s in sessions):
+            wanted = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            return f"no live worker with capability '{capability}' and labels {wanted}"
+        return None
+
+
+def matches(session: Session, labels: dict[str, str]) -> bool:
+    """Whether a session announces every label a job requires."""
+    announced = session.heartbeat.labels
+    return all(announced.get(k) == v for k, v in labels.items())

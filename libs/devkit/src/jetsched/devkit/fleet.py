@@ -10,6 +10,11 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import nats
+import orjson
+
+from jetsched.core import subjects
+
 from . import procs
 
 if TYPE_CHECKING:
@@ -61,6 +66,16 @@ class Fleet:
 
     def started(self, job_id: str) -> list[Run]:
         return [r for r in self.runs() if r.job_id == job_id and r.event == "start"]
+
+    async def lease_owner(self, service: str, shard: int) -> procs.Proc:
+        """The process of `service` holding a shard's lease (its instance id is in its start-up log line)."""
+        nc = await nats.connect(self.url)
+        try:
+            kv = await nc.jetstream().key_value(subjects.LEASES_BUCKET)
+            owner = orjson.loads((await kv.get(f"{service}.shard.{shard}")).value or b"{}")["owner"]
+        finally:
+            await nc.close()
+        return next(p for p in self.services if p.name == service and owner in p.log_path.read_text())
 
     def stop(self) -> None:
         for proc in reversed(self.workers + self.services):

@@ -95,6 +95,7 @@ class Client:
         heartbeat_timeout: float | None = None,
         expires_in: float | None = None,
         backoff: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> SubmitReply:
         """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
 
@@ -108,6 +109,7 @@ class Client:
             timeout: seconds one attempt may run (default 300).
             heartbeat_timeout: seconds an attempt may go without `job.heartbeat()` before it times out.
             expires_in: seconds after its due time by which the first attempt must start, or the job dies.
+            labels: only workers announcing all of these labels may run it.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
         """
         body: dict[str, Any] = {"payload": payload}
@@ -120,6 +122,7 @@ class Client:
             "timeout_s": timeout,
             "heartbeat_timeout_s": heartbeat_timeout,
             "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
+            "labels": labels or None,
             "backoff": backoff,
         }
         body.update({k: v for k, v in options.items() if v is not None})
@@ -153,6 +156,19 @@ class Client:
         """`{"jobs": {state: n}, "capabilities": {cap: {state: n}}, "workers": {...}}`."""
         result: dict[str, Any] = await self.request(subjects.api("stats"), {})
         return result
+
+    async def pause(self, capability: str, paused: bool = True) -> Any:
+        """Pause (or with `paused=False` resume) dispatching a capability; queued jobs wait, running finish."""
+        verb = "queues.pause" if paused else "queues.resume"
+        return await self.request(subjects.api(verb), {"capability": capability})
+
+    async def workers(self) -> Any:
+        """The live worker sessions."""
+        return (await self.request(subjects.api("workers.list"), {}))["workers"]
+
+    async def drain(self, session: str) -> Any:
+        """Ask a worker session to take nothing new and exit once idle."""
+        return await self.request(subjects.api("workers.drain"), {"session": session})
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(subjects.api("jobs.cancel"), {"id": job_id})

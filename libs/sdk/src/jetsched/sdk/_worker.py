@@ -189,6 +189,10 @@ class Worker:
             control = Control.model_validate_json(msg.data)
         except ValidationError:
             return
+        if control.op == "drain":
+            log.info("drain requested: taking no new work, exiting when idle")
+            self.stop()
+            return
         key = (control.id, control.attempt)
         task = self.held.get(key)
         if task is not None:

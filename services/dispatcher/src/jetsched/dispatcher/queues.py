@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jetsched.core.models import TERMINAL, JobRecord, JobState
+from jetsched.core.workers import matches
 
 from .routing import pick
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jetsched.core.changes import Change
     from jetsched.core.workers import Session, WorkerRegistry
 
@@ -73,24 +76,43 @@ class Board:
     def free(self, session: Session) -> int:
         return session.heartbeat.concurrency - self.load(session)
 
-    def plan(self, registry: WorkerRegistry, limit: int, now_ms: int) -> list[Claim]:
-        """Reserve up to `limit` claims: highest priority first, each to the least-loaded capable session."""
+    def plan(
+        self,
+        registry: WorkerRegistry,
+        limit: int,
+        now_ms: int,
+        dispatches: Callable[[str], bool] = lambda _: True,
+    ) -> list[Claim]:
+        """Reserve up to `limit` claims: highest priority first, each to the least-loaded capable session.
+
+        `dispatches(capability)` says whether this replica dispatches a capability (its shard is leased
+        here and the queue is not paused). A job whose required labels no free session announces is
+        passed over for now — it does not block lower priorities that other sessions can run.
+        """
         claims: list[Claim] = []
         for capability, heap in self.heaps.items():
+            if not dispatches(capability):
+                continue
             sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
+            passed: list[tuple[int, str]] = []
             while heap and sessions and len(claims) < limit:
-                _, job_id = heap[0]
-                entry = self.ready.get(job_id)
-                if entry is None or job_id in self.claiming or entry[0].capability != capability:
-                    heapq.heappop(heap)
+                top = heapq.heappop(heap)
+                entry = self.ready.get(top[1])
+                if entry is None or top[1] in self.claiming or entry[0].capability != capability:
                     continue
-                session = pick(sessions, self.load)
-                heapq.heappop(heap)
-                claims.append(Claim(entry[0], entry[1], session))
-                self.claiming.add(job_id)
-                self._hold(job_id, session.id)
+                record, revision = entry
+                fitting = [s for s in sessions if matches(s, record.labels)] if record.labels else sessions
+                if not fitting:
+                    passed.append(top)
+                    continue
+                session = pick(fitting, self.load)
+                claims.append(Claim(record, revision, session))
+                self.claiming.add(record.id)
+                self._hold(record.id, session.id)
                 if self.free(session) <= 0:
                     sessions.remove(session)
+            for item in passed:
+                heapq.heappush(heap, item)
         return claims
 
     def settle(self, claim: Claim, new_revision: int | None) -> None:

@@ -15,18 +15,21 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
+import orjson
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.feed import RecordFeed
+from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
+from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
 from jetsched.core.models import WorkMessage
+from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
 from .queues import Board, Claim
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Capability shards replicas split by lease: a capability is dispatched by one replica at a time, so
+#: its priority order holds across any number of replicas.
+DEFAULT_SHARDS = 16
 #: Claims in flight at once (CAS round trips pipelined).
 MAX_IN_FLIGHT = 512
 
@@ -48,11 +54,32 @@ MAX_IN_FLIGHT = 512
 class DispatcherService(Service):
     name = "dispatcher"
 
-    def __init__(self, bus: BusConfig) -> None:
+    def __init__(
+        self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
+    ) -> None:
         super().__init__(bus)
+        self.shards = shards
+        self.lease_ttl_ms = lease_ttl_ms
         self.board = Board()
         self.registry = WorkerRegistry()
         self.wake = asyncio.Event()
+        self.owned: set[int] = set()
+        self.paused: set[str] = set()
+
+    def dispatches(self, capability: str) -> bool:
+        """Whether this replica hands out a capability's jobs now: its shard is leased here, not paused."""
+        return capability not in self.paused and shard_of(capability, self.shards) in self.owned
+
+    def _own(self, owned: set[int]) -> None:
+        self.owned = owned
+        self.wake.set()
+
+    def _queue(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        if data is not None and orjson.loads(data).get("paused"):
+            self.paused.add(key)
+        else:
+            self.paused.discard(key)
+        self.wake.set()
 
     def observe(self, change: Change) -> None:
         if self.board.observe(change):
@@ -63,10 +90,14 @@ class DispatcherService(Service):
         await feed.start()
 
         records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        await KeyFeed(js, subjects.QUEUES_BUCKET, self._queue).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
         )
-        return [heartbeats, _Dispatch(self, nc, records, feed)]
+        leases = ShardLeaser(
+            nc, js, self.name, self.instance, self.shards, self.clock, self._own, self.lease_ttl_ms
+        )
+        return [heartbeats, leases, _Dispatch(self, nc, records, feed)]
 
     def _lost(self, session: Session) -> None:
         self.board.forget_session(session.id)
@@ -93,7 +124,9 @@ class _Dispatch:
             room = MAX_IN_FLIGHT - len(self.tasks)
             if room <= 0:
                 continue
-            for claim in service.board.plan(service.registry, room, service.clock.now_ms()):
+            for claim in service.board.plan(
+                service.registry, room, service.clock.now_ms(), service.dispatches
+            ):
                 task = asyncio.create_task(self.claim(claim))
                 self.tasks.add(task)
                 task.add_done_callback(self._done)

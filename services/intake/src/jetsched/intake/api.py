@@ -10,12 +10,22 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from nats.errors import Error as NatsError
 
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
-from jetsched.core.models import Control, GetRequest, JobRecord, JobState, ListRequest, ReviveRequest
+from jetsched.core.models import (
+    CapabilityRequest,
+    Control,
+    GetRequest,
+    JobRecord,
+    JobState,
+    ListRequest,
+    ReviveRequest,
+    SessionRequest,
+)
 
 from .validate import parse
 
@@ -24,7 +34,7 @@ if TYPE_CHECKING:
 
     from nats.aio.client import Client
 
-    from jetsched.bus.records import Records
+    from jetsched.bus.records import Records, Store
     from jetsched.core.clock import SystemClock
     from jetsched.core.workers import WorkerRegistry
 
@@ -39,11 +49,14 @@ CAS_TRIES = 10
 Reply = dict[str, Any] | ApiError
 
 
-def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int) -> dict[str, Any]:
+def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int, paused: set[str]) -> dict[str, Any]:
     """The `jobs.get` view: the record, its last error, and why it is waiting (if it is)."""
     waiting = None
     if record.state is JobState.READY:
-        waiting = registry.waiting_reason(record.capability, now_ms)
+        if record.capability in paused:
+            waiting = f"the queue '{record.capability}' is paused"
+        else:
+            waiting = registry.waiting_reason(record.capability, now_ms, record.labels)
     elif record.state is JobState.SCHEDULED:
         waiting = f"scheduled to run at {record.run_at_ms} ms"
     return {
@@ -62,7 +75,11 @@ class ControlApi:
         registry: WorkerRegistry,
         clock: SystemClock,
         schedules: SchedulesApi,
+        queue_store: Store,
     ) -> None:
+        self.queue_store = queue_store
+        #: Paused capabilities, from the queues bucket's feed.
+        self.paused: set[str] = set()
         self.nc = nc
         self.records = records
         self.index = index
@@ -76,6 +93,11 @@ class ControlApi:
             "dead.retry": self.dead_retry,
             "dead.purge": self.dead_purge,
             "stats": self.stats,
+            "queues.pause": lambda data: self._pause(data, paused=True),
+            "queues.resume": lambda data: self._pause(data, paused=False),
+            "queues.list": self.queues,
+            "workers.list": self.workers,
+            "workers.drain": self.drain,
             **schedules.routes(),
         }
 
@@ -89,6 +111,57 @@ class ControlApi:
             return ApiError(code=ErrorCode.NOT_FOUND, message=f"not found: {exc}", field="id")
         except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
+
+    def observe_queue(
+        self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
+    ) -> None:
+        if data is not None and orjson.loads(data).get("paused"):
+            self.paused.add(key)
+        else:
+            self.paused.discard(key)
+
+    async def _pause(self, data: bytes, paused: bool) -> Reply:
+        """Pause or resume dispatching a capability: queued jobs stay queued, running ones finish."""
+        request = parse(CapabilityRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        await self.queue_store.put(request.capability, orjson.dumps({"paused": paused}))
+        return {"capability": request.capability, "paused": paused}
+
+    async def queues(self, data: bytes) -> Reply:
+        return {"paused": sorted(self.paused)}
+
+    async def workers(self, data: bytes) -> Reply:
+        """The live worker sessions, as their heartbeats describe them."""
+        now = self.clock.now_ms()
+        return {
+            "workers": [
+                {
+                    "worker": s.heartbeat.worker,
+                    "session": s.id,
+                    "capabilities": list(s.heartbeat.capabilities),
+                    "labels": s.heartbeat.labels,
+                    "concurrency": s.heartbeat.concurrency,
+                    "running": len(s.heartbeat.running),
+                    "draining": s.heartbeat.draining,
+                    "seen_ms_ago": now - s.last_seen_ms,
+                }
+                for s in sorted(self.registry.sessions.values(), key=lambda s: s.id)
+            ]
+        }
+
+    async def drain(self, data: bytes) -> Reply:
+        """Ask one worker session to take nothing new and exit once idle."""
+        request = parse(SessionRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        if request.session not in self.registry.sessions:
+            return ApiError(
+                code=ErrorCode.NOT_FOUND, message=f"no live worker session {request.session}", field="session"
+            )
+        control = Control(op="drain")
+        await self.nc.publish(subjects.control(request.session), control.model_dump_json().encode())
+        return {"session": request.session, "draining": True}
 
     async def stats(self, data: bytes) -> Reply:
         """Counts per state (all and per capability) and the live worker fleet: scaling signals."""
@@ -110,7 +183,7 @@ class ControlApi:
         if isinstance(request, ApiError):
             return request
         record, _ = await self.records.get(request.id)
-        return describe(record, self.registry, self.clock.now_ms())
+        return describe(record, self.registry, self.clock.now_ms(), self.paused)
 
     async def list(self, data: bytes) -> Reply:
         request = parse(ListRequest, data, MAX_API_BYTES)

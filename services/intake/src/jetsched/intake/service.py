@@ -74,7 +74,9 @@ class IntakeService(Service):
 
     async def _api_actors(self, nc: Client, js: JetStreamContext, records: Records) -> list[Actor]:
         schedules = SchedulesApi(Store(nc, js, subjects.SCHEDULES_BUCKET), self.clock)
-        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules)
+        queues = Store(nc, js, subjects.QUEUES_BUCKET)
+        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues)
+        await KeyFeed(js, subjects.QUEUES_BUCKET, api.observe_queue).start()
         await RecordFeed(js, self.index.observe, headers_only=True).start()
         await KeyFeed(js, subjects.SCHEDULES_BUCKET, schedules.observe).start()
 

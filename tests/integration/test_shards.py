@@ -1,19 +1,17 @@
-"""Timer replicas split the shards by lease; when one is killed its timers still fire, once."""
+"""Replicas split shards by lease; when one is killed, its shards move and their work still happens, once."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
-import nats
-import orjson
 import pytest
 
-from jetsched.core import subjects
 from jetsched.core.shards import shard_of
-from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
+from jetsched.dispatcher.service import DEFAULT_SHARDS as DISPATCHER_SHARDS
 from jetsched.sdk import Client
 from jetsched.timer.service import DEFAULT_SHARDS
 
@@ -30,7 +28,7 @@ async def test_killed_timer_replica_shards_taken_over(fleet: Fleet) -> None:
         await client.create_schedule("beat", "probe.sleep", None, every=1.0)
         delayed = [await client.submit("probe.sleep", None, delay=1.0 + n * 0.1) for n in range(30)]
         await eventually(lambda: _fired(client, 2), timeout=15, what="schedule fired twice")
-        victim = await owner_of_shard(fleet, shard_of("beat", DEFAULT_SHARDS))
+        victim = await fleet.lease_owner("timer", shard_of("beat", DEFAULT_SHARDS))
         victim.kill()
         killed_at_fired = (await client.schedule("beat"))["schedule"]["fired"]
         records = [await client.wait(r.id, timeout=30) for r in delayed]
@@ -48,15 +46,22 @@ async def test_killed_timer_replica_shards_taken_over(fleet: Fleet) -> None:
     await asyncio.sleep(0)
 
 
-async def owner_of_shard(fleet: Fleet, shard: int) -> procs.Proc:
-    """The timer process holding a shard's lease (its instance id is in its start-up log line)."""
-    nc = await nats.connect(fleet.url)
-    kv = await nc.jetstream().key_value(subjects.LEASES_BUCKET)
-    owner = orjson.loads((await kv.get(f"timer.shard.{shard}")).value or b"{}")["owner"]
-    await nc.close()
-    timers = [p for p in fleet.services if p.name == "timer"]
-    return next(p for p in timers if owner in p.log_path.read_text())
-
-
 async def _fired(client: Client, n: int) -> bool:
     return bool((await client.schedule("beat"))["schedule"]["fired"] >= n)
+
+
+async def test_killed_dispatcher_replica_capability_moves(fleet: Fleet) -> None:
+    """kill -9 the dispatcher that owns a capability's shard: the other takes it over within a lease TTL."""
+    for name in ("intake", "timer", "reaper", "dispatcher", "dispatcher"):
+        fleet.service(name)
+    fleet.worker("--concurrency", "8")
+    async with Client(fleet.url, timeout=20) as client:
+        await client.wait((await client.submit("probe.sleep", None)).id, timeout=20)
+        victim = await fleet.lease_owner("dispatcher", shard_of("probe.sleep", DISPATCHER_SHARDS))
+        victim.kill()
+        submitted = time.monotonic()
+        replies = [await client.submit("probe.sleep", None) for _ in range(10)]
+        records = [await client.wait(r.id, timeout=20) for r in replies]
+        took = time.monotonic() - submitted
+    assert {r["state"] for r in records} == {"succeeded"}
+    assert took < 2.0 + 2.0  # one lease TTL, plus the takeover's tick and the runs
