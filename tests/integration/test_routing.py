@@ -100,3 +100,33 @@ async def _state(client: Client, job_id: str, state: str) -> bool:
 
 async def _listed(client: Client, session: str) -> bool:
     return any(w["session"] == session for w in await client.workers())
+
+
+async def test_per_key_cap_holds_across_workers(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """At most 2 running jobs per tenant across two workers; tenants take turns."""
+    await client.configure_queue("tenant.work", max_running_per_key=2)
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    tasks = Tasks()
+
+    @tasks.task("tenant.work")
+    async def work(job: Job) -> None:
+        tenant = job.payload
+        running[tenant] = running.get(tenant, 0) + 1
+        peak[tenant] = max(peak.get(tenant, 0), running[tenant])
+        await asyncio.sleep(0.05)
+        running[tenant] -= 1
+
+    async with (
+        running_worker(tasks, nats_server.url, concurrency=4),
+        running_worker(tasks, nats_server.url, concurrency=4),
+    ):
+        replies = [
+            await client.submit("tenant.work", tenant, concurrency_key=f"tenant={tenant}")
+            for tenant in ["acme"] * 12 + ["tiny"] * 4
+        ]
+        for reply in replies:
+            await client.wait(reply.id)
+    assert peak == {"acme": 2, "tiny": 2}

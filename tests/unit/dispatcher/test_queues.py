@@ -5,7 +5,7 @@ from __future__ import annotations
 from jetsched.core import states
 from jetsched.core.changes import Change
 from jetsched.core.ids import UlidFactory
-from jetsched.core.models import Heartbeat, JobRecord, JobRequest
+from jetsched.core.models import Heartbeat, JobRecord, JobRequest, QueueSettings
 from jetsched.core.workers import WorkerRegistry
 from jetsched.dispatcher.queues import Board
 
@@ -108,3 +108,46 @@ def test_claims_by_other_replicas_count() -> None:
     board = board_with(job())
     board.observe(Change.of(other, 99))
     assert board.plan(registry(("s1", 1, ("a",))), limit=10, now_ms=NOW) == []
+
+
+def keyed_job(key: str | None, priority: int = 5) -> JobRecord:
+    return states.accept(JobRequest(priority=priority, concurrency_key=key), ids.new(NOW), "a", NOW, None)
+
+
+class TestFairnessAndLimits:
+    def test_keys_take_turns_at_equal_priority(self) -> None:
+        """One key's big backlog does not delay another key's few jobs: they alternate."""
+        board = board_with(*(keyed_job("acme") for _ in range(100)), *(keyed_job("tiny") for _ in range(3)))
+        claims = board.plan(registry(("s1", 6, ("a",))), limit=6, now_ms=NOW)
+        assert [c.record.concurrency_key for c in claims] == ["acme", "tiny", "acme", "tiny", "acme", "tiny"]
+
+    def test_priority_still_first_across_keys(self) -> None:
+        """A higher priority in any key goes before lower ones in others."""
+        board = board_with(keyed_job("a", 1), keyed_job("b", 9), keyed_job("c", 5))
+        claims = board.plan(registry(("s1", 3, ("a",))), limit=3, now_ms=NOW)
+        assert [c.record.priority for c in claims] == [9, 5, 1]
+
+    def test_per_key_cap(self) -> None:
+        """max_running_per_key: a key at its cap is passed over; others go on."""
+        board = board_with(*(keyed_job("acme") for _ in range(5)), keyed_job("other"))
+        board.limits.settings["a"] = QueueSettings(max_running_per_key=2)
+        claims = board.plan(registry(("s1", 10, ("a",))), limit=10, now_ms=NOW)
+        assert sorted(c.record.concurrency_key or "" for c in claims) == ["acme", "acme", "other"]
+
+    def test_capability_cap_counts_running_jobs(self) -> None:
+        """max_running caps the capability fleet-wide, counting jobs already running anywhere."""
+        running = states.claim(job(), "w", "elsewhere", "t", NOW)
+        board = board_with(*(job() for _ in range(5)))
+        board.observe(Change.of(running, 99))
+        board.limits.settings["a"] = QueueSettings(max_running=3)
+        assert len(board.plan(registry(("s1", 10, ("a",))), limit=10, now_ms=NOW)) == 2
+
+    def test_rate_limit_token_bucket(self) -> None:
+        """rate_per_s with a burst: the burst goes now, then one job per 1/rate seconds."""
+        board = board_with(*(job() for _ in range(10)))
+        board.limits.settings["a"] = QueueSettings(rate_per_s=10, burst=2)
+        reg = registry(("s1", 10, ("a",)))
+        assert len(board.plan(reg, limit=10, now_ms=NOW)) == 2
+        assert board.plan(reg, limit=10, now_ms=NOW + 50) == []
+        assert board.limits.next_token_ms() is not None
+        assert len(board.plan(reg, limit=10, now_ms=NOW + 100)) == 1

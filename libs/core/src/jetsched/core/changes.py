@@ -17,6 +17,8 @@ CAPABILITY_HEADER = "Jetsched-Capability"
 SESSION_HEADER = "Jetsched-Session"
 #: Present on a ready or scheduled job with a start deadline whose first attempt has not started.
 EXPIRES_HEADER = "Jetsched-Expires-At"
+#: The job's concurrency key, when it has one (dispatchers count running jobs per key).
+KEY_HEADER = "Jetsched-Concurrency-Key"
 
 
 def headers_of(record: JobRecord) -> dict[str, str]:
@@ -29,6 +31,8 @@ def headers_of(record: JobRecord) -> dict[str, str]:
         and record.state is not JobState.RUNNING
     ):
         headers[EXPIRES_HEADER] = str(record.expires_at_ms)
+    if record.concurrency_key is not None:
+        headers[KEY_HEADER] = record.concurrency_key
     return headers
 
 
@@ -41,6 +45,7 @@ class Change:
     capability: str = ""
     session: str | None = None
     expires_at_ms: int | None = None
+    concurrency_key: str | None = None
     data: bytes = b""
     _record: JobRecord | None = field(default=None, repr=False)
 
@@ -69,6 +74,7 @@ class Change:
             headers[CAPABILITY_HEADER],
             headers.get(SESSION_HEADER),
             int(expires) if expires else None,
+            headers.get(KEY_HEADER),
             data,
         )
 

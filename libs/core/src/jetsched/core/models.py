@@ -93,6 +93,8 @@ class JobRequest(Model):
     expires_in_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
     #: Only workers announcing all these labels (e.g. {"gpu": "a100"}) may run it.
     labels: Labels = {}
+    #: Jobs sharing a key (e.g. "tenant=acme") are limited and scheduled fairly together (see queue settings).
+    concurrency_key: str | None = Field(None, min_length=1, max_length=128)
     backoff: Backoff = Backoff()
 
     @model_validator(mode="after")
@@ -162,6 +164,7 @@ class JobRecord(Model):
     expires_at_ms: int | None = None
     #: Labels a worker must announce to run it.
     labels: dict[str, str] = {}
+    concurrency_key: str | None = None
     key: str | None = None
     lease: Lease | None = None
     errors: tuple[ErrorInfo, ...] = ()
@@ -274,6 +277,24 @@ class ListRequest(Model):
 
 
 class CapabilityRequest(Model):
+    capability: CapabilityName
+
+
+class QueueSettings(Model):
+    """How one capability's queue is dispatched (the `queues` bucket; `jetsched.api.queues.configure`)."""
+
+    paused: bool = False
+    #: Jobs of the capability running at once, fleet-wide.
+    max_running: int | None = Field(None, ge=0)
+    #: Jobs of one concurrency key running at once, fleet-wide.
+    max_running_per_key: int | None = Field(None, ge=0)
+    #: Jobs started per second (token bucket of `burst`), for the capability and for each key.
+    rate_per_s: float | None = Field(None, gt=0)
+    rate_per_key_per_s: float | None = Field(None, gt=0)
+    burst: int = Field(1, ge=1, le=100_000)
+
+
+class ConfigureRequest(QueueSettings):
     capability: CapabilityName
 
 

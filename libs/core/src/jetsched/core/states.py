@@ -58,6 +58,7 @@ def accept(
         timeout_s=request.timeout_s,
         heartbeat_timeout_s=request.heartbeat_timeout_s,
         labels=request.labels,
+        concurrency_key=request.concurrency_key,
         expires_at_ms=None if request.expires_in_ms is None else run_at_ms + request.expires_in_ms,
         backoff=request.backoff,
         run_at_ms=run_at_ms,

@@ -96,6 +96,7 @@ class Client:
         expires_in: float | None = None,
         backoff: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        concurrency_key: str | None = None,
     ) -> SubmitReply:
         """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
 
@@ -110,6 +111,7 @@ class Client:
             heartbeat_timeout: seconds an attempt may go without `job.heartbeat()` before it times out.
             expires_in: seconds after its due time by which the first attempt must start, or the job dies.
             labels: only workers announcing all of these labels may run it.
+            concurrency_key: jobs sharing it (e.g. "tenant=acme") are limited and take turns together.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
         """
         body: dict[str, Any] = {"payload": payload}
@@ -123,6 +125,7 @@ class Client:
             "heartbeat_timeout_s": heartbeat_timeout,
             "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
             "labels": labels or None,
+            "concurrency_key": concurrency_key,
             "backoff": backoff,
         }
         body.update({k: v for k, v in options.items() if v is not None})
@@ -161,6 +164,11 @@ class Client:
         """Pause (or with `paused=False` resume) dispatching a capability; queued jobs wait, running finish."""
         verb = "queues.pause" if paused else "queues.resume"
         return await self.request(subjects.api(verb), {"capability": capability})
+
+    async def configure_queue(self, capability: str, **settings: Any) -> Any:
+        """Set a capability's queue settings: `max_running`, `max_running_per_key`, `rate_per_s`,
+        `rate_per_key_per_s`, `burst`, `paused` (unset ones go back to their defaults)."""
+        return await self.request(subjects.api("queues.configure"), {"capability": capability, **settings})
 
     async def workers(self) -> Any:
         """The live worker sessions."""

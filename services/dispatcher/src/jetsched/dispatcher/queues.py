@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from jetsched.core.models import TERMINAL, JobRecord, JobState
 from jetsched.core.workers import matches
 
+from .limits import Limits
 from .routing import pick
 
 if TYPE_CHECKING:
@@ -42,11 +43,18 @@ class Claim:
 @dataclass
 class Board:
     ready: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
-    heaps: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    #: capability → concurrency key ("" for none) → heap of (-priority, job id)
+    queues: dict[str, dict[str, list[tuple[int, str]]]] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
     held: dict[str, set[str]] = field(default_factory=dict)
     holder: dict[str, str] = field(default_factory=dict)
     claiming: set[str] = field(default_factory=set)
+    limits: Limits = field(default_factory=Limits)
+    #: job id → (capability, concurrency key) of jobs counted as running
+    counted: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    #: (capability, key) → when it was last served, for round-robin between keys of equal priority
+    served: dict[tuple[str, str], int] = field(default_factory=dict)
+    _turn: int = 0
 
     def observe(self, change: Change) -> bool:
         """Apply a feed update; True when it may make new dispatches possible."""
@@ -62,11 +70,11 @@ class Board:
         if state is JobState.READY:
             record = change.record()
             self.ready[job_id] = (record, revision)
-            heapq.heappush(self.heaps.setdefault(record.capability, []), (-record.priority, job_id))
+            self._push(record)
             return True
         if state is JobState.RUNNING:
             if change.session is not None:
-                self._hold(job_id, change.session)
+                self._hold(job_id, change.session, change.capability, change.concurrency_key)
             return False
         return True
 
@@ -85,35 +93,53 @@ class Board:
     ) -> list[Claim]:
         """Reserve up to `limit` claims: highest priority first, each to the least-loaded capable session.
 
-        `dispatches(capability)` says whether this replica dispatches a capability (its shard is leased
-        here and the queue is not paused). A job whose required labels no free session announces is
-        passed over for now — it does not block lower priorities that other sessions can run.
+        `dispatches(capability)` says whether this replica hands out a capability (its shard is leased
+        here and the queue is not paused). Within a capability, jobs of different concurrency keys take
+        turns at equal priority (one key's backlog never starves another's), and the queue's limits apply:
+        a key at its cap or out of rate tokens is passed over, a capability at its cap stops. A job whose
+        required labels no free session announces is passed over too, never blocking lower priorities.
         """
         claims: list[Claim] = []
-        for capability, heap in self.heaps.items():
+        for capability, keyed in self.queues.items():
             if not dispatches(capability):
                 continue
             sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
-            passed: list[tuple[int, str]] = []
-            while heap and sessions and len(claims) < limit:
-                top = heapq.heappop(heap)
-                entry = self.ready.get(top[1])
-                if entry is None or top[1] in self.claiming or entry[0].capability != capability:
-                    continue
-                record, revision = entry
+            passed: list[tuple[str, tuple[int, str]]] = []
+            while sessions and len(claims) < limit and self.limits.capability_open(capability, now_ms):
+                key = self._next_key(capability, keyed, now_ms)
+                if key is None:
+                    break
+                top = heapq.heappop(keyed[key])
+                record, revision = self.ready[top[1]]
                 fitting = [s for s in sessions if matches(s, record.labels)] if record.labels else sessions
                 if not fitting:
-                    passed.append(top)
+                    passed.append((key, top))
                     continue
                 session = pick(fitting, self.load)
                 claims.append(Claim(record, revision, session))
                 self.claiming.add(record.id)
-                self._hold(record.id, session.id)
+                self._hold(record.id, session.id, capability, record.concurrency_key)
+                self.limits.start(capability, record.concurrency_key, now_ms)
+                self._turn += 1
+                self.served[capability, key] = self._turn
                 if self.free(session) <= 0:
                     sessions.remove(session)
-            for item in passed:
-                heapq.heappush(heap, item)
+            for key, item in passed:
+                heapq.heappush(keyed[key], item)
         return claims
+
+    def _next_key(self, capability: str, keyed: dict[str, list[tuple[int, str]]], now_ms: int) -> str | None:
+        """The key to serve next: highest-priority head; among equals, the one served longest ago."""
+        best: tuple[int, int, str] | None = None
+        for key, heap in keyed.items():
+            while heap and (heap[0][1] not in self.ready or heap[0][1] in self.claiming):
+                heapq.heappop(heap)
+            if not heap or not self.limits.key_open(capability, key or None, now_ms):
+                continue
+            rank = (heap[0][0], self.served.get((capability, key), 0), key)
+            if best is None or rank < best:
+                best = rank
+        return None if best is None else best[2]
 
     def settle(self, claim: Claim, new_revision: int | None) -> None:
         """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened)."""
@@ -123,7 +149,7 @@ class Board:
             self._release(job_id)
             entry = self.ready.get(job_id)
             if entry is not None:
-                heapq.heappush(self.heaps.setdefault(entry[0].capability, []), (-entry[0].priority, job_id))
+                self._push(entry[0])
             return
         self.ready.pop(job_id, None)
         self.revisions[job_id] = max(new_revision, self.revisions.get(job_id, 0))
@@ -131,15 +157,25 @@ class Board:
     def forget_session(self, session_id: str) -> None:
         for job_id in self.held.pop(session_id, set()):
             self.holder.pop(job_id, None)
+            counted = self.counted.pop(job_id, None)
+            if counted is not None:
+                self.limits.count(*counted, -1)
 
-    def ready_count(self, capability: str) -> int:
-        return sum(1 for record, _ in self.ready.values() if record.capability == capability)
+    def _push(self, record: JobRecord) -> None:
+        keyed = self.queues.setdefault(record.capability, {})
+        heapq.heappush(keyed.setdefault(record.concurrency_key or "", []), (-record.priority, record.id))
 
-    def _hold(self, job_id: str, session_id: str) -> None:
+    def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
         self.holder[job_id] = session_id
         self.held.setdefault(session_id, set()).add(job_id)
+        if job_id not in self.counted:
+            self.counted[job_id] = (capability, key)
+            self.limits.count(capability, key, +1)
 
     def _release(self, job_id: str) -> None:
+        counted = self.counted.pop(job_id, None)
+        if counted is not None:
+            self.limits.count(*counted, -1)
         session_id = self.holder.pop(job_id, None)
         if session_id is not None:
             jobs = self.held.get(session_id)

@@ -15,7 +15,6 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-import orjson
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
@@ -28,7 +27,7 @@ from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import WorkMessage
+from jetsched.core.models import QueueSettings, WorkMessage
 from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
@@ -75,7 +74,9 @@ class DispatcherService(Service):
         self.wake.set()
 
     def _queue(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
-        if data is not None and orjson.loads(data).get("paused"):
+        settings = QueueSettings.model_validate_json(data) if data else QueueSettings()
+        self.board.limits.settings[key] = settings
+        if settings.paused:
             self.paused.add(key)
         else:
             self.paused.discard(key)
@@ -114,6 +115,7 @@ class _Dispatch:
         self.records = records
         self.feed = feed
         self.tasks: set[asyncio.Task[None]] = set()
+        self.timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         service = self.service
@@ -130,6 +132,17 @@ class _Dispatch:
                 task = asyncio.create_task(self.claim(claim))
                 self.tasks.add(task)
                 task.add_done_callback(self._done)
+            self._wake_for_tokens()
+
+    def _wake_for_tokens(self) -> None:
+        """A rate-limited queue waits for its next token: look again then (nothing else would wake us)."""
+        at = self.service.board.limits.next_token_ms()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if at is not None:
+            delay = max(0, at - self.service.clock.now_ms()) / 1000
+            self.timer = asyncio.get_running_loop().call_later(delay, self.service.wake.set)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

@@ -10,7 +10,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from nats.errors import Error as NatsError
 
 from jetsched.bus.crashpoints import crashpoint
@@ -18,11 +17,13 @@ from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
 from jetsched.core.models import (
     CapabilityRequest,
+    ConfigureRequest,
     Control,
     GetRequest,
     JobRecord,
     JobState,
     ListRequest,
+    QueueSettings,
     ReviveRequest,
     SessionRequest,
 )
@@ -78,7 +79,8 @@ class ControlApi:
         queue_store: Store,
     ) -> None:
         self.queue_store = queue_store
-        #: Paused capabilities, from the queues bucket's feed.
+        #: Queue settings and the paused capabilities, from the queues bucket's feed.
+        self.queue_settings: dict[str, QueueSettings] = {}
         self.paused: set[str] = set()
         self.nc = nc
         self.records = records
@@ -96,6 +98,7 @@ class ControlApi:
             "queues.pause": lambda data: self._pause(data, paused=True),
             "queues.resume": lambda data: self._pause(data, paused=False),
             "queues.list": self.queues,
+            "queues.configure": self.configure,
             "workers.list": self.workers,
             "workers.drain": self.drain,
             **schedules.routes(),
@@ -115,7 +118,9 @@ class ControlApi:
     def observe_queue(
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
     ) -> None:
-        if data is not None and orjson.loads(data).get("paused"):
+        settings = QueueSettings.model_validate_json(data) if data else QueueSettings()
+        self.queue_settings[key] = settings
+        if settings.paused:
             self.paused.add(key)
         else:
             self.paused.discard(key)
@@ -125,11 +130,33 @@ class ControlApi:
         request = parse(CapabilityRequest, data, MAX_API_BYTES)
         if isinstance(request, ApiError):
             return request
-        await self.queue_store.put(request.capability, orjson.dumps({"paused": paused}))
-        return {"capability": request.capability, "paused": paused}
+        for _ in range(CAS_TRIES):
+            try:
+                raw, revision = await self.queue_store.get(request.capability)
+                settings = QueueSettings.model_validate_json(raw)
+            except NotFound:
+                settings, revision = QueueSettings(), 0
+            changed = settings.model_copy(update={"paused": paused})
+            try:
+                await self.queue_store.put_if(
+                    request.capability, changed.model_dump_json().encode(), revision
+                )
+            except Conflict:
+                continue
+            return {"capability": request.capability, **changed.model_dump(mode="json")}
+        return ApiError(code=ErrorCode.UNAVAILABLE, message="the queue settings kept changing; try again")
+
+    async def configure(self, data: bytes) -> Reply:
+        """Set a capability's queue settings (limits, rates, paused) as a whole."""
+        request = parse(ConfigureRequest, data, MAX_API_BYTES)
+        if isinstance(request, ApiError):
+            return request
+        settings = QueueSettings.model_validate(request.model_dump(exclude={"capability"}))
+        await self.queue_store.put(request.capability, settings.model_dump_json().encode())
+        return {"capability": request.capability, **settings.model_dump(mode="json")}
 
     async def queues(self, data: bytes) -> Reply:
-        return {"paused": sorted(self.paused)}
+        return {"queues": {cap: s.model_dump(mode="json") for cap, s in sorted(self.queue_settings.items())}}
 
     async def workers(self, data: bytes) -> Reply:
         """The live worker sessions, as their heartbeats describe them."""
