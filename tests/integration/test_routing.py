@@ -130,3 +130,34 @@ async def test_per_key_cap_holds_across_workers(
         for reply in replies:
             await client.wait(reply.id)
     assert peak == {"acme": 2, "tiny": 2}
+
+
+async def test_load_follows_capacity(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """Under load a 16-slot worker runs about eight times the jobs of a 2-slot one."""
+    done: dict[str, int] = {"big": 0, "small": 0}
+
+    def sized(name: str) -> Tasks:
+        tasks = Tasks()
+
+        @tasks.task("sized")
+        async def sized_job(job: Job) -> None:
+            await asyncio.sleep(0.02)
+            done[name] += 1
+
+        return tasks
+
+    async with (
+        running_worker(sized("big"), nats_server.url, concurrency=16),
+        running_worker(sized("small"), nats_server.url, concurrency=2),
+    ):
+        await eventually(lambda: _capable_sessions(client, "sized", 2), what="both workers announced")
+        replies = await asyncio.gather(*(client.submit("sized") for _ in range(360)))
+        for reply in replies:
+            await client.wait(reply.id)
+    ratio = done["big"] / done["small"]
+    print(f"16-slot / 2-slot work ratio: {ratio:.1f} ({done})")
+    assert 5 <= ratio <= 12
+
+
+async def _capable_sessions(client: Client, capability: str, n: int) -> bool:
+    return sum(capability in w["capabilities"] for w in await client.workers()) == n

@@ -24,17 +24,25 @@ _CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")
 
 
 def setup(service_name: str) -> None:
-    """Install an SDK tracer provider exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set."""
+    """Install SDK tracer and meter providers exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return
+    from opentelemetry import metrics
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    resource = Resource.create({"service.name": service_name})
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+    )
 
 
 def carrier() -> dict[str, str]:

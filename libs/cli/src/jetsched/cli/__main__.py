@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="a label the worker must have"
     )
+    submit.add_argument("--key-group", dest="concurrency_key", help="concurrency key, e.g. tenant=acme")
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print it")
 
     status = commands.add_parser("status", help="show one job")
@@ -76,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         commands.add_parser(verb, help=text).add_argument("capability")
     commands.add_parser("workers", help="live worker sessions")
+    queues = commands.add_parser("queues", help="queue settings: list, or configure one capability")
+    queue_verbs = queues.add_subparsers(dest="queues_command", required=True)
+    queue_verbs.add_parser("list")
+    configure = queue_verbs.add_parser("configure", help="set a capability's limits (unset ones reset)")
+    configure.add_argument("capability")
+    configure.add_argument("--max-running", type=int, help="running at once, fleet-wide")
+    configure.add_argument("--max-running-per-key", type=int, help="running at once per concurrency key")
+    configure.add_argument("--rate", type=float, dest="rate_per_s", help="starts per second")
+    configure.add_argument(
+        "--rate-per-key", type=float, dest="rate_per_key_per_s", help="starts per second per key"
+    )
+    configure.add_argument("--burst", type=int, default=1, help="starts that may be saved up (default 1)")
+    configure.add_argument("--paused", action="store_true")
     commands.add_parser("drain", help="ask a worker session to finish and exit").add_argument("session")
 
     cancel = commands.add_parser("cancel", help="cancel a job")
@@ -134,6 +148,7 @@ async def run_client(args: argparse.Namespace) -> Any:
                 heartbeat_timeout=args.heartbeat_timeout,
                 expires_in=args.expires_in,
                 labels=dict(label.split("=", 1) for label in args.label),
+                concurrency_key=args.concurrency_key,
             )
             if args.wait:
                 return {"job": await client.wait(reply.id, timeout=3600), "waiting": None, "last_error": None}
@@ -150,6 +165,19 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.pause(args.capability, paused=command == "pause")
         if command == "workers":
             return {"workers": await client.workers()}
+        if command == "queues":
+            if args.queues_command == "list":
+                return await client.request("jetsched.api.queues.list", {})
+            names = (
+                "max_running",
+                "max_running_per_key",
+                "rate_per_s",
+                "rate_per_key_per_s",
+                "burst",
+                "paused",
+            )
+            settings = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+            return await client.configure_queue(args.capability, **settings)
         if command == "drain":
             return await client.drain(args.session)
         if command == "schedules":

@@ -203,7 +203,28 @@ class ControlApi:
             "slots": sum(s.heartbeat.concurrency for s in sessions),
             "busy": sum(len(s.heartbeat.running) for s in sessions),
         }
-        return {"jobs": totals, "capabilities": per_capability, "workers": workers}
+        return {"jobs": totals, "capabilities": per_capability, "workers": workers, "queues": self.signals()}
+
+    def signals(self) -> dict[str, dict[str, Any]]:
+        """Per capability: ready, running, oldest ready age, free worker slots, paused — what autoscalers read."""
+        now = self.clock.now_ms()
+        oldest = self.index.oldest_ready_ms()
+        per_capability = self.index.stats()
+        free: dict[str, int] = {}
+        for session in self.registry.sessions.values():
+            spare = max(0, session.heartbeat.concurrency - len(session.heartbeat.running))
+            for capability in session.heartbeat.capabilities:
+                free[capability] = free.get(capability, 0) + spare
+        return {
+            capability: {
+                "ready": per_capability.get(capability, {}).get("ready", 0),
+                "running": per_capability.get(capability, {}).get("running", 0),
+                "oldest_ready_age_ms": now - oldest[capability] if capability in oldest else 0,
+                "free_worker_slots": free.get(capability, 0),
+                "paused": capability in self.paused,
+            }
+            for capability in sorted(set(per_capability) | set(free))
+        }
 
     async def get(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)

@@ -22,6 +22,8 @@ class Entry:
     state: JobState
     capability: str
     revision: int
+    #: When this index saw the job enter its state (this process's clock; restart time after a replay).
+    since_ms: int = 0
 
 
 class JobIndex:
@@ -30,7 +32,7 @@ class JobIndex:
         self.by_state: dict[JobState, set[str]] = {state: set() for state in JobState}
         self.counts: Counter[tuple[str, JobState]] = Counter()
 
-    def observe(self, change: Change) -> None:
+    def observe(self, change: Change, now_ms: int = 0) -> None:
         job_id = change.id
         old = self.entries.get(job_id)
         if old is not None:
@@ -41,9 +43,18 @@ class JobIndex:
         if change.state is None:
             self.entries.pop(job_id, None)
             return
-        self.entries[job_id] = Entry(change.state, change.capability, change.revision)
+        self.entries[job_id] = Entry(change.state, change.capability, change.revision, now_ms)
         self.by_state[change.state].add(job_id)
         self.counts[change.capability, change.state] += 1
+
+    def oldest_ready_ms(self) -> dict[str, int]:
+        """Per capability, since when its oldest ready job has been waiting (the index's own clock)."""
+        oldest: dict[str, int] = {}
+        for job_id in self.by_state[JobState.READY]:
+            entry = self.entries[job_id]
+            if entry.since_ms < oldest.get(entry.capability, entry.since_ms + 1):
+                oldest[entry.capability] = entry.since_ms
+        return oldest
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Job counts per capability and state (states with no jobs left out)."""

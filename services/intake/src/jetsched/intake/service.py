@@ -17,6 +17,7 @@ from jetsched.core import subjects
 from jetsched.core.errors import ApiError, ErrorCode
 from jetsched.core.workers import WorkerRegistry
 
+from . import metrics
 from .api import ControlApi
 from .config import IntakeConfig
 from .index import JobIndex
@@ -77,7 +78,10 @@ class IntakeService(Service):
         queues = Store(nc, js, subjects.QUEUES_BUCKET)
         api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues)
         await KeyFeed(js, subjects.QUEUES_BUCKET, api.observe_queue).start()
-        await RecordFeed(js, self.index.observe, headers_only=True).start()
+        await RecordFeed(
+            js, lambda change: self.index.observe(change, self.clock.now_ms()), headers_only=True
+        ).start()
+        metrics.register(api.signals)
         await KeyFeed(js, subjects.SCHEDULES_BUCKET, schedules.observe).start()
 
         async def on_api(msg: Msg) -> None:
