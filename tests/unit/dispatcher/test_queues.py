@@ -151,3 +151,28 @@ class TestFairnessAndLimits:
         assert board.plan(reg, limit=10, now_ms=NOW + 50) == []
         assert board.limits.next_token_ms() is not None
         assert len(board.plan(reg, limit=10, now_ms=NOW + 100)) == 1
+
+
+class TestPriorityModes:
+    def test_weighted_gives_low_priorities_a_share(self) -> None:
+        """weighted: priority 9 and priority 0 both progress, roughly 10 : 1."""
+        board = board_with(*(job(9) for _ in range(200)), *(job(0) for _ in range(200)))
+        board.limits.settings["a"] = QueueSettings(priority_mode="weighted")
+        claims = board.plan(registry(("s1", 110, ("a",))), limit=110, now_ms=NOW)
+        lows = sum(c.record.priority == 0 for c in claims)
+        assert 8 <= lows <= 12
+
+    def test_strict_never_lets_low_go_first(self) -> None:
+        """strict (the default): not one low-priority job while high ones wait."""
+        board = board_with(*(job(9) for _ in range(50)), *(job(0) for _ in range(50)))
+        claims = board.plan(registry(("s1", 50, ("a",))), limit=50, now_ms=NOW)
+        assert {c.record.priority for c in claims} == {9}
+
+    def test_aging_lifts_a_waiting_job(self) -> None:
+        """aging_ms: a job that waited long enough outranks fresher higher-priority ones."""
+        old = states.accept(JobRequest(priority=2), ids.new(NOW), "a", NOW - 5000, None)
+        fresh = [states.accept(JobRequest(priority=6), ids.new(NOW), "a", NOW, None) for _ in range(3)]
+        board = board_with(old, *fresh)
+        board.limits.settings["a"] = QueueSettings(aging_ms=1000)
+        claims = board.plan(registry(("s1", 1, ("a",))), limit=1, now_ms=NOW)
+        assert claims[0].record.id == old.id

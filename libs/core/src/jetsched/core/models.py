@@ -292,6 +292,11 @@ class QueueSettings(Model):
     rate_per_s: float | None = Field(None, gt=0)
     rate_per_key_per_s: float | None = Field(None, gt=0)
     burst: int = Field(1, ge=1, le=100_000)
+    #: `strict`: a higher priority always goes first. `weighted`: priority p gets a share p + 1 of starts,
+    #: so low priorities progress under a steady stream of high ones.
+    priority_mode: Literal["strict", "weighted"] = "strict"
+    #: In strict mode, a ready job gains one priority level per this many milliseconds of waiting.
+    aging_ms: int | None = Field(None, ge=1)
 
 
 class ConfigureRequest(QueueSettings):

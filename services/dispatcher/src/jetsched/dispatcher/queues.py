@@ -3,9 +3,9 @@
 Fed by the record feed (`observe`) and by the dispatcher's own claims (`reserve` / `settle`), it answers
 one question — what to claim next for whom (`plan`) — without I/O:
 
-- Ready jobs of one capability sit in a heap ordered by (priority desc, id asc); ids are ULIDs, so equal
-  priorities go first-in first-out. Entries are deleted lazily: a heap entry whose job is no longer ready
-  (or is being claimed) is skipped when popped.
+- Ready jobs of one capability sit in ten FIFO lanes per concurrency key, one per priority, in the order
+  they became ready. Entries are deleted lazily: a lane head whose job is no longer ready (or is being
+  claimed) is dropped when looked at.
 - A session's load is the jobs leased to it as the feed reports them (whichever replica claimed them),
   plus this board's claims in flight. A worker is never planned more jobs than its declared concurrency
   minus that load. (Its heartbeat's own list is up to an interval stale, so it is not used here; two
@@ -16,7 +16,7 @@ one question — what to claim next for whom (`plan`) — without I/O:
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,8 +43,10 @@ class Claim:
 @dataclass
 class Board:
     ready: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
-    #: capability → concurrency key ("" for none) → heap of (-priority, job id)
-    queues: dict[str, dict[str, list[tuple[int, str]]]] = field(default_factory=dict)
+    #: capability → concurrency key ("" for none) → ten FIFO lanes of job ids, one per priority
+    queues: dict[str, dict[str, list[deque[str]]]] = field(default_factory=dict)
+    #: capability → per-level credit of the smooth weighted round-robin (weighted priority mode)
+    credit: dict[str, list[float]] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
     held: dict[str, set[str]] = field(default_factory=dict)
     holder: dict[str, str] = field(default_factory=dict)
@@ -104,16 +106,16 @@ class Board:
             if not dispatches(capability):
                 continue
             sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
-            passed: list[tuple[str, tuple[int, str]]] = []
+            passed: list[tuple[str, int, str]] = []
             while sessions and len(claims) < limit and self.limits.capability_open(capability, now_ms):
-                key = self._next_key(capability, keyed, now_ms)
-                if key is None:
+                chosen = self._next(capability, keyed, now_ms)
+                if chosen is None:
                     break
-                top = heapq.heappop(keyed[key])
-                record, revision = self.ready[top[1]]
+                key, level = chosen
+                record, revision = self.ready[keyed[key][level].popleft()]
                 fitting = [s for s in sessions if matches(s, record.labels)] if record.labels else sessions
                 if not fitting:
-                    passed.append((key, top))
+                    passed.append((key, level, record.id))
                     continue
                 session = pick(fitting, self.load)
                 claims.append(Claim(record, revision, session))
@@ -124,22 +126,50 @@ class Board:
                 self.served[capability, key] = self._turn
                 if self.free(session) <= 0:
                     sessions.remove(session)
-            for key, item in passed:
-                heapq.heappush(keyed[key], item)
+            for key, level, job_id in reversed(passed):
+                keyed[key][level].appendleft(job_id)
         return claims
 
-    def _next_key(self, capability: str, keyed: dict[str, list[tuple[int, str]]], now_ms: int) -> str | None:
-        """The key to serve next: highest-priority head; among equals, the one served longest ago."""
-        best: tuple[int, int, str] | None = None
-        for key, heap in keyed.items():
-            while heap and (heap[0][1] not in self.ready or heap[0][1] in self.claiming):
-                heapq.heappop(heap)
-            if not heap or not self.limits.key_open(capability, key or None, now_ms):
+    def _next(
+        self, capability: str, keyed: dict[str, list[deque[str]]], now_ms: int
+    ) -> tuple[str, int] | None:
+        """The (key, priority level) whose head goes next, by the queue's priority mode.
+
+        strict: the highest (aged) priority; weighted: smooth weighted round-robin over the levels present,
+        level p weighing p + 1. Ties between keys go to the one served longest ago.
+        """
+        settings = self.limits.of(capability)
+        heads: list[tuple[int, str, int]] = []  # (effective priority, key, level)
+        for key, levels in keyed.items():
+            if not self.limits.key_open(capability, key or None, now_ms):
                 continue
-            rank = (heap[0][0], self.served.get((capability, key), 0), key)
-            if best is None or rank < best:
-                best = rank
-        return None if best is None else best[2]
+            for level in range(9, -1, -1):
+                lane = levels[level]
+                while lane and (lane[0] not in self.ready or lane[0] in self.claiming):
+                    lane.popleft()
+                if lane:
+                    heads.append((self._effective(lane[0], level, settings.aging_ms, now_ms), key, level))
+        if not heads:
+            return None
+        if settings.priority_mode == "weighted":
+            credit = self.credit.setdefault(capability, [0.0] * 10)
+            present = {level for _, _, level in heads}
+            for level in present:
+                credit[level] += level + 1
+            best_level = max(present, key=lambda lv: (credit[lv], lv))
+            credit[best_level] -= sum(lv + 1 for lv in present)
+            heads = [h for h in heads if h[2] == best_level]
+        top = max(p for p, _, _ in heads)
+        _, key, level = min(
+            ((self.served.get((capability, k), 0), -lv, k), k, lv) for p, k, lv in heads if p == top
+        )
+        return key, level
+
+    def _effective(self, job_id: str, level: int, aging_ms: int | None, now_ms: int) -> int:
+        if aging_ms is None:
+            return level
+        waited = now_ms - self.ready[job_id][0].updated_at_ms
+        return min(9, level + max(0, waited) // aging_ms)
 
     def settle(self, claim: Claim, new_revision: int | None) -> None:
         """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened)."""
@@ -163,7 +193,10 @@ class Board:
 
     def _push(self, record: JobRecord) -> None:
         keyed = self.queues.setdefault(record.capability, {})
-        heapq.heappush(keyed.setdefault(record.concurrency_key or "", []), (-record.priority, record.id))
+        levels = keyed.get(record.concurrency_key or "")
+        if levels is None:
+            levels = keyed[record.concurrency_key or ""] = [deque() for _ in range(10)]
+        levels[record.priority].append(record.id)
 
     def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
         self.holder[job_id] = session_id

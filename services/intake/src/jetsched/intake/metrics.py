@@ -1,18 +1,19 @@
 """Scaling signals as OpenTelemetry metrics (observable gauges, per capability), for KEDA, HPA and friends.
 
 Exported when an SDK meter provider is installed (`OTEL_EXPORTER_OTLP_ENDPOINT` in `bus/tracing.py`);
-the same numbers are in `jetsched.api.stats` under `queues`.
+the same numbers are in `jetsched.api.stats` under `queues`. The gauges are created once per process (an
+SDK keeps the first instrument of a name) and report every intake instance registered in it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+Signals = Callable[[], dict[str, dict[str, Any]]]
 
 GAUGES = {
     "jetsched.queue.ready": ("ready", "{job}", "jobs ready and waiting for a worker"),
@@ -25,19 +26,29 @@ GAUGES = {
     "jetsched.workers.free_slots": ("free_worker_slots", "{slot}", "idle slots of live workers"),
 }
 
-
-def register(signals: Callable[[], dict[str, dict[str, Any]]]) -> None:
-    meter = metrics.get_meter("jetsched")
-    for name, (field, unit, description) in GAUGES.items():
-        meter.create_observable_gauge(
-            name, callbacks=[_observe(signals, field)], unit=unit, description=description
-        )
+_sources: list[Signals] = []
+_created: list[bool] = []
 
 
-def _observe(
-    signals: Callable[[], dict[str, dict[str, Any]]], field: str
-) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def register(signals: Signals) -> Callable[[], None]:
+    """Report `signals()` through the gauges; returns the function that stops reporting them."""
+    if not _created:
+        meter = metrics.get_meter("jetsched")
+        for name, (field, unit, description) in GAUGES.items():
+            meter.create_observable_gauge(
+                name, callbacks=[_observe(field)], unit=unit, description=description
+            )
+        _created.append(True)
+    _sources.append(signals)
+    return lambda: _sources.remove(signals)
+
+
+def _observe(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(values[field], {"capability": cap}) for cap, values in signals().items()]
+        return [
+            Observation(values[field], {"capability": capability})
+            for source in _sources
+            for capability, values in source().items()
+        ]
 
     return callback

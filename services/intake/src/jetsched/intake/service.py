@@ -25,6 +25,8 @@ from .schedules_api import SchedulesApi
 from .submit import Submitter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
@@ -49,7 +51,13 @@ class IntakeService(Service):
         super().__init__(bus)
         self.config = config or IntakeConfig()
         self.index = JobIndex()
+        self._unregister: Callable[[], None] | None = None
         self.registry = WorkerRegistry()
+
+    async def drain(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
         records = Records(Store(nc, js, subjects.JOBS_BUCKET))
@@ -81,7 +89,7 @@ class IntakeService(Service):
         await RecordFeed(
             js, lambda change: self.index.observe(change, self.clock.now_ms()), headers_only=True
         ).start()
-        metrics.register(api.signals)
+        self._unregister = metrics.register(api.signals)
         await KeyFeed(js, subjects.SCHEDULES_BUCKET, schedules.observe).start()
 
         async def on_api(msg: Msg) -> None:
