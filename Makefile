@@ -47,6 +47,7 @@ typecheck: $(VENV)/.installed  ## mypy --strict
 bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer figures
 	$(BIN)/python tests/bench/bench_throughput.py
 	$(BIN)/python tests/bench/bench_timer.py
+	$(BIN)/python tests/bench/bench_dispatch.py
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from jetsched.sdk import Job, task
@@ -16,3 +17,15 @@ async def noop(job: Job) -> None:
 async def stamp(job: Job) -> float:
     """Returns when it started, for submit→start latency."""
     return time.time()
+
+
+for _n in range(4):
+    task(f"bench.multi.{_n}")(noop)
+
+
+@task("bench.order")
+async def order(job: Job) -> float:
+    """Takes a little while, so a backlog forms; returns when it started."""
+    started = time.time()
+    await asyncio.sleep(0.005)
+    return started
