@@ -48,6 +48,7 @@ async def test_signals_in_stats_and_metrics(nats_server: NatsServer) -> None:
         await eventually(lambda: _queue(client, "signals.none", "ready", 3), what="3 ready")
         await eventually(lambda: _age(client, "signals.none"), what="ready jobs age")
         assert gauge("jetsched.queue.ready", "signals.none") == 3
+        assert gauge("jetsched.queue.unroutable", "signals.none") == 3
         assert (gauge("jetsched.queue.oldest_ready_age", "signals.none") or 0) > 0
 
         tasks = Tasks()

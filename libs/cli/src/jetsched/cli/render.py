@@ -55,9 +55,21 @@ def print_jobs(page: dict[str, Any]) -> None:
 def print_stats(stats: dict[str, Any]) -> None:
     workers = stats["workers"]
     print(f"workers: {workers['sessions']} sessions, {workers['busy']} of {workers['slots']} slots busy")
-    print(f"{'capability':<24}  " + "  ".join(f"{state:>9}" for state in _STATES))
-    for capability, counts in sorted(stats["capabilities"].items()):
-        print(f"{capability:<24.24}  " + "  ".join(f"{counts.get(state, 0):>9}" for state in _STATES))
+    print(
+        f"{'capability':<24}  " + "  ".join(f"{state:>9}" for state in _STATES) + "  oldest ready  free slots"
+    )
+    queues = stats.get("queues", {})
+    for capability in sorted(set(stats["capabilities"]) | set(queues)):
+        counts = stats["capabilities"].get(capability, {})
+        signals = queues.get(capability, {})
+        age = f"{signals.get('oldest_ready_age_ms', 0) / 1000:.1f}s"
+        notes = " paused" if signals.get("paused") else ""
+        notes += " NO WORKER" if signals.get("unroutable") else ""
+        print(
+            f"{capability:<24.24}  "
+            + "  ".join(f"{counts.get(state, 0):>9}" for state in _STATES)
+            + f"  {age:>12}  {signals.get('free_worker_slots', 0):>10}{notes}"
+        )
 
 
 _STATES = ("scheduled", "ready", "running", "succeeded", "dead", "cancelled")

@@ -215,9 +215,15 @@ class ControlApi:
             spare = max(0, session.heartbeat.concurrency - len(session.heartbeat.running))
             for capability in session.heartbeat.capabilities:
                 free[capability] = free.get(capability, 0) + spare
+
+        def ready(capability: str) -> int:
+            return per_capability.get(capability, {}).get("ready", 0)
+
         return {
             capability: {
-                "ready": per_capability.get(capability, {}).get("ready", 0),
+                "ready": ready(capability),
+                # Ready jobs no live worker can take at all: visible, not silently stuck.
+                "unroutable": ready(capability) if not self.registry.capable(capability, now) else 0,
                 "running": per_capability.get(capability, {}).get("running", 0),
                 "oldest_ready_age_ms": now - oldest[capability] if capability in oldest else 0,
                 "free_worker_slots": free.get(capability, 0),

@@ -18,6 +18,7 @@ Signals = Callable[[], dict[str, dict[str, Any]]]
 GAUGES = {
     "jetsched.queue.ready": ("ready", "{job}", "jobs ready and waiting for a worker"),
     "jetsched.queue.running": ("running", "{job}", "jobs running on workers"),
+    "jetsched.queue.unroutable": ("unroutable", "{job}", "ready jobs no live worker has the capability for"),
     "jetsched.queue.oldest_ready_age": (
         "oldest_ready_age_ms",
         "ms",
