@@ -171,34 +171,6 @@ async def test_waits_for_a_capable_worker(stack: Stack, client: Client, nats_ser
     assert record["result"] == "ran"
 
 
-async def test_priority_order_one_slot(stack: Stack, client: Client, nats_server: NatsServer) -> None:
-    """With one slot, queued jobs run highest priority first, FIFO within a priority."""
-    tasks = Tasks()
-    order: list[int] = []
-    gate = asyncio.Event()
-
-    @tasks.task("p")
-    async def p(job: Job) -> None:
-        if job.payload == "gate":
-            await gate.wait()
-        else:
-            order.append(job.payload)
-
-    async with running_worker(tasks, nats_server.url, concurrency=1):
-        first = await client.submit("p", "gate", priority=9)
-        await eventually(lambda: client.get(first.id), what="gate job stored")
-        await eventually(lambda: _state_is(client, first.id, "running"), what="gate job running", timeout=10)
-        replies = [await client.submit("p", n, priority=n % 10) for n in (3, 7, 1, 9, 7, 0, 5)]
-        gate.set()
-        for reply in replies:
-            await client.wait(reply.id)
-    assert order == [9, 7, 7, 5, 3, 1, 0]
-
-
-async def _state_is(client: Client, job_id: str, state: str) -> bool:
-    return bool((await client.get(job_id))["job"]["state"] == state)
-
-
 async def test_concurrency_never_exceeded(stack: Stack, client: Client, nats_server: NatsServer) -> None:
     """No worker ever runs more jobs at once than it declared."""
     tasks = Tasks()
