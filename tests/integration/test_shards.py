@@ -65,3 +65,28 @@ async def test_killed_dispatcher_replica_capability_moves(fleet: Fleet) -> None:
         took = time.monotonic() - submitted
     assert {r["state"] for r in records} == {"succeeded"}
     assert took < 2.0 + 2.0  # one lease TTL, plus the takeover's tick and the runs
+
+
+async def test_routing_and_queue_control_with_worker_processes(fleet: Fleet) -> None:
+    """Real worker processes: labels route, a paused queue waits, a drained worker exits cleanly."""
+    fleet.start_services()
+    plain = fleet.worker("--concurrency", "2")
+    gpu = fleet.worker("--concurrency", "2", "--label", "gpu=a100")
+    async with Client(fleet.url, timeout=20) as client:
+        await client.list(limit=1)
+        needs_gpu = [await client.submit("probe.sleep", None, labels={"gpu": "a100"}) for _ in range(4)]
+        results = {(await client.wait(r.id, timeout=20))["result"] for r in needs_gpu}
+        assert results == {gpu.pid}
+        await client.pause("probe.sleep")
+        waiting = await client.submit("probe.sleep", None)
+        await eventually(lambda: _says(client, waiting.id, "paused"), timeout=10, what="paused reason")
+        await client.pause("probe.sleep", paused=False)
+        assert (await client.wait(waiting.id, timeout=20))["state"] == "succeeded"
+        session = next(w["session"] for w in await client.workers() if not w["labels"])
+        await client.drain(session)
+        assert plain.popen is not None
+        assert await asyncio.to_thread(plain.popen.wait, 20) == 0
+
+
+async def _says(client: Client, job_id: str, word: str) -> bool:
+    return word in ((await client.get(job_id))["waiting"] or "")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from jetsched.core.models import QueueSettings
 
+MAX_BUCKETS = 10_000
+
 
 @dataclass
 class TokenBucket:
@@ -79,6 +81,10 @@ class Limits:
     def next_token_ms(self) -> int | None:
         """The soonest time a rate-limited queue gets a token back (for the dispatcher to wake)."""
         waiting = [b.ready_at() for b in self.buckets.values() if b.tokens < 1]
+        if len(self.buckets) > MAX_BUCKETS:
+            # Many keys come and go (tenants): a bucket with its burst saved up is the same as no bucket.
+            for key in [k for k, b in self.buckets.items() if b.tokens >= b.burst]:
+                del self.buckets[key]
         return min(waiting) if waiting else None
 
     def _bucket(self, capability: str, key: str | None, settings: QueueSettings, now_ms: int) -> TokenBucket:
