@@ -75,8 +75,7 @@ class KeyFeed:
             self._sub = None
 
     async def _on_msg(self, msg: Msg) -> None:
-        metadata = msg.metadata
-        seq = metadata.sequence.stream
+        seq, pending = _position(msg)
         key = msg.subject[self._prefix_len :]
         headers = msg.headers
         try:
@@ -84,7 +83,7 @@ class KeyFeed:
             self._handler(key, seq, None if deleted else msg.data, headers)
         except Exception:
             log.exception("feed handler failed", extra={"key": key, "revision": seq})
-        if metadata.num_pending == 0:
+        if pending == 0:
             self.caught_up.set()
 
 
@@ -101,3 +100,18 @@ class RecordFeed(KeyFeed):
                 handler(Change.from_message(key, revision, data, headers))
 
         super().__init__(js, subjects.JOBS_BUCKET, on_key, headers_only)
+
+
+def _position(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, pending) from the ack subject, without building nats-py's metadata objects.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or the
+    12-token form with domain and account hash in front (ADR-15); anything else goes the slow way.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[8])
+    if len(tokens) >= 12:
+        return int(tokens[7]), int(tokens[10])
+    metadata = msg.metadata
+    return metadata.sequence.stream, metadata.num_pending

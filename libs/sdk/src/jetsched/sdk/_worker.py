@@ -106,13 +106,11 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
-        js = nc.jetstream()
         subscriptions = [
             await nc.subscribe(subjects.work(capability, self.session), cb=self._on_work)
             for capability in self.tasks.handlers
         ]
         subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))
-        self._js = js
         beats = asyncio.create_task(self._heartbeats())
         log.info(
             "worker started",
@@ -287,9 +285,14 @@ class Worker:
         subject = subjects.outcome(work.capability, work.id)
         body = outcome.model_dump_json(exclude_none=True).encode()
         delay = 0.05
+        nc = self._nc
+        assert nc is not None
         while True:
             try:
-                await self._js.publish(subject, body, headers=headers, timeout=5.0)
+                reply = await nc.request(subject, body, timeout=5.0, headers=headers)
+                ack = orjson.loads(reply.data)
+                if "error" in ack:
+                    raise NatsError(f"outcome not stored: {ack['error'].get('description')}")
                 return
             except (NatsError, TimeoutError) as exc:
                 log.warning("outcome not stored yet; retrying", extra={"job": work.id, "error": repr(exc)})
