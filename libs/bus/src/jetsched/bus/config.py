@@ -30,6 +30,8 @@ class BusConfig:
     #: Replicas of every stream and bucket: 1 on a single server, 3 in a cluster.
     replicas: int = 1
     log_level: str = "INFO"
+    #: Seconds a succeeded or cancelled job's record is kept (0: forever). Dead letters stay until purged.
+    retention_s: int = 7 * 86_400
 
     @classmethod
     def from_env(cls) -> BusConfig:
@@ -37,6 +39,7 @@ class BusConfig:
             nats_url=os.environ.get("JETSCHED_NATS_URL", DEFAULT_NATS_URL),
             replicas=env_int("JETSCHED_REPLICAS", 1),
             log_level=os.environ.get("JETSCHED_LOG_LEVEL", "INFO"),
+            retention_s=env_int("JETSCHED_RETENTION_S", 7 * 86_400),
         )
 
 
@@ -53,6 +56,12 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level", default=env.log_level, help="DEBUG, INFO, WARNING [JETSCHED_LOG_LEVEL]"
+    )
+    parser.add_argument(
+        "--retention-s",
+        type=int,
+        default=env.retention_s,
+        help="keep succeeded/cancelled jobs this long, 0 forever [JETSCHED_RETENTION_S]",
     )
 
 
@@ -74,4 +83,6 @@ def add_shard_arguments(parser: argparse.ArgumentParser, service: str, shards: i
 
 
 def bus_config(args: argparse.Namespace) -> BusConfig:
-    return BusConfig(nats_url=args.nats, replicas=args.replicas, log_level=args.log_level)
+    return BusConfig(
+        nats_url=args.nats, replicas=args.replicas, log_level=args.log_level, retention_s=args.retention_s
+    )

@@ -79,7 +79,7 @@ class KeyFeed:
         key = msg.subject[self._prefix_len :]
         headers = msg.headers
         try:
-            deleted = bool(headers and "KV-Operation" in headers)
+            deleted = bool(headers and ("KV-Operation" in headers or "Nats-Marker-Reason" in headers))
             self._handler(key, seq, None if deleted else msg.data, headers)
         except Exception:
             log.exception("feed handler failed", extra={"key": key, "revision": seq})

@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 from jetsched.core import subjects
 from jetsched.core.changes import headers_of
 from jetsched.core.errors import Conflict, NotFound, TransitionError
-from jetsched.core.models import JobRecord
+from jetsched.core.models import JobRecord, JobState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,8 +79,10 @@ class Store:
             msg = await self._js.get_last_msg(self._stream, self._prefix + key)
         except NotFoundError:
             raise NotFound(f"{self.bucket}/{key}") from None
-        if msg.headers and msg.headers.get("KV-Operation") in _DELETED_OPS:
-            raise NotFound(f"{self.bucket}/{key}")
+        if msg.headers and (
+            msg.headers.get("KV-Operation") in _DELETED_OPS or "Nats-Marker-Reason" in msg.headers
+        ):
+            raise NotFound(f"{self.bucket}/{key}")  # deleted, purged, or expired (a TTL's marker)
         assert msg.seq is not None
         return msg.data or b"", msg.seq
 
@@ -95,11 +97,23 @@ class Store:
             raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
 
 
-class Records:
-    """Job records as models over a `Store`."""
+#: Final states whose records expire after the retention (dead letters stay until purged or retried).
+EXPIRING = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
 
-    def __init__(self, store: Store) -> None:
+
+class Records:
+    """Job records as models over a `Store`; succeeded and cancelled records expire after `retention_s`."""
+
+    def __init__(self, store: Store, retention_s: int = 0) -> None:
         self.store = store
+        self.retention_s = retention_s
+
+    def _headers(self, record: JobRecord) -> dict[str, str]:
+        headers = headers_of(record)
+        if self.retention_s and record.state in EXPIRING:
+            # Per-message TTL: with one message per key there is no older revision to come back.
+            headers["Nats-TTL"] = str(self.retention_s)
+        return headers
 
     async def get(self, job_id: str) -> tuple[JobRecord, int]:
         data, revision = await self.store.get(job_id)
@@ -107,11 +121,11 @@ class Records:
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used."""
-        return await self.store.put_if(record.id, encode(record), 0, headers_of(record))
+        return await self.store.put_if(record.id, encode(record), 0, self._headers(record))
 
     async def update(self, record: JobRecord, revision: int) -> int:
         """Replace the record if it is still at `revision`; `Conflict` otherwise."""
-        return await self.store.put_if(record.id, encode(record), revision, headers_of(record))
+        return await self.store.put_if(record.id, encode(record), revision, self._headers(record))
 
     async def purge(self, job_id: str, revision: int) -> None:
         await self.store.purge(job_id, revision)

@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 1024 * 1024
 
 
-def _kv_stream(bucket: str, replicas: int, max_msg_size: int) -> api.StreamConfig:
+#: How long a marker announcing an expired record stays (so watchers, and our feeds, see the expiry).
+EXPIRY_MARKER_TTL_S = 3600.0
+
+
+def _kv_stream(bucket: str, replicas: int, max_msg_size: int, expiring: bool = False) -> api.StreamConfig:
     # The same shape nats-py's create_key_value makes, so nats-py KV handles work on these buckets.
     return api.StreamConfig(
         name=subjects.kv_stream(bucket),
@@ -38,12 +42,14 @@ def _kv_stream(bucket: str, replicas: int, max_msg_size: int) -> api.StreamConfi
         deny_delete=True,
         allow_direct=True,
         mirror_direct=False,
+        allow_msg_ttl=True if expiring else None,
+        subject_delete_marker_ttl=EXPIRY_MARKER_TTL_S if expiring else None,
     )
 
 
 def streams(replicas: int) -> list[api.StreamConfig]:
     return [
-        _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES),
+        _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
         _kv_stream(subjects.SCHEDULES_BUCKET, replicas, MAX_RECORD_BYTES),
         _kv_stream(subjects.LEASES_BUCKET, replicas, 1024),

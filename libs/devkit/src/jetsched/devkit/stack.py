@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 class Stack:
     """`copies` replicas of every service, started in order and stopped together."""
 
-    def __init__(self, nats_url: str, replicas: int = 1, copies: int = 1) -> None:
-        bus = BusConfig(nats_url=nats_url, replicas=replicas)
+    def __init__(
+        self, nats_url: str, replicas: int = 1, copies: int = 1, retention_s: int = 7 * 86_400
+    ) -> None:
+        bus = BusConfig(nats_url=nats_url, replicas=replicas, retention_s=retention_s)
         self.services: list[Service] = []
         for _ in range(copies):
             self.services += [

@@ -90,7 +90,7 @@ class DispatcherService(Service):
         feed = RecordFeed(js, self.observe)
         await feed.start()
 
-        records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         await KeyFeed(js, subjects.QUEUES_BUCKET, self._queue).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost

@@ -60,7 +60,7 @@ class IntakeService(Service):
             self._unregister = None
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
-        records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         keys = Store(nc, js, subjects.KEYS_BUCKET)
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
 

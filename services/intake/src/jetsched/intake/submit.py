@@ -55,13 +55,14 @@ class Submitter:
     async def _store(self, capability: str, request: JobRequest, trace: dict[str, str] | None) -> SubmitReply:
         now = self.clock.now_ms()
         job_id = new_ulid(now)
+        entry, key_revision = None, 0
         if request.key is not None:
             entry = key_id(capability, request.key)
             try:
-                await self.keys.put_if(entry, job_id.encode(), 0)
+                key_revision = await self.keys.put_if(entry, job_id.encode(), 0)
                 crashpoint("intake.submit.after_key")
             except Conflict:
-                data, _ = await self.keys.get(entry)
+                data, key_revision = await self.keys.get(entry)
                 job_id = data.decode()
                 duplicate = await self._existing(job_id)
                 if duplicate is not None:
@@ -72,12 +73,17 @@ class Submitter:
             await self.records.create(record)
             crashpoint("intake.submit.after_create")
         except Conflict:
-            # Only a keyed submit racing its own retry gets here: the other one stored the job.
+            # A keyed submit racing its own retry (the other stored the job), or a key whose job has
+            # expired (its id is fenced by the expiry marker): then the key starts a new job.
             duplicate = await self._existing(job_id)
-            if duplicate is None:
+            if duplicate is not None:
+                return duplicate
+            if entry is None:
                 raise
-            return duplicate
-        return SubmitReply(id=job_id, state=record.state)
+            record = states.accept(request, new_ulid(now), capability, now, trace)
+            await self.keys.put_if(entry, record.id.encode(), key_revision)
+            await self.records.create(record)
+        return SubmitReply(id=record.id, state=record.state)
 
     async def _existing(self, job_id: str) -> SubmitReply | None:
         try:

@@ -69,7 +69,7 @@ class ReaperService(Service):
             self.running.pop(change.id, None)
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
-        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         self.js = js
         self.nc = nc
         feed = RecordFeed(js, self.observe)

@@ -77,7 +77,7 @@ class TimerService(Service):
             self.timers.drop(change.id)
 
     async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
-        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET))
+        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
