@@ -50,11 +50,15 @@ class Report:
     restart_delays: list[float] = field(default_factory=list)
     #: Worker deaths whose jobs took over 3 s to rerun, with the other kills in that window.
     slow_reruns: list[str] = field(default_factory=list)
+    #: A 1 s interval schedule run through the chaos: fires, duplicates (must be 0), unexplained gaps (0).
+    schedule_fires: int = 0
+    schedule_duplicates: int = 0
+    schedule_gaps: int = 0
     kills: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
-        return not self.lost and self.accepted > 0
+        return not self.lost and self.accepted > 0 and not self.schedule_duplicates and not self.schedule_gaps
 
     def lines(self) -> list[str]:
         delays = sorted(self.restart_delays)
@@ -69,6 +73,8 @@ class Report:
             f"lost                {len(self.lost)}" + (f"  {self.lost[:5]}" if self.lost else ""),
             f"executed twice      {len(self.twice)}" + (f"  causes: {dict(causes)}" if causes else ""),
             f"stale reports       {self.stale_rejected} rejected",
+            f"schedule (1 s)      {self.schedule_fires} fires, {self.schedule_duplicates} duplicated, "
+            f"{self.schedule_gaps} nominal times unaccounted for",
             f"worker death→rerun  p50 {p50:.2f}s  p99 {p99:.2f}s  max {max(delays, default=0.0):.2f}s"
             f"  ({len(delays)} jobs)",
             *(f"  slow: {line}" for line in self.slow_reruns[:10]),
@@ -96,6 +102,7 @@ class Soak:
         try:
             async with Client(self.server.url, timeout=10) as client:
                 await client.list(limit=1)
+                await client.create_schedule("soak-beat", "probe.sleep", None, every=1.0, misfire="all")
                 stop = asyncio.Event()
                 load = asyncio.create_task(self.load(client, stop))
                 await self.chaos(stop)
@@ -218,8 +225,27 @@ class Soak:
                             if -3 < at - died_at < delay
                         ]
                         report.slow_reruns.append(f"{job_id} {delay:.2f}s; kills around: {', '.join(near)}")
+        await self.check_schedule(client)
         for log in self.work_dir.glob("reaper-*.log"):
             report.stale_rejected += log.read_text(errors="replace").count("stale outcome rejected")
+
+    async def check_schedule(self, client: Client) -> None:
+        """Every nominal second of the soak was dealt with exactly once: one job, or a recorded miss."""
+        report = self.report
+        await client.schedule("soak-beat", "pause")
+        record = (await client.schedule("soak-beat"))["schedule"]
+        jobs = [
+            j
+            for j in (await client.list(limit=1000, capability="probe.sleep"))["jobs"]
+            if j.get("schedule_id")
+        ]
+        nominal = Counter(j["fire_at_ms"] for j in jobs)
+        report.schedule_fires = len(nominal)
+        report.schedule_duplicates = sum(n - 1 for n in nominal.values())
+        history = {e["nominal_ms"] for e in record["history"]}
+        last = record["last_fire_ms"] or 0
+        expected = range(last - 1000 * (min(len(record["history"]), 50) - 1), last + 1, 1000)
+        report.schedule_gaps = sum(t not in history for t in expected)
 
 
 async def soak(seconds: float, seed: int, rate: float, work_dir: Path | None = None) -> Report:

@@ -21,3 +21,5 @@ async def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     assert report.accepted > 100
     assert report.lost == [], f"lost jobs (replay with --seed {report.seed})"
     assert "unexplained" not in report.twice.values(), f"replay with --seed {report.seed}"
+    assert report.schedule_fires >= 10
+    assert (report.schedule_duplicates, report.schedule_gaps) == (0, 0), f"replay with --seed {report.seed}"
