@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,8 @@ async def run(port: int | None, data_dir: Path, demo: bool) -> None:
                     demo_task.cancel()
         if not stop.is_set():
             example = "--payload '{\"numbers\": [1, 2]}'"
-            say(f"running; try: jetsched --nats {server.url} submit demo.add {example}")
+            cli = _cli_path()
+            say(f"running; try: {cli} --nats {server.url} submit demo.add {example}")
             say("Ctrl-C stops everything")
             await stop.wait()
     finally:
@@ -121,3 +123,12 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def _cli_path() -> str:
+    """How to call the CLI from here: its path in the virtualenv, relative when inside the working tree."""
+    cli = Path(sys.executable).parent / "jetsched"
+    try:
+        return str(cli.relative_to(Path.cwd()))
+    except ValueError:
+        return str(cli)
