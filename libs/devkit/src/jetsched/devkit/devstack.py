@@ -7,15 +7,13 @@ import contextlib
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from jetsched.sdk import Client, JetschedApiError
 
 from . import procs
 from .nats_server import NatsServer, free_port
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 DEMO_JOBS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("demo.add", {"numbers": [1, 2, 3]}, {"priority": 7}),
