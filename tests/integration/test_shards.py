@@ -82,10 +82,14 @@ async def test_routing_and_queue_control_with_worker_processes(fleet: Fleet) -> 
         await eventually(lambda: _says(client, waiting.id, "paused"), timeout=10, what="paused reason")
         await client.pause("probe.sleep", paused=False)
         assert (await client.wait(waiting.id, timeout=20))["state"] == "succeeded"
-        session = next(w["session"] for w in await client.workers() if not w["labels"])
+        session = await eventually(lambda: _plain_session(client), timeout=10, what="plain worker listed")
         await client.drain(session)
         assert plain.popen is not None
         assert await asyncio.to_thread(plain.popen.wait, 20) == 0
+
+
+async def _plain_session(client: Client) -> str | None:
+    return next((w["session"] for w in await client.workers() if not w["labels"]), None)
 
 
 async def _says(client: Client, job_id: str, word: str) -> bool:
