@@ -55,23 +55,11 @@ class Store:
         self, key: str, value: bytes, revision: int, headers: dict[str, str] | None = None
     ) -> int:
         """Write `value` if the key is at `revision` (0: never existed); returns the new revision."""
-        headers = {**headers, _EXPECT: str(revision)} if headers else {_EXPECT: str(revision)}
-        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout, headers=headers)
-        ack = orjson.loads(reply.data)
-        error = ack.get("error")
-        if error is None:
-            return int(ack["seq"])
-        if error.get("err_code") == _WRONG_LAST_SEQUENCE:
-            raise Conflict(f"{self.bucket}/{key}: revision {revision} is no longer current")
-        raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+        return await self._write(key, value, {**(headers or {}), _EXPECT: str(revision)})
 
     async def put(self, key: str, value: bytes) -> int:
         """Write `value` whatever the key holds; returns the new revision."""
-        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout)
-        ack = orjson.loads(reply.data)
-        if "error" in ack:
-            raise StoreError(f"{self.bucket}/{key}: {ack['error'].get('description')}")
-        return int(ack["seq"])
+        return await self._write(key, value, None)
 
     async def get(self, key: str) -> tuple[bytes, int]:
         """The key's latest value and revision; `NotFound` if absent or deleted."""
@@ -88,13 +76,20 @@ class Store:
 
     async def purge(self, key: str, revision: int) -> None:
         """Remove the key's value, CAS-guarded; the purge marker keeps the key from being created again."""
-        headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub", _EXPECT: str(revision)}
-        reply = await self._nc.request(self._prefix + key, b"", timeout=self.timeout, headers=headers)
-        error = orjson.loads(reply.data).get("error")
-        if error is not None:
-            if error.get("err_code") == _WRONG_LAST_SEQUENCE:
-                raise Conflict(f"{self.bucket}/{key}: revision {revision} is no longer current")
-            raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+        await self._write(key, b"", {"KV-Operation": "PURGE", "Nats-Rollup": "sub", _EXPECT: str(revision)})
+
+    async def _write(self, key: str, value: bytes, headers: dict[str, str] | None) -> int:
+        """Publish to the key's subject and read JetStream's ack: the new revision, or why not."""
+        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout, headers=headers)
+        ack = orjson.loads(reply.data)
+        error = ack.get("error")
+        if error is None:
+            return int(ack["seq"])
+        if error.get("err_code") == _WRONG_LAST_SEQUENCE:
+            raise Conflict(
+                f"{self.bucket}/{key}: revision {(headers or {}).get(_EXPECT)} is no longer current"
+            )
+        raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
 
 
 #: Final states whose records expire after the retention (dead letters stay until purged or retried).
