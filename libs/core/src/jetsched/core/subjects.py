@@ -78,10 +78,5 @@ def control(session: SessionId) -> str:
     return f"{PREFIX}.control.{session}"
 
 
-def kv_subject(bucket: str, key: str) -> str:
-    """The stream subject a KV key is stored under."""
-    return f"$KV.{bucket}.{key}"
-
-
 def kv_stream(bucket: str) -> str:
     return f"KV_{bucket}"

@@ -75,9 +75,6 @@ class WorkerRegistry:
         for session in self.sessions.values():
             session.last_seen_ms = max(session.last_seen_ms, now_ms)
 
-    def forget(self, session_id: str) -> Session | None:
-        return self.sessions.pop(session_id, None)
-
     def capable(self, capability: str, now_ms: int) -> list[Session]:
         """Sessions that declared `capability`, are not draining, and beat recently enough to send work to.
 
