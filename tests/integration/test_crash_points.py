@@ -138,6 +138,28 @@ async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> Non
     assert not [r for r in fleet.runs() if r.job_id == reply.id and r.event == "end"]
 
 
+async def test_timer_dies_between_fire_and_ledger(fleet: Fleet, client: Client) -> None:
+    """The fire's job is created, the ledger not yet written: the restarted timer finds the job and goes on."""
+    timer = start(fleet, "timer", "timer.fire.after_create")
+    assert timer is not None
+    fleet.worker()
+    await client.create_schedule("beat", "probe.sleep", None, every=1.0)
+    await crashed(timer)
+    restart_clean(timer)
+
+    async def fired(n: int) -> bool:
+        return bool((await client.schedule("beat"))["schedule"]["fired"] >= n)
+
+    await eventually(lambda: fired(3), timeout=20, what="fires after the restart")
+    record = (await client.schedule("beat"))["schedule"]
+    jobs = [e["job_id"] for e in record["history"] if e["job_id"]]
+    assert len(jobs) == len(set(jobs))
+    assert not [e for e in record["history"] if e["missed"]]
+    for job_id in jobs[:2]:
+        await client.wait(job_id, timeout=20)
+        assert len(fleet.started(job_id)) == 1
+
+
 async def test_reaper_dies_after_rescue_cas(fleet: Fleet, client: Client) -> None:
     """A rescue stored just before the reaper died still leads to the job running elsewhere."""
     reaper = start(fleet, "reaper", "reaper.rescue.after_cas")
@@ -176,5 +198,5 @@ def test_every_point_is_exercised() -> None:
     covered = {point for _, point, _ in SERVICE_POINTS} | {
         point for point, _ in KEYED_SUBMIT_POINTS + WORKER_POINTS
     }
-    covered |= {"intake.cancel.after_cas", "reaper.rescue.after_cas"}
+    covered |= {"intake.cancel.after_cas", "reaper.rescue.after_cas", "timer.fire.after_create"}
     assert covered == POINTS

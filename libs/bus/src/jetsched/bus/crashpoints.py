@@ -22,6 +22,7 @@ POINTS = frozenset(
         "intake.cancel.after_cas",
         "timer.due.before_cas",
         "timer.due.after_cas",
+        "timer.fire.after_create",
         "dispatcher.claim.before_cas",
         "dispatcher.claim.after_cas",
         "dispatcher.claim.after_send",

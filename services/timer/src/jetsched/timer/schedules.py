@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, transition
 from jetsched.core import schedules, states, subjects
 from jetsched.core.errors import Conflict, NotFound
@@ -93,6 +94,7 @@ class ScheduleFirer:
                 await self._cancel(previous)
             for nominal in decided.create:
                 await self._create(schedules.fire_job(record, nominal, now))
+            crashpoint("timer.fire.after_create")
             updated = schedules.record_fires(record, decided, now)
             try:
                 await self.store.put_if(schedule_id, updated.model_dump_json().encode(), revision)
