@@ -93,6 +93,22 @@ async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) 
     assert {r["state"] for r in records} == {"succeeded"}
 
 
+async def test_restarted_intake_lists_only_from_a_complete_index(fleet: Fleet, proc_client: Client) -> None:
+    """An intake that has just started answers `jobs.list` only after replaying every record."""
+    for _ in range(20):
+        await asyncio.gather(*(proc_client.submit("nobody.home", None) for _ in range(100)))
+    intake = next(proc for proc in fleet.services if proc.name == "intake")
+    intake.kill()
+    intake.start()
+    listed, after = 0, None
+    while True:
+        page = await proc_client.list(state="ready", capability="nobody.home", limit=1000, after=after)
+        listed += len(page["jobs"])
+        if (after := page["next"]) is None:
+            break
+    assert listed == 2000
+
+
 async def test_nats_outage_does_not_rescue_healthy_jobs(
     nats_server: NatsServer, fleet: Fleet, proc_client: Client
 ) -> None:

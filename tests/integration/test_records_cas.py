@@ -8,6 +8,7 @@ import nats
 import pytest
 
 from jetsched.bus import topology
+from jetsched.bus.connect import connect
 from jetsched.bus.records import Records, Store, transition
 from jetsched.core import states, subjects
 from jetsched.core.errors import Conflict, NotFound
@@ -19,7 +20,7 @@ NOW = 1_700_000_000_000
 
 @pytest.fixture
 async def records(nats_server: NatsServer) -> AsyncIterator[Records]:
-    nc = await nats.connect(nats_server.url)
+    nc = await connect(nats_server.url, "test")
     js = nc.jetstream()
     await topology.declare(js, 1)
     yield Records(Store(nc, js, subjects.JOBS_BUCKET))

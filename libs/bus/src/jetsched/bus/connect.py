@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-import nats
-
-if TYPE_CHECKING:
-    from nats.aio.client import Client
+from .direct import Connection
 
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str) -> Client:
+async def connect(url: str, name: str) -> Connection:
     """Connect to one or more comma-separated NATS URLs, reconnecting forever on loss."""
 
     async def on_error(exc: Exception) -> None:
@@ -22,16 +18,20 @@ async def connect(url: str, name: str) -> Client:
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
 
+    nc = Connection()
+
     async def on_reconnect() -> None:
         log.info("nats reconnected")
+        nc.reconnected()
 
-    return await nats.connect(
+    await nc.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
+        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
         connect_timeout=2,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return nc

@@ -6,14 +6,18 @@ between a CAS and its announcement. On start the feed replays the latest value o
 policy last-per-subject), so a restarted service rebuilds its view from the truth; `caught_up` is set once
 the replay has delivered everything that was pending when it started.
 
-It is an ordered push consumer: the client detects gaps and recreates it from the last stream sequence it
-saw, so a view may skip superseded revisions but never misses a key's latest one. Views still act only
-through CAS on the record, so a stale view costs a failed write, never a wrong one.
+It is an ordered push consumer kept by hand over a direct subscription (`direct.py`): each message's
+consumer sequence must follow the last one, or the consumer is recreated from the last stream sequence
+seen. So a view may skip superseded revisions but never misses a key's latest one. The consumer is also
+recreated at once after a reconnect (a restarted server has forgotten it) and whenever its idle
+heartbeats stop, retrying until JetStream answers again. Views still act only through CAS on the record,
+so a stale view costs a failed write, never a wrong one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,15 +27,23 @@ from nats.js import api
 from jetsched.core import subjects
 from jetsched.core.changes import Change
 
+from .direct import parse_headers
+
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
     from nats.js import JetStreamContext
+
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
 #: Called with (key, revision, value or None when deleted, headers).
 KeyHandler = Callable[[str, int, bytes | None, dict[str, str] | None], None]
+
+#: The server sends an idle heartbeat this often; two missed ones and the consumer is recreated.
+HEARTBEAT_S = 1.0
+_STATUS = b"NATS/1.0 "
+_ACK = b"$JS.ACK."
 
 
 class KeyFeed:
@@ -39,6 +51,7 @@ class KeyFeed:
 
     def __init__(
         self,
+        nc: Connection,
         js: JetStreamContext,
         bucket: str,
         handler: KeyHandler,
@@ -46,52 +59,169 @@ class KeyFeed:
         keys: str = ">",
     ) -> None:
         """`headers_only`: for readers that route on headers alone. `keys`: a key filter, e.g. `timer.>`."""
-        self._keys = keys
+        self._nc = nc
         self._js = js
+        self._stream = subjects.kv_stream(bucket)
+        self._filter = f"$KV.{bucket}.{keys}"
         self._headers_only = headers_only
         self._handler = handler
-        self._bucket = bucket
         self._prefix_len = len(f"$KV.{bucket}.")
         self._sub: Subscription | None = None
+        self._consumer: str | None = None
+        #: The next consumer sequence expected, and the last stream sequence handled.
+        self._dseq = 1
+        self._sseq = 0
+        self._active = False
+        self._recreating: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] | None = None
+        self._replies: set[asyncio.Task[None]] = set()
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
-        self._sub = await self._js.subscribe(
-            f"$KV.{self._bucket}.{self._keys}",
-            cb=self._on_msg,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=512 * 1024 * 1024,
-            headers_only=self._headers_only or None,
-        )
-        info = await self._sub.consumer_info()
-        if info.num_pending == 0 and self._sub.delivered == 0:
-            self.caught_up.set()
+        await self._create()
+        self._unlisten = self._nc.add_reconnect_listener(self._restart)
+        self._watchdog = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        if self._unlisten is not None:
+            self._unlisten()
+        for task in (self._watchdog, self._recreating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drop_consumer()
 
-    async def _on_msg(self, msg: Msg) -> None:
-        seq, pending = _position(msg)
-        key = msg.subject[self._prefix_len :]
-        headers = msg.headers
+    async def _create(self) -> None:
+        """Subscribe a fresh inbox, then create the consumer delivering to it from where we are."""
+        inbox = self._nc.new_inbox()
+        self._dseq = 1
+        self._sub = await self._nc.subscribe_direct(inbox, self._on_raw)
+        resume = self._sseq > 0
+        config = api.ConsumerConfig(
+            deliver_subject=inbox,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE
+            if resume
+            else api.DeliverPolicy.LAST_PER_SUBJECT,
+            opt_start_seq=self._sseq + 1 if resume else None,
+            ack_policy=api.AckPolicy.NONE,
+            max_deliver=1,
+            flow_control=True,
+            idle_heartbeat=HEARTBEAT_S,
+            headers_only=self._headers_only or None,
+            filter_subject=self._filter,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=30.0,
+        )
         try:
-            deleted = bool(headers and ("KV-Operation" in headers or "Nats-Marker-Reason" in headers))
-            self._handler(key, seq, None if deleted else msg.data, headers)
+            info = await self._js.add_consumer(self._stream, config)
+        except BaseException:
+            await self._drop_consumer()
+            raise
+        self._consumer = info.name
+        self._active = True
+        if info.num_pending == 0 and self._dseq == 1:
+            self.caught_up.set()
+
+    async def _drop_consumer(self) -> None:
+        sub, consumer = self._sub, self._consumer
+        self._sub = self._consumer = None
+        if sub is not None:
+            self._nc.forget_direct(sub)
+            with contextlib.suppress(Exception):
+                await self._nc.unsubscribe_direct(sub)
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self._stream, consumer)
+
+    def _restart(self) -> None:
+        """Recreate the consumer from the last stream sequence seen (once at a time, retrying)."""
+        if self._recreating is not None and not self._recreating.done():
+            return
+        if self._sub is not None:
+            self._nc.forget_direct(self._sub)  # nothing more from the old consumer counts
+        self._recreating = asyncio.create_task(self._recreate())
+
+    async def _recreate(self) -> None:
+        delay = 0.05
+        while True:
+            await self._drop_consumer()
+            try:
+                await self._create()
+                return
+            except Exception as exc:
+                log.warning(
+                    "feed consumer not recreated; retrying",
+                    extra={"stream": self._stream, "error": repr(exc), "retry_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _watch(self) -> None:
+        while not self._nc.is_closed:
+            await asyncio.sleep(2 * HEARTBEAT_S)
+            if not self._active and self._nc.is_connected:
+                log.warning("feed went quiet; recreating its consumer", extra={"stream": self._stream})
+                self._restart()
+            self._active = False
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        self._active = True
+        if not reply.startswith(_ACK):
+            self._control(reply, headers)
+            return
+        tokens = reply.split(b".")
+        if len(tokens) == 9:
+            sseq, dseq, pending = int(tokens[5]), int(tokens[6]), int(tokens[8])
+        else:  # the 12-token form with domain and account hash in front (ADR-15)
+            sseq, dseq, pending = int(tokens[7]), int(tokens[8]), int(tokens[10])
+        if dseq != self._dseq:
+            self._restart()
+            return
+        self._dseq = dseq + 1
+        self._sseq = sseq
+        key = subject[self._prefix_len :].decode()
+        parsed = parse_headers(headers)
+        deleted = parsed is not None and ("KV-Operation" in parsed or "Nats-Marker-Reason" in parsed)
+        try:
+            self._handler(key, sseq, None if deleted else data, parsed)
         except Exception:
-            log.exception("feed handler failed", extra={"key": key, "revision": seq})
+            log.exception("feed handler failed", extra={"key": key, "revision": sseq})
         if pending == 0:
             self.caught_up.set()
+
+    def _control(self, reply: bytes, headers: bytes) -> None:
+        """Flow control requests and idle heartbeats (status 100)."""
+        if not headers.startswith(_STATUS):
+            return
+        if reply:  # a flow control request: everything before it has been handled already
+            self._answer(reply.decode())
+            return
+        parsed = parse_headers(headers) or {}
+        stalled = parsed.get("Nats-Consumer-Stalled")
+        if stalled:
+            self._answer(stalled)
+        last = parsed.get("Nats-Last-Consumer")
+        if last is not None and int(last) != self._dseq - 1:
+            self._restart()  # a message was sent that never arrived
+
+    def _answer(self, subject: str) -> None:
+        task = asyncio.create_task(self._nc.publish(subject, b""))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
 
 class RecordFeed(KeyFeed):
     """The job records' feed, as `Change`s decoded only as far as the reader needs."""
 
     def __init__(
-        self, js: JetStreamContext, handler: Callable[[Change], None], headers_only: bool = False
+        self,
+        nc: Connection,
+        js: JetStreamContext,
+        handler: Callable[[Change], None],
+        headers_only: bool = False,
     ) -> None:
         def on_key(key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
             if data is None:
@@ -99,19 +229,4 @@ class RecordFeed(KeyFeed):
             else:
                 handler(Change.from_message(key, revision, data, headers))
 
-        super().__init__(js, subjects.JOBS_BUCKET, on_key, headers_only)
-
-
-def _position(msg: Msg) -> tuple[int, int]:
-    """(stream sequence, pending) from the ack subject, without building nats-py's metadata objects.
-
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or the
-    12-token form with domain and account hash in front (ADR-15); anything else goes the slow way.
-    """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    if len(tokens) >= 12:
-        return int(tokens[7]), int(tokens[10])
-    metadata = msg.metadata
-    return metadata.sequence.stream, metadata.num_pending
+        super().__init__(nc, js, subjects.JOBS_BUCKET, on_key, headers_only)

@@ -18,11 +18,12 @@ from jetsched.core.models import Heartbeat
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.aio.msg import Msg
 
     from jetsched.core.clock import SystemClock
     from jetsched.core.workers import Session, WorkerRegistry
+
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ EXPIRE_INTERVAL_S = 0.25
 class Outage:
     """Whether this process was cut off from NATS since it last asked: then silence proves nothing."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Connection) -> None:
         self.nc = nc
         self.reconnects = nc.stats["reconnects"]
 
@@ -48,7 +49,7 @@ class HeartbeatListener:
 
     def __init__(
         self,
-        nc: Client,
+        nc: Connection,
         registry: WorkerRegistry,
         clock: SystemClock,
         on_beat: Callable[[Session], None] | None = None,

@@ -29,10 +29,11 @@ from .records import Store, StoreError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
 
     from jetsched.core.clock import SystemClock
+
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ DEFAULT_TTL_MS = 2000
 class ShardLeaser:
     def __init__(
         self,
-        nc: Client,
+        nc: Connection,
         js: JetStreamContext,
         service: str,
         instance: str,
@@ -52,6 +53,7 @@ class ShardLeaser:
         ttl_ms: int = DEFAULT_TTL_MS,
     ) -> None:
         self.name = f"leases:{service}"
+        self.nc = nc
         self.store = Store(nc, js, subjects.LEASES_BUCKET)
         self.js = js
         self.service = service
@@ -72,7 +74,7 @@ class ShardLeaser:
             self.table.observe_member(ident, revision if data else None, now)
 
     async def run(self) -> None:
-        feed = KeyFeed(self.js, subjects.LEASES_BUCKET, self._observe, keys=f"{self.service}.>")
+        feed = KeyFeed(self.nc, self.js, subjects.LEASES_BUCKET, self._observe, keys=f"{self.service}.>")
         await feed.start()
         try:
             await feed.caught_up.wait()

@@ -28,8 +28,9 @@ from jetsched.core.models import JobRecord, JobState
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
+
+    from .direct import Connection
 
 _EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = 10071
@@ -43,7 +44,7 @@ class StoreError(Exception):
 class Store:
     """Raw CAS key/value operations on one bucket (bytes in, bytes out)."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, bucket: str, timeout: float = 5.0) -> None:
+    def __init__(self, nc: Connection, js: JetStreamContext, bucket: str, timeout: float = 5.0) -> None:
         self._nc = nc
         self._js = js
         self.bucket = bucket
@@ -80,8 +81,8 @@ class Store:
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str] | None) -> int:
         """Publish to the key's subject and read JetStream's ack: the new revision, or why not."""
-        reply = await self._nc.request(self._prefix + key, value, timeout=self.timeout, headers=headers)
-        ack = orjson.loads(reply.data)
+        data, _ = await self._nc.request_raw(self._prefix + key, value, self.timeout, headers)
+        ack = orjson.loads(data)
         error = ack.get("error")
         if error is None:
             return int(ack["seq"])

@@ -29,8 +29,9 @@ from .connect import connect
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
+
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Service(ABC):
         self.instance = new_ulid(self.clock.now_ms()).lower()
 
     @abstractmethod
-    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+    async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         """Subscribe, rebuild views, and return the actors to supervise."""
 
     async def drain(self) -> None:  # noqa: B027 -- optional hook, most services need nothing here

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
     from nats.aio.msg import Msg
+
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,17 @@ Handler = Callable[["Msg"], Awaitable[None]]
 
 class Subscriber:
     def __init__(
-        self, nc: Client, subject: str, handler: Handler, queue: str = "", max_in_flight: int = 2000
+        self,
+        nc: Connection,
+        subject: str,
+        handler: Handler,
+        queue: str = "",
+        max_in_flight: int = 2000,
+        ready: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """`ready`: awaited before subscribing, e.g. until the views the handler reads are complete."""
         self.name = f"sub:{subject}"
+        self._ready = ready
         self._nc = nc
         self._subject = subject
         self._queue = queue
@@ -34,6 +43,8 @@ class Subscriber:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
+        if self._ready is not None:
+            await self._ready()
         sub = await self._nc.subscribe(self._subject, queue=self._queue, cb=self._on_msg)
         try:
             await asyncio.Event().wait()

@@ -34,11 +34,11 @@ from jetsched.core.workers import WorkerRegistry
 from .queues import Board, Claim
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.bus.direct import Connection
     from jetsched.core.workers import Session
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,12 @@ class DispatcherService(Service):
         if self.board.observe(change):
             self.wake.set()
 
-    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
-        feed = RecordFeed(js, self.observe)
+    async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
+        feed = RecordFeed(nc, js, self.observe)
         await feed.start()
 
         records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
-        await KeyFeed(js, subjects.QUEUES_BUCKET, self._queue).start()
+        await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
         )
@@ -109,7 +109,9 @@ class _Dispatch:
 
     name = "dispatch"
 
-    def __init__(self, service: DispatcherService, nc: Client, records: Records, feed: RecordFeed) -> None:
+    def __init__(
+        self, service: DispatcherService, nc: Connection, records: Records, feed: RecordFeed
+    ) -> None:
         self.service = service
         self.nc = nc
         self.records = records

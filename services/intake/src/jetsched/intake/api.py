@@ -33,8 +33,7 @@ from .validate import parse
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from nats.aio.client import Client
-
+    from jetsched.bus.direct import Connection
     from jetsched.bus.records import Records, Store
     from jetsched.core.clock import SystemClock
     from jetsched.core.workers import WorkerRegistry
@@ -70,7 +69,7 @@ def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int, paused: s
 class ControlApi:
     def __init__(
         self,
-        nc: Client,
+        nc: Connection,
         records: Records,
         index: JobIndex,
         registry: WorkerRegistry,

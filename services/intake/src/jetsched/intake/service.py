@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,12 +28,12 @@ from .submit import Submitter
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.bus.direct import Connection
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class IntakeService(Service):
             self._unregister()
             self._unregister = None
 
-    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+    async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         keys = Store(nc, js, subjects.KEYS_BUCKET)
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
@@ -81,22 +82,31 @@ class IntakeService(Service):
             actors += await self._api_actors(nc, js, records)
         return actors
 
-    async def _api_actors(self, nc: Client, js: JetStreamContext, records: Records) -> list[Actor]:
+    async def _api_actors(self, nc: Connection, js: JetStreamContext, records: Records) -> list[Actor]:
         schedules = SchedulesApi(Store(nc, js, subjects.SCHEDULES_BUCKET), self.clock)
         queues = Store(nc, js, subjects.QUEUES_BUCKET)
         api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues)
-        await KeyFeed(js, subjects.QUEUES_BUCKET, api.observe_queue).start()
-        await RecordFeed(
-            js, lambda change: self.index.observe(change, self.clock.now_ms()), headers_only=True
-        ).start()
+        feeds = [
+            KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue),
+            RecordFeed(
+                nc, js, lambda change: self.index.observe(change, self.clock.now_ms()), headers_only=True
+            ),
+            KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, schedules.observe),
+        ]
+        for feed in feeds:
+            await feed.start()
         self._unregister = metrics.register(api.signals)
-        await KeyFeed(js, subjects.SCHEDULES_BUCKET, schedules.observe).start()
+
+        async def views_complete() -> None:
+            # A replica that has not replayed the feeds yet would answer lists from a partial index:
+            # it joins the API queue group only once they are caught up.
+            await asyncio.gather(*(feed.caught_up.wait() for feed in feeds))
 
         async def on_api(msg: Msg) -> None:
             reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)
             await msg.respond(error_body(reply) if isinstance(reply, ApiError) else orjson.dumps(reply))
 
         return [
-            Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE),
+            Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE, ready=views_complete),
             HeartbeatListener(nc, self.registry, self.clock),
         ]

@@ -34,12 +34,12 @@ from jetsched.core.workers import WorkerRegistry
 from .sweeps import Running, Verdict, stale_holdings, sweep
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.bus.direct import Connection
     from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ReaperService(Service):
         self.registry = WorkerRegistry()
         self.records: Records | None = None
         self.js: JetStreamContext | None = None
-        self.nc: Client | None = None
+        self.nc: Connection | None = None
         self.stale_reports = 0
 
     def observe(self, change: Change) -> None:
@@ -68,11 +68,11 @@ class ReaperService(Service):
         else:
             self.running.pop(change.id, None)
 
-    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+    async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         self.js = js
         self.nc = nc
-        feed = RecordFeed(js, self.observe)
+        feed = RecordFeed(nc, js, self.observe)
         await feed.start()
 
         return [

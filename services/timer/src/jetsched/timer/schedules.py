@@ -21,8 +21,7 @@ from jetsched.core.models import TERMINAL, Control, JobRecord
 from jetsched.core.schedules import ScheduleRecord
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
-
+    from jetsched.bus.direct import Connection
     from jetsched.core.clock import SystemClock
 
     from .ownership import OwnedTimers
@@ -37,7 +36,7 @@ CAS_TRIES = 10
 
 class ScheduleFirer:
     def __init__(
-        self, nc: Client, records: Records, store: Store, timers: OwnedTimers, clock: SystemClock
+        self, nc: Connection, records: Records, store: Store, timers: OwnedTimers, clock: SystemClock
     ) -> None:
         self.nc = nc
         self.records = records

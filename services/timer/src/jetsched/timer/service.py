@@ -35,11 +35,11 @@ from .schedules import ScheduleFirer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.client import Client
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
+    from jetsched.bus.direct import Connection
     from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,13 @@ class TimerService(Service):
         elif self.pending.pop(change.id, None) is not None:
             self.timers.drop(change.id)
 
-    async def setup(self, nc: Client, js: JetStreamContext) -> list[Actor]:
+    async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
-        await RecordFeed(js, self.observe).start()
-        await KeyFeed(js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
+        await RecordFeed(nc, js, self.observe).start()
+        await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
         leases = ShardLeaser(
             nc, js, self.name, self.instance, self.shards, self.clock, self.timers.own, self.lease_ttl_ms
         )

@@ -1,0 +1,125 @@
+"""A lean path for the hot subjects: handlers called straight from nats-py's protocol parser.
+
+nats-py delivers a message by building a `Msg`, parsing its headers with a general parser, queueing it
+and waking the subscription's task, which then awaits the callback: about 15 µs of CPU per message, the
+largest single cost per job (docs/performance.md). A direct subscription's handler is a plain function
+called with the raw subject, reply, payload and header block as the parser hands them over. It must not
+block; whatever has to await schedules itself. Replies to `request()` are matched to their futures the
+same way, over one wildcard inbox.
+
+This overrides one private method of nats-py's client (`_process_msg`, pinned by the version range in
+`pyproject.toml` and exercised by every integration test); every other subscription takes nats-py's own
+path unchanged, and nats-py still owns the connection, reconnects and re-subscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription
+
+log = logging.getLogger(__name__)
+
+#: (subject, reply, payload, raw header block or b"")
+DirectHandler: TypeAlias = Callable[[bytes, bytes, bytes, bytes], None]
+
+_NO_RESPONDERS = b"NATS/1.0 503"
+
+
+class Connection(Client):
+    """nats-py's client plus direct subscriptions, lean requests and reconnect listeners."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, DirectHandler] = {}
+        self._waiting: dict[bytes, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self._reply_prefix = ""
+        self._token = 0
+        self._on_reconnect: list[Callable[[], None]] = []
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        try:
+            handler(subject, reply, data, headers or b"")
+        except Exception:
+            log.exception("direct handler failed", extra={"subject": subject.decode(errors="replace")})
+
+    async def subscribe_direct(self, subject: str, handler: DirectHandler, queue: str = "") -> Subscription:
+        # The handler is in place before the SUB goes out: nats-py numbers subscriptions in sequence.
+        sid = self._sid + 1
+        self._direct[sid] = handler
+        try:
+            sub = await self.subscribe(subject, queue=queue)
+        except BaseException:
+            self._direct.pop(sid, None)
+            raise
+        assert sub._id == sid, "nats-py changed how it numbers subscriptions"
+        return sub
+
+    async def unsubscribe_direct(self, sub: Subscription) -> None:
+        self._direct.pop(sub._id, None)
+        await sub.unsubscribe()
+
+    def forget_direct(self, sub: Subscription) -> None:
+        """Stop handing `sub`'s messages to its handler at once; `unsubscribe_direct` may follow later."""
+        self._direct.pop(sub._id, None)
+
+    async def request_raw(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
+    ) -> tuple[bytes, bytes]:
+        """One request: the reply's (payload, raw header block). `NoRespondersError`, `TimeoutError`."""
+        if not self._reply_prefix:
+            prefix = f"{self._inbox_prefix.decode()}.{self._nuid.next().decode()}."
+            await self.subscribe_direct(prefix + "*", self._on_reply)
+            self._reply_prefix = prefix
+        self._token += 1
+        token = str(self._token)
+        future: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        key = token.encode()
+        self._waiting[key] = future
+        try:
+            await self.publish(subject, payload, reply=self._reply_prefix + token, headers=headers)
+            async with asyncio.timeout(timeout):
+                data, header_block = await future
+        finally:
+            self._waiting.pop(key, None)
+        if header_block.startswith(_NO_RESPONDERS):
+            raise NoRespondersError
+        return data, header_block
+
+    def _on_reply(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        future = self._waiting.get(subject[subject.rfind(b".") + 1 :])
+        if future is not None and not future.done():
+            future.set_result((data, headers))
+
+    def add_reconnect_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every reconnect; returns a function that removes it."""
+        self._on_reconnect.append(listener)
+        return lambda: self._on_reconnect.remove(listener)
+
+    def reconnected(self) -> None:
+        for listener in list(self._on_reconnect):
+            listener()
+
+
+def parse_headers(block: bytes) -> dict[str, str] | None:
+    """`NATS/1.0[ status]\\r\\nName: value\\r\\n...` as a dict (last value wins); None if there are none."""
+    if not block:
+        return None
+    lines = block.split(b"\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.decode()] = value.strip().decode()
+    return headers
