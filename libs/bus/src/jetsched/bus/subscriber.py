@@ -1,20 +1,23 @@
 """An actor that serves one NATS subject: each message handled in its own task, bounded in number.
 
-nats-py runs a subscription's callback for one message at a time; a handler that awaits a JetStream round
-trip would serialise the whole subject. Spawning a task per message keeps many round trips in flight while
-the semaphore bounds memory. On stop the subscription is drained first, then in-flight handlers finish.
+Messages arrive over a direct subscription (`direct.py`) and each gets its own task at once, so a handler
+that awaits a JetStream round trip does not hold up the rest; past `max_in_flight` they wait in a backlog.
+On stop the subscription goes first, then in-flight handlers finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
+from nats.aio.msg import Msg
 
+from .direct import parse_headers
+
+if TYPE_CHECKING:
     from .direct import Connection
 
 log = logging.getLogger(__name__)
@@ -39,30 +42,41 @@ class Subscriber:
         self._subject = subject
         self._queue = queue
         self._handler = handler
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._backlog: deque[Msg] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         if self._ready is not None:
             await self._ready()
-        sub = await self._nc.subscribe(self._subject, queue=self._queue, cb=self._on_msg)
+        sub = await self._nc.subscribe_direct(self._subject, self._on_raw, queue=self._queue)
         try:
             await asyncio.Event().wait()
         finally:
-            await sub.unsubscribe()
+            await self._nc.unsubscribe_direct(sub)
+            self._backlog.clear()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
 
-    async def _on_msg(self, msg: Msg) -> None:
-        await self._slots.acquire()
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        msg = Msg(self._nc, subject.decode(), reply.decode(), data, parse_headers(headers))
+        if len(self._tasks) >= self._max_in_flight:
+            self._backlog.append(msg)
+        else:
+            self._start(msg)
+
+    def _start(self, msg: Msg) -> None:
         task = asyncio.create_task(self._handle(msg))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._backlog:
+            self._start(self._backlog.popleft())
 
     async def _handle(self, msg: Msg) -> None:
         try:
             await self._handler(msg)
         except Exception:
             log.exception("handler failed", extra={"subject": msg.subject})
-        finally:
-            self._slots.release()

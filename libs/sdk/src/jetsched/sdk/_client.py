@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
-    from nats.aio.client import Client as Nats
+    from jetsched.bus.direct import Connection
 
 
 class Client:
@@ -30,16 +30,12 @@ class Client:
     Args:
         nats_url: comma-separated NATS URLs.
         timeout: seconds to wait for each reply.
-        nc: an existing NATS connection to use instead (not closed by `close()`).
     """
 
-    def __init__(
-        self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: Nats | None = None
-    ) -> None:
+    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
-        self._nc = nc
-        self._owned = nc is None
+        self._nc: Connection | None = None
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -57,7 +53,7 @@ class Client:
                 self._nc = await connect(self.nats_url, "jetsched-client")
 
     async def close(self) -> None:
-        if self._nc is not None and self._owned:
+        if self._nc is not None:
             await self._nc.drain()
             self._nc = None
 
@@ -68,14 +64,14 @@ class Client:
         deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
             try:
-                reply = await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
+                reply, _ = await self._nc.request_raw(subject, payload, self.timeout, headers)
                 break
             except NoRespondersError:
                 # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.05)
-        data = orjson.loads(reply.data)
+        data = orjson.loads(reply)
         if isinstance(data, dict) and "error" in data:
             error = data["error"]
             raise JetschedApiError(error.get("code", "unknown"), error.get("message", ""), error.get("field"))

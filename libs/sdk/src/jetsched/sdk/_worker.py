@@ -33,6 +33,7 @@ from jetsched.bus import tracing
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
 from jetsched.bus.crashpoints import crashpoint
+from jetsched.bus.direct import parse_headers
 from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
@@ -44,8 +45,9 @@ from ._tasks import Handler, Job, Tasks, default_tasks
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from nats.aio.client import Client as Nats
     from nats.aio.msg import Msg
+
+    from jetsched.bus.direct import Connection
 
 log = logging.getLogger("jetsched.worker")
 
@@ -93,7 +95,7 @@ class Worker:
         self._cancelled: set[tuple[str, int]] = set()
         self._stop = asyncio.Event()
         self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jetsched-job")
-        self._nc: Nats | None = None
+        self._nc: Connection | None = None
 
     def stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
@@ -107,7 +109,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
         subscriptions = [
-            await nc.subscribe(subjects.work(capability, self.session), cb=self._on_work)
+            await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
             for capability in self.tasks.handlers
         ]
         subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))
@@ -167,11 +169,11 @@ class Worker:
                 await self._beat()
             await asyncio.sleep(self.heartbeat_ms / 1000)
 
-    async def _on_work(self, msg: Msg) -> None:
+    def _on_work(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         try:
-            work = WorkMessage.model_validate_json(msg.data)
+            work = WorkMessage.model_validate_json(data)
         except ValidationError:
-            log.warning("malformed work message dropped", extra={"subject": msg.subject})
+            log.warning("malformed work message dropped", extra={"subject": subject.decode(errors="replace")})
             return
         key = (work.id, work.attempt)
         if key in self.held:
@@ -179,7 +181,7 @@ class Worker:
         handler = self.tasks.handlers.get(work.capability)
         if handler is None or self.draining or len(self.held) >= self.concurrency:
             handler = None  # hand it back unrun: reported `released`, no attempt used
-        self.held[key] = task = asyncio.create_task(self._execute(work, handler, msg.headers))
+        self.held[key] = task = asyncio.create_task(self._execute(work, handler, parse_headers(headers)))
         task.add_done_callback(lambda _: self.held.pop(key, None))
 
     async def _on_control(self, msg: Msg) -> None:
@@ -289,8 +291,8 @@ class Worker:
         assert nc is not None
         while True:
             try:
-                reply = await nc.request(subject, body, timeout=5.0, headers=headers)
-                ack = orjson.loads(reply.data)
+                reply, _ = await nc.request_raw(subject, body, 5.0, headers)
+                ack = orjson.loads(reply)
                 if "error" in ack:
                     raise NatsError(f"outcome not stored: {ack['error'].get('description')}")
                 return
