@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 DirectHandler: TypeAlias = Callable[[bytes, bytes, bytes, bytes], None]
 
 _NO_RESPONDERS = b"NATS/1.0 503"
+#: How often requests past their timeout are failed.
+SWEEP_S = 0.05
 
 
 class Connection(Client):
@@ -40,6 +42,8 @@ class Connection(Client):
         super().__init__()
         self._direct: dict[int, DirectHandler] = {}
         self._waiting: dict[bytes, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self._deadlines: dict[bytes, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._reply_prefix = ""
         self._token = 0
         self._on_reconnect: list[Callable[[], None]] = []
@@ -82,20 +86,33 @@ class Connection(Client):
             prefix = f"{self._inbox_prefix.decode()}.{self._nuid.next().decode()}."
             await self.subscribe_direct(prefix + "*", self._on_reply)
             self._reply_prefix = prefix
+            self._sweeper = asyncio.create_task(self._expire_requests())
         self._token += 1
         token = str(self._token)
-        future: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, bytes]] = loop.create_future()
         key = token.encode()
         self._waiting[key] = future
+        self._deadlines[key] = loop.time() + timeout
         try:
             await self.publish(subject, payload, reply=self._reply_prefix + token, headers=headers)
-            async with asyncio.timeout(timeout):
-                data, header_block = await future
+            data, header_block = await future
         finally:
-            self._waiting.pop(key, None)
+            del self._waiting[key], self._deadlines[key]
         if header_block.startswith(_NO_RESPONDERS):
             raise NoRespondersError
         return data, header_block
+
+    async def _expire_requests(self) -> None:
+        # One sweep for all requests instead of a timer each: a timeout fires up to a sweep late.
+        loop = asyncio.get_running_loop()
+        while not self.is_closed:
+            await asyncio.sleep(SWEEP_S)
+            now = loop.time()
+            for key in [k for k, deadline in self._deadlines.items() if deadline <= now]:
+                future = self._waiting[key]
+                if not future.done():
+                    future.set_exception(TimeoutError())
 
     def _on_reply(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         future = self._waiting.get(subject[subject.rfind(b".") + 1 :])

@@ -9,7 +9,7 @@ context still passes through unchanged, so a downstream service with tracing on 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 
 tracer = trace.get_tracer("jetsched")
 _CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")
+#: The environment can name a provider too; it is read once, at start-up, like OpenTelemetry does.
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _sdk_installed() -> bool:
+    # While no provider is set, get_tracer_provider() looks the environment up on every call (~3 µs per
+    # span on the hot path); the global it checks first answers the common case for free.
+    if trace._TRACER_PROVIDER is None and not _PROVIDER_FROM_ENV:
+        return False
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def setup(service_name: str) -> None:
@@ -52,21 +62,29 @@ def carrier() -> dict[str, str]:
     return headers
 
 
-@contextmanager
 def span(
     name: str,
     parent: Mapping[str, str] | None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, str | int] | None = None,
-) -> Iterator[dict[str, str]]:
+) -> AbstractContextManager[dict[str, str]]:
     """Run a block in a span that continues the trace in `parent` (headers or a stored carrier).
 
     Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
     """
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        # No SDK installed: spans would be no-ops; pass the context through untouched (hot path).
-        yield {k: parent[k] for k in _CONTEXT_KEYS if k in parent} if parent else {}
-        return
+    if not _sdk_installed():
+        # Spans would be no-ops; pass the context through untouched (hot path).
+        return nullcontext({k: parent[k] for k in _CONTEXT_KEYS if k in parent} if parent else {})
+    return _span(name, parent, kind, attributes)
+
+
+@contextmanager
+def _span(
+    name: str,
+    parent: Mapping[str, str] | None,
+    kind: SpanKind,
+    attributes: Mapping[str, str | int] | None,
+) -> Iterator[dict[str, str]]:
     ctx = propagate.extract(dict(parent) if parent else {})
     token = otel_context.attach(ctx)
     try:

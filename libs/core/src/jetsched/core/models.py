@@ -92,7 +92,7 @@ class JobRequest(Model):
     #: The first attempt must start within this long of the due time, or the job dies as expired.
     expires_in_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
     #: Only workers announcing all these labels (e.g. {"gpu": "a100"}) may run it.
-    labels: Labels = {}
+    labels: Labels = Field(default_factory=dict)
     #: Jobs sharing a key (e.g. "tenant=acme") are limited and scheduled fairly together (see queue settings).
     concurrency_key: str | None = Field(None, min_length=1, max_length=128)
     backoff: Backoff = Backoff()
@@ -163,7 +163,7 @@ class JobRecord(Model):
     #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired.
     expires_at_ms: int | None = None
     #: Labels a worker must announce to run it.
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
     concurrency_key: str | None = None
     key: str | None = None
     lease: Lease | None = None
@@ -242,7 +242,7 @@ class Heartbeat(Model):
     worker: str
     session: str
     capabilities: tuple[CapabilityName, ...]
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(ge=1, le=100_000)
     #: `[job id, attempt]` of every job the session holds, running or about to.
     running: tuple[tuple[str, int], ...] = ()
