@@ -1,4 +1,4 @@
-"""A lean path for the hot subjects: handlers called straight from nats-py's protocol parser.
+"""A lean path for the hot subjects: handlers called straight from the protocol parser.
 
 nats-py delivers a message by building a `Msg`, parsing its headers with a general parser, queueing it
 and waking the subscription's task, which then awaits the callback: about 15 µs of CPU per message, the
@@ -7,9 +7,11 @@ called with the raw subject, reply, payload and header block as the parser hands
 block; whatever has to await schedules itself. Replies to `request()` are matched to their futures the
 same way, over one wildcard inbox.
 
-This overrides one private method of nats-py's client (`_process_msg`, pinned by the version range in
-`pyproject.toml` and exercised by every integration test); every other subscription takes nats-py's own
-path unchanged, and nats-py still owns the connection, reconnects and re-subscribes.
+This overrides two private parts of nats-py's client (`_process_msg`, and the parser `_ps` with one that
+reads `MSG`/`HMSG` frames without regular expressions and hands direct messages over without a
+coroutine), pinned by the version range in `pyproject.toml` and exercised by every integration test. Every
+other subscription and protocol line takes nats-py's own path unchanged, and nats-py still owns the
+connection, reconnects and re-subscribes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
+from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
@@ -47,6 +50,7 @@ class Connection(Client):
         self._reply_prefix = ""
         self._token = 0
         self._on_reconnect: list[Callable[[], None]] = []
+        self._ps = _Parser(self)
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         handler = self._direct.get(sid)
@@ -140,3 +144,41 @@ def parse_headers(block: bytes) -> dict[str, str] | None:
         if sep:
             headers[name.decode()] = value.strip().decode()
     return headers
+
+
+class _Parser(Parser):
+    """nats-py's parser with a fast path for whole `MSG`/`HMSG` frames at the front of the buffer."""
+
+    nc: Connection
+
+    async def parse(self, data: bytes = b"") -> None:
+        buf = self.buf
+        buf.extend(data)
+        direct = self.nc._direct
+        while self.state == AWAITING_CONTROL_LINE and (buf.startswith((b"MSG ", b"HMSG "))):
+            end = buf.find(b"\r\n")
+            if end < 0:
+                return  # the rest of the line is still on its way
+            parts = bytes(buf[:end]).split()
+            if parts[0] == b"MSG":  # MSG <subject> <sid> [reply] <size>
+                header_size, reply = 0, parts[3] if len(parts) == 5 else b""
+            else:  # HMSG <subject> <sid> [reply] <header size> <total size>
+                header_size, reply = int(parts[-2]), parts[3] if len(parts) == 6 else b""
+            start = end + 2
+            stop = start + int(parts[-1])
+            if len(buf) < stop + 2:
+                return  # the payload is still on its way; the line is read again then
+            headers = bytes(buf[start : start + header_size]) if header_size else b""
+            payload = bytes(buf[start + header_size : stop])
+            del buf[: stop + 2]
+            sid = int(parts[2])
+            handler = direct.get(sid)
+            if handler is None:
+                await self.nc._process_msg(sid, parts[1], reply, payload, headers)
+                continue
+            try:
+                handler(parts[1], reply, payload, headers)
+            except Exception:
+                log.exception("direct handler failed", extra={"subject": parts[1].decode(errors="replace")})
+        if buf:
+            await super().parse()
