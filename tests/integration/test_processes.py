@@ -122,3 +122,40 @@ async def test_nats_outage_does_not_rescue_healthy_jobs(
     record = await proc_client.wait(reply.id, timeout=30)
     assert (record["state"], record["attempt"], record["errors"]) == ("succeeded", 1, [])
     assert len(fleet.started(reply.id)) == 1
+
+
+async def test_views_recover_at_once_after_a_nats_restart(
+    nats_server: NatsServer, fleet: Fleet, proc_client: Client
+) -> None:
+    """After nats-server restarts, every service's feed is back within seconds, not after heartbeat timeouts.
+
+    A delayed job needs the timer's feed and then the dispatcher's; a schedule needs the timer's schedules
+    feed to re-arm after each fire.
+    """
+    fleet.worker("--concurrency", "4")
+    await proc_client.create_schedule("beat", "probe.sleep", None, every=1.0)
+    await proc_client.wait((await proc_client.submit("probe.sleep", 0.0)).id, timeout=20)
+    nats_server.kill()
+    nats_server.start()
+    restarted = time.monotonic()
+    # A request written while the loop was blocked in start() went into the dead connection: poll briefly.
+    async with Client(fleet.url, timeout=0.5) as probe:
+        await eventually(lambda: _answers(probe), timeout=5, what="intake answering")
+    reply = await proc_client.submit("probe.sleep", 0.0, delay=0.5)
+    record = await proc_client.wait(reply.id, timeout=30)
+    assert record["state"] == "succeeded"
+    assert time.monotonic() - restarted < 8.0
+
+    async def fired_since() -> bool:
+        schedule = (await proc_client.schedule("beat"))["schedule"]
+        return (schedule["last_fire_ms"] or 0) > time.time() * 1000 - 1500
+
+    await eventually(fired_since, timeout=8, what="the schedule firing on time again")
+
+
+async def _answers(client: Client) -> bool:
+    try:
+        await client.stats()
+    except TimeoutError:
+        return False
+    return True

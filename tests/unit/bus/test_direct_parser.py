@@ -1,0 +1,70 @@
+"""The direct path's protocol parser: whole frames, split anywhere, reach the right handler in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jetsched.bus.direct import _Parser, parse_headers
+
+
+class FakeConnection:
+    """What the parser touches on the client: direct handlers, nats-py's slow path, PING handling."""
+
+    def __init__(self) -> None:
+        self.direct_seen: list[tuple[bytes, bytes, bytes, bytes]] = []
+        self.slow_seen: list[tuple[int, bytes, bytes, bytes, Any]] = []
+        self.pings = 0
+        self._direct = {1: lambda *message: self.direct_seen.append(message)}
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+        self.slow_seen.append((sid, subject, reply, data, headers or b""))
+
+    async def _process_ping(self) -> None:
+        self.pings += 1
+
+
+HEADERS = b"NATS/1.0\r\nJetsched-State: ready\r\n\r\n"
+FRAMES = [
+    b"MSG a.b 1 5\r\nhello\r\n",
+    b"MSG a.b 1 _INBOX.x.1 0\r\n\r\n",
+    b"HMSG $KV.jobs.J1 1 $JS.ACK.s.c.1.2.3.4.0 %d %d\r\n%sbody\r\n"
+    % (len(HEADERS), len(HEADERS) + 4, HEADERS),
+    b"PING\r\n",
+    b"HMSG _INBOX.y.2 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+    b"MSG other 2 3\r\nxyz\r\n",
+]
+DIRECT = [
+    (b"a.b", b"", b"hello", b""),
+    (b"a.b", b"_INBOX.x.1", b"", b""),
+    (b"$KV.jobs.J1", b"$JS.ACK.s.c.1.2.3.4.0", b"body", HEADERS),
+]
+SLOW = [
+    (2, b"_INBOX.y.2", b"", b"", b"NATS/1.0 503\r\n\r\n"),
+    (2, b"other", b"", b"xyz", b""),
+]
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=sum(map(len, FRAMES))), max_size=12))
+async def test_frames_split_anywhere_arrive_whole_and_in_order(cuts: list[int]) -> None:
+    stream = b"".join(FRAMES)
+    nc = FakeConnection()
+    parser = _Parser(nc)  # type: ignore[arg-type]
+    bounds = [0, *sorted(cuts), len(stream)]
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        await parser.parse(stream[start:stop])
+    assert nc.direct_seen == DIRECT
+    assert [(sid, subject, data, headers) for sid, subject, _, data, headers in nc.slow_seen] == [
+        (sid, subject, data, headers) for sid, subject, _, data, headers in SLOW
+    ]
+    assert nc.pings == 1
+
+
+def test_parse_headers() -> None:
+    assert parse_headers(b"") is None
+    assert parse_headers(HEADERS) == {"Jetsched-State": "ready"}
+    assert parse_headers(b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 7\r\n\r\n") == {
+        "Nats-Last-Consumer": "7"
+    }
