@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given
@@ -53,7 +54,7 @@ async def test_frames_split_anywhere_arrive_whole_and_in_order(cuts: list[int]) 
     nc = FakeConnection()
     parser = _Parser(nc)  # type: ignore[arg-type]
     bounds = [0, *sorted(cuts), len(stream)]
-    for start, stop in zip(bounds, bounds[1:], strict=False):
+    for start, stop in itertools.pairwise(bounds):
         await parser.parse(stream[start:stop])
     assert nc.direct_seen == DIRECT
     assert [(sid, subject, data, headers) for sid, subject, _, data, headers in nc.slow_seen] == [
