@@ -75,8 +75,6 @@ class NatsServer:
             args = ["-a", self.host, "-p", str(self.port or -1), "-js", "-sd", str(self.store_dir)]
             if self.monitor_port is not None:
                 args += ["-m", str(self.monitor_port)]
-            if self.monitor_port is not None:
-                args += ["-m", str(self.monitor_port)]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(
             [binary(), *args, "-l", str(self.log_path)], stdin=subprocess.DEVNULL, start_new_session=True
