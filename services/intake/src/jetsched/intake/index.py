@@ -2,12 +2,16 @@
 
 Pure: `observe()` takes what the feed saw, `page()` answers a list query with ids in id (= submission)
 order after a cursor. The records themselves are read from the bucket for the page only.
+
+The oldest ready job per capability (a scaling signal, read by every `stats` call) comes from a heap per
+capability with lazy deletion: entries that stopped being ready are dropped when they reach the top, and
+the heap is rebuilt when stale entries outnumber live ones — so a stats call does not scan a backlog.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import Counter
+import heapq
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,8 @@ class JobIndex:
         self.entries: dict[str, Entry] = {}
         self.by_state: dict[JobState, set[str]] = {state: set() for state in JobState}
         self.counts: Counter[tuple[str, JobState]] = Counter()
+        #: Per capability: (since_ms, job id, revision) for each time a job was seen ready; some stale.
+        self._ready: defaultdict[str, list[tuple[int, str, int]]] = defaultdict(list)
 
     def observe(self, change: Change, now_ms: int = 0) -> None:
         job_id = change.id
@@ -46,14 +52,25 @@ class JobIndex:
         self.entries[job_id] = Entry(change.state, change.capability, change.revision, now_ms)
         self.by_state[change.state].add(job_id)
         self.counts[change.capability, change.state] += 1
+        if change.state is JobState.READY:
+            heap = self._ready[change.capability]
+            heapq.heappush(heap, (now_ms, job_id, change.revision))
+            if len(heap) > 2 * self.counts[change.capability, JobState.READY] + 64:
+                heap[:] = [item for item in heap if self._still_ready(item)]
+                heapq.heapify(heap)
+
+    def _still_ready(self, item: tuple[int, str, int]) -> bool:
+        entry = self.entries.get(item[1])
+        return entry is not None and entry.state is JobState.READY and entry.revision == item[2]
 
     def oldest_ready_ms(self) -> dict[str, int]:
         """Per capability, since when its oldest ready job has been waiting (the index's own clock)."""
         oldest: dict[str, int] = {}
-        for job_id in self.by_state[JobState.READY]:
-            entry = self.entries[job_id]
-            if entry.since_ms < oldest.get(entry.capability, entry.since_ms + 1):
-                oldest[entry.capability] = entry.since_ms
+        for capability, heap in self._ready.items():
+            while heap and not self._still_ready(heap[0]):
+                heapq.heappop(heap)
+            if heap:
+                oldest[capability] = heap[0][0]
         return oldest
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -69,12 +86,14 @@ class JobIndex:
     ) -> tuple[list[str], str | None]:
         """Up to `limit` ids matching the filters, after `after`; and the cursor for the next page."""
         pool = self.by_state[state] if state is not None else self.entries.keys()
-        ids = sorted(pool)
-        start = bisect_right(ids, after) if after else 0
-        found: list[str] = []
-        for job_id in ids[start:]:
-            if capability is None or self.entries[job_id].capability == capability:
-                found.append(job_id)
-                if len(found) == limit:
-                    return found, job_id
+        matching = (
+            job_id
+            for job_id in pool
+            if (after is None or job_id > after)
+            and (capability is None or self.entries[job_id].capability == capability)
+        )
+        # One pass keeping the smallest limit + 1, not a sort of everything per page.
+        found = heapq.nsmallest(limit + 1, matching)
+        if len(found) > limit:
+            return found[:limit], found[limit - 1]
         return found, None
