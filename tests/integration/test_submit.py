@@ -112,3 +112,43 @@ async def test_sdk_raises_structured_error(stack: Stack, client: Client) -> None
     with pytest.raises(JetschedApiError) as info:
         await client.submit("a", priority=12)
     assert (info.value.code, info.value.field) == ("invalid_field", "priority")
+
+
+async def test_batch_submit_stores_each_valid_job(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """A batch stores every valid item as its own job; a bad item gets its own error, the rest are stored."""
+    replies = await client.submit_many("a", [{"n": n} for n in range(5)], priority=7)
+    assert all(not isinstance(r, JetschedApiError) and r.state == "ready" for r in replies)
+    ids = [r.id for r in replies if not isinstance(r, JetschedApiError)]
+    assert len(set(ids)) == 5
+    jobs = [(await client.get(job_id))["job"] for job_id in ids]
+    assert [(j["payload"], j["priority"]) for j in jobs] == [({"n": n}, 7) for n in range(5)]
+
+    body = orjson.dumps({"jobs": [{"payload": 1}, {"priority": 99}, {"payload": 3, "delay_ms": 60000}]})
+    reply = await bare_request(nats_server.url, "jetsched.batch.b", body)
+    first, bad, delayed = reply["jobs"]  # type: ignore[misc]
+    assert (first["state"], delayed["state"]) == ("ready", "scheduled")
+    assert bad == {
+        "error": {"code": "invalid_field", "message": bad["error"]["message"], "field": "jobs.1.priority"}
+    }
+    assert len((await client.list(capability="b"))["jobs"]) == 2
+
+
+async def test_batch_keys_deduplicate_within_and_across_batches(stack: Stack, client: Client) -> None:
+    """Keys work per item, as for single submits: a repeat (in the batch or later) names the first job."""
+    first = await client.submit_many("a", [1, 2, 3], keys=["k1", "k2", "k1"])
+    again = await client.submit_many("a", [4], keys=["k2"])
+    replies = [r for r in first + again if not isinstance(r, JetschedApiError)]
+    assert len(replies) == 4
+    assert replies[2].id == replies[0].id
+    assert replies[3].id == replies[1].id
+    assert sum(not r.duplicate for r in replies) == 2
+    assert len((await client.list(capability="a"))["jobs"]) == 2
+
+
+async def test_bad_batch_is_refused_whole(stack: Stack, client: Client) -> None:
+    with pytest.raises(JetschedApiError) as info:
+        await client.request(subjects.batch("a"), {"jobs": []})
+    assert (info.value.code, info.value.field) == ("invalid_field", "jobs")
+    assert (await client.list())["jobs"] == []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from jetsched.core.errors import ApiError, ErrorCode
 from jetsched.core.models import JobRequest
-from jetsched.intake.validate import parse_submit
+from jetsched.intake.validate import parse_batch, parse_submit
 
 LIMIT = 1024
 
@@ -72,3 +73,36 @@ def test_deeply_nested_payload_does_not_crash() -> None:
     body = b'{"payload": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     result = parse_submit("email", body, 100_000)
     assert isinstance(result, ApiError | JobRequest)
+
+
+@pytest.mark.parametrize(
+    ("capability", "body", "code", "field"),
+    [
+        ("bad capability", b'{"jobs": [{}]}', ErrorCode.INVALID_CAPABILITY, "capability"),
+        ("a", b"[{}]", ErrorCode.INVALID_JSON, None),
+        ("a", b'{"jobs": []}', ErrorCode.INVALID_FIELD, "jobs"),
+        ("a", b'{"jobs": {}}', ErrorCode.INVALID_FIELD, "jobs"),
+        ("a", b'{"jobs": [{}], "priority": 1}', ErrorCode.INVALID_FIELD, "priority"),
+        ("a", orjson.dumps({"jobs": [{}] * 1001}), ErrorCode.INVALID_FIELD, "jobs"),
+    ],
+)
+def test_bad_batches_are_refused_whole(
+    capability: str, body: bytes, code: ErrorCode, field: str | None
+) -> None:
+    result = parse_batch(capability, body, LIMIT)
+    assert isinstance(result, ApiError), result
+    assert (result.code, result.field) == (code, field)
+
+
+def test_batch_items_are_checked_one_by_one() -> None:
+    """Each item is validated as a submit of its own, size limit included; its error names the item."""
+    body = orjson.dumps({"jobs": [{"priority": 9}, {"priority": 11}, "text", {"payload": "x" * LIMIT}, {}]})
+    items = parse_batch("a", body, LIMIT)
+    assert isinstance(items, list)
+    assert [item.priority for item in items if isinstance(item, JobRequest)] == [9, 5]
+    errors = [(item.code, item.field) for item in items if isinstance(item, ApiError)]
+    assert errors == [
+        (ErrorCode.INVALID_FIELD, "jobs.1.priority"),
+        (ErrorCode.INVALID_JSON, "jobs.2"),
+        (ErrorCode.PAYLOAD_TOO_LARGE, "jobs.3"),
+    ]

@@ -258,6 +258,16 @@ class Control(Model):
     attempt: int = 0
 
 
+#: Jobs one batch submit may carry (the message itself is bounded by NATS's max_payload, 1 MiB by default).
+MAX_BATCH_JOBS = 1000
+
+
+class BatchRequest(Model):
+    """`jetsched.batch.<capability>`: many submits in one message; each item is a submit body."""
+
+    jobs: list[JSON] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
 class SubmitReply(Model):
     id: str
     state: JobState

@@ -41,6 +41,14 @@ def submit(capability: Capability) -> str:
 SUBMIT_ALL = f"{PREFIX}.submit.>"
 
 
+def batch(capability: Capability) -> str:
+    """Request subject a client submits many jobs of one capability to, in one message."""
+    return f"{PREFIX}.batch.{capability}"
+
+
+BATCH_ALL = f"{PREFIX}.batch.>"
+
+
 def api(name: str) -> str:
     """Control API request subject, e.g. `api("jobs.get")`."""
     return f"{PREFIX}.api.{name}"

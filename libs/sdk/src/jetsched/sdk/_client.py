@@ -18,6 +18,7 @@ from jetsched.core.models import TERMINAL, JobState, SubmitReply
 from ._errors import JetschedApiError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -73,8 +74,7 @@ class Client:
                 await asyncio.sleep(0.05)
         data = orjson.loads(reply)
         if isinstance(data, dict) and "error" in data:
-            error = data["error"]
-            raise JetschedApiError(error.get("code", "unknown"), error.get("message", ""), error.get("field"))
+            raise JetschedApiError.from_body(data["error"])
         return data
 
     async def submit(
@@ -110,27 +110,71 @@ class Client:
             concurrency_key: jobs sharing it (e.g. "tenant=acme") are limited and take turns together.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
         """
-        body: dict[str, Any] = {"payload": payload}
-        options = {
-            "priority": priority,
-            "delay_ms": None if delay is None else round(delay * 1000),
-            "run_at": None if run_at is None else run_at.isoformat(),
-            "key": key,
-            "max_attempts": max_attempts,
-            "timeout_s": timeout,
-            "heartbeat_timeout_s": heartbeat_timeout,
-            "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
-            "labels": labels or None,
-            "concurrency_key": concurrency_key,
-            "backoff": backoff,
-        }
-        body.update({k: v for k, v in options.items() if v is not None})
+        body = _submit_body(
+            payload,
+            priority=priority,
+            delay_ms=None if delay is None else round(delay * 1000),
+            run_at=None if run_at is None else run_at.isoformat(),
+            key=key,
+            max_attempts=max_attempts,
+            timeout_s=timeout,
+            heartbeat_timeout_s=heartbeat_timeout,
+            expires_in_ms=None if expires_in is None else round(expires_in * 1000),
+            labels=labels or None,
+            concurrency_key=concurrency_key,
+            backoff=backoff,
+        )
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
         with tracing.span(
             f"jetsched submit {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes
         ) as hdrs:
             data = await self.request(subjects.submit(capability), body, hdrs or None)
         return SubmitReply.model_validate(data)
+
+    async def submit_many(
+        self,
+        capability: str,
+        payloads: Sequence[Any],
+        *,
+        keys: Sequence[str] | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        labels: dict[str, str] | None = None,
+        concurrency_key: str | None = None,
+        backoff: dict[str, Any] | None = None,
+    ) -> list[SubmitReply | JetschedApiError]:
+        """Submit up to 1,000 jobs of one capability in one request; returns once all are stored.
+
+        Each payload becomes one job with the options given (as for `submit`); `keys`, if given, holds an
+        idempotency key per payload. Returns, in order, each job's reply or the error that job alone got
+        (the others are stored regardless); resubmitting failed items with their keys is safe.
+        """
+        if keys is not None and len(keys) != len(payloads):
+            raise ValueError(f"{len(keys)} keys for {len(payloads)} payloads")
+        common = {
+            "priority": priority,
+            "delay_ms": None if delay is None else round(delay * 1000),
+            "max_attempts": max_attempts,
+            "timeout_s": timeout,
+            "labels": labels or None,
+            "concurrency_key": concurrency_key,
+            "backoff": backoff,
+        }
+        jobs = [
+            _submit_body(payload, key=None if keys is None else keys[n], **common)
+            for n, payload in enumerate(payloads)
+        ]
+        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        with tracing.span(
+            f"jetsched submit batch {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes
+        ) as hdrs:
+            data = await self.request(subjects.batch(capability), {"jobs": jobs}, hdrs or None)
+        return [
+            JetschedApiError.from_body(item["error"]) if "error" in item else SubmitReply.model_validate(item)
+            for item in data["jobs"]
+        ]
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """`{"job": record, "last_error": ..., "waiting": reason or None}`."""
@@ -292,3 +336,8 @@ def schedule_spec(
         "paused": paused,
     }
     return {k: v for k, v in spec.items() if v is not None}
+
+
+def _submit_body(payload: Any, **options: Any) -> dict[str, Any]:
+    """A submit body: the payload and the options that are set (the rest take intake's defaults)."""
+    return {"payload": payload, **{k: v for k, v in options.items() if v is not None}}

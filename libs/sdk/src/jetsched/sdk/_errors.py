@@ -8,6 +8,8 @@ Exception
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Retry(Exception):
     """Run the job again after `delay` seconds (uses up an attempt)."""
@@ -29,3 +31,8 @@ class JetschedApiError(Exception):
         self.code = code
         self.message = message
         self.field = field
+
+    @classmethod
+    def from_body(cls, error: dict[str, Any]) -> JetschedApiError:
+        """From a reply's `{"code", "message", "field"}`."""
+        return cls(error.get("code", "unknown"), error.get("message", ""), error.get("field"))

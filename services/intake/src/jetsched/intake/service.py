@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SUBMIT_PREFIX = len(subjects.submit(""))
+_BATCH_PREFIX = len(subjects.batch(""))
 _API_PREFIX = len(subjects.api(""))
 
 
@@ -77,7 +78,21 @@ class IntakeService(Service):
             else:
                 await msg.respond(reply.model_dump_json().encode())
 
-        actors: list[Actor] = [Subscriber(nc, subjects.SUBMIT_ALL, on_submit, queue=subjects.INTAKE_QUEUE)]
+        async def on_batch(msg: Msg) -> None:
+            replies = await submitter.submit_many(msg.subject[_BATCH_PREFIX:], msg.data, msg.headers)
+            if isinstance(replies, ApiError):
+                await msg.respond(error_body(replies))
+                return
+            jobs = [
+                {"error": r.model_dump(mode="json")} if isinstance(r, ApiError) else r.model_dump(mode="json")
+                for r in replies
+            ]
+            await msg.respond(orjson.dumps({"jobs": jobs}))
+
+        actors: list[Actor] = [
+            Subscriber(nc, subjects.SUBMIT_ALL, on_submit, queue=subjects.INTAKE_QUEUE),
+            Subscriber(nc, subjects.BATCH_ALL, on_batch, queue=subjects.INTAKE_QUEUE),
+        ]
         if self.config.serve_api:
             actors += await self._api_actors(nc, js, records)
         return actors

@@ -8,6 +8,7 @@ client's retry finds the entry, finds no record, and creates the job under that 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import TYPE_CHECKING
@@ -17,11 +18,11 @@ from opentelemetry.trace import SpanKind
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import states
-from jetsched.core.errors import ApiError, Conflict, NotFound
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRequest, SubmitReply
 
-from .validate import parse_submit
+from .validate import parse_batch, parse_submit
 
 if TYPE_CHECKING:
     from jetsched.bus.records import Records, Store
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 def key_id(capability: str, key: str) -> str:
     """The idempotency entry's KV key: keys are scoped per capability and hashed into the key alphabet."""
     return f"{capability}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
+def _reply_or_error(outcome: SubmitReply | BaseException) -> SubmitReply | ApiError:
+    if isinstance(outcome, SubmitReply):
+        return outcome
+    if not isinstance(outcome, Exception):
+        raise outcome  # cancellation, exit: not a per-item failure
+    # Not stored (or not known to be): the client may resubmit that item, with its key.
+    log.warning("batch item not stored", extra={"error": repr(outcome)})
+    return ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {outcome!r}")
 
 
 class Submitter:
@@ -51,6 +62,49 @@ class Submitter:
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
             return await self._store(capability, request, carrier or None)
+
+    async def submit_many(
+        self, capability: str, data: bytes, headers: dict[str, str] | None
+    ) -> list[SubmitReply | ApiError] | ApiError:
+        """A batch: each valid item stored as its own submit (concurrently); the replies in item order."""
+        items = parse_batch(capability, data, self.max_request_bytes)
+        if isinstance(items, ApiError):
+            return items
+        attributes: dict[str, str | int] = {
+            "messaging.system": "nats",
+            "jetsched.capability": capability,
+            "jetsched.jobs": len(items),
+        }
+        # A key repeated within the batch is stored once, by its first item; the repeats name that job.
+        first: dict[str, int] = {}
+        for n, item in enumerate(items):
+            if isinstance(item, JobRequest) and item.key is not None:
+                first.setdefault(item.key, n)
+        todo = {
+            n: item
+            for n, item in enumerate(items)
+            if isinstance(item, JobRequest) and (item.key is None or first[item.key] == n)
+        }
+        with tracing.span("jetsched submit batch", headers, SpanKind.CONSUMER, attributes) as carrier:
+            results = await asyncio.gather(
+                *(self._store(capability, item, carrier or None) for item in todo.values()),
+                return_exceptions=True,
+            )
+        done = dict(zip(todo, map(_reply_or_error, results), strict=True))
+        replies: list[SubmitReply | ApiError] = []
+        for n, item in enumerate(items):
+            if isinstance(item, ApiError):
+                replies.append(item)
+            elif n in done:
+                replies.append(done[n])
+            else:
+                original = done[first[item.key or ""]]
+                replies.append(
+                    original.model_copy(update={"duplicate": True})
+                    if isinstance(original, SubmitReply)
+                    else original
+                )
+        return replies
 
     async def _store(self, capability: str, request: JobRequest, trace: dict[str, str] | None) -> SubmitReply:
         now = self.clock.now_ms()

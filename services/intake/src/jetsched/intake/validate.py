@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from jetsched.core.errors import ApiError, ErrorCode
-from jetsched.core.models import JobRequest, check_capability
+from jetsched.core.models import BatchRequest, JobRequest, check_capability
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,10 +46,34 @@ def from_validation(exc: ValidationError) -> ApiError:
     return ApiError(code=ErrorCode.INVALID_FIELD, message=first["msg"], field=field)
 
 
-def parse_submit(capability: str, data: bytes, max_bytes: int) -> JobRequest | ApiError:
-    """Validate a submit: the capability (from the subject) and the body."""
+def capability_error(capability: str) -> ApiError | None:
+    """The error for a capability name (taken from the subject) that is not valid, if it is not."""
     try:
         check_capability(capability)
     except ValueError as exc:
         return ApiError(code=ErrorCode.INVALID_CAPABILITY, message=str(exc), field="capability")
-    return parse(JobRequest, data, max_bytes)
+    return None
+
+
+def parse_submit(capability: str, data: bytes, max_bytes: int) -> JobRequest | ApiError:
+    """Validate a submit: the capability (from the subject) and the body."""
+    return capability_error(capability) or parse(JobRequest, data, max_bytes)
+
+
+def parse_batch(capability: str, data: bytes, max_job_bytes: int) -> list[JobRequest | ApiError] | ApiError:
+    """Validate a batch: one error for the whole message, or each item validated as a submit of its own.
+
+    An item is checked exactly as a single submit body would be (its own size limit included), and its
+    error names the item: `jobs.3.priority`.
+    """
+    request = capability_error(capability) or parse(BatchRequest, data, len(data))
+    if isinstance(request, ApiError):
+        return request
+    items: list[JobRequest | ApiError] = []
+    for n, item in enumerate(request.jobs):
+        parsed = parse(JobRequest, orjson.dumps(item), max_job_bytes)
+        if isinstance(parsed, ApiError):
+            field = f"jobs.{n}" if parsed.field is None else f"jobs.{n}.{parsed.field}"
+            parsed = parsed.model_copy(update={"field": field})
+        items.append(parsed)
+    return items
