@@ -102,6 +102,34 @@ def test_least_loaded_relative_to_capacity() -> None:
     assert counts == {"small": 2, "big": 16}
 
 
+def test_published_outcome_frees_the_slot_before_the_record_moves_on() -> None:
+    """The worker's outcome report frees its slot at once; caps keep counting the job until it is final."""
+    first, second, third = job(), job(), job()
+    board = board_with(first, second, third)
+    board.limits.settings["a"] = QueueSettings(max_running=2)
+    reg = registry(("s1", 1, ("a",)))
+    (claim,) = board.plan(reg, limit=10, now_ms=NOW)
+    board.settle(claim, 10)
+    assert not board.finish(claim.record.id, "s2")  # someone else's report for it frees nothing
+    assert board.finish(claim.record.id, "s1")
+    (claim2,) = board.plan(reg, limit=10, now_ms=NOW)
+    assert claim2.record.id == second.id
+    board.settle(claim2, 11)
+    assert board.plan(registry(("s1", 1, ("a",)), ("s3", 5, ("a",))), limit=10, now_ms=NOW) == []  # cap: 2
+    board.observe(Change.of(states.cancel(states.claim(first, "w", "s1", "t", NOW), NOW), 12))
+    assert board.finished == {}
+    assert [c.record.id for c in board.plan(registry(("s3", 5, ("a",))), limit=10, now_ms=NOW)] == [third.id]
+
+
+def test_outcome_seen_before_the_feed_shows_the_claim() -> None:
+    """A claim by another replica that reaches this board after the job's outcome takes no slot."""
+    other = states.claim(job(), "w", "s1", "t", NOW)
+    board = board_with(job())
+    board.finish(other.id, "s1")
+    board.observe(Change.of(other, 99))
+    assert len(board.plan(registry(("s1", 1, ("a",))), limit=10, now_ms=NOW)) == 1
+
+
 def test_claims_by_other_replicas_count() -> None:
     """Jobs the feed shows leased to a session (by any replica) count against its slots."""
     other = states.claim(job(), "w", "s1", "t", NOW)

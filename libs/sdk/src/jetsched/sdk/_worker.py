@@ -90,6 +90,9 @@ class Worker:
         self.session = new_ulid(SystemClock().now_ms()).lower()
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
+        #: handler, waiting for its outcome to be stored; that takes no slot).
+        self.executing: set[tuple[str, int]] = set()
         self.draining = False
         self.executed = 0
         self._cancelled: set[tuple[str, int]] = set()
@@ -179,8 +182,10 @@ class Worker:
         if key in self.held:
             return  # the same attempt sent twice: it is already running here
         handler = self.tasks.handlers.get(work.capability)
-        if handler is None or self.draining or len(self.held) >= self.concurrency:
+        if handler is None or self.draining or len(self.executing) >= self.concurrency:
             handler = None  # hand it back unrun: reported `released`, no attempt used
+        else:
+            self.executing.add(key)
         self.held[key] = task = asyncio.create_task(self._execute(work, handler, parse_headers(headers)))
         task.add_done_callback(lambda _: self.held.pop(key, None))
 
@@ -207,7 +212,10 @@ class Worker:
         attributes: dict[str, str | int] = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
             crashpoint("worker.received")
-            outcome = await self._call(work, handler)
+            try:
+                outcome = await self._call(work, handler)
+            finally:
+                self.executing.discard(key)
             crashpoint("worker.after_run")
             if key in self._cancelled:
                 self._cancelled.discard(key)

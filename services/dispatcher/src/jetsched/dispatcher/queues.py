@@ -7,9 +7,12 @@ one question — what to claim next for whom (`plan`) — without I/O:
   they became ready. Entries are deleted lazily: a lane head whose job is no longer ready (or is being
   claimed) is dropped when looked at.
 - A session's load is the jobs leased to it as the feed reports them (whichever replica claimed them),
-  plus this board's claims in flight. A worker is never planned more jobs than its declared concurrency
-  minus that load. (Its heartbeat's own list is up to an interval stale, so it is not used here; two
-  replicas racing for one slot are settled by the worker handing the extra job back.)
+  plus this board's claims in flight, minus the jobs whose outcome the worker has already published
+  (`finish`: its slot is free before the reaper's CAS of the outcome comes back on the feed). A worker is
+  never planned more jobs than its declared concurrency minus that load. (Its heartbeat's own list is up
+  to an interval stale, so it is not used here; two replicas racing for one slot are settled by the
+  worker handing the extra job back.) Fleet-wide concurrency caps keep counting a job until its record
+  leaves `running`.
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
   board's own CAS) is ignored.
 """
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 
     from jetsched.core.changes import Change
     from jetsched.core.workers import Session, WorkerRegistry
+
+
+#: Outcomes remembered for jobs not (yet) seen running; the oldest are forgotten past this.
+MAX_FINISHED = 100_000
 
 
 @dataclass(slots=True)
@@ -56,6 +63,8 @@ class Board:
     counted: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     #: (capability, key) → when it was last served, for round-robin between keys of equal priority
     served: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: job id → session that published its outcome while the record still says running
+    finished: dict[str, str] = field(default_factory=dict)
     _turn: int = 0
 
     def observe(self, change: Change) -> bool:
@@ -66,6 +75,8 @@ class Board:
         self.revisions[job_id] = revision
         self._release(job_id)
         self.ready.pop(job_id, None)
+        if state is not JobState.RUNNING:
+            self.finished.pop(job_id, None)
         if state is None or state in TERMINAL:
             self.revisions.pop(job_id, None)
             return True
@@ -78,6 +89,16 @@ class Board:
             if change.session is not None:
                 self._hold(job_id, change.session, change.capability, change.concurrency_key)
             return False
+        return True
+
+    def finish(self, job_id: str, session_id: str) -> bool:
+        """A worker published a job's outcome: its slot is free (True if that frees one now)."""
+        self.finished[job_id] = session_id
+        while len(self.finished) > MAX_FINISHED:  # outcomes for jobs the feed never showed here
+            del self.finished[next(iter(self.finished))]
+        if self.holder.get(job_id) != session_id:
+            return False
+        self._free_slot(job_id)
         return True
 
     def load(self, session: Session) -> int:
@@ -199,8 +220,9 @@ class Board:
         levels[record.priority].append(record.id)
 
     def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
-        self.holder[job_id] = session_id
-        self.held.setdefault(session_id, set()).add(job_id)
+        if self.finished.get(job_id) != session_id:
+            self.holder[job_id] = session_id
+            self.held.setdefault(session_id, set()).add(job_id)
         if job_id not in self.counted:
             self.counted[job_id] = (capability, key)
             self.limits.count(capability, key, +1)
@@ -209,6 +231,9 @@ class Board:
         counted = self.counted.pop(job_id, None)
         if counted is not None:
             self.limits.count(*counted, -1)
+        self._free_slot(job_id)
+
+    def _free_slot(self, job_id: str) -> None:
         session_id = self.holder.pop(job_id, None)
         if session_id is not None:
             jobs = self.held.get(session_id)

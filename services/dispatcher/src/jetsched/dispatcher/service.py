@@ -15,6 +15,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
+import orjson
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
@@ -86,9 +87,25 @@ class DispatcherService(Service):
         if self.board.observe(change):
             self.wake.set()
 
+    def _outcome(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        """A worker's outcome report on its way to the outcomes stream: its slot is free again.
+
+        Seen here as it is published, well before the reaper's CAS of it comes back on the feed. Only a
+        hint: a malformed or forged report frees at most a slot the worker itself then refuses.
+        """
+        try:
+            session = orjson.loads(data).get("session")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(session, str) and self.board.finish(
+            subject[subject.rfind(b".") + 1 :].decode(), session
+        ):
+            self.wake.set()
+
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         feed = RecordFeed(nc, js, self.observe)
         await feed.start()
+        await nc.subscribe_direct(subjects.OUTCOME_ALL, self._outcome)
 
         records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
         await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue).start()
