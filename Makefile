@@ -35,14 +35,14 @@ integration: $(VENV)/.installed  ## integration tests against real nats-server p
 lint: $(VENV)/.installed  ## ruff and mypy
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
-	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))
+	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES)) tests
 
 fmt: $(VENV)/.installed  ## format the code
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix --unsafe-fixes $(SOURCES)
 
 typecheck: $(VENV)/.installed  ## mypy --strict
-	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES))
+	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES)) tests
 
 bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer figures
 	$(BIN)/python tests/bench/bench_throughput.py

@@ -12,7 +12,9 @@ import asyncio
 import random
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import uvloop
 from bench_throughput import HERE, WINDOW, succeeded, wait_succeeded
@@ -21,8 +23,13 @@ from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.sdk import Client
 
+T = TypeVar("T")
 
-async def run_fleet(dispatchers: int, body: object) -> object:
+
+Body = Callable[[Client, NatsServer, Path, dict[str, str]], Awaitable[T]]
+
+
+async def run_fleet(dispatchers: int, body: Body[T]) -> T:
     work = Path(tempfile.mkdtemp(prefix="jetsched-dispatch-"))
     server = NatsServer(work / "js").start()
     env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
@@ -31,7 +38,7 @@ async def run_fleet(dispatchers: int, body: object) -> object:
     try:
         async with Client(server.url, timeout=30) as client:
             await client.list(limit=1)
-            return await body(client, server, work, env)  # type: ignore[operator]
+            return await body(client, server, work, env)
     finally:
         for child in reversed(children):
             child.terminate()
@@ -84,7 +91,7 @@ async def main() -> None:
     one = await run_fleet(1, throughput)
     two = await run_fleet(2, throughput)
     print(f"  end to end, 4 capabilities   1 dispatcher {one:,.0f} jobs/s   2 dispatchers {two:,.0f} jobs/s")
-    inversions, total = await run_fleet(2, order_errors)  # type: ignore[misc]
+    inversions, total = await run_fleet(2, order_errors)
     print(
         f"  priority order errors        {inversions} of {total} starts ({inversions / total:.2%}) began while a "
         "higher priority had waited > 5 ms (2 dispatchers, 4-slot worker, backlog)"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nats
 import uvloop
+from nats.aio.msg import Msg
 from nats.js import api
 
 from jetsched.devkit import procs
@@ -57,7 +58,7 @@ async def raw_ceiling(url: str, jobs: int) -> float:
         n = min(WINDOW, jobs - base)
         await asyncio.gather(*(js.publish("raw.q", body) for _ in range(n)))
         revs = await asyncio.gather(*(kv.create(f"j{base + i}", body) for i in range(n)))
-        msgs = []
+        msgs: list[Msg] = []
         while len(msgs) < n:
             msgs += await psub.fetch(n - len(msgs), timeout=5)
         revs = await asyncio.gather(*(kv.update(f"j{base + i}", body, last=revs[i]) for i in range(n)))
@@ -165,8 +166,10 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
                 await client.list(limit=1)
                 await throughput(client, 500)  # warm-up: connections, caches, JIT-free paths
 
+                assert server.proc is not None
+                server_pid = server.proc.pid
                 pids = {c.name: c.pid for c in children if c.pid} | {
-                    "nats-server": server.proc.pid,
+                    "nats-server": server_pid,
                     "bench": os.getpid(),
                 }
                 cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}

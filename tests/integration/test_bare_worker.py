@@ -6,6 +6,7 @@ import asyncio
 
 import nats
 import orjson
+from nats.aio.msg import Msg
 
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack
@@ -35,7 +36,7 @@ async def test_protocol_is_enough_for_a_foreign_worker(stack: Stack, nats_server
             await nc.publish(f"jetsched.hb.{SESSION}", orjson.dumps(heartbeat))
             await asyncio.sleep(0.2)
 
-    async def on_work(msg: nats.aio.msg.Msg) -> None:
+    async def on_work(msg: Msg) -> None:
         work = orjson.loads(msg.data)
         entry = [work["id"], work["attempt"]]
         held.append(entry)

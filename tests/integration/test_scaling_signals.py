@@ -6,7 +6,7 @@ from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
@@ -34,7 +34,8 @@ def gauge(name: str, capability: str) -> float | None:
             for metric in scope.metrics:
                 if metric.name == name:
                     for point in metric.data.data_points:
-                        if point.attributes.get("capability") == capability:
+                        if (point.attributes or {}).get("capability") == capability:
+                            assert isinstance(point, NumberDataPoint)
                             found = point.value
     return found
 

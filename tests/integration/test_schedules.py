@@ -139,7 +139,7 @@ async def _fired(client: Client, schedule_id: str, n: int) -> bool:
 
 
 async def _handled_after(client: Client, schedule_id: str, after_ms: int, n: int) -> bool:
-    history = (await client.schedule(schedule_id))["schedule"]["history"]
+    history: list[dict[str, int]] = (await client.schedule(schedule_id))["schedule"]["history"]
     return sum(e["nominal_ms"] > after_ms for e in history) >= n
 
 

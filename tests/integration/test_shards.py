@@ -83,6 +83,7 @@ async def test_routing_and_queue_control_with_worker_processes(fleet: Fleet) -> 
         await client.pause("probe.sleep", paused=False)
         assert (await client.wait(waiting.id, timeout=20))["state"] == "succeeded"
         session = await eventually(lambda: _plain_session(client), timeout=10, what="plain worker listed")
+        assert session is not None
         await client.drain(session)
         assert plain.popen is not None
         assert await asyncio.to_thread(plain.popen.wait, 20) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nats
 import orjson
 import pytest
@@ -127,7 +129,8 @@ async def test_batch_submit_stores_each_valid_job(
 
     body = orjson.dumps({"jobs": [{"payload": 1}, {"priority": 99}, {"payload": 3, "delay_ms": 60000}]})
     reply = await bare_request(nats_server.url, "jetsched.batch.b", body)
-    first, bad, delayed = reply["jobs"]  # type: ignore[misc]
+    jobs_reply: list[dict[str, Any]] = reply["jobs"]  # type: ignore[assignment]
+    first, bad, delayed = jobs_reply
     assert (first["state"], delayed["state"]) == ("ready", "scheduled")
     assert bad == {
         "error": {"code": "invalid_field", "message": bad["error"]["message"], "field": "jobs.1.priority"}

@@ -7,6 +7,7 @@ import time
 
 import nats
 import orjson
+from nats.aio.msg import Msg
 
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
@@ -81,11 +82,11 @@ async def test_reaper_times_out_a_worker_that_never_reports(stack: Stack, nats_s
     controls: list[dict[str, object]] = []
     held: list[list[object]] = []
 
-    async def on_work(msg: nats.aio.msg.Msg) -> None:
+    async def on_work(msg: Msg) -> None:
         work = orjson.loads(msg.data)
         held.append([work["id"], work["attempt"]])
 
-    async def on_control(msg: nats.aio.msg.Msg) -> None:
+    async def on_control(msg: Msg) -> None:
         control = orjson.loads(msg.data)
         controls.append(control)
         held.remove([control["id"], control["attempt"]])

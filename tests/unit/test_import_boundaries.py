@@ -27,7 +27,7 @@ ALLOWED = {
 
 
 def imports(package: Path) -> set[tuple[str, str]]:
-    found = set()
+    found: set[tuple[str, str]] = set()
     for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

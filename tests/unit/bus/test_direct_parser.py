@@ -52,7 +52,7 @@ SLOW = [
 async def test_frames_split_anywhere_arrive_whole_and_in_order(cuts: list[int]) -> None:
     stream = b"".join(FRAMES)
     nc = FakeConnection()
-    parser = _Parser(nc)  # type: ignore[arg-type]
+    parser = _Parser(nc)
     bounds = [0, *sorted(cuts), len(stream)]
     for start, stop in itertools.pairwise(bounds):
         await parser.parse(stream[start:stop])

@@ -37,7 +37,7 @@ def report(record: JobRecord, status: OutcomeStatus, **fields: object) -> Outcom
         session=record.lease.session,
         status=status,
         finished_at_ms=NOW + 20,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
