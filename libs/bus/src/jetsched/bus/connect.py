@@ -15,10 +15,11 @@ async def connect(url: str, name: str) -> Connection:
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": repr(exc)})
 
-    async def on_disconnect() -> None:
-        log.warning("nats disconnected")
-
     nc = Connection()
+
+    async def on_disconnect() -> None:
+        if not nc.is_closed:  # a close we asked for is not news
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
