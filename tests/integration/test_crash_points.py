@@ -115,6 +115,27 @@ async def test_intake_dies_during_keyed_submit(
     assert len((await client.list())["jobs"]) == 1
 
 
+async def test_intake_dies_between_timer_entry_and_record(fleet: Fleet, client: Client) -> None:
+    """A delayed submit whose timer entry was written but not its record: the keyed retry stores the job,
+    which starts once, not before its time; the early entry only makes the timer look at it."""
+    intake = start(fleet, "intake", "records.after_timer_entry")
+    assert intake is not None
+    fleet.worker()
+    impatient = Client(fleet.url, timeout=2)
+    await impatient.connect()
+    with pytest.raises((TimeoutError, NatsTimeoutError)):
+        await impatient.submit("probe.sleep", 0.01, key="later-1", delay=0.5)
+    await impatient.close()
+    await crashed(intake)
+    restart_clean(intake)
+    reply = await client.submit("probe.sleep", 0.01, key="later-1", delay=0.5)
+    assert (reply.state, reply.duplicate) == ("scheduled", False)
+    record = await final(client, reply.id)
+    assert record["state"] == "succeeded"
+    (run,) = fleet.started(reply.id)
+    assert run.at * 1000 >= record["run_at_ms"]
+
+
 async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> None:
     """The cancel is stored but never sent to the worker: the reaper sees the stale attempt and stops it."""
     intake = start(fleet, "intake", "intake.cancel.after_cas")
@@ -198,5 +219,10 @@ def test_every_point_is_exercised() -> None:
     covered = {point for _, point, _ in SERVICE_POINTS} | {
         point for point, _ in KEYED_SUBMIT_POINTS + WORKER_POINTS
     }
-    covered |= {"intake.cancel.after_cas", "reaper.rescue.after_cas", "timer.fire.after_create"}
+    covered |= {
+        "intake.cancel.after_cas",
+        "reaper.rescue.after_cas",
+        "timer.fire.after_create",
+        "records.after_timer_entry",
+    }
     assert covered == POINTS

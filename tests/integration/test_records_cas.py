@@ -9,7 +9,7 @@ import pytest
 
 from jetsched.bus import topology
 from jetsched.bus.connect import connect
-from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.records import Records, transition
 from jetsched.core import states, subjects
 from jetsched.core.errors import Conflict, NotFound
 from jetsched.core.models import JobRequest, JobState
@@ -23,7 +23,7 @@ async def records(nats_server: NatsServer) -> AsyncIterator[Records]:
     nc = await connect(nats_server.url, "test")
     js = nc.jetstream()
     await topology.declare(js, 1)
-    yield Records(Store(nc, js, subjects.JOBS_BUCKET))
+    yield Records.open(nc, js)
     await nc.close()
 
 

@@ -21,9 +21,11 @@ import orjson
 from nats.js.errors import NotFoundError
 
 from jetsched.core import subjects
-from jetsched.core.changes import headers_of
+from jetsched.core.changes import headers_of, timer_due
 from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import JobRecord, JobState
+
+from .crashpoints import crashpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,9 +77,13 @@ class Store:
         assert msg.seq is not None
         return msg.data or b"", msg.seq
 
-    async def purge(self, key: str, revision: int) -> None:
-        """Remove the key's value, CAS-guarded; the purge marker keeps the key from being created again."""
-        await self._write(key, b"", {"KV-Operation": "PURGE", "Nats-Rollup": "sub", _EXPECT: str(revision)})
+    async def purge(self, key: str, revision: int, marker_ttl_s: int | None = None) -> None:
+        """Remove the key's value, CAS-guarded. The purge marker keeps the key from being created again —
+        forever, or for `marker_ttl_s` (the bucket must allow message TTLs)."""
+        headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub", _EXPECT: str(revision)}
+        if marker_ttl_s is not None:
+            headers["Nats-TTL"] = str(marker_ttl_s)
+        await self._write(key, b"", headers)
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str] | None) -> int:
         """Publish to the key's subject and read JetStream's ack: the new revision, or why not."""
@@ -98,11 +104,22 @@ EXPIRING = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
 
 
 class Records:
-    """Job records as models over a `Store`; succeeded and cancelled records expire after `retention_s`."""
+    """Job records as models over a `Store`; succeeded and cancelled records expire after `retention_s`.
 
-    def __init__(self, store: Store, retention_s: int = 0) -> None:
+    A record that waits for a time (scheduled, or ready with a start deadline) gets its timer entry
+    (`timers` bucket: job id → due ms) written *before* the record itself, so the timer needs no view of
+    every record change, only of these entries. Die between the two writes and the entry is merely
+    early or unneeded: the timer reads the record when the entry comes due and acts only on what it says.
+    """
+
+    def __init__(self, store: Store, timers: Store, retention_s: int = 0) -> None:
         self.store = store
+        self.timers = timers
         self.retention_s = retention_s
+
+    @classmethod
+    def open(cls, nc: Connection, js: JetStreamContext, retention_s: int = 0) -> Records:
+        return cls(Store(nc, js, subjects.JOBS_BUCKET), Store(nc, js, subjects.TIMERS_BUCKET), retention_s)
 
     def _headers(self, record: JobRecord) -> dict[str, str]:
         headers = headers_of(record)
@@ -117,10 +134,14 @@ class Records:
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used."""
-        return await self.store.put_if(record.id, encode(record), 0, self._headers(record))
+        return await self.update(record, 0)
 
     async def update(self, record: JobRecord, revision: int) -> int:
-        """Replace the record if it is still at `revision`; `Conflict` otherwise."""
+        """Replace the record if it is still at `revision` (0: create); `Conflict` otherwise."""
+        due = timer_due(record)
+        if due is not None:
+            await self.timers.put(record.id, str(due).encode())
+            crashpoint("records.after_timer_entry")
         return await self.store.put_if(record.id, encode(record), revision, self._headers(record))
 
     async def purge(self, job_id: str, revision: int) -> None:

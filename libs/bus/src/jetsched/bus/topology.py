@@ -27,7 +27,11 @@ MAX_RECORD_BYTES = 1024 * 1024
 EXPIRY_MARKER_TTL_S = 3600.0
 
 
-def _kv_stream(bucket: str, replicas: int, max_msg_size: int, expiring: bool = False) -> api.StreamConfig:
+def _kv_stream(
+    bucket: str, replicas: int, max_msg_size: int, expiring: bool = False, ttls: bool = False
+) -> api.StreamConfig:
+    """`expiring`: records may carry a TTL and their expiry leaves a marker the feeds see; `ttls`: messages
+    may carry a TTL, without markers."""
     # The same shape nats-py's create_key_value makes, so nats-py KV handles work on these buckets.
     return api.StreamConfig(
         name=subjects.kv_stream(bucket),
@@ -42,7 +46,7 @@ def _kv_stream(bucket: str, replicas: int, max_msg_size: int, expiring: bool = F
         deny_delete=True,
         allow_direct=True,
         mirror_direct=False,
-        allow_msg_ttl=True if expiring else None,
+        allow_msg_ttl=True if expiring or ttls else None,
         subject_delete_marker_ttl=EXPIRY_MARKER_TTL_S if expiring else None,
     )
 
@@ -51,6 +55,7 @@ def streams(replicas: int) -> list[api.StreamConfig]:
     return [
         _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
+        _kv_stream(subjects.TIMERS_BUCKET, replicas, 64, ttls=True),
         _kv_stream(subjects.SCHEDULES_BUCKET, replicas, MAX_RECORD_BYTES),
         _kv_stream(subjects.LEASES_BUCKET, replicas, 1024),
         _kv_stream(subjects.QUEUES_BUCKET, replicas, 1024),

@@ -21,6 +21,16 @@ EXPIRES_HEADER = "Jetsched-Expires-At"
 KEY_HEADER = "Jetsched-Concurrency-Key"
 
 
+def timer_due(record: JobRecord) -> int | None:
+    """When the timer must look at this record next: a scheduled job's start, or just past a ready job's
+    start deadline; None if the record waits for no time."""
+    if record.state is JobState.SCHEDULED:
+        return record.run_at_ms
+    if record.state is JobState.READY and record.expires_at_ms is not None and record.attempts_used == 0:
+        return record.expires_at_ms + 1
+    return None
+
+
 def headers_of(record: JobRecord) -> dict[str, str]:
     headers = {STATE_HEADER: record.state.value, CAPABILITY_HEADER: record.capability}
     if record.lease is not None:

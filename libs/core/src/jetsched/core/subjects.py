@@ -20,6 +20,8 @@ SCHEDULES_BUCKET = "schedules"
 QUEUES_BUCKET = "queues"
 #: KV bucket of shard leases and service membership (`<service>.shard.<n>`, `<service>.member.<instance>`).
 LEASES_BUCKET = "leases"
+#: KV bucket of the timer's entries: job id → the due time (epoch ms) its record waits for.
+TIMERS_BUCKET = "timers"
 #: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
 KEYS_BUCKET = "job_keys"
 #: Stream of worker outcome reports (durable before the reaper applies them).

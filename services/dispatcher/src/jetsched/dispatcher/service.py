@@ -23,7 +23,7 @@ from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
-from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.records import Records, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
@@ -107,7 +107,7 @@ class DispatcherService(Service):
         await feed.start()
         await nc.subscribe_direct(subjects.OUTCOME_ALL, self._outcome)
 
-        records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
+        records = Records.open(nc, js, self.bus.retention_s)
         await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost

@@ -62,7 +62,7 @@ class IntakeService(Service):
             self._unregister = None
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
+        records = Records.open(nc, js, self.bus.retention_s)
         keys = Store(nc, js, subjects.KEYS_BUCKET)
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
 

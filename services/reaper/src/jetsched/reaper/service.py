@@ -23,7 +23,7 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
-from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.records import Records, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
@@ -69,7 +69,7 @@ class ReaperService(Service):
             self.running.pop(change.id, None)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
+        self.records = Records.open(nc, js, self.bus.retention_s)
         self.js = js
         self.nc = nc
         feed = RecordFeed(nc, js, self.observe)

@@ -1,13 +1,17 @@
-"""The timer service: every `scheduled` record is armed on the wheel; when due, CAS it to `ready`.
+"""The timer service: when a record's time comes, CAS it on — `scheduled` to `ready`, or a `ready` job
+past its start deadline (first attempt not started) to `dead` as expired.
 
-It fires cron and interval schedules (`schedules.py`), whose next fire times share the wheel.
+It does not watch every record change. Whoever writes a record that waits for a time writes its timer
+entry first (`timers` bucket, job id → due ms; see `Records`); the timer keeps those entries on its
+wheel. When one comes due it reads the record and acts only on what the record says: an entry whose job
+has moved on (claimed, cancelled, rescheduled) is dropped. Entries are removed once the record needs no
+timer, by a CAS on the entry's revision, so a newer entry written meanwhile stays.
 
-It also owns start deadlines: a `ready` job with `expires_at_ms` whose first attempt has not started is
-armed for just past that instant and, if still queued then, dies as expired.
+It fires cron and interval schedules too (`schedules.py`), whose next fire times share the wheel.
 
-The wheel is a view: it is rebuilt from the record feed on start (last value of every key), so a timer
-restarted or killed loses nothing, and entries already due fire at once. Replicas all arm every timer and
-race for the CAS; the loser's stale view costs one failed write. (Sharding by lease: issue 3.)
+The wheel is a view: rebuilt from the `timers` bucket on start (last value of every key), so a timer
+restarted or killed loses nothing, and entries already due fire at once. Replicas split the shards by
+lease; each fires only its shards' entries.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.feed import KeyFeed, RecordFeed
+from jetsched.bus.feed import KeyFeed
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
+from jetsched.core.changes import timer_due
+from jetsched.core.errors import Conflict, NotFound
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
@@ -40,10 +46,11 @@ if TYPE_CHECKING:
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
     from jetsched.bus.direct import Connection
-    from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
 
+#: A removed timer entry's marker is kept this long (long enough for every replica's view to see it).
+ENTRY_MARKER_TTL_S = 3600
 #: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
 DEFAULT_SHARDS = 16
 
@@ -57,31 +64,34 @@ class TimerService(Service):
         super().__init__(bus)
         self.shards = shards
         self.lease_ttl_ms = lease_ttl_ms
-        self.pending: dict[str, tuple[JobRecord, int]] = {}
+        #: job id → revision of its timer entry
+        self.entries: dict[str, int] = {}
         self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
         self.timers = OwnedTimers(self.driver, shards)
         self.records: Records | None = None
         self.firer: ScheduleFirer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def observe(self, change: Change) -> None:
-        if change.state is JobState.SCHEDULED:
-            record = change.record()
-            self.pending[change.id] = (record, change.revision)
-            self.timers.want(change.id, change.id, record.run_at_ms)
-        elif change.state is JobState.READY and change.expires_at_ms is not None:
-            # A queued job with a start deadline: expired means strictly past it.
-            self.pending[change.id] = (change.record(), change.revision)
-            self.timers.want(change.id, change.id, change.expires_at_ms + 1)
-        elif self.pending.pop(change.id, None) is not None:
-            self.timers.drop(change.id)
+    def observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        """A timer entry written (or removed)."""
+        if data is None:
+            self.entries.pop(key, None)
+            self.timers.drop(key)
+            return
+        try:
+            due = int(data)
+        except ValueError:
+            log.warning("malformed timer entry ignored", extra={"job": key})
+            return
+        self.entries[key] = revision
+        self.timers.want(key, key, due)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        self.records = Records(Store(nc, js, subjects.JOBS_BUCKET), self.bus.retention_s)
+        self.records = Records.open(nc, js, self.bus.retention_s)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
-        await RecordFeed(nc, js, self.observe).start()
+        await KeyFeed(nc, js, subjects.TIMERS_BUCKET, self.observe).start()
         await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
         leases = ShardLeaser(
             nc, js, self.name, self.instance, self.shards, self.clock, self.timers.own, self.lease_ttl_ms
@@ -94,9 +104,9 @@ class TimerService(Service):
                 assert self.firer is not None
                 self.firer.due(job_id[len(SCHEDULE_PREFIX) :])
                 continue
-            entry = self.pending.get(job_id)
+            entry = self.entries.get(job_id)
             if entry is not None:
-                task = asyncio.create_task(self._fire(*entry))
+                task = asyncio.create_task(self._fire(job_id, entry))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -106,8 +116,25 @@ class TimerService(Service):
             return lambda r: states.due(r, self.clock.now_ms())
         return lambda r: states.expire(r, self.clock.now_ms())
 
-    async def _fire(self, record: JobRecord, revision: int) -> None:
+    async def _fire(self, job_id: str, entry: int) -> None:
+        """A timer entry came due: act on what the record says now."""
         assert self.records is not None
+        try:
+            record, revision = await self.records.get(job_id)
+        except NotFound:
+            await self._forget(job_id, entry)
+            return
+        except Exception:
+            log.exception("could not read a due job; re-arming", extra={"job": job_id})
+            self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
+            return
+        due = timer_due(record)
+        if due is None:  # claimed, finished or cancelled meanwhile: nothing to do
+            await self._forget(job_id, entry)
+            return
+        if due > self.clock.now_ms():  # an older entry than the record's time: wait for that
+            self.timers.want(job_id, job_id, due)
+            return
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
             try:
@@ -118,5 +145,19 @@ class TimerService(Service):
                 log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
                 self.timers.want(record.id, record.id, self.clock.now_ms() + 1000)
                 return
-            if done is None:
-                log.debug("due job had moved on", extra={"job": record.id})
+        if done is None:
+            # Moved on under us: look again in a second (then the entry is dropped, or fires).
+            self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
+        elif timer_due(done[1]) is None:
+            await self._forget(job_id, entry)
+        # else: the new record waits for a time of its own; its entry was written with it.
+
+    async def _forget(self, job_id: str, entry: int) -> None:
+        """Remove a timer entry nothing waits for (unless a newer one replaced it meanwhile)."""
+        assert self.records is not None
+        try:
+            await self.records.timers.purge(job_id, entry, marker_ttl_s=ENTRY_MARKER_TTL_S)
+        except Conflict:
+            pass  # a newer entry: it stays
+        except Exception:
+            log.warning("timer entry not removed; it will fire once more", extra={"job": job_id})
