@@ -23,7 +23,7 @@ async def records(nats_server: NatsServer) -> AsyncIterator[Records]:
     nc = await connect(nats_server.url, "test")
     js = nc.jetstream()
     await topology.declare(js, 1)
-    yield Records.open(nc, js)
+    yield Records.open(nc)
     await nc.close()
 
 

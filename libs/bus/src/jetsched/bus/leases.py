@@ -54,7 +54,7 @@ class ShardLeaser:
     ) -> None:
         self.name = f"leases:{service}"
         self.nc = nc
-        self.store = Store(nc, js, subjects.LEASES_BUCKET)
+        self.store = Store(nc, subjects.LEASES_BUCKET)
         self.js = js
         self.service = service
         self.instance = instance

@@ -15,10 +15,10 @@ from the record (see docs/architecture.md, "crash windows").
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING
 
 import orjson
-from nats.js.errors import NotFoundError
 
 from jetsched.core import subjects
 from jetsched.core.changes import headers_of, timer_due
@@ -26,11 +26,10 @@ from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import JobRecord, JobState
 
 from .crashpoints import crashpoint
+from .direct import parse_headers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from nats.js import JetStreamContext
 
     from .direct import Connection
 
@@ -46,12 +45,12 @@ class StoreError(Exception):
 class Store:
     """Raw CAS key/value operations on one bucket (bytes in, bytes out)."""
 
-    def __init__(self, nc: Connection, js: JetStreamContext, bucket: str, timeout: float = 5.0) -> None:
+    def __init__(self, nc: Connection, bucket: str, timeout: float = 5.0) -> None:
         self._nc = nc
-        self._js = js
         self.bucket = bucket
         self._stream = subjects.kv_stream(bucket)
         self._prefix = f"$KV.{bucket}."
+        self._get_subject = f"$JS.API.STREAM.MSG.GET.{self._stream}"
         self.timeout = timeout
 
     async def put_if(
@@ -65,17 +64,24 @@ class Store:
         return await self._write(key, value, None)
 
     async def get(self, key: str) -> tuple[bytes, int]:
-        """The key's latest value and revision; `NotFound` if absent or deleted."""
-        try:
-            msg = await self._js.get_last_msg(self._stream, self._prefix + key)
-        except NotFoundError:
-            raise NotFound(f"{self.bucket}/{key}") from None
-        if msg.headers and (
-            msg.headers.get("KV-Operation") in _DELETED_OPS or "Nats-Marker-Reason" in msg.headers
-        ):
+        """The key's latest value and revision; `NotFound` if absent or deleted.
+
+        Asked of the stream's leader (not a direct get, which any replica may answer from behind), in
+        one lean request: a read here decides CAS writes, and must not miss a record just written.
+        """
+        request = orjson.dumps({"last_by_subj": self._prefix + key})
+        data, _ = await self._nc.request_raw(self._get_subject, request, self.timeout)
+        reply = orjson.loads(data)
+        error = reply.get("error")
+        if error is not None:
+            if error.get("code") == 404:
+                raise NotFound(f"{self.bucket}/{key}")
+            raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+        msg = reply["message"]
+        headers = parse_headers(base64.b64decode(msg["hdrs"])) if msg.get("hdrs") else None
+        if headers and (headers.get("KV-Operation") in _DELETED_OPS or "Nats-Marker-Reason" in headers):
             raise NotFound(f"{self.bucket}/{key}")  # deleted, purged, or expired (a TTL's marker)
-        assert msg.seq is not None
-        return msg.data or b"", msg.seq
+        return base64.b64decode(msg.get("data", "")), int(msg["seq"])
 
     async def purge(self, key: str, revision: int, marker_ttl_s: int | None = None) -> None:
         """Remove the key's value, CAS-guarded. The purge marker keeps the key from being created again —
@@ -118,8 +124,8 @@ class Records:
         self.retention_s = retention_s
 
     @classmethod
-    def open(cls, nc: Connection, js: JetStreamContext, retention_s: int = 0) -> Records:
-        return cls(Store(nc, js, subjects.JOBS_BUCKET), Store(nc, js, subjects.TIMERS_BUCKET), retention_s)
+    def open(cls, nc: Connection, retention_s: int = 0) -> Records:
+        return cls(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET), retention_s)
 
     def _headers(self, record: JobRecord) -> dict[str, str]:
         headers = headers_of(record)

@@ -107,7 +107,7 @@ class DispatcherService(Service):
         await feed.start()
         await nc.subscribe_direct(subjects.OUTCOME_ALL, self._outcome)
 
-        records = Records.open(nc, js, self.bus.retention_s)
+        records = Records.open(nc, self.bus.retention_s)
         await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost

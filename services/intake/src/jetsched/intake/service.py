@@ -62,8 +62,8 @@ class IntakeService(Service):
             self._unregister = None
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        records = Records.open(nc, js, self.bus.retention_s)
-        keys = Store(nc, js, subjects.KEYS_BUCKET)
+        records = Records.open(nc, self.bus.retention_s)
+        keys = Store(nc, subjects.KEYS_BUCKET)
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
 
         async def on_submit(msg: Msg) -> None:
@@ -98,8 +98,8 @@ class IntakeService(Service):
         return actors
 
     async def _api_actors(self, nc: Connection, js: JetStreamContext, records: Records) -> list[Actor]:
-        schedules = SchedulesApi(Store(nc, js, subjects.SCHEDULES_BUCKET), self.clock)
-        queues = Store(nc, js, subjects.QUEUES_BUCKET)
+        schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock)
+        queues = Store(nc, subjects.QUEUES_BUCKET)
         api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues)
         feeds = [
             KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue),

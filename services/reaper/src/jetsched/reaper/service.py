@@ -69,7 +69,7 @@ class ReaperService(Service):
             self.running.pop(change.id, None)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        self.records = Records.open(nc, js, self.bus.retention_s)
+        self.records = Records.open(nc, self.bus.retention_s)
         self.js = js
         self.nc = nc
         feed = RecordFeed(nc, js, self.observe)

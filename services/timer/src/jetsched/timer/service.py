@@ -17,6 +17,7 @@ lease; each fires only its shards' entries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ from .schedules import PREFIX as SCHEDULE_PREFIX
 from .schedules import ScheduleFirer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from nats.js import JetStreamContext
 
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: A timer entry's record is read this long before it comes due.
+PREFETCH_MS = 100
+READ_PREFIX = "read:"
 #: A removed timer entry's marker is kept this long (long enough for every replica's view to see it).
 ENTRY_MARKER_TTL_S = 3600
 #: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
@@ -66,6 +70,8 @@ class TimerService(Service):
         self.lease_ttl_ms = lease_ttl_ms
         #: job id → revision of its timer entry
         self.entries: dict[str, int] = {}
+        #: job id → (record, revision) read just before its entry comes due
+        self.prefetched: dict[str, tuple[JobRecord, int]] = {}
         self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
         self.timers = OwnedTimers(self.driver, shards)
         self.records: Records | None = None
@@ -76,7 +82,9 @@ class TimerService(Service):
         """A timer entry written (or removed)."""
         if data is None:
             self.entries.pop(key, None)
+            self.prefetched.pop(key, None)
             self.timers.drop(key)
+            self.timers.drop(READ_PREFIX + key)
             return
         try:
             due = int(data)
@@ -85,11 +93,13 @@ class TimerService(Service):
             return
         self.entries[key] = revision
         self.timers.want(key, key, due)
+        if due - self.clock.now_ms() > PREFETCH_MS:
+            self.timers.want(READ_PREFIX + key, key, due - PREFETCH_MS)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        self.records = Records.open(nc, js, self.bus.retention_s)
+        self.records = Records.open(nc, self.bus.retention_s)
         self.firer = ScheduleFirer(
-            nc, self.records, Store(nc, js, subjects.SCHEDULES_BUCKET), self.timers, self.clock
+            nc, self.records, Store(nc, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
         await KeyFeed(nc, js, subjects.TIMERS_BUCKET, self.observe).start()
         await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
@@ -103,12 +113,22 @@ class TimerService(Service):
             if job_id.startswith(SCHEDULE_PREFIX):
                 assert self.firer is not None
                 self.firer.due(job_id[len(SCHEDULE_PREFIX) :])
-                continue
-            entry = self.entries.get(job_id)
-            if entry is not None:
-                task = asyncio.create_task(self._fire(job_id, entry))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            elif job_id.startswith(READ_PREFIX):
+                self._spawn(self._prefetch(job_id[len(READ_PREFIX) :]))
+            elif (entry := self.entries.get(job_id)) is not None:
+                self._spawn(self._fire(job_id, entry))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prefetch(self, job_id: str) -> None:
+        """Read the record a moment before its time, so the due CAS goes out on time (a stale read only
+        costs a failed CAS and a re-read)."""
+        assert self.records is not None
+        with contextlib.suppress(Exception):
+            self.prefetched[job_id] = await self.records.get(job_id)
 
     def _verb(self, record: JobRecord) -> Callable[[JobRecord], JobRecord]:
         """What a timer means: a scheduled job is due; a ready one has passed its start deadline."""
@@ -120,7 +140,8 @@ class TimerService(Service):
         """A timer entry came due: act on what the record says now."""
         assert self.records is not None
         try:
-            record, revision = await self.records.get(job_id)
+            cached = self.prefetched.pop(job_id, None)
+            record, revision = cached if cached is not None else await self.records.get(job_id)
         except NotFound:
             await self._forget(job_id, entry)
             return
