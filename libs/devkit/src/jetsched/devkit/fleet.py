@@ -10,12 +10,15 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import nats
 import orjson
 
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Store
 from jetsched.core import subjects
+from jetsched.core.errors import NotFound
 
 from . import procs
+from .waiting import eventually
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,14 +71,27 @@ class Fleet:
         return [r for r in self.runs() if r.job_id == job_id and r.event == "start"]
 
     async def lease_owner(self, service: str, shard: int) -> procs.Proc:
-        """The process of `service` holding a shard's lease (its instance id is in its start-up log line)."""
-        nc = await nats.connect(self.url)
+        """The process of `service` holding a shard's lease (its instance id is in its start-up log line).
+
+        Waits while the lease is between owners (released by one replica, not yet taken by another, as
+        when replicas rebalance)."""
+        nc = await connect(self.url, "jetsched-fleet")
+        store = Store(nc, subjects.LEASES_BUCKET)
+
+        async def owner() -> str | None:
+            try:
+                data, _ = await store.get(f"{service}.shard.{shard}")
+            except NotFound:
+                return None
+            found: str = orjson.loads(data)["owner"]
+            return found
+
         try:
-            kv = await nc.jetstream().key_value(subjects.LEASES_BUCKET)
-            owner = orjson.loads((await kv.get(f"{service}.shard.{shard}")).value or b"{}")["owner"]
+            instance = await eventually(owner, timeout=10, what=f"an owner of {service} shard {shard}")
         finally:
             await nc.close()
-        return next(p for p in self.services if p.name == service and owner in p.log_path.read_text())
+        assert instance is not None
+        return next(p for p in self.services if p.name == service and instance in p.log_path.read_text())
 
     def stop(self) -> None:
         for proc in reversed(self.workers + self.services):
