@@ -58,11 +58,8 @@ class Connection(Client):
         handler = self._direct.get(sid)
         if handler is None:
             await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        try:
-            handler(subject, reply, data, headers or b"")
-        except Exception:
-            log.exception("direct handler failed", extra={"subject": subject.decode(errors="replace")})
+        else:
+            _deliver(handler, subject, reply, data, headers or b"")
 
     async def _send_publish(
         self, subject: str, reply: str, payload: bytes, payload_size: int, headers: dict[str, Any] | None
@@ -109,7 +106,7 @@ class Connection(Client):
             prefix = f"{self._inbox_prefix.decode()}.{self._nuid.next().decode()}."
             await self.subscribe_direct(prefix + "*", self._on_reply)
             self._reply_prefix = prefix
-            self._sweeper = asyncio.create_task(self._expire_requests())
+            self._sweeper = asyncio.create_task(self._expire_requests())  # held: a task needs a reference
         self._token += 1
         token = str(self._token)
         loop = asyncio.get_running_loop()
@@ -150,6 +147,14 @@ class Connection(Client):
     def reconnected(self) -> None:
         for listener in list(self._on_reconnect):
             listener()
+
+
+def _deliver(handler: DirectHandler, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+    """Hand a message to a direct handler; its failure is logged, never the reader's."""
+    try:
+        handler(subject, reply, data, headers)
+    except Exception:
+        log.exception("direct handler failed", extra={"subject": subject.decode(errors="replace")})
 
 
 def _plain_header(item: tuple[str, Any]) -> bool:
@@ -206,10 +211,7 @@ class _Parser(Parser):
             handler = direct.get(sid)
             if handler is None:
                 await self.nc._process_msg(sid, parts[1], reply, payload, headers)
-                continue
-            try:
-                handler(parts[1], reply, payload, headers)
-            except Exception:
-                log.exception("direct handler failed", extra={"subject": parts[1].decode(errors="replace")})
+            else:
+                _deliver(handler, parts[1], reply, payload, headers)
         if buf:
             await super().parse()

@@ -113,22 +113,20 @@ class Client:
         body = _submit_body(
             payload,
             priority=priority,
-            delay_ms=None if delay is None else round(delay * 1000),
-            run_at=None if run_at is None else run_at.isoformat(),
+            delay=delay,
+            run_at=run_at,
             key=key,
             max_attempts=max_attempts,
-            timeout_s=timeout,
-            heartbeat_timeout_s=heartbeat_timeout,
-            expires_in_ms=None if expires_in is None else round(expires_in * 1000),
-            labels=labels or None,
+            timeout=timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            expires_in=expires_in,
+            labels=labels,
             concurrency_key=concurrency_key,
             backoff=backoff,
         )
-        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
-        with tracing.span(
-            f"jetsched submit {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes
-        ) as hdrs:
-            data = await self.request(subjects.submit(capability), body, hdrs or None)
+        data = await self._traced(
+            f"jetsched submit {capability}", capability, subjects.submit(capability), body
+        )
         return SubmitReply.model_validate(data)
 
     async def submit_many(
@@ -153,28 +151,33 @@ class Client:
         """
         if keys is not None and len(keys) != len(payloads):
             raise ValueError(f"{len(keys)} keys for {len(payloads)} payloads")
-        common = {
-            "priority": priority,
-            "delay_ms": None if delay is None else round(delay * 1000),
-            "max_attempts": max_attempts,
-            "timeout_s": timeout,
-            "labels": labels or None,
-            "concurrency_key": concurrency_key,
-            "backoff": backoff,
-        }
         jobs = [
-            _submit_body(payload, key=None if keys is None else keys[n], **common)
+            _submit_body(
+                payload,
+                key=None if keys is None else keys[n],
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                labels=labels,
+                concurrency_key=concurrency_key,
+                backoff=backoff,
+            )
             for n, payload in enumerate(payloads)
         ]
-        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
-        with tracing.span(
-            f"jetsched submit batch {capability}", tracing.carrier(), SpanKind.PRODUCER, attributes
-        ) as hdrs:
-            data = await self.request(subjects.batch(capability), {"jobs": jobs}, hdrs or None)
+        data = await self._traced(
+            f"jetsched submit batch {capability}", capability, subjects.batch(capability), {"jobs": jobs}
+        )
         return [
             JetschedApiError.from_body(item["error"]) if "error" in item else SubmitReply.model_validate(item)
             for item in data["jobs"]
         ]
+
+    async def _traced(self, span: str, capability: str, subject: str, body: dict[str, Any]) -> Any:
+        """A submit request in a producer span, whose context travels in the request's headers."""
+        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        with tracing.span(span, tracing.carrier(), SpanKind.PRODUCER, attributes) as headers:
+            return await self.request(subject, body, headers or None)
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """`{"job": record, "last_error": ..., "waiting": reason or None}`."""
@@ -338,6 +341,33 @@ def schedule_spec(
     return {k: v for k, v in spec.items() if v is not None}
 
 
-def _submit_body(payload: Any, **options: Any) -> dict[str, Any]:
-    """A submit body: the payload and the options that are set (the rest take intake's defaults)."""
+def _submit_body(
+    payload: Any,
+    *,
+    priority: int | None = None,
+    delay: float | None = None,
+    run_at: datetime | None = None,
+    key: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    heartbeat_timeout: float | None = None,
+    expires_in: float | None = None,
+    labels: dict[str, str] | None = None,
+    concurrency_key: str | None = None,
+    backoff: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A submit body on the wire: the payload and the options that are set (intake defaults the rest)."""
+    options = {
+        "priority": priority,
+        "delay_ms": None if delay is None else round(delay * 1000),
+        "run_at": None if run_at is None else run_at.isoformat(),
+        "key": key,
+        "max_attempts": max_attempts,
+        "timeout_s": timeout,
+        "heartbeat_timeout_s": heartbeat_timeout,
+        "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
+        "labels": labels or None,
+        "concurrency_key": concurrency_key,
+        "backoff": backoff,
+    }
     return {"payload": payload, **{k: v for k, v in options.items() if v is not None}}

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 import orjson
-from nats.errors import Error as NatsError
 
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
-from jetsched.bus.records import Records, Store, StoreError
+from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import subjects
-from jetsched.core.errors import ApiError, ErrorCode
+from jetsched.core.errors import ApiError
 from jetsched.core.workers import WorkerRegistry
 
 from . import metrics
@@ -34,8 +32,6 @@ if TYPE_CHECKING:
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
     from jetsched.bus.direct import Connection
-
-log = logging.getLogger(__name__)
 
 _SUBMIT_PREFIX = len(subjects.submit(""))
 _BATCH_PREFIX = len(subjects.batch(""))
@@ -67,12 +63,7 @@ class IntakeService(Service):
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
 
         async def on_submit(msg: Msg) -> None:
-            try:
-                reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
-            except (NatsError, TimeoutError, StoreError) as exc:
-                # Not stored (or not known to be): say so, so the client can retry with its key.
-                log.warning("submit not stored", extra={"error": repr(exc)})
-                reply = ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {exc!r}")
+            reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
             if isinstance(reply, ApiError):
                 await msg.respond(error_body(reply))
             else:

@@ -13,10 +13,12 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
+from nats.errors import Error as NatsError
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
+from jetsched.bus.records import StoreError
 from jetsched.core import states
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
 from jetsched.core.ids import new_ulid
@@ -36,16 +38,6 @@ def key_id(capability: str, key: str) -> str:
     return f"{capability}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
-def _reply_or_error(outcome: SubmitReply | BaseException) -> SubmitReply | ApiError:
-    if isinstance(outcome, SubmitReply):
-        return outcome
-    if not isinstance(outcome, Exception):
-        raise outcome  # cancellation, exit: not a per-item failure
-    # Not stored (or not known to be): the client may resubmit that item, with its key.
-    log.warning("batch item not stored", extra={"error": repr(outcome)})
-    return ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {outcome!r}")
-
-
 class Submitter:
     def __init__(self, records: Records, keys: Store, clock: SystemClock, max_request_bytes: int) -> None:
         self.records = records
@@ -61,7 +53,7 @@ class Submitter:
             return request
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
-            return await self._store(capability, request, carrier or None)
+            return await self._stored(capability, request, carrier or None)
 
     async def submit_many(
         self, capability: str, data: bytes, headers: dict[str, str] | None
@@ -87,24 +79,33 @@ class Submitter:
         }
         with tracing.span("jetsched submit batch", headers, SpanKind.CONSUMER, attributes) as carrier:
             results = await asyncio.gather(
-                *(self._store(capability, item, carrier or None) for item in todo.values()),
-                return_exceptions=True,
+                *(self._stored(capability, item, carrier or None) for item in todo.values())
             )
-        done = dict(zip(todo, map(_reply_or_error, results), strict=True))
+        done = dict(zip(todo, results, strict=True))
         replies: list[SubmitReply | ApiError] = []
         for n, item in enumerate(items):
             if isinstance(item, ApiError):
                 replies.append(item)
-            elif n in done:
-                replies.append(done[n])
-            else:
-                original = done[first[item.key or ""]]
+            elif item.key is not None and first[item.key] != n:
+                original = done[first[item.key]]
                 replies.append(
                     original.model_copy(update={"duplicate": True})
                     if isinstance(original, SubmitReply)
                     else original
                 )
+            else:
+                replies.append(done[n])
         return replies
+
+    async def _stored(
+        self, capability: str, request: JobRequest, trace: dict[str, str] | None
+    ) -> SubmitReply | ApiError:
+        try:
+            return await self._store(capability, request, trace)
+        except (NatsError, TimeoutError, StoreError) as exc:
+            # Not stored (or not known to be): say so, so the client can retry with its key.
+            log.warning("submit not stored", extra={"error": repr(exc)})
+            return ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {exc!r}")
 
     async def _store(self, capability: str, request: JobRequest, trace: dict[str, str] | None) -> SubmitReply:
         now = self.clock.now_ms()
