@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import orjson
 from nats.errors import NoRespondersError
@@ -78,21 +78,7 @@ class Client:
         return data
 
     async def submit(
-        self,
-        capability: str,
-        payload: Any = None,
-        *,
-        priority: int | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        key: str | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        expires_in: float | None = None,
-        backoff: dict[str, Any] | None = None,
-        labels: dict[str, str] | None = None,
-        concurrency_key: str | None = None,
+        self, capability: str, payload: Any = None, *, key: str | None = None, **options: Unpack[JobOptions]
     ) -> SubmitReply:
         """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
 
@@ -110,20 +96,7 @@ class Client:
             concurrency_key: jobs sharing it (e.g. "tenant=acme") are limited and take turns together.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
         """
-        body = _submit_body(
-            payload,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            key=key,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            expires_in=expires_in,
-            labels=labels,
-            concurrency_key=concurrency_key,
-            backoff=backoff,
-        )
+        body = _submit_body(payload, key, options)
         data = await self._traced(
             f"jetsched submit {capability}", capability, subjects.submit(capability), body
         )
@@ -135,13 +108,7 @@ class Client:
         payloads: Sequence[Any],
         *,
         keys: Sequence[str] | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        labels: dict[str, str] | None = None,
-        concurrency_key: str | None = None,
-        backoff: dict[str, Any] | None = None,
+        **options: Unpack[JobOptions],
     ) -> list[SubmitReply | JetschedApiError]:
         """Submit up to 1,000 jobs of one capability in one request; returns once all are stored.
 
@@ -152,17 +119,7 @@ class Client:
         if keys is not None and len(keys) != len(payloads):
             raise ValueError(f"{len(keys)} keys for {len(payloads)} payloads")
         jobs = [
-            _submit_body(
-                payload,
-                key=None if keys is None else keys[n],
-                priority=priority,
-                delay=delay,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                labels=labels,
-                concurrency_key=concurrency_key,
-                backoff=backoff,
-            )
+            _submit_body(payload, None if keys is None else keys[n], options)
             for n, payload in enumerate(payloads)
         ]
         data = await self._traced(
@@ -341,33 +298,38 @@ def schedule_spec(
     return {k: v for k, v in spec.items() if v is not None}
 
 
-def _submit_body(
-    payload: Any,
-    *,
-    priority: int | None = None,
-    delay: float | None = None,
-    run_at: datetime | None = None,
-    key: str | None = None,
-    max_attempts: int | None = None,
-    timeout: float | None = None,
-    heartbeat_timeout: float | None = None,
-    expires_in: float | None = None,
-    labels: dict[str, str] | None = None,
-    concurrency_key: str | None = None,
-    backoff: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+class JobOptions(TypedDict, total=False):
+    """A job's options, as `submit` and `submit_many` take them (see `submit`); None means the default."""
+
+    priority: int | None
+    delay: float | None
+    run_at: datetime | None
+    max_attempts: int | None
+    timeout: float | None
+    heartbeat_timeout: float | None
+    expires_in: float | None
+    labels: dict[str, str] | None
+    concurrency_key: str | None
+    backoff: dict[str, Any] | None
+
+
+def _submit_body(payload: Any, key: str | None, options: JobOptions) -> dict[str, Any]:
     """A submit body on the wire: the payload and the options that are set (intake defaults the rest)."""
-    options = {
-        "priority": priority,
+    unknown = options.keys() - JobOptions.__annotations__.keys()
+    if unknown:
+        raise TypeError(f"unknown job options: {', '.join(sorted(unknown))}")
+    delay, run_at, expires_in = options.get("delay"), options.get("run_at"), options.get("expires_in")
+    wire = {
+        "priority": options.get("priority"),
         "delay_ms": None if delay is None else round(delay * 1000),
         "run_at": None if run_at is None else run_at.isoformat(),
         "key": key,
-        "max_attempts": max_attempts,
-        "timeout_s": timeout,
-        "heartbeat_timeout_s": heartbeat_timeout,
+        "max_attempts": options.get("max_attempts"),
+        "timeout_s": options.get("timeout"),
+        "heartbeat_timeout_s": options.get("heartbeat_timeout"),
         "expires_in_ms": None if expires_in is None else round(expires_in * 1000),
-        "labels": labels or None,
-        "concurrency_key": concurrency_key,
-        "backoff": backoff,
+        "labels": options.get("labels") or None,
+        "concurrency_key": options.get("concurrency_key"),
+        "backoff": options.get("backoff"),
     }
-    return {"payload": payload, **{k: v for k, v in options.items() if v is not None}}
+    return {"payload": payload, **{k: v for k, v in wire.items() if v is not None}}
