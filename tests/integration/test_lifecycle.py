@@ -9,6 +9,13 @@ import time
 
 import pytest
 
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Records, encode
+from jetsched.core import states
+from jetsched.core.changes import headers_of
+from jetsched.core.clock import SystemClock
+from jetsched.core.ids import new_ulid
+from jetsched.core.models import JobRequest
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
@@ -261,3 +268,29 @@ async def test_list_pages(stack: Stack, client: Client) -> None:
 
 async def _count(client: Client, capability: str, n: int) -> bool:
     return len((await client.list(capability=capability))["jobs"]) == n
+
+
+async def test_a_record_landing_after_its_timer_entry_came_due_still_runs(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """Writers put a job's timer entry before its record; a record that lands late is waited for, not lost.
+
+    (A reaper's retry with a 10 ms backoff can have its entry come due before its CAS has landed.)
+    """
+    tasks = Tasks()
+
+    @tasks.task("late")
+    async def late(job: Job) -> int:
+        return job.attempt
+
+    nc = await connect(nats_server.url, "test")
+    records = Records.open(nc)
+    now = SystemClock().now_ms()
+    record = states.accept(JobRequest(delay_ms=50), new_ulid(now), "late", now, None)
+    await records.timers.put(record.id, f"{record.run_at_ms} 0".encode())
+    await asyncio.sleep(0.5)  # the entry comes due; its record is not there yet
+    await records.store.put_if(record.id, encode(record), 0, headers_of(record))
+    await nc.close()
+    async with running_worker(tasks, nats_server.url):
+        final = await client.wait(record.id, timeout=20)
+    assert (final["state"], final["result"]) == ("succeeded", 1)

@@ -113,9 +113,11 @@ class Records:
     """Job records as models over a `Store`; succeeded and cancelled records expire after `retention_s`.
 
     A record that waits for a time (scheduled, or ready with a start deadline) gets its timer entry
-    (`timers` bucket: job id → due ms) written *before* the record itself, so the timer needs no view of
-    every record change, only of these entries. Die between the two writes and the entry is merely
-    early or unneeded: the timer reads the record when the entry comes due and acts only on what it says.
+    (`timers` bucket: job id → "<due ms> <revision being replaced>") written *before* the record itself,
+    so the timer needs no view of every record change, only of these entries. Die between the two
+    writes and the entry is merely early or unneeded: the timer reads the record when the entry comes
+    due and acts only on what it says — and, while the record is still at the revision the entry names,
+    waits for the write it announced (it may land late).
     """
 
     def __init__(self, store: Store, timers: Store, retention_s: int = 0) -> None:
@@ -146,7 +148,7 @@ class Records:
         """Replace the record if it is still at `revision` (0: create); `Conflict` otherwise."""
         due = timer_due(record)
         if due is not None:
-            await self.timers.put(record.id, str(due).encode())
+            await self.timers.put(record.id, f"{due} {revision}".encode())
             crashpoint("records.after_timer_entry")
         return await self.store.put_if(record.id, encode(record), revision, self._headers(record))
 

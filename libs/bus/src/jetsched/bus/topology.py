@@ -55,7 +55,7 @@ def streams(replicas: int) -> list[api.StreamConfig]:
     return [
         _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
-        _kv_stream(subjects.TIMERS_BUCKET, replicas, 64, ttls=True),
+        _kv_stream(subjects.TIMERS_BUCKET, replicas, 1024, ttls=True),
         _kv_stream(subjects.SCHEDULES_BUCKET, replicas, MAX_RECORD_BYTES),
         _kv_stream(subjects.LEASES_BUCKET, replicas, 1024),
         _kv_stream(subjects.QUEUES_BUCKET, replicas, 1024),

@@ -2,10 +2,11 @@
 past its start deadline (first attempt not started) to `dead` as expired.
 
 It does not watch every record change. Whoever writes a record that waits for a time writes its timer
-entry first (`timers` bucket, job id → due ms; see `Records`); the timer keeps those entries on its
-wheel. When one comes due it reads the record and acts only on what the record says: an entry whose job
-has moved on (claimed, cancelled, rescheduled) is dropped. Entries are removed once the record needs no
-timer, by a CAS on the entry's revision, so a newer entry written meanwhile stays.
+entry first (`timers` bucket, job id → due ms and the record revision being replaced; see `Records`);
+the timer keeps those entries on its wheel. When one comes due it reads the record and acts only on what
+the record says. An entry whose job has moved on (claimed, cancelled, rescheduled) is dropped; one whose
+record is still at the revision it names waits for the write it announced, which may land late. Entries
+are removed by a CAS on the entry's revision, so a newer entry written meanwhile stays.
 
 It fires cron and interval schedules too (`schedules.py`), whose next fire times share the wheel.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from opentelemetry.trace import SpanKind
 
@@ -53,10 +54,26 @@ log = logging.getLogger(__name__)
 #: A timer entry's record is read this long before it comes due.
 PREFETCH_MS = 100
 READ_PREFIX = "read:"
+#: How soon an entry whose announced write has not landed is looked at again (at first; then less often).
+RECHECK_MS = 50
+#: After this long an announced write that never landed is given up (its writer died or failed).
+ABANDON_MS = 3_600_000
 #: A removed timer entry's marker is kept this long (long enough for every replica's view to see it).
 ENTRY_MARKER_TTL_S = 3600
 #: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
 DEFAULT_SHARDS = 16
+
+
+class Entry(NamedTuple):
+    """A timer entry as this replica knows it."""
+
+    #: The entry's own revision (it is removed by a CAS on it).
+    revision: int
+    #: When this replica saw it written (its own clock).
+    seen_ms: int
+    #: The record revision its writer was replacing (0: creating): until the record is past it, the
+    #: write the entry announces may still land.
+    base: int
 
 
 class TimerService(Service):
@@ -68,8 +85,7 @@ class TimerService(Service):
         super().__init__(bus)
         self.shards = shards
         self.lease_ttl_ms = lease_ttl_ms
-        #: job id → revision of its timer entry
-        self.entries: dict[str, int] = {}
+        self.entries: dict[str, Entry] = {}
         #: job id → (record, revision) read just before its entry comes due
         self.prefetched: dict[str, tuple[JobRecord, int]] = {}
         self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
@@ -87,11 +103,11 @@ class TimerService(Service):
             self.timers.drop(READ_PREFIX + key)
             return
         try:
-            due = int(data)
+            due, base = map(int, data.split())
         except ValueError:
             log.warning("malformed timer entry ignored", extra={"job": key})
             return
-        self.entries[key] = revision
+        self.entries[key] = Entry(revision, self.clock.now_ms(), base)
         self.timers.want(key, key, due)
         if due - self.clock.now_ms() > PREFETCH_MS:
             self.timers.want(READ_PREFIX + key, key, due - PREFETCH_MS)
@@ -136,22 +152,33 @@ class TimerService(Service):
             return lambda r: states.due(r, self.clock.now_ms())
         return lambda r: states.expire(r, self.clock.now_ms())
 
-    async def _fire(self, job_id: str, entry: int) -> None:
+    async def _fire(self, job_id: str, entry: Entry) -> None:
         """A timer entry came due: act on what the record says now."""
         assert self.records is not None
         try:
             cached = self.prefetched.pop(job_id, None)
+            record: JobRecord | None
             record, revision = cached if cached is not None else await self.records.get(job_id)
         except NotFound:
-            await self._forget(job_id, entry)
-            return
+            record, revision = None, 0
         except Exception:
             log.exception("could not read a due job; re-arming", extra={"job": job_id})
             self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
             return
-        due = timer_due(record)
-        if due is None:  # claimed, finished or cancelled meanwhile: nothing to do
-            await self._forget(job_id, entry)
+        due = None if record is None else timer_due(record)
+        if record is None or due is None:
+            if revision > entry.base or (record is None and entry.base > 0):
+                # The record moved on past the write this entry announced (or is gone): nothing waits.
+                await self._forget(job_id, entry.revision)
+                return
+            # The write this entry announced has not landed: on its way (the entry goes first), or it
+            # failed. A late write can still land, so look again, less often as the entry ages.
+            now = self.clock.now_ms()
+            age = now - entry.seen_ms
+            if age < ABANDON_MS:
+                self.timers.want(job_id, job_id, now + min(max(age // 4, RECHECK_MS), 60_000))
+            else:
+                await self._forget(job_id, entry.revision)
             return
         if due > self.clock.now_ms():  # an older entry than the record's time: wait for that
             self.timers.want(job_id, job_id, due)
@@ -170,7 +197,7 @@ class TimerService(Service):
             # Moved on under us: look again in a second (then the entry is dropped, or fires).
             self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
         elif timer_due(done[1]) is None:
-            await self._forget(job_id, entry)
+            await self._forget(job_id, entry.revision)
         # else: the new record waits for a time of its own; its entry was written with it.
 
     async def _forget(self, job_id: str, entry: int) -> None:
@@ -180,5 +207,8 @@ class TimerService(Service):
             await self.records.timers.purge(job_id, entry, marker_ttl_s=ENTRY_MARKER_TTL_S)
         except Conflict:
             pass  # a newer entry: it stays
-        except Exception:
-            log.warning("timer entry not removed; it will fire once more", extra={"job": job_id})
+        except Exception as exc:
+            log.warning(
+                "timer entry not removed; it will fire once more",
+                extra={"job": job_id, "error": repr(exc)},
+            )
