@@ -27,7 +27,7 @@ async def records(nats_server: NatsServer) -> AsyncIterator[Records]:
     await nc.close()
 
 
-def new(job_id: str = "J1"):  # type: ignore[no-untyped-def]
+def new(job_id: str = "000000000000000000000000J1"):  # type: ignore[no-untyped-def]
     return states.accept(JobRequest(payload={"x": 1}), job_id, "a", NOW, None)
 
 
@@ -37,7 +37,7 @@ async def test_create_once(records: Records) -> None:
     assert revision > 0
     with pytest.raises(Conflict):
         await records.create(new())
-    record, got = await records.get("J1")
+    record, got = await records.get("000000000000000000000000J1")
     assert (record, got) == (new(), revision)
 
 
@@ -48,7 +48,7 @@ async def test_update_needs_current_revision(records: Records) -> None:
     second = await records.update(claimed, revision)
     with pytest.raises(Conflict):
         await records.update(states.cancel(new(), NOW), revision)
-    record, got = await records.get("J1")
+    record, got = await records.get("000000000000000000000000J1")
     assert (record.state, got) == (JobState.RUNNING, second)
 
 
@@ -66,9 +66,9 @@ async def test_transition_rereads_on_conflict(records: Records) -> None:
 async def test_purge_is_final(records: Records) -> None:
     """A purged id reads as missing and can never be created again."""
     revision = await records.create(new())
-    await records.purge("J1", revision)
+    await records.purge("000000000000000000000000J1", revision)
     with pytest.raises(NotFound):
-        await records.get("J1")
+        await records.get("000000000000000000000000J1")
     with pytest.raises(Conflict):
         await records.create(new())
 

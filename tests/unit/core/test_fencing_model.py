@@ -17,7 +17,17 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from jetsched.core import states
 from jetsched.core.errors import TransitionError
-from jetsched.core.models import TERMINAL, JobRecord, JobRequest, JobState, Outcome, OutcomeStatus
+from jetsched.core.models import (
+    TERMINAL,
+    JobRecord,
+    JobRequest,
+    JobState,
+    Outcome,
+    OutcomeStatus,
+    token_hash,
+)
+
+JOB = "01KBZ3R6X9T2M0Q7D5W8C4N1HE"
 
 MAX_ATTEMPTS = 3
 REPORTS = list(OutcomeStatus)
@@ -28,7 +38,7 @@ class FencingMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 1_000
         request = JobRequest(max_attempts=MAX_ATTEMPTS, backoff={"base_ms": 0})
-        self.record: JobRecord = states.accept(request, "J", "cap", self.now, None)
+        self.record: JobRecord = states.accept(request, JOB, "cap", self.now, None)
         self.tokens: dict[int, str] = {}
         self.high_attempt = 0
         self.revived = False
@@ -59,7 +69,7 @@ class FencingMachine(RuleBasedStateMachine):
         attempt = self.record.attempt - back
         token = self.tokens.get(attempt, "none") if right_token else "forged"
         outcome = Outcome(
-            id="J",
+            id=JOB,
             attempt=attempt,
             token=token,
             session="s",
@@ -70,7 +80,7 @@ class FencingMachine(RuleBasedStateMachine):
         holds = (
             self.record.state is JobState.RUNNING
             and self.record.lease is not None
-            and (self.record.lease.attempt, self.record.lease.token) == (attempt, token)
+            and (self.record.lease.attempt, self.record.lease.token_hash) == (attempt, token_hash(token))
         )
         after = self.apply(lambda: states.apply_outcome(self.record, outcome, self.tick(), 0.5))
         if not holds:
@@ -122,7 +132,7 @@ class FencingMachine(RuleBasedStateMachine):
         assert (self.record.state is JobState.RUNNING) == (lease is not None)
         if lease is not None:
             assert lease.attempt == self.record.attempt
-            assert lease.token == self.tokens[lease.attempt]
+            assert lease.token_hash == token_hash(self.tokens[lease.attempt])
 
     @invariant()
     def attempts_bounded(self) -> None:

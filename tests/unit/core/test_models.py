@@ -61,9 +61,11 @@ def test_expires_header_only_while_unstarted() -> None:
     from jetsched.core import states
     from jetsched.core.changes import EXPIRES_HEADER, Change, headers_of
 
-    record = states.accept(JobRequest(expires_in_ms=1000), "J1", "a", 0, None)
+    record = states.accept(JobRequest(expires_in_ms=1000), "000000000000000000000000J1", "a", 0, None)
     assert headers_of(record)[EXPIRES_HEADER] == "1000"
     assert Change.of(record, 1).expires_at_ms == 1000
     claimed = states.claim(record, "w", "s", "t", 5)
     assert EXPIRES_HEADER not in headers_of(claimed)
-    assert EXPIRES_HEADER not in headers_of(states.accept(JobRequest(), "J2", "a", 0, None))
+    assert EXPIRES_HEADER not in headers_of(
+        states.accept(JobRequest(), "000000000000000000000000J2", "a", 0, None)
+    )

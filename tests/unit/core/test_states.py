@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jetsched.core import states
+from jetsched.core import bounds, states
 from jetsched.core.errors import Fenced, NotDue, TransitionError
 from jetsched.core.models import (
     Backoff,
@@ -15,13 +15,16 @@ from jetsched.core.models import (
     Outcome,
     OutcomeError,
     OutcomeStatus,
+    token_hash,
 )
 
 NOW = 1_700_000_000_000
+#: The tokens these tests claim with, by the hash a record keeps of them.
+TOKENS = {token_hash(t): t for t in ("t1", "t2", "t3")}
 
 
 def accepted(**request: object) -> JobRecord:
-    return states.accept(JobRequest.model_validate(request), "J1", "email", NOW, None)
+    return states.accept(JobRequest.model_validate(request), "000000000000000000000000J1", "email", NOW, None)
 
 
 def running(record: JobRecord, token: str = "t1") -> JobRecord:
@@ -33,7 +36,7 @@ def report(record: JobRecord, status: OutcomeStatus, **fields: object) -> Outcom
     return Outcome(
         id=record.id,
         attempt=record.lease.attempt,
-        token=record.lease.token,
+        token=TOKENS[record.lease.token_hash],
         session=record.lease.session,
         status=status,
         finished_at_ms=NOW + 20,
@@ -91,7 +94,11 @@ class TestClaim:
         assert record.state is JobState.RUNNING
         assert record.attempt == 1
         assert record.lease is not None
-        assert (record.lease.session, record.lease.attempt, record.lease.token) == ("s1", 1, "t1")
+        assert (record.lease.session, record.lease.attempt, record.lease.token_hash) == (
+            "s1",
+            1,
+            token_hash("t1"),
+        )
 
     def test_claim_needs_ready(self) -> None:
         """A running job cannot be claimed twice."""
@@ -206,7 +213,9 @@ class TestOutcome:
         error = OutcomeError(type="E", message="m", traceback="x" * 10_000 + "END")
         failed = states.apply_outcome(record, report(record, OutcomeStatus.FAILED, error=error), NOW, 0.5)
         assert failed.errors[-1].traceback is not None
-        assert len(failed.errors[-1].traceback) == 4000
+        traceback = failed.errors[-1].traceback
+        assert traceback.endswith("END")
+        assert bounds.json_bytes(traceback) == bounds.MAX_TRACEBACK_BYTES
         assert failed.errors[-1].traceback.endswith("END")
 
 

@@ -31,8 +31,22 @@ def error(capability: str, body: bytes) -> ApiError:
         (b'{"colour": "red"}', ErrorCode.INVALID_FIELD, "colour"),
         (b'{"backoff": {"factor": 0.5}}', ErrorCode.INVALID_FIELD, "backoff.factor"),
         (b'{"run_at": "next tuesday"}', ErrorCode.INVALID_FIELD, "run_at"),
-        (b'{"delay_ms": 1, "run_at": "2030-01-01T00:00:00Z"}', ErrorCode.INVALID_FIELD, None),
+        (b'{"delay_ms": 1, "run_at": "2030-01-01T00:00:00Z"}', ErrorCode.INVALID_FIELD, "run_at"),
         (b'{"max_attempts": 1e9}', ErrorCode.INVALID_FIELD, "max_attempts"),
+        # Strict types: what a client would be surprised to see accepted.
+        (b'{"priority": "5"}', ErrorCode.INVALID_FIELD, "priority"),
+        (b'{"priority": true}', ErrorCode.INVALID_FIELD, "priority"),
+        (b'{"timeout_s": Infinity}', ErrorCode.INVALID_FIELD, "timeout_s"),
+        (b'{"payload": {"x": NaN}}', ErrorCode.INVALID_FIELD, "payload"),
+        (b'{"run_at": 1893456000}', ErrorCode.INVALID_FIELD, "run_at"),
+        (b'{"run_at": "1893456000"}', ErrorCode.INVALID_FIELD, "run_at"),
+        (b'{"run_at": "2030-01-01 00:00:00Z"}', ErrorCode.INVALID_FIELD, "run_at"),
+        (b'{"run_at": "2030-01-01T00:00:00+0100"}', ErrorCode.INVALID_FIELD, "run_at"),
+        (b'{"run_at": "2030-01-01T00:00:00"}', ErrorCode.INVALID_FIELD, "run_at"),
+        # Values no component could encode later.
+        (b'{"payload": 18446744073709551616}', ErrorCode.INVALID_FIELD, "payload"),
+        (b'{"payload": ' + b"[" * 65 + b"]" * 65 + b"}", ErrorCode.INVALID_FIELD, "payload"),
+        (b'{"labels": {"gpu": 1}}', ErrorCode.INVALID_FIELD, "labels.gpu"),
     ],
 )
 def test_bad_bodies(body: bytes, code: ErrorCode, field: str | None) -> None:
@@ -106,3 +120,31 @@ def test_batch_items_are_checked_one_by_one() -> None:
         (ErrorCode.INVALID_JSON, "jobs.2"),
         (ErrorCode.PAYLOAD_TOO_LARGE, "jobs.3"),
     ]
+
+
+def test_messages_are_our_own_words() -> None:
+    """Errors from our own checks read as sentences, without pydantic's 'Value error,' prefix."""
+    got = error("email", b'{"delay_ms": 1, "run_at": "2030-01-01T00:00:00Z"}')
+    assert got.message == "give delay_ms or run_at, not both"
+
+
+def test_offsets_and_fractions_of_rfc3339_pass() -> None:
+    """`Z`, `+01:00` and fractional seconds are RFC 3339 and accepted."""
+    for run_at in ("2030-01-01T00:00:00Z", "2030-01-01T00:00:00.250+01:00", "2030-01-01t00:00:00z"):
+        assert isinstance(parse_submit("email", orjson.dumps({"run_at": run_at}), LIMIT), JobRequest)
+
+
+def test_headers_count_in_the_limit() -> None:
+    """A small body with headers that take it past the limit is refused before parsing."""
+    got = parse_submit("email", b"{}", LIMIT, headers=LIMIT)
+    assert isinstance(got, ApiError)
+    assert got.code is ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_batch_item_past_64_bits_is_its_own_error() -> None:
+    """An item no encoder takes fails alone; the other items stand."""
+    items = parse_batch("email", b'{"jobs": [{"payload": 1}, {"payload": 99999999999999999999}]}', LIMIT)
+    assert not isinstance(items, ApiError)
+    assert isinstance(items[0], JobRequest)
+    assert isinstance(items[1], ApiError)
+    assert items[1].field == "jobs.1"

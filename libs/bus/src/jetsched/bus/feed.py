@@ -12,6 +12,9 @@ seen. So a view may skip superseded revisions but never misses a key's latest on
 recreated at once after a reconnect (a restarted server has forgotten it) and whenever its idle
 heartbeats stop, retrying until JetStream answers again. Views still act only through CAS on the record,
 so a stale view costs a failed write, never a wrong one.
+
+A value its handler cannot take (it raises: undecodable, or not what any version writes) is quarantined
+(`quarantine.py`) and skipped; the feed goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
     from .direct import Connection
+    from .quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +61,12 @@ class KeyFeed:
         handler: KeyHandler,
         headers_only: bool = False,
         keys: str = ">",
+        quarantine: Quarantine | None = None,
     ) -> None:
         """`headers_only`: for readers that route on headers alone. `keys`: a key filter, e.g. `timer.>`."""
         self._nc = nc
+        self._bucket = bucket
+        self._quarantine = quarantine
         self._js = js
         self._stream = subjects.kv_stream(bucket)
         self._filter = f"$KV.{bucket}.{keys}"
@@ -187,8 +194,11 @@ class KeyFeed:
         deleted = parsed is not None and ("KV-Operation" in parsed or "Nats-Marker-Reason" in parsed)
         try:
             self._handler(key, sseq, None if deleted else data, parsed)
-        except Exception:
-            log.exception("feed handler failed", extra={"key": key, "revision": sseq})
+        except Exception as exc:
+            if self._quarantine is None:
+                log.exception("feed handler failed", extra={"key": key, "revision": sseq})
+            else:
+                self._quarantine.report(self._bucket, key, sseq, f"{type(exc).__name__}: {exc}")
         if pending == 0:
             self.caught_up.set()
 
@@ -222,6 +232,7 @@ class RecordFeed(KeyFeed):
         js: JetStreamContext,
         handler: Callable[[Change], None],
         headers_only: bool = False,
+        quarantine: Quarantine | None = None,
     ) -> None:
         def on_key(key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
             if data is None:
@@ -229,4 +240,4 @@ class RecordFeed(KeyFeed):
             else:
                 handler(Change.from_message(key, revision, data, headers))
 
-        super().__init__(nc, js, subjects.JOBS_BUCKET, on_key, headers_only)
+        super().__init__(nc, js, subjects.JOBS_BUCKET, on_key, headers_only, quarantine=quarantine)

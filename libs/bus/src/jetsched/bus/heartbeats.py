@@ -86,7 +86,11 @@ class HeartbeatListener:
         try:
             heartbeat = Heartbeat.model_validate_json(msg.data)
         except ValidationError:
-            log.warning("malformed heartbeat ignored", extra={"subject": msg.subject})
+            log.warning("malformed heartbeat ignored", extra={"subject": msg.subject[:200]})
+            return
+        if msg.subject != subjects.heartbeat(heartbeat.session):
+            # A session speaks only on its own subject, which NATS permissions can tie to one worker.
+            log.warning("heartbeat for another session ignored", extra={"subject": msg.subject[:200]})
             return
         session = self.registry.observe(heartbeat, self.clock.now_ms())
         if self.on_beat is not None:

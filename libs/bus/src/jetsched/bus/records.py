@@ -16,13 +16,15 @@ from the record (see docs/architecture.md, "crash windows").
 from __future__ import annotations
 
 import base64
+import re
 from typing import TYPE_CHECKING
 
 import orjson
+from nats.errors import MaxPayloadError
 
 from jetsched.core import subjects
 from jetsched.core.changes import headers_of, timer_due
-from jetsched.core.errors import Conflict, NotFound, TransitionError
+from jetsched.core.errors import Conflict, NotFound, Poisoned, TransitionError
 from jetsched.core.models import JobRecord, JobState
 
 from .crashpoints import crashpoint
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
     from .direct import Connection
 
+#: The KV key alphabet, in dot-separated tokens: no wildcards, so a key never matches another's subject.
+_KEY = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$")
 _EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = 10071
 _DELETED_OPS = ("DEL", "PURGE")
@@ -69,6 +73,8 @@ class Store:
         Asked of the stream's leader (not a direct get, which any replica may answer from behind), in
         one lean request: a read here decides CAS writes, and must not miss a record just written.
         """
+        if not _KEY.match(key):
+            raise NotFound(f"{self.bucket}/{key[:64]!r} (not a valid key)")
         request = orjson.dumps({"last_by_subj": self._prefix + key})
         data, _ = await self._nc.request_raw(self._get_subject, request, self.timeout)
         reply = orjson.loads(data)
@@ -93,7 +99,12 @@ class Store:
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str] | None) -> int:
         """Publish to the key's subject and read JetStream's ack: the new revision, or why not."""
-        data, _ = await self._nc.request_raw(self._prefix + key, value, self.timeout, headers)
+        if not _KEY.match(key):
+            raise StoreError(f"{self.bucket}/{key[:64]!r} is not a valid key")
+        try:
+            data, _ = await self._nc.request_raw(self._prefix + key, value, self.timeout, headers)
+        except MaxPayloadError as exc:
+            raise StoreError(f"{self.bucket}/{key}: {exc}") from None
         ack = orjson.loads(data)
         error = ack.get("error")
         if error is None:
@@ -137,8 +148,12 @@ class Records:
         return headers
 
     async def get(self, job_id: str) -> tuple[JobRecord, int]:
+        """The record and its revision; `NotFound`, or `Poisoned` if what is stored cannot be decoded."""
         data, revision = await self.store.get(job_id)
-        return decode(data), revision
+        try:
+            return decode(data), revision
+        except ValueError as exc:
+            raise Poisoned(self.store.bucket, job_id, revision, f"{type(exc).__name__}: {exc}") from None
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used."""

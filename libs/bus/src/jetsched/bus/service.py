@@ -25,6 +25,7 @@ from . import logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import connect
+from .quarantine import Quarantine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,6 +45,8 @@ class Service(ABC):
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        #: Where this service sets aside stored items it cannot read (set once connected).
+        self.quarantine: Quarantine | None = None
         # Unique per process start, and safe in KV keys and subjects (no dots).
         self.instance = new_ulid(self.clock.now_ms()).lower()
 
@@ -56,6 +59,12 @@ class Service(ABC):
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def quarantined(self) -> Quarantine:
+        """The quarantine, for `setup()` and later (it needs the connection)."""
+        assert self.quarantine is not None, "the quarantine exists once the service is connected"
+        return self.quarantine
 
     async def _declare(self, js: JetStreamContext) -> None:
         # A cluster still electing its leaders (or a replica count it cannot place yet) refuses
@@ -76,6 +85,7 @@ class Service(ABC):
         nc = await connect(self.bus.nats_url, f"jetsched-{self.name}")
         try:
             js = nc.jetstream()
+            self.quarantine = Quarantine(nc, self.name, self.clock)
             await self._declare(js)
             actors = await self.setup(nc, js)
             supervised = asyncio.create_task(Supervisor().run(actors))

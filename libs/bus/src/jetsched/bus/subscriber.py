@@ -3,6 +3,10 @@
 Messages arrive over a direct subscription (`direct.py`) and each gets its own task at once, so a handler
 that awaits a JetStream round trip does not hold up the rest; past `max_in_flight` they wait in a backlog.
 On stop the subscription goes first, then in-flight handlers finish.
+
+Every request gets an answer: a handler that fails, or whose reply does not fit the server's message
+limit, is answered with a structured error. Replies carry no headers — nats-py's `respond` echoes the
+request's, which lets a client size a reply past the limit with one padded header.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import orjson
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
+
+from jetsched.core.errors import ErrorCode
 
 from .direct import parse_headers
 
@@ -22,7 +30,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Msg"], Awaitable[None]]
+Handler = Callable[["Request"], Awaitable[None]]
+
+
+def error_reply(code: ErrorCode, message: str, field: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code.value, "message": message, "field": field}})
+
+
+class Request(Msg):
+    """A message whose reply goes out without the request's headers, once."""
+
+    responded = False
+
+    async def respond(self, data: bytes) -> None:
+        if not self.reply or self.responded:
+            return
+        self.responded = True
+        try:
+            await self._client.publish(self.reply, data)
+        except MaxPayloadError:
+            message = f"the reply ({len(data)} bytes) is over the server's message limit; ask for less"
+            await self._client.publish(self.reply, error_reply(ErrorCode.REPLY_TOO_LARGE, message))
 
 
 class Subscriber:
@@ -43,7 +71,7 @@ class Subscriber:
         self._queue = queue
         self._handler = handler
         self._max_in_flight = max_in_flight
-        self._backlog: deque[Msg] = deque()
+        self._backlog: deque[Request] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -59,13 +87,13 @@ class Subscriber:
                 await asyncio.wait(self._tasks, timeout=10)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        msg = Msg(self._nc, subject.decode(), reply.decode(), data, parse_headers(headers))
+        msg = Request(self._nc, subject.decode(), reply.decode(), data, parse_headers(headers))
         if len(self._tasks) >= self._max_in_flight:
             self._backlog.append(msg)
         else:
             self._start(msg)
 
-    def _start(self, msg: Msg) -> None:
+    def _start(self, msg: Request) -> None:
         task = asyncio.create_task(self._handle(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -75,8 +103,14 @@ class Subscriber:
         if self._backlog:
             self._start(self._backlog.popleft())
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Request) -> None:
         try:
             await self._handler(msg)
-        except Exception:
+        except Exception as exc:
             log.exception("handler failed", extra={"subject": msg.subject})
+            try:
+                await msg.respond(
+                    error_reply(ErrorCode.INTERNAL, f"the request failed: {type(exc).__name__}")
+                )
+            except Exception:
+                log.exception("could not answer a failed request", extra={"subject": msg.subject})

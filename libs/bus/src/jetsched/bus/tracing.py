@@ -4,11 +4,16 @@ One job is one trace: the client's submit span is the root; intake stores the co
 (`record.trace`), so every later step — timer, dispatch, the worker's run, the reaper — starts its span as a
 child of it, whichever process and however much later. With no SDK configured the spans are no-ops but the
 context still passes through unchanged, so a downstream service with tracing on still joins the trace.
+
+Trace context arrives in untrusted headers and is stored with the job, then re-sent with every later
+message of it: `traceparent` must have the W3C form, `tracestate` and `baggage` are bounded (`bounds.py`),
+and anything else is dropped — a 70 KB baggage must not make every later report of its job too large.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
@@ -16,11 +21,18 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from jetsched.core import bounds
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 tracer = trace.get_tracer("jetsched")
 _CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")
+#: version 00 (or a later one, read as 00 reads it): trace id, parent id, flags; all-zero ids are invalid.
+_TRACEPARENT = re.compile(
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"
+)
+_LIMITS = {"tracestate": bounds.MAX_TRACESTATE_BYTES, "baggage": bounds.MAX_BAGGAGE_BYTES}
 #: The environment can name a provider too; it is read once, at start-up, like OpenTelemetry does.
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
@@ -62,6 +74,22 @@ def carrier() -> dict[str, str]:
     return headers
 
 
+def clean(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The trace context in `headers` that may be passed on and stored: valid and within bounds."""
+    if not headers:
+        return {}
+    context: dict[str, str] = {}
+    parent = headers.get("traceparent")
+    if parent is None or len(parent) > 256 or not _TRACEPARENT.match(parent):
+        return context  # without a valid parent, state and baggage belong to nothing
+    context["traceparent"] = parent
+    for key, limit in _LIMITS.items():
+        value = headers.get(key)
+        if value is not None and len(value.encode()) <= limit:
+            context[key] = value
+    return context
+
+
 def span(
     name: str,
     parent: Mapping[str, str] | None,
@@ -72,9 +100,10 @@ def span(
 
     Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
     """
+    parent = clean(parent)
     if not _sdk_installed():
-        # Spans would be no-ops; pass the context through untouched (hot path).
-        return nullcontext({k: parent[k] for k in _CONTEXT_KEYS if k in parent} if parent else {})
+        # Spans would be no-ops; pass the (checked) context through (hot path).
+        return nullcontext(parent)
     return _span(name, parent, kind, attributes)
 
 

@@ -17,6 +17,7 @@ hour. The results are UTC epoch milliseconds, sorted and unique.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -51,13 +52,20 @@ class DstFold(StrEnum):
     BOTH = "both"
 
 
+_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
+
+
 @lru_cache(maxsize=256)
 def zone(name: str) -> ZoneInfo:
     """The IANA zone `name`; ValueError if unknown."""
+    # A zone name becomes a file path inside zoneinfo: a directory (`Europe`), an over-long or odd name
+    # raises OSError and the like there, and every failure is the same "unknown" to a client.
     try:
+        if len(name) > 64 or not _ZONE_NAME.match(name):
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown time zone {name[:64]!r} (use an IANA name such as Europe/Berlin)") from exc
 
 
 def check_cron(expr: str) -> str:

@@ -5,7 +5,10 @@
     │   ├── Fenced                 the report's attempt/token is not the record's current lease
     │   └── NotDue                 a timer fired before the record's due time
     ├── Conflict                   a CAS lost to another writer (re-read and re-decide)
-    └── NotFound                   no record with that id
+    ├── NotFound                   no record with that id
+    └── Poisoned                   a stored item cannot be decoded (quarantine it, skip it)
+
+    FieldError (a ValueError)      a check across fields inside a model, naming the field to blame
 
 The SDK's behavioural exceptions (`Retry`, `Fatal`) live in `jetsched.sdk`.
 """
@@ -41,6 +44,25 @@ class NotFound(JetschedError):
     """No record with that id."""
 
 
+class Poisoned(JetschedError):
+    """A stored item that cannot be decoded: it is quarantined and skipped, never a crash."""
+
+    def __init__(self, bucket: str, key: str, revision: int, reason: str) -> None:
+        super().__init__(f"{bucket}/{key} (revision {revision}) cannot be read: {reason}")
+        self.bucket = bucket
+        self.key = key
+        self.revision = revision
+        self.reason = reason
+
+
+class FieldError(ValueError):
+    """A check that spans fields, raised inside a model validator, naming the field to blame."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ErrorCode(StrEnum):
     """Codes of structured errors returned on the wire."""
 
@@ -62,6 +84,12 @@ class ErrorCode(StrEnum):
     UNKNOWN_API = "unknown_api"
     #: Storage did not answer; the request may be retried.
     UNAVAILABLE = "unavailable"
+    #: The answer would be over the server's message limit (ask for a smaller page).
+    REPLY_TOO_LARGE = "reply_too_large"
+    #: Something stored cannot be read or acted on; it is quarantined (`jetsched doctor`).
+    QUARANTINED = "quarantined"
+    #: The service failed to handle the request (a bug: the service logs it); retrying may not help.
+    INTERNAL = "internal"
 
 
 class ApiError(BaseModel):

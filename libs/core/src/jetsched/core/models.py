@@ -7,21 +7,32 @@ types them (`run_at`, RFC 3339). `docs/protocol.md` is the prose version of this
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from .bounds import check_json
+from .ids import ULID_RE
 from .types import JSON
 
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 MAX_CAPABILITY_LEN = 128
-#: A job keeps this many entries of error history.
-MAX_ERRORS = 20
-#: At most this many characters of a traceback are stored.
-MAX_TRACEBACK = 4000
+#: RFC 3339 with a time zone offset, as `run_at` is documented (no space for `T`, no `+0100`).
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def check_capability(name: str) -> str:
@@ -35,6 +46,49 @@ def check_capability(name: str) -> str:
 CapabilityName = Annotated[str, AfterValidator(check_capability)]
 
 
+def check_job_id(value: str) -> str:
+    if not ULID_RE.match(value):
+        raise ValueError(
+            "a job id is a ULID: 26 characters of Crockford base32 (0-9, A-Z without I, L, O, U)"
+        )
+    return value
+
+
+#: A job id: checked before it reaches any subject or key, so `*` or `>` can never match other jobs.
+JobId = Annotated[str, AfterValidator(check_job_id)]
+
+
+def check_session(value: str) -> str:
+    if not SESSION_RE.match(value):
+        raise ValueError("a session is 1-64 characters of letters, digits, '_' and '-'")
+    return value
+
+
+SessionName = Annotated[str, AfterValidator(check_session)]
+#: A payload or result: JSON that every component can encode (bounds.py).
+JSONValue = Annotated[JSON, AfterValidator(check_json)]
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):  # built in Python, not read from the wire
+        if value.tzinfo is None:
+            raise ValueError("a time needs a time zone offset")
+        return value
+    if not isinstance(value, str) or not RFC3339_RE.match(value):
+        raise ValueError("an RFC 3339 time with an offset is needed, e.g. 2026-01-01T09:00:00Z")
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+
+
+#: An instant as clients write it: RFC 3339 with an offset, strictly (no epoch numbers, no space for
+#: `T`, no `+0100`).
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
+def token_hash(token: str) -> str:
+    """What a record keeps of a lease token: enough to check a report's token, useless to forge one."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     if len(labels) > 16 or any(not 0 < len(k) <= 64 or len(v) > 64 for k, v in labels.items()):
         raise ValueError("at most 16 labels, keys of 1-64 characters, values of up to 64")
@@ -45,7 +99,14 @@ Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Request(BaseModel):
+    """A request body from a client. Intake validates these strictly (`validate.parse`): unknown fields
+    and loose types (`"5"` or `true` for 5) are errors there; built in Python, they coerce as usual."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class JobState(StrEnum):
@@ -68,7 +129,7 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 
 
-class Backoff(Model):
+class Backoff(Request):
     """Retry delay policy: `min(max_ms, base_ms * factor**(n-1))`, spread by ±`jitter`."""
 
     base_ms: int = Field(1000, ge=0, le=86_400_000)
@@ -77,13 +138,14 @@ class Backoff(Model):
     jitter: float = Field(0.2, ge=0.0, le=1.0)
 
 
-class JobRequest(Model):
+class JobRequest(Request):
     """The body a client sends to `jetsched.submit.<capability>`."""
 
-    payload: JSON = None
+    payload: JSONValue = None
     priority: int = Field(5, ge=0, le=9)
     delay_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
-    run_at: datetime | None = None
+    #: RFC 3339 with an offset (`2026-01-01T09:00:00Z`); not with `delay_ms`.
+    run_at: Rfc3339 | None = None
     key: str | None = Field(None, min_length=1, max_length=256)
     max_attempts: int = Field(5, ge=1, le=1000)
     timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
@@ -97,23 +159,36 @@ class JobRequest(Model):
     concurrency_key: str | None = Field(None, min_length=1, max_length=128)
     backoff: Backoff = Backoff()
 
-    @model_validator(mode="after")
-    def _one_start_time(self) -> JobRequest:
-        if self.delay_ms is not None and self.run_at is not None:
+    @field_validator("run_at")
+    @classmethod
+    def _one_start_time(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and info.data.get("delay_ms") is not None:
             raise ValueError("give delay_ms or run_at, not both")
-        if self.run_at is not None and self.run_at.tzinfo is None:
-            raise ValueError("run_at needs a time zone offset (RFC 3339), e.g. 2026-01-01T09:00:00Z")
-        return self
+        return value
 
 
 class Lease(Model):
-    """Who holds a running job: one worker session, for one attempt, proven by a per-attempt token."""
+    """Who holds a running job: one worker session, for one attempt, proven by a per-attempt token.
+
+    The token itself travels only in the work message to that session; the record keeps its hash, so
+    whoever can read records (any client, through `jobs.get`) cannot report for the attempt.
+    """
 
     worker: str
     session: str
     attempt: int
-    token: str
+    token_hash: str
     claimed_at_ms: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_legacy_token(cls, data: Any) -> Any:
+        # Records written before tokens were hashed kept the token itself.
+        if isinstance(data, dict) and "token" in data and "token_hash" not in data:
+            legacy = str(data["token"])
+            data = {k: v for k, v in data.items() if k != "token"}
+            data["token_hash"] = token_hash(legacy)
+        return data
 
 
 class ErrorKind(StrEnum):
@@ -131,6 +206,8 @@ class ErrorKind(StrEnum):
     LOST = "lost"
     #: The first attempt did not start before the job's start deadline.
     EXPIRED = "expired"
+    #: The job was handed back unrun too many times (`MAX_RELEASES`).
+    RELEASED = "released"
 
 
 class ErrorInfo(Model):
@@ -147,7 +224,8 @@ class JobRecord(Model):
 
     id: str
     capability: str
-    payload: JSON = None
+    #: Checked on every read too: a record stored before inputs were bounded is quarantined, not sent on.
+    payload: JSONValue = None
     priority: int
     state: JobState
     #: Claims so far; each claim increments it, so it fences reports from older attempts.
@@ -168,7 +246,7 @@ class JobRecord(Model):
     key: str | None = None
     lease: Lease | None = None
     errors: tuple[ErrorInfo, ...] = ()
-    result: JSON = None
+    result: JSONValue = None
     created_at_ms: int
     updated_at_ms: int
     started_at_ms: int | None = None
@@ -208,12 +286,16 @@ class OutcomeError(Model):
 
 
 class Outcome(Model):
-    """A worker's report on one attempt, published durably to `jetsched.outcome.<capability>`."""
+    """A worker's report on one attempt, published durably to `jetsched.outcome.<capability>`.
 
-    id: str
+    Read leniently where a worker may be careless (the result and error texts are bounded when the
+    reaper applies them), strictly where it decides (id, attempt, token).
+    """
+
+    id: JobId
     attempt: int
-    token: str
-    session: str
+    token: str = Field(max_length=128)
+    session: str = Field(max_length=64)
     status: OutcomeStatus
     result: JSON = None
     error: OutcomeError | None = None
@@ -236,18 +318,32 @@ class WorkMessage(Model):
     run_at_ms: int
 
 
+#: Jobs a heartbeat may list beyond its concurrency: attempts past their handler whose reports are
+#: still being stored, and work messages over capacity on their way back (`released`).
+HELD_BEYOND_CONCURRENCY = 64
+
+
 class Heartbeat(Model):
     """A worker session's periodic announcement (core NATS `jetsched.hb.<session>`)."""
 
-    worker: str
-    session: str
-    capabilities: tuple[CapabilityName, ...]
-    labels: dict[str, str] = Field(default_factory=dict)
-    concurrency: int = Field(ge=1, le=100_000)
+    worker: str = Field(min_length=1, max_length=128)
+    session: SessionName
+    capabilities: tuple[CapabilityName, ...] = Field(max_length=256)
+    labels: Labels = Field(default_factory=dict)
+    concurrency: int = Field(ge=1, le=10_000)
     #: `[job id, attempt]` of every job the session holds, running or about to.
-    running: tuple[tuple[str, int], ...] = ()
+    running: tuple[tuple[JobId, int], ...] = ()
     draining: bool = False
     interval_ms: int = Field(ge=10, le=60_000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Heartbeat:
+        if len(self.running) > 2 * self.concurrency + HELD_BEYOND_CONCURRENCY:
+            raise ValueError(
+                f"lists {len(self.running)} jobs for a concurrency of {self.concurrency}"
+                f" (at most twice that plus {HELD_BEYOND_CONCURRENCY})"
+            )
+        return self
 
 
 class Control(Model):
@@ -262,7 +358,7 @@ class Control(Model):
 MAX_BATCH_JOBS = 1000
 
 
-class BatchRequest(Model):
+class BatchRequest(Request):
     """`jetsched.batch.<capability>`: many submits in one message; each item is a submit body."""
 
     jobs: list[JSON] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
@@ -274,50 +370,61 @@ class SubmitReply(Model):
     duplicate: bool = False
 
 
-class GetRequest(Model):
-    id: str = Field(min_length=1, max_length=64)
+class EmptyRequest(Request):
+    """The body of an API that takes no parameters: empty, or `{}`."""
 
 
-class ListRequest(Model):
+class GetRequest(Request):
+    id: JobId
+
+
+class ListRequest(Request):
     state: JobState | None = None
-    capability: str | None = None
+    capability: CapabilityName | None = None
     limit: int = Field(100, ge=1, le=1000)
     #: Page cursor: the last id of the previous page.
-    after: str | None = None
+    after: JobId | None = None
 
 
-class CapabilityRequest(Model):
+class CapabilityRequest(Request):
     capability: CapabilityName
 
 
-class QueueSettings(Model):
+#: The most jobs `max_running` and `max_running_per_key` may allow (beyond that, leave them unset).
+MAX_RUNNING_LIMIT = 1_000_000
+#: Start rates are between one per 1,000 s and a million per second.
+MIN_RATE_PER_S = 0.001
+MAX_RATE_PER_S = 1_000_000.0
+
+
+class QueueSettings(Request):
     """How one capability's queue is dispatched (the `queues` bucket; `jetsched.api.queues.configure`)."""
 
     paused: bool = False
     #: Jobs of the capability running at once, fleet-wide.
-    max_running: int | None = Field(None, ge=0)
+    max_running: int | None = Field(None, ge=0, le=MAX_RUNNING_LIMIT)
     #: Jobs of one concurrency key running at once, fleet-wide.
-    max_running_per_key: int | None = Field(None, ge=0)
+    max_running_per_key: int | None = Field(None, ge=0, le=MAX_RUNNING_LIMIT)
     #: Jobs started per second (token bucket of `burst`), for the capability and for each key.
-    rate_per_s: float | None = Field(None, gt=0)
-    rate_per_key_per_s: float | None = Field(None, gt=0)
+    rate_per_s: float | None = Field(None, ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)
+    rate_per_key_per_s: float | None = Field(None, ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)
     burst: int = Field(1, ge=1, le=100_000)
     #: `strict`: a higher priority always goes first. `weighted`: priority p gets a share p + 1 of starts,
     #: so low priorities progress under a steady stream of high ones.
     priority_mode: Literal["strict", "weighted"] = "strict"
     #: In strict mode, a ready job gains one priority level per this many milliseconds of waiting.
-    aging_ms: int | None = Field(None, ge=1)
+    aging_ms: int | None = Field(None, ge=1, le=366 * 86_400_000)
 
 
 class ConfigureRequest(QueueSettings):
     capability: CapabilityName
 
 
-class SessionRequest(Model):
-    session: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+class SessionRequest(Request):
+    session: SessionName
 
 
-class ReviveRequest(Model):
-    id: str = Field(min_length=1, max_length=64)
+class ReviveRequest(Request):
+    id: JobId
     #: Further attempts granted; by default the job's own `max_attempts`.
     attempts: int | None = Field(None, ge=1, le=1000)

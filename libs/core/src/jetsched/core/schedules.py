@@ -21,18 +21,30 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
 from jetsched.core import cron as cronlib
 from jetsched.core import states
 from jetsched.core.cron import DstFold, DstGap
+from jetsched.core.errors import FieldError
 from jetsched.core.ids import encode
-from jetsched.core.models import Backoff, CapabilityName, JobRecord, JobRequest, Model
-from jetsched.core.types import JSON
+from jetsched.core.models import (
+    Backoff,
+    CapabilityName,
+    JobRecord,
+    JobRequest,
+    JSONValue,
+    Labels,
+    Model,
+    Request,
+    Rfc3339,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 #: A fire up to this late is on time (the timer was merely busy), not missed.
 MISFIRE_GRACE_MS = 60_000
@@ -79,29 +91,29 @@ class Overlap(StrEnum):
     CANCEL_PREVIOUS = "cancel_previous"
 
 
-class JobTemplate(Model):
+class JobTemplate(Request):
     """The job each fire creates."""
 
     capability: CapabilityName
-    payload: JSON = None
+    payload: JSONValue = None
     priority: int = Field(5, ge=0, le=9)
     max_attempts: int = Field(5, ge=1, le=1000)
     timeout_s: float = Field(300.0, gt=0, le=7 * 86_400)
     backoff: Backoff = Backoff()
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
 
-class ScheduleSpec(Model):
+class ScheduleSpec(Request):
     """What a user writes: `jetsched.api.schedules.create` / `.update`."""
 
     id: ScheduleId
     #: A 5-field (minute first) or 6-field (second first) cron expression; or give `every_ms`.
-    cron: str | None = None
+    cron: str | None = Field(None, max_length=256)
     every_ms: int | None = Field(None, ge=1000, le=366 * 86_400_000)
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", max_length=64)
     job: JobTemplate
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: Rfc3339 | None = None
+    end_at: Rfc3339 | None = None
     #: Each fire's job starts up to this much after the nominal time (spread, deterministic per fire).
     jitter_ms: int = Field(0, ge=0, le=86_400_000)
     misfire: Misfire = Misfire.ONCE
@@ -116,14 +128,16 @@ class ScheduleSpec(Model):
     @model_validator(mode="after")
     def _valid(self) -> ScheduleSpec:
         if (self.cron is None) == (self.every_ms is None):
-            raise ValueError("give exactly one of cron or every_ms")
-        if self.cron is not None:
-            cronlib.check_cron(self.cron)
-        cronlib.zone(self.timezone)
-        for name in ("start_at", "end_at"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} needs a time zone offset (RFC 3339)")
+            raise FieldError("cron", "give exactly one of cron or every_ms")
+        try:
+            if self.cron is not None:
+                cronlib.check_cron(self.cron)
+        except ValueError as exc:
+            raise FieldError("cron", str(exc)) from None
+        try:
+            cronlib.zone(self.timezone)
+        except ValueError as exc:
+            raise FieldError("timezone", str(exc)) from None
         return self
 
 
@@ -343,11 +357,11 @@ def revise(record: ScheduleRecord, spec: ScheduleSpec, now_ms: int) -> ScheduleR
     return revised.model_copy(update={"next_fire_ms": None if spec.paused else next_fire(revised)})
 
 
-class ScheduleIdRequest(Model):
+class ScheduleIdRequest(Request):
     id: ScheduleId
 
 
-class PreviewRequest(Model):
+class PreviewRequest(Request):
     """Either a stored schedule's id or a spec not yet created; the next `count` fires after now."""
 
     id: ScheduleId | None = None
@@ -357,7 +371,7 @@ class PreviewRequest(Model):
     @model_validator(mode="after")
     def _one(self) -> PreviewRequest:
         if (self.id is None) == (self.spec is None):
-            raise ValueError("give id or spec")
+            raise FieldError("id", "give id or spec")
         return self
 
 

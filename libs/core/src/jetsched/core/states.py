@@ -12,18 +12,21 @@ then acts on the record as it is (a lost CAS means: re-read and decide again). V
 
 Fencing: a report (complete, fail, release) must name the attempt and token of the record's current lease.
 `attempt` only ever grows — a claim increments it — so a worker that lost its lease (timed out, presumed
-dead) can never overwrite the outcome of the attempt that replaced it.
+dead) can never overwrite the outcome of the attempt that replaced it. The record keeps only the token's
+hash, so reading a record does not let anyone report for its attempt.
+
+Bounds: what a worker reports is cut to size here, where it is applied (error texts by encoded bytes, a
+result over `MAX_RESULT_BYTES` or not encodable fails the attempt instead), so a record stays within the
+growth that intake left room for (`bounds.py`), whatever the worker sent.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import backoff
+from . import backoff, bounds
 from .errors import Fenced, NotDue, TransitionError
 from .models import (
-    MAX_ERRORS,
-    MAX_TRACEBACK,
     TERMINAL,
     ErrorInfo,
     ErrorKind,
@@ -34,6 +37,7 @@ from .models import (
     Outcome,
     OutcomeError,
     OutcomeStatus,
+    token_hash,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +85,9 @@ def claim(rec: JobRecord, worker: str, session: str, token: str, now_ms: int) ->
     """ready → running: lease the next attempt to one worker session."""
     _require(rec, JobState.READY, "claim")
     attempt = rec.attempt + 1
-    lease = Lease(worker=worker, session=session, attempt=attempt, token=token, claimed_at_ms=now_ms)
+    lease = Lease(
+        worker=worker, session=session, attempt=attempt, token_hash=token_hash(token), claimed_at_ms=now_ms
+    )
     return rec.model_copy(
         update={
             "state": JobState.RUNNING,
@@ -93,33 +99,82 @@ def claim(rec: JobRecord, worker: str, session: str, token: str, now_ms: int) ->
     )
 
 
-def fence(rec: JobRecord, attempt: int, token: str) -> None:
-    """Raise `Fenced` unless (attempt, token) hold the record's current lease."""
+#: Claims a job may hand back unrun (drains, over-delivery, lost work messages) before it ends dead:
+#: a job that no worker ever keeps is a fault to look at, not a loop to run forever.
+MAX_RELEASES = 100
+
+
+def fence(rec: JobRecord, attempt: int, hashed_token: str) -> None:
+    """Raise `Fenced` unless (attempt, token hash) hold the record's current lease."""
     lease = rec.lease
-    if rec.state is not JobState.RUNNING or lease is None or lease.attempt != attempt or lease.token != token:
+    if (
+        rec.state is not JobState.RUNNING
+        or lease is None
+        or lease.attempt != attempt
+        or lease.token_hash != hashed_token
+    ):
         raise Fenced(
             f"{rec.id}: attempt {attempt} does not hold the lease (state {rec.state}, attempt {rec.attempt})"
         )
 
 
+def error_info(
+    attempt: int, now_ms: int, kind: ErrorKind, type: str, message: str, traceback: str | None = None
+) -> ErrorInfo:
+    """An error history entry, its texts cut to their bounds (the traceback keeps its end)."""
+    return ErrorInfo(
+        attempt=attempt,
+        at_ms=now_ms,
+        kind=kind,
+        type=bounds.clip(type, bounds.MAX_ERROR_TYPE_BYTES),
+        message=bounds.clip(message, bounds.MAX_ERROR_MESSAGE_BYTES),
+        traceback=bounds.clip(traceback, bounds.MAX_TRACEBACK_BYTES, keep_end=True) if traceback else None,
+    )
+
+
+def result_problem(result: JSON) -> str | None:
+    """Why a handler's result cannot be stored, or None if it can."""
+    try:
+        bounds.check_json(result)
+    except ValueError as exc:
+        return f"the result cannot be stored: {exc}"
+    size = bounds.json_bytes(result)
+    if size > bounds.MAX_RESULT_BYTES:
+        return f"the result is {size} bytes of JSON; the limit is {bounds.MAX_RESULT_BYTES}"
+    return None
+
+
 def apply_outcome(rec: JobRecord, outcome: Outcome, now_ms: int, rand: float) -> JobRecord:
     """running → the state a worker's fenced report leads to."""
-    fence(rec, outcome.attempt, outcome.token)
+    fence(rec, outcome.attempt, token_hash(outcome.token))
     status = outcome.status
     if status is OutcomeStatus.SUCCEEDED:
-        return _finish(rec, JobState.SUCCEEDED, now_ms, result=outcome.result)
+        problem = result_problem(outcome.result)
+        if problem is None:
+            return _finish(rec, JobState.SUCCEEDED, now_ms, result=outcome.result)
+        info = error_info(outcome.attempt, now_ms, ErrorKind.ERROR, "ResultRejected", problem)
+        return fail(rec, info, now_ms, rand)
     if status is OutcomeStatus.RELEASED:
-        return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+        return release(rec, now_ms)
     err = outcome.error or OutcomeError()
-    info = ErrorInfo(
-        attempt=outcome.attempt,
-        at_ms=now_ms,
-        kind=_KINDS[status],
-        type=err.type,
-        message=err.message,
-        traceback=err.traceback[-MAX_TRACEBACK:] if err.traceback else None,
-    )
+    info = error_info(outcome.attempt, now_ms, _KINDS[status], err.type, err.message, err.traceback)
     return fail(rec, info, now_ms, rand, retry_delay_ms=outcome.retry_delay_ms)
+
+
+def release(rec: JobRecord, now_ms: int) -> JobRecord:
+    """running → ready without using an attempt; dead once the job was handed back `MAX_RELEASES` times."""
+    _require(rec, JobState.RUNNING, "release")
+    if rec.releases >= MAX_RELEASES:
+        info = error_info(
+            rec.attempt,
+            now_ms,
+            ErrorKind.RELEASED,
+            "TooManyReleases",
+            f"handed back unrun {rec.releases + 1} times (the limit is {MAX_RELEASES}): workers keep"
+            " refusing or never receiving it — check their capacity, labels and drains",
+        )
+        return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-bounds.MAX_ERRORS :])
+    return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
 
 
 _KINDS = {
@@ -135,7 +190,7 @@ def fail(
 ) -> JobRecord:
     """running → scheduled/ready for a retry after backoff, or dead when out of attempts or fatal."""
     _require(rec, JobState.RUNNING, "fail")
-    errors = (*rec.errors, info)[-MAX_ERRORS:]
+    errors = (*rec.errors, info)[-bounds.MAX_ERRORS :]
     if info.kind is ErrorKind.FATAL or rec.attempts_used >= rec.max_attempts:
         return _finish(rec, JobState.DEAD, now_ms, errors=errors)
     delay = (
@@ -153,17 +208,14 @@ def lose(rec: JobRecord, now_ms: int, rand: float, message: str) -> JobRecord:
     node lost), and the job should run again within seconds. Further losses back off like failures, so a
     job that keeps killing its workers (a poison pill) slows down and ends dead after `max_attempts`.
     """
-    info = ErrorInfo(
-        attempt=rec.attempt, at_ms=now_ms, kind=ErrorKind.LOST, type="WorkerLost", message=message
-    )
+    info = error_info(rec.attempt, now_ms, ErrorKind.LOST, "WorkerLost", message)
     first_loss = not any(e.kind is ErrorKind.LOST for e in rec.errors)
     return fail(rec, info, now_ms, rand, retry_delay_ms=0 if first_loss else None)
 
 
 def orphan(rec: JobRecord, now_ms: int) -> JobRecord:
     """running → ready without using an attempt: the claimed job never reached its (live) worker."""
-    _require(rec, JobState.RUNNING, "orphan")
-    return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+    return release(rec, now_ms)
 
 
 def expired(rec: JobRecord, now_ms: int) -> bool:
@@ -175,24 +227,24 @@ def expire(rec: JobRecord, now_ms: int) -> JobRecord:
     """ready/scheduled → dead: the first attempt could not start before the job's deadline."""
     if rec.state not in (JobState.READY, JobState.SCHEDULED) or not expired(rec, now_ms):
         raise TransitionError(f"{rec.id} is not an unstarted job past its deadline")
-    info = ErrorInfo(
-        attempt=rec.attempt,
-        at_ms=now_ms,
-        kind=ErrorKind.EXPIRED,
-        type="Expired",
-        message=f"not started by its deadline ({rec.expires_at_ms} ms)",
+    info = error_info(
+        rec.attempt,
+        now_ms,
+        ErrorKind.EXPIRED,
+        "Expired",
+        f"not started by its deadline ({rec.expires_at_ms} ms)",
     )
-    return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-MAX_ERRORS:])
+    return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-bounds.MAX_ERRORS :])
 
 
 def time_out(rec: JobRecord, now_ms: int, rand: float) -> JobRecord:
     """running → retry or dead: the attempt outlived its timeout and its worker did not report it."""
-    info = ErrorInfo(
-        attempt=rec.attempt,
-        at_ms=now_ms,
-        kind=ErrorKind.TIMEOUT,
-        type="TimeoutError",
-        message=f"ran past its timeout of {rec.timeout_s}s without a report (stopped by the reaper)",
+    info = error_info(
+        rec.attempt,
+        now_ms,
+        ErrorKind.TIMEOUT,
+        "TimeoutError",
+        f"ran past its timeout of {rec.timeout_s}s without a report (stopped by the reaper)",
     )
     return fail(rec, info, now_ms, rand)
 

@@ -22,6 +22,8 @@ QUEUES_BUCKET = "queues"
 LEASES_BUCKET = "leases"
 #: KV bucket of the timer's entries: job id → the due time (epoch ms) its record waits for.
 TIMERS_BUCKET = "timers"
+#: KV bucket of stored items set aside because they cannot be read or acted on (`<bucket>.<key>`).
+QUARANTINE_BUCKET = "quarantine"
 #: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
 KEYS_BUCKET = "job_keys"
 #: Stream of worker outcome reports (durable before the reaper applies them).

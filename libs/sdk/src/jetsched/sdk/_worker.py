@@ -2,7 +2,8 @@
 
 Protocol (docs/protocol.md, "Workers"): announce the session with heartbeats listing the jobs held; take
 work from `jetsched.work.<capability>.<session>`; report each attempt durably to the outcomes stream
-(`Nats-Msg-Id = <job>:<attempt>:outcome`, retried until stored) and only then forget the job. A job is
+(`Nats-Msg-Id = <job>:<attempt>:<token>`, retried until stored: only the holder of the attempt's
+token can name its report, so nobody can pre-empt it with junk under the same id) and only then forget the job. A job is
 listed as held from receipt until its report is stored, so the reaper can tell a job that never arrived
 from one that finished.
 
@@ -38,6 +39,7 @@ from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
+from jetsched.core.states import result_problem
 
 from ._errors import Fatal, Retry
 from ._tasks import Handler, Job, Tasks, default_tasks
@@ -50,9 +52,6 @@ if TYPE_CHECKING:
     from jetsched.bus.direct import Connection
 
 log = logging.getLogger("jetsched.worker")
-
-#: Largest result stored with a job, in bytes of JSON.
-MAX_RESULT_BYTES = 64 * 1024
 
 
 class Worker:
@@ -249,9 +248,9 @@ class Worker:
                     result = await running
                 else:
                     result = await _watch(running, work.heartbeat_timeout_s, beats)
-            data = orjson.dumps(result)
-            if len(data) > MAX_RESULT_BYTES:
-                raise ValueError(f"result is {len(data)} bytes of JSON; the limit is {MAX_RESULT_BYTES}")
+            problem = result_problem(result)
+            if problem is not None:
+                raise ValueError(problem)
             status, fields["result"] = OutcomeStatus.SUCCEEDED, result
         except asyncio.CancelledError:
             # Drain timeout or an API cancel interrupted the handler; the report still goes out.
@@ -291,7 +290,7 @@ class Worker:
 
     async def _report(self, work: WorkMessage, outcome: Outcome, headers: dict[str, str]) -> None:
         """Publish the outcome until JetStream has stored it (deduplicated by job:attempt)."""
-        headers = {**headers, "Nats-Msg-Id": f"{work.id}:{work.attempt}:outcome"}
+        headers = {**headers, "Nats-Msg-Id": f"{work.id}:{work.attempt}:{work.token}"}
         subject = subjects.outcome(work.capability, work.id)
         body = outcome.model_dump_json(exclude_none=True).encode()
         delay = 0.05

@@ -192,6 +192,10 @@ class Board:
         waited = now_ms - self.ready[job_id][0].updated_at_ms
         return min(9, level + max(0, waited) // aging_ms)
 
+    def drop(self, job_id: str) -> None:
+        """Offer a ready job no more until the feed shows a newer revision of it (it cannot be claimed)."""
+        self.ready.pop(job_id, None)
+
     def settle(self, claim: Claim, new_revision: int | None) -> None:
         """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened)."""
         job_id = claim.record.id

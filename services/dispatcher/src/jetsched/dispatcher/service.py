@@ -23,7 +23,7 @@ from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
-from jetsched.bus.records import Records, transition
+from jetsched.bus.records import Records, StoreError, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
@@ -75,6 +75,7 @@ class DispatcherService(Service):
         self.wake.set()
 
     def _queue(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        # A setting that cannot be read raises here: the feed quarantines it and the last good one stays.
         settings = QueueSettings.model_validate_json(data) if data else QueueSettings()
         self.board.limits.settings[key] = settings
         if settings.paused:
@@ -103,12 +104,12 @@ class DispatcherService(Service):
             self.wake.set()
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        feed = RecordFeed(nc, js, self.observe)
+        feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
         await feed.start()
         await nc.subscribe_direct(subjects.OUTCOME_ALL, self._outcome)
 
         records = Records.open(nc, self.bus.retention_s)
-        await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue).start()
+        await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue, quarantine=self.quarantined).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
         )
@@ -190,6 +191,13 @@ class _Dispatch:
                 with contextlib.suppress(NotFound):
                     fresh, fresh_revision = await self.records.get(record.id)
                     service.observe(Change.of(fresh, fresh_revision))
+                return
+            except StoreError as exc:
+                # JetStream refuses the claimed record (over a limit: stored before records were bounded).
+                # Retrying cannot help: set it aside, and it leaves the board until it is rewritten.
+                service.board.settle(claim, None)
+                service.board.drop(record.id)
+                service.quarantined.report(subjects.JOBS_BUCKET, record.id, claim.revision, str(exc))
                 return
             except Exception:
                 service.board.settle(claim, None)

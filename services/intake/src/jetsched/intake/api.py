@@ -2,6 +2,11 @@
 
 Every change is a CAS on the record, retried on conflict with a fresh read; an operation that does not
 apply to the job's state is answered with `invalid_state`, never half-done.
+
+Replies are bounded: a list page stops at `limit` records or at `MAX_REPLY_BYTES`, whichever comes first
+(its `next` cursor continues from there), records are read for it a few at a time, and only a few pages
+are assembled at once — a burst of large list requests costs waiting, not memory. A stored record that
+cannot be read is quarantined and left out of a page, never failing it.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from nats.errors import Error as NatsError
 
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.core import states, subjects
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, TransitionError
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned, TransitionError
 from jetsched.core.models import (
     CapabilityRequest,
     ConfigureRequest,
     Control,
+    EmptyRequest,
     GetRequest,
     JobRecord,
     JobState,
@@ -28,12 +35,14 @@ from jetsched.core.models import (
     SessionRequest,
 )
 
-from .validate import parse
+from .doctor_api import DoctorApi
+from .validate import error_body, parse
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from jetsched.bus.direct import Connection
+    from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Records, Store
     from jetsched.core.clock import SystemClock
     from jetsched.core.workers import WorkerRegistry
@@ -45,6 +54,11 @@ log = logging.getLogger(__name__)
 
 MAX_API_BYTES = 64 * 1024
 CAS_TRIES = 10
+#: A list page's records stop at this many bytes of JSON (the server's message limit is 1 MiB by default).
+MAX_REPLY_BYTES = 512 * 1024
+#: Records read at once for a page, and pages assembled at once.
+READ_CHUNK = 32
+PAGES_AT_ONCE = 4
 
 Reply = dict[str, Any] | ApiError
 
@@ -76,8 +90,12 @@ class ControlApi:
         clock: SystemClock,
         schedules: SchedulesApi,
         queue_store: Store,
+        quarantine: Quarantine,
     ) -> None:
         self.queue_store = queue_store
+        self.quarantine = quarantine
+        self._pages = asyncio.Semaphore(PAGES_AT_ONCE)
+        self.reply_bytes = min(MAX_REPLY_BYTES, nc.max_payload // 2)
         #: Queue settings and the paused capabilities, from the queues bucket's feed.
         self.queue_settings: dict[str, QueueSettings] = {}
         self.paused: set[str] = set()
@@ -101,6 +119,7 @@ class ControlApi:
             "workers.list": self.workers,
             "workers.drain": self.drain,
             **schedules.routes(),
+            **DoctorApi(nc, quarantine.store).routes(),
         }
 
     async def handle(self, name: str, data: bytes) -> Reply:
@@ -111,8 +130,30 @@ class ControlApi:
             return await route(data)
         except NotFound as exc:
             return ApiError(code=ErrorCode.NOT_FOUND, message=f"not found: {exc}", field="id")
+        except Poisoned as exc:
+            self.quarantine.report(exc.bucket, exc.key, exc.revision, exc.reason)
+            return ApiError(
+                code=ErrorCode.QUARANTINED,
+                message=f"{exc.bucket}/{exc.key} cannot be read; it is quarantined (see `jetsched doctor`)",
+                field="id",
+            )
         except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
+
+    def encode(self, reply: Reply) -> bytes:
+        """The reply's bytes; stored data no encoder takes (a legacy integer past 64 bits) is an error."""
+        if isinstance(reply, ApiError):
+            return error_body(reply)
+        try:
+            return orjson.dumps(reply)
+        except TypeError as exc:
+            message = f"the answer cannot be encoded: {exc}"
+            return error_body(ApiError(code=ErrorCode.QUARANTINED, message=message))
+
+    def empty(self, data: bytes) -> ApiError | None:
+        """The error for a body a parameterless API cannot take, if it cannot."""
+        request = parse(EmptyRequest, data, MAX_API_BYTES)
+        return request if isinstance(request, ApiError) else None
 
     def observe_queue(
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
@@ -155,10 +196,14 @@ class ControlApi:
         return {"capability": request.capability, **settings.model_dump(mode="json")}
 
     async def queues(self, data: bytes) -> Reply:
+        if error := self.empty(data):
+            return error
         return {"queues": {cap: s.model_dump(mode="json") for cap, s in sorted(self.queue_settings.items())}}
 
     async def workers(self, data: bytes) -> Reply:
         """The live worker sessions, as their heartbeats describe them."""
+        if error := self.empty(data):
+            return error
         now = self.clock.now_ms()
         return {
             "workers": [
@@ -191,6 +236,8 @@ class ControlApi:
 
     async def stats(self, data: bytes) -> Reply:
         """Counts per state (all and per capability) and the live worker fleet: scaling signals."""
+        if error := self.empty(data):
+            return error
         per_capability = self.index.stats()
         totals: dict[str, int] = {}
         for counts in per_capability.values():
@@ -252,8 +299,23 @@ class ControlApi:
 
     async def _page(self, request: ListRequest) -> Reply:
         ids, cursor = self.index.page(request.state, request.capability, request.limit, request.after)
-        found = await asyncio.gather(*(self._get_or_none(job_id) for job_id in ids))
-        return {"jobs": [r.model_dump(mode="json") for r in found if r is not None], "next": cursor}
+        jobs: list[dict[str, Any]] = []
+        size = 0
+        async with self._pages:
+            for start in range(0, len(ids), READ_CHUNK):
+                chunk = ids[start : start + READ_CHUNK]
+                found = await asyncio.gather(*(self._get_or_none(job_id) for job_id in chunk))
+                for job_id, record in zip(chunk, found, strict=True):
+                    if record is None:
+                        continue
+                    view = record.model_dump(mode="json")
+                    size += len(orjson.dumps(view))
+                    if jobs and size > self.reply_bytes:
+                        return {"jobs": jobs, "next": jobs[-1]["id"]}
+                    jobs.append(view)
+                    if size > self.reply_bytes:  # one record alone fills a page
+                        return {"jobs": jobs, "next": job_id}
+        return {"jobs": jobs, "next": cursor}
 
     async def cancel(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)
@@ -315,5 +377,8 @@ class ControlApi:
         try:
             record, _ = await self.records.get(job_id)
         except NotFound:
+            return None
+        except Poisoned as exc:
+            self.quarantine.report(exc.bucket, exc.key, exc.revision, exc.reason)
             return None
         return record

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jetsched.bus.records import encode
 from jetsched.core import schedules
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
+from jetsched.core.models import EmptyRequest
 from jetsched.core.schedules import PreviewRequest, ScheduleIdRequest, ScheduleRecord, ScheduleSpec
 
 from .validate import parse
@@ -16,6 +18,7 @@ from .validate import parse
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Store
     from jetsched.core.clock import SystemClock
 
@@ -25,9 +28,12 @@ Reply = dict[str, Any] | ApiError
 
 
 class SchedulesApi:
-    def __init__(self, store: Store, clock: SystemClock) -> None:
+    def __init__(self, store: Store, clock: SystemClock, quarantine: Quarantine, record_budget: int) -> None:
+        """`record_budget`: the largest job record a fire may create (see `Submitter`)."""
         self.store = store
         self.clock = clock
+        self.quarantine = quarantine
+        self.record_budget = record_budget
         #: Every schedule, from the schedules bucket's feed (for `list`).
         self.known: dict[str, ScheduleRecord] = {}
 
@@ -55,8 +61,23 @@ class SchedulesApi:
             "next_fires": [] if record.spec.paused else schedules.preview(record, self.clock.now_ms(), 5),
         }
 
-    async def create(self, data: bytes) -> Reply:
+    def _checked(self, data: bytes) -> ScheduleSpec | ApiError:
+        """A valid spec whose fires make jobs that fit (the template's payload is bounded like a submit's)."""
         spec = parse(ScheduleSpec, data, MAX_BYTES)
+        if isinstance(spec, ApiError):
+            return spec
+        now = self.clock.now_ms()
+        size = len(encode(schedules.fire_job(schedules.new_record(spec, now), now, now)))
+        if size > self.record_budget:
+            return ApiError(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"each fire's job record would be {size} bytes; the limit is {self.record_budget}",
+                field="job.payload",
+            )
+        return spec
+
+    async def create(self, data: bytes) -> Reply:
+        spec = self._checked(data)
         if isinstance(spec, ApiError):
             return spec
         record = schedules.new_record(spec, self.clock.now_ms())
@@ -78,10 +99,13 @@ class SchedulesApi:
         return self.view(record)
 
     async def list(self, data: bytes) -> Reply:
+        request = parse(EmptyRequest, data, MAX_BYTES)
+        if isinstance(request, ApiError):
+            return request
         return {"schedules": [self.view(record) for _, record in sorted(self.known.items())]}
 
     async def update(self, data: bytes) -> Reply:
-        spec = parse(ScheduleSpec, data, MAX_BYTES)
+        spec = self._checked(data)
         if isinstance(spec, ApiError):
             return spec
         return await self._revise(spec.id, lambda _: spec)
@@ -122,7 +146,10 @@ class SchedulesApi:
             data, revision = await self.store.get(schedule_id)
         except NotFound:
             raise NotFound(f"schedule {schedule_id}") from None
-        return ScheduleRecord.model_validate_json(data), revision
+        try:
+            return ScheduleRecord.model_validate_json(data), revision
+        except ValueError as exc:
+            raise Poisoned(self.store.bucket, schedule_id, revision, f"{type(exc).__name__}: {exc}") from None
 
     async def _revise(self, schedule_id: str, change: Callable[[ScheduleSpec], ScheduleSpec]) -> Reply:
         for _ in range(CAS_TRIES):

@@ -12,7 +12,7 @@ from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
-from jetsched.core import subjects
+from jetsched.core import bounds, subjects
 from jetsched.core.errors import ApiError
 from jetsched.core.workers import WorkerRegistry
 
@@ -22,24 +22,21 @@ from .config import IntakeConfig
 from .index import JobIndex
 from .schedules_api import SchedulesApi
 from .submit import Submitter
+from .validate import error_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
     from jetsched.bus.direct import Connection
+    from jetsched.bus.subscriber import Request
 
 _SUBMIT_PREFIX = len(subjects.submit(""))
 _BATCH_PREFIX = len(subjects.batch(""))
 _API_PREFIX = len(subjects.api(""))
-
-
-def error_body(error: ApiError) -> bytes:
-    return orjson.dumps({"error": error.model_dump(mode="json")})
 
 
 class IntakeService(Service):
@@ -60,16 +57,17 @@ class IntakeService(Service):
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         records = Records.open(nc, self.bus.retention_s)
         keys = Store(nc, subjects.KEYS_BUCKET)
-        submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes)
+        budget = bounds.record_budget(nc.max_payload)
+        submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes, budget)
 
-        async def on_submit(msg: Msg) -> None:
+        async def on_submit(msg: Request) -> None:
             reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
             if isinstance(reply, ApiError):
                 await msg.respond(error_body(reply))
             else:
                 await msg.respond(reply.model_dump_json().encode())
 
-        async def on_batch(msg: Msg) -> None:
+        async def on_batch(msg: Request) -> None:
             replies = await submitter.submit_many(msg.subject[_BATCH_PREFIX:], msg.data, msg.headers)
             if isinstance(replies, ApiError):
                 await msg.respond(error_body(replies))
@@ -89,15 +87,21 @@ class IntakeService(Service):
         return actors
 
     async def _api_actors(self, nc: Connection, js: JetStreamContext, records: Records) -> list[Actor]:
-        schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock)
+        quarantine = self.quarantined
+        budget = bounds.record_budget(nc.max_payload)
+        schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock, quarantine, budget)
         queues = Store(nc, subjects.QUEUES_BUCKET)
-        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues)
+        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues, quarantine)
         feeds = [
-            KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue),
+            KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue, quarantine=quarantine),
             RecordFeed(
-                nc, js, lambda change: self.index.observe(change, self.clock.now_ms()), headers_only=True
+                nc,
+                js,
+                lambda change: self.index.observe(change, self.clock.now_ms()),
+                headers_only=True,
+                quarantine=quarantine,
             ),
-            KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, schedules.observe),
+            KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, schedules.observe, quarantine=quarantine),
         ]
         for feed in feeds:
             await feed.start()
@@ -108,9 +112,9 @@ class IntakeService(Service):
             # it joins the API queue group only once they are caught up.
             await asyncio.gather(*(feed.caught_up.wait() for feed in feeds))
 
-        async def on_api(msg: Msg) -> None:
+        async def on_api(msg: Request) -> None:
             reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)
-            await msg.respond(error_body(reply) if isinstance(reply, ApiError) else orjson.dumps(reply))
+            await msg.respond(api.encode(reply))
 
         return [
             Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE, ready=views_complete),

@@ -18,13 +18,13 @@ from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.records import StoreError
+from jetsched.bus.records import StoreError, encode
 from jetsched.core import states
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRequest, SubmitReply
 
-from .validate import parse_batch, parse_submit
+from .validate import header_bytes, parse_batch, parse_submit
 
 if TYPE_CHECKING:
     from jetsched.bus.records import Records, Store
@@ -39,16 +39,20 @@ def key_id(capability: str, key: str) -> str:
 
 
 class Submitter:
-    def __init__(self, records: Records, keys: Store, clock: SystemClock, max_request_bytes: int) -> None:
+    def __init__(
+        self, records: Records, keys: Store, clock: SystemClock, max_request_bytes: int, record_budget: int
+    ) -> None:
+        """`record_budget`: the largest record to create, leaving room for what it gains later."""
         self.records = records
         self.keys = keys
         self.clock = clock
         self.max_request_bytes = max_request_bytes
+        self.record_budget = record_budget
 
     async def submit(
         self, capability: str, data: bytes, headers: dict[str, str] | None
     ) -> SubmitReply | ApiError:
-        request = parse_submit(capability, data, self.max_request_bytes)
+        request = parse_submit(capability, data, self.max_request_bytes, header_bytes(headers))
         if isinstance(request, ApiError):
             return request
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
@@ -59,7 +63,7 @@ class Submitter:
         self, capability: str, data: bytes, headers: dict[str, str] | None
     ) -> list[SubmitReply | ApiError] | ApiError:
         """A batch: each valid item stored as its own submit (concurrently); the replies in item order."""
-        items = parse_batch(capability, data, self.max_request_bytes)
+        items = parse_batch(capability, data, self.max_request_bytes, header_bytes(headers))
         if isinstance(items, ApiError):
             return items
         attributes: dict[str, str | int] = {
@@ -107,9 +111,19 @@ class Submitter:
             log.warning("submit not stored", extra={"error": repr(exc)})
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {exc!r}")
 
-    async def _store(self, capability: str, request: JobRequest, trace: dict[str, str] | None) -> SubmitReply:
+    async def _store(
+        self, capability: str, request: JobRequest, trace: dict[str, str] | None
+    ) -> SubmitReply | ApiError:
         now = self.clock.now_ms()
         job_id = new_ulid(now)
+        size = len(encode(states.accept(request, job_id, capability, now, trace)))
+        if size > self.record_budget:
+            return ApiError(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"the job's record would be {size} bytes; at most {self.record_budget} leave room"
+                " for its lease, errors and result within the server's message limit",
+                field="payload",
+            )
         entry, key_revision = None, 0
         if request.key is not None:
             entry = key_id(capability, request.key)

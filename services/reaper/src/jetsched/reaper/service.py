@@ -6,6 +6,11 @@ them and each report reaches one replica as soon as it is stored (a pull `fetch`
 Outcome then ack: a report is acked only after its CAS landed (or after it proved stale), so a reaper
 killed mid-way leaves the report in the stream to be redelivered; applying it twice is harmless because
 the second application is fenced (the record no longer holds that attempt's lease).
+
+A report that cannot be read is still used if it names its attempt with the lease's token: the attempt
+fails with the reason (a worker's bug must not leave its job running until the timeout, every time). A
+report or record that cannot be acted on is quarantined and its message terminated — never redelivered
+forever.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -23,23 +29,30 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
-from jetsched.bus.records import Records, transition
+from jetsched.bus.records import Records, StoreError, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
-from jetsched.core.errors import NotFound
-from jetsched.core.models import Control, JobRecord, JobState, Outcome
+from jetsched.core.errors import NotFound, Poisoned
+from jetsched.core.models import (
+    Control,
+    JobRecord,
+    JobState,
+    Outcome,
+    OutcomeError,
+    OutcomeStatus,
+)
 from jetsched.core.workers import WorkerRegistry
 
 from .sweeps import Running, Verdict, stale_holdings, sweep
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
     from jetsched.bus.direct import Connection
+    from jetsched.bus.subscriber import Request
     from jetsched.core.changes import Change
 
 log = logging.getLogger(__name__)
@@ -72,7 +85,7 @@ class ReaperService(Service):
         self.records = Records.open(nc, self.bus.retention_s)
         self.js = js
         self.nc = nc
-        feed = RecordFeed(nc, js, self.observe)
+        feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
         await feed.start()
 
         return [
@@ -81,15 +94,38 @@ class ReaperService(Service):
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
         ]
 
-    async def apply(self, msg: Msg) -> None:
+    async def apply(self, msg: Request) -> None:
         """Apply one outcome report, then ack it."""
-        assert self.records is not None
+        outcome: Outcome | None
         try:
             outcome = Outcome.model_validate_json(msg.data)
         except ValidationError as exc:
-            log.warning("malformed outcome dropped", extra={"subject": msg.subject, "error": str(exc)[:300]})
+            outcome = salvage(msg.data, str(exc))
+            if outcome is None:
+                self._set_aside(msg, f"unreadable outcome report: {exc}")
+                await msg.term()
+                return
+        if outcome.id != msg.subject[msg.subject.rfind(".") + 1 :]:
+            self._set_aside(msg, f"the report is for job {outcome.id}, sent on another job's subject")
             await msg.term()
             return
+        try:
+            await self._apply(msg, outcome)
+        except (Poisoned, StoreError) as exc:
+            if isinstance(exc, Poisoned):
+                self.quarantined.report(exc.bucket, exc.key, exc.revision, exc.reason)
+            else:
+                self.quarantined.report(
+                    subjects.JOBS_BUCKET, outcome.id, 0, f"the outcome cannot be applied: {exc}"
+                )
+            await msg.term()
+
+    def _set_aside(self, msg: Request, reason: str) -> None:
+        sequence = msg.metadata.sequence.stream if msg.reply else 0
+        self.quarantined.report("outcomes", str(sequence), sequence, f"{msg.subject}: {reason}")
+
+    async def _apply(self, msg: Request, outcome: Outcome) -> None:
+        assert self.records is not None
         entry = self.running.get(outcome.id)
         try:
             if entry is not None and entry.record.attempt == outcome.attempt:
@@ -97,7 +133,7 @@ class ReaperService(Service):
             else:
                 record, revision = await self.records.get(outcome.id)
         except NotFound:
-            log.warning("outcome for an unknown job dropped", extra={"job": outcome.id})
+            log.info("outcome for an unknown job dropped", extra={"job": outcome.id})
             await msg.term()
             return
         attributes = {"jetsched.job_id": record.id, "jetsched.outcome": outcome.status.value}
@@ -154,7 +190,7 @@ class ReaperService(Service):
 
         def verb(r: JobRecord) -> JobRecord:
             # Re-check the lease on every retry: only *this* attempt of this session is being rescued.
-            states.fence(r, lease.attempt, lease.token)
+            states.fence(r, lease.attempt, lease.token_hash)
             if verdict is Verdict.LOST:
                 return states.lose(
                     r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost"
@@ -178,6 +214,29 @@ class ReaperService(Service):
                     "state": done[1].state.value,
                 },
             )
+
+
+def salvage(data: bytes, problem: str) -> Outcome | None:
+    """A `failed` report for an attempt whose report cannot be read, if it still names the attempt and
+    its token (which only the lease holder has); None if even that much is missing."""
+    try:
+        raw: Any = orjson.loads(data)
+        head = Outcome.model_validate(
+            {
+                "id": raw["id"],
+                "attempt": raw["attempt"],
+                "token": raw["token"],
+                "session": raw.get("session", ""),
+                "status": OutcomeStatus.FAILED,
+                "finished_at_ms": 0,
+                "error": OutcomeError(
+                    type="MalformedReport", message=f"the worker's report was unreadable: {problem}"
+                ),
+            }
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return head
 
 
 class _Sweeper:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, transition
 from jetsched.core import schedules, states, subjects
-from jetsched.core.errors import Conflict, NotFound
+from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import TERMINAL, Control, JobRecord
 from jetsched.core.schedules import ScheduleRecord
 
@@ -73,6 +73,8 @@ class ScheduleFirer:
     async def _fire(self, schedule_id: str) -> None:
         try:
             await self.fire(schedule_id)
+        except Poisoned:
+            return  # set aside by the schedules feed; a rewrite of the schedule arms it again
         except Exception:
             log.exception("firing a schedule failed; retrying in a second", extra={"schedule": schedule_id})
             self.timers.want(PREFIX + schedule_id, schedule_id, self.clock.now_ms() + 1000)
@@ -83,7 +85,10 @@ class ScheduleFirer:
                 data, revision = await self.store.get(schedule_id)
             except NotFound:
                 return
-            record = ScheduleRecord.model_validate_json(data)
+            try:
+                record = ScheduleRecord.model_validate_json(data)
+            except ValueError as exc:
+                raise Poisoned(self.store.bucket, schedule_id, revision, str(exc)) from None
             now = self.clock.now_ms()
             previous = await self._previous(record)
             decided = schedules.plan(record, now, previous is not None and previous.state not in TERMINAL)
@@ -111,8 +116,8 @@ class ScheduleFirer:
             return None
         try:
             job, _ = await self.records.get(record.last_job_id)
-        except NotFound:
-            return None
+        except (NotFound, Poisoned):
+            return None  # gone, or unreadable (quarantined by whoever reads it): nothing runs
         return job
 
     async def _create(self, job: JobRecord) -> None:

@@ -32,7 +32,7 @@ from jetsched.bus.records import Records, Store, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import timer_due
-from jetsched.core.errors import Conflict, NotFound
+from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
@@ -102,11 +102,7 @@ class TimerService(Service):
             self.timers.drop(key)
             self.timers.drop(READ_PREFIX + key)
             return
-        try:
-            due, base = map(int, data.split())
-        except ValueError:
-            log.warning("malformed timer entry ignored", extra={"job": key})
-            return
+        due, base = map(int, data.split())  # malformed: the feed quarantines it
         self.entries[key] = Entry(revision, self.clock.now_ms(), base)
         self.timers.want(key, key, due)
         if due - self.clock.now_ms() > PREFETCH_MS:
@@ -117,8 +113,9 @@ class TimerService(Service):
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
-        await KeyFeed(nc, js, subjects.TIMERS_BUCKET, self.observe).start()
-        await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe).start()
+        quarantine = self.quarantined
+        await KeyFeed(nc, js, subjects.TIMERS_BUCKET, self.observe, quarantine=quarantine).start()
+        await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe, quarantine=quarantine).start()
         leases = ShardLeaser(
             nc, js, self.name, self.instance, self.shards, self.clock, self.timers.own, self.lease_ttl_ms
         )
@@ -161,6 +158,9 @@ class TimerService(Service):
             record, revision = cached if cached is not None else await self.records.get(job_id)
         except NotFound:
             record, revision = None, 0
+        except Poisoned as exc:
+            self.quarantined.report(exc.bucket, exc.key, exc.revision, exc.reason)
+            return  # nothing to act on until the record is rewritten (its new entry arms it again)
         except Exception:
             log.exception("could not read a due job; re-arming", extra={"job": job_id})
             self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
