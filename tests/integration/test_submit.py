@@ -67,7 +67,12 @@ async def test_delayed_submit_is_scheduled(stack: Stack, client: Client) -> None
         ("jetsched.api.jobs.cancel", b'{"id": "*"}', "invalid_field", "id"),
         ("jetsched.api.dead.purge", b'{"id": ">"}', "invalid_field", "id"),
         ("jetsched.api.stats", b"[1]", "invalid_json", None),
-        ("jetsched.api.schedules.preview", b'{"spec": {"id": "s", "cron": "* * * * *", "timezone": "Europe", "job": {"capability": "a"}}}', "invalid_field", "spec.timezone"),
+        (
+            "jetsched.api.schedules.preview",
+            b'{"spec": {"id": "s", "cron": "* * * * *", "timezone": "Europe", "job": {"capability": "a"}}}',
+            "invalid_field",
+            "spec.timezone",
+        ),
         ("jetsched.api.jobs.list", b'{"state": "sleeping"}', "invalid_field", "state"),
         ("jetsched.api.nothing", b"{}", "unknown_api", "subject"),
     ],

@@ -129,7 +129,7 @@ class TestAppliedAtTheReaper:
         return states.claim(record, "w", "s", "t", NOW)
 
     def report(self, **fields: object) -> Outcome:
-        return Outcome(id=JOB, attempt=1, token="t", session="s", finished_at_ms=NOW, **fields)  # type: ignore[arg-type]
+        return Outcome(id=JOB, attempt=1, token="t", session="s", finished_at_ms=NOW, **fields)
 
     @pytest.mark.parametrize("result", ["r" * bounds.MAX_RESULT_BYTES, 2**64, [float("inf")]])
     def test_a_result_that_cannot_be_stored_fails_the_attempt(self, result: object) -> None:

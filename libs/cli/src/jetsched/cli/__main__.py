@@ -18,7 +18,7 @@ from jetsched.bus.config import BusConfig
 from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
 
 from .durations import parse_duration
-from .render import print_job, print_jobs, print_schedules, print_stats, print_workers
+from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
 
 
@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     dead_purge = dead_commands.add_parser("purge")
     dead_purge.add_argument("id")
 
+    doctor = commands.add_parser("doctor", help="stored items services set aside as unreadable; purge them")
+    doctor_commands = doctor.add_subparsers(dest="doctor_command")
+    doctor_purge = doctor_commands.add_parser("purge", help="remove a quarantined item from its bucket")
+    doctor_purge.add_argument("bucket", choices=("jobs", "schedules", "queues", "timers", "outcomes"))
+    doctor_purge.add_argument("key")
+
     add_schedule_commands(commands)
 
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
@@ -182,6 +188,11 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.drain(args.session)
         if command == "schedules":
             return await run_schedules(client, args)
+        if command == "doctor":
+            if args.doctor_command == "purge":
+                body = {"bucket": args.bucket, "key": args.key}
+                return await client.request("jetsched.api.doctor.purge", body)
+            return await client.request("jetsched.api.doctor.list", {})
         if args.dead_command == "list":
             return await client.dead(args.limit, args.after)
         if args.dead_command == "retry":
@@ -216,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         print_schedules(result)
     elif args.command == "workers":
         print_workers(result)
+    elif "quarantined" in result:
+        print_quarantined(result)
     elif "jobs" in result:
         print_jobs(result)
     elif "job" in result:

@@ -132,3 +132,16 @@ def print_workers(result: dict[str, Any]) -> None:
         print(
             f"{w['session']:<28}  {w['worker']:<24.24}  {busy:>9}  {labels:<20.20}  {', '.join(w['capabilities'])}"
         )
+
+
+def print_quarantined(result: dict[str, Any]) -> None:
+    """`jetsched doctor`: one line per item set aside, with why and by whom."""
+    items = result["quarantined"]
+    if not items:
+        print("nothing quarantined")
+        return
+    for item in items:
+        print(
+            f"{item['bucket']}/{item['key']} (revision {item['revision']}, {item['service']}): {item['reason']}"
+        )
+    print(f"{len(items)} quarantined; `jetsched doctor purge BUCKET KEY` removes one")
