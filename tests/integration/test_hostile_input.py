@@ -293,3 +293,34 @@ def test_headers_of_a_record_fit_the_claim() -> None:
     """The headers a record write carries are small next to the growth margin they are counted in."""
     record = states.claim(states.accept(JobRequest(), JOB_ID, "c" * 128, 0, None), "w", "s" * 64, "t", 0)
     assert len(orjson.dumps(headers_of(record))) < bounds.SLACK_BYTES // 4
+
+
+async def test_undecodable_headers_and_subjects_are_answered(stack: Stack, nats_server: NatsServer) -> None:
+    """Bytes no client library would send — a header value and a subject token that are not UTF-8 — still
+    get a structured answer, over a raw connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", nats_server.port)
+    try:
+        await reader.readline()  # INFO
+        block = b"NATS/1.0\r\nX-Odd: \xff\xfe\r\n\r\n"
+        writer.write(
+            b'CONNECT {"verbose": false, "headers": true, "no_responders": true}\r\nSUB _INBOX.raw.* 1\r\n'
+        )
+        for n, subject in enumerate((b"jetsched.api.stats", b"jetsched.api.jobs.\xff")):
+            writer.write(
+                b"HPUB %s _INBOX.raw.%d %d %d\r\n%s{}\r\n" % (subject, n, len(block), len(block) + 2, block)
+            )
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        answers: dict[bytes, Any] = {}
+        async with asyncio.timeout(10):
+            while len(answers) < 2:
+                line = await reader.readline()
+                if line.startswith(b"MSG"):
+                    parts = line.split()
+                    answers[parts[1]] = orjson.loads((await reader.readexactly(int(parts[-1]) + 2))[:-2])
+                elif line.startswith(b"PING"):
+                    writer.write(b"PONG\r\n")
+    finally:
+        writer.close()
+    assert "jobs" in answers[b"_INBOX.raw.0"]
+    assert answers[b"_INBOX.raw.1"]["error"]["code"] == "unknown_api"

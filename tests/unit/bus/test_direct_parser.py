@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
+from nats.errors import MaxPayloadError
 
 from jetsched.bus.direct import Connection, _Parser, parse_headers
 
@@ -100,3 +101,16 @@ async def test_fast_headers_write_what_nats_py_writes(headers: dict[str, str]) -
     await fast._send_publish("a.b", "_INBOX.x.1", b"payload", 7, headers)
     await Client._send_publish(slow, "a.b", "_INBOX.x.1", b"payload", 7, headers)
     assert fast.written == slow.written
+
+
+async def test_headers_count_against_max_payload() -> None:
+    """A message whose body fits but whose headers take it over the limit is refused here, before the
+    server would close the connection for it."""
+    nc = RecordingConnection()
+    body = b"x" * (nc._max_payload - 100)
+    await nc._send_publish("a.b", "", body, len(body), {"Small": "y"})
+    with pytest.raises(MaxPayloadError):
+        await nc._send_publish("a.b", "", body, len(body), {"Pad": "p" * 200})
+    with pytest.raises(MaxPayloadError):
+        await nc._send_publish("a.b", "", body, len(body), {"Bad ": "p" * 200})  # nats-py's cleaning path
+    assert len(nc.written) == 1

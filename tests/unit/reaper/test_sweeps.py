@@ -127,3 +127,23 @@ def test_expired_session_jobs_lost_at_once() -> None:
     reg.expire(T0 + 2001)
     fresh = Running(running_job().record, revision=2, seen_ms=T0 + 1900)
     assert sweep({"000000000000000000000000J1": fresh}, reg, T0 + 2001, T0) == [(fresh, Verdict.LOST)]
+
+
+def test_lost_when_the_session_comes_back_as_another_process() -> None:
+    """A session id kept across a restart (a confined worker identity) announces a new incarnation: what
+    the old process held is lost at once, counting an attempt, not handed back as an orphan."""
+    record = states.accept(JobRequest(), "000000000000000000000000J1", "a", T0, None)
+    entry = Running(states.claim(record, "w", "s1", "tok", T0, incarnation="first"), revision=2, seen_ms=T0)
+    reg = WorkerRegistry()
+    for incarnation, verdict in (("first", []), ("second", [(entry, Verdict.LOST)])):
+        hb = Heartbeat(
+            worker="w",
+            session="s1",
+            capabilities=("a",),
+            concurrency=4,
+            interval_ms=500,
+            running=(("000000000000000000000000J1", 1),) if incarnation == "first" else (),
+            incarnation=incarnation,
+        )
+        reg.observe(hb, T0 + 100)
+        assert sweep({"000000000000000000000000J1": entry}, reg, T0 + 100, T0) == verdict

@@ -204,8 +204,8 @@ def parse_headers(block: bytes) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if sep:
-            headers[name.decode()] = value.strip().decode()
+        if sep:  # undecodable bytes are kept as U+FFFD: a header is never a reason to drop a message
+            headers[name.decode(errors="replace")] = value.strip().decode(errors="replace")
     return headers
 
 

@@ -189,7 +189,7 @@ class KeyFeed:
             return
         self._dseq = dseq + 1
         self._sseq = sseq
-        key = subject[self._prefix_len :].decode()
+        key = subject[self._prefix_len :].decode(errors="replace")
         parsed = parse_headers(headers)
         deleted = parsed is not None and ("KV-Operation" in parsed or "Nats-Marker-Reason" in parsed)
         try:

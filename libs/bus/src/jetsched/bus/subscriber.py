@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Request"], Awaitable[None]]
+#: Bytes of requests waiting for a handler slot; past it, requests are refused as `unavailable` at once.
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 
 
 def error_reply(code: ErrorCode, message: str, field: str | None = None) -> bytes:
@@ -72,7 +74,9 @@ class Subscriber:
         self._handler = handler
         self._max_in_flight = max_in_flight
         self._backlog: deque[Request] = deque()
+        self._backlog_bytes = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         if self._ready is not None:
@@ -83,25 +87,44 @@ class Subscriber:
         finally:
             await self._nc.unsubscribe_direct(sub)
             self._backlog.clear()
+            self._backlog_bytes = 0
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        msg = Request(self._nc, subject.decode(), reply.decode(), data, parse_headers(headers))
-        if len(self._tasks) >= self._max_in_flight:
-            self._backlog.append(msg)
-        else:
+        msg = Request(
+            self._nc,
+            subject.decode(errors="replace"),
+            reply.decode(errors="replace"),
+            data,
+            parse_headers(headers),
+        )
+        if len(self._tasks) < self._max_in_flight:
             self._start(msg)
+        elif self._backlog_bytes + len(data) <= MAX_BACKLOG_BYTES:
+            self._backlog.append(msg)
+            self._backlog_bytes += len(data)
+        else:
+            # A flood beyond what we hold in memory: say so at once rather than grow without bound.
+            busy = error_reply(ErrorCode.UNAVAILABLE, "too many requests in flight; retry shortly")
+            self._start_reply(msg, busy)
 
     def _start(self, msg: Request) -> None:
         task = asyncio.create_task(self._handle(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    def _start_reply(self, msg: Request, body: bytes) -> None:
+        task = asyncio.create_task(msg.respond(body))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if self._backlog:
-            self._start(self._backlog.popleft())
+            msg = self._backlog.popleft()
+            self._backlog_bytes -= len(msg.data)
+            self._start(msg)
 
     async def _handle(self, msg: Request) -> None:
         try:

@@ -179,6 +179,8 @@ class Lease(Model):
     attempt: int
     token_hash: str
     claimed_at_ms: int
+    #: The worker process the session was announced by when it was claimed (see `Heartbeat.incarnation`).
+    incarnation: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -335,6 +337,9 @@ class Heartbeat(Model):
     running: tuple[tuple[JobId, int], ...] = ()
     draining: bool = False
     interval_ms: int = Field(ge=10, le=60_000)
+    #: Unique per process start. A session id kept across restarts (a worker identity confined to its
+    #: own subjects, docs/security.md) needs it: a new incarnation means the old one's attempts are lost.
+    incarnation: str | None = Field(None, max_length=64)
 
     @model_validator(mode="after")
     def _bounded(self) -> Heartbeat:

@@ -81,12 +81,19 @@ def due(rec: JobRecord, now_ms: int) -> JobRecord:
     return rec.model_copy(update={"state": JobState.READY, "updated_at_ms": now_ms})
 
 
-def claim(rec: JobRecord, worker: str, session: str, token: str, now_ms: int) -> JobRecord:
-    """ready → running: lease the next attempt to one worker session."""
+def claim(
+    rec: JobRecord, worker: str, session: str, token: str, now_ms: int, incarnation: str | None = None
+) -> JobRecord:
+    """ready → running: lease the next attempt to one worker session (as announced by `incarnation`)."""
     _require(rec, JobState.READY, "claim")
     attempt = rec.attempt + 1
     lease = Lease(
-        worker=worker, session=session, attempt=attempt, token_hash=token_hash(token), claimed_at_ms=now_ms
+        worker=worker,
+        session=session,
+        attempt=attempt,
+        token_hash=token_hash(token),
+        claimed_at_ms=now_ms,
+        incarnation=incarnation,
     )
     return rec.model_copy(
         update={

@@ -86,7 +86,9 @@ class Worker:
         self.heartbeat_ms = heartbeat_ms
         self.drain_timeout = drain_timeout
         self.worker = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.session = new_ulid(SystemClock().now_ms()).lower()
+        #: Unique per process start; also the session id unless one is given.
+        self.incarnation = new_ulid(SystemClock().now_ms()).lower()
+        self.session = self.incarnation
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
@@ -159,6 +161,7 @@ class Worker:
             running=tuple(self.held),
             draining=self.draining,
             interval_ms=self.heartbeat_ms,
+            incarnation=self.incarnation,
         )
 
     async def _beat(self) -> None:

@@ -99,7 +99,7 @@ class DispatcherService(Service):
         except (orjson.JSONDecodeError, AttributeError):
             return
         if isinstance(session, str) and self.board.finish(
-            subject[subject.rfind(b".") + 1 :].decode(), session
+            subject[subject.rfind(b".") + 1 :].decode(errors="replace"), session
         ):
             self.wake.set()
 
@@ -181,7 +181,9 @@ class _Dispatch:
                 )
                 return
             token = secrets.token_hex(8)
-            claimed = states.claim(record, session.worker, session.session, token, service.clock.now_ms())
+            claimed = states.claim(
+                record, session.worker, session.session, token, service.clock.now_ms(), session.incarnation
+            )
             try:
                 crashpoint("dispatcher.claim.before_cas")
                 revision = await self.records.update(claimed, claim.revision)

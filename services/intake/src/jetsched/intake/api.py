@@ -19,6 +19,7 @@ import orjson
 from nats.errors import Error as NatsError
 
 from jetsched.bus.crashpoints import crashpoint
+from jetsched.bus.records import StoreError
 from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned, TransitionError
 from jetsched.core.models import (
@@ -139,6 +140,8 @@ class ControlApi:
             )
         except (TimeoutError, NatsError) as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
+        except StoreError as exc:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage refused the change: {exc}")
 
     def encode(self, reply: Reply) -> bytes:
         """The reply's bytes; stored data no encoder takes (a legacy integer past 64 bits) is an error."""

@@ -20,8 +20,8 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import StoreError, encode
 from jetsched.core import states
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
-from jetsched.core.ids import new_ulid
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
+from jetsched.core.ids import ULID_RE, new_ulid
 from jetsched.core.models import JobRequest, SubmitReply
 
 from .validate import header_bytes, parse_batch, parse_submit
@@ -110,6 +110,8 @@ class Submitter:
             # Not stored (or not known to be): say so, so the client can retry with its key.
             log.warning("submit not stored", extra={"error": repr(exc)})
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"the job could not be stored: {exc!r}")
+        except Poisoned as exc:
+            return ApiError(code=ErrorCode.QUARANTINED, message=str(exc), field="key")
 
     async def _store(
         self, capability: str, request: JobRequest, trace: dict[str, str] | None
@@ -132,7 +134,9 @@ class Submitter:
                 crashpoint("intake.submit.after_key")
             except Conflict:
                 data, key_revision = await self.keys.get(entry)
-                job_id = data.decode()
+                job_id = data.decode(errors="replace")
+                if not ULID_RE.match(job_id):
+                    raise Poisoned(self.keys.bucket, entry, key_revision, "the key names no job id") from None
                 duplicate = await self._existing(job_id)
                 if duplicate is not None:
                     return duplicate

@@ -271,5 +271,10 @@ class _Sweeper:
             for entry, verdict in found:
                 try:
                     await service.rescue(entry, verdict)
+                except (Poisoned, StoreError) as exc:
+                    # The record cannot be rewritten (stored past today's bounds): set aside, logged once.
+                    service.quarantined.report(
+                        subjects.JOBS_BUCKET, entry.record.id, entry.revision, str(exc)
+                    )
                 except Exception:
                     log.exception("rescue failed", extra={"job": entry.record.id})

@@ -4,6 +4,8 @@
   deadline's worth of time after this reaper first saw the job). The attempt counts as failed
   (`states.lose`): retried with backoff, or dead when out of attempts — a job that keeps killing its
   workers ends dead instead of looping (poison pill).
+- **lost** too: the session is alive but announced by another process than the one it was claimed for
+  (`incarnation`): a worker that keeps its session id across restarts came back without the attempt.
 - **orphan** (a suspect here, confirmed by the shell): the session is alive, but a heartbeat sent well
   after the claim does not list the job, and no outcome report for it is pending in the outcomes stream —
   the work message never arrived (a dispatcher died between its CAS and its send, or the message was
@@ -67,6 +69,8 @@ def sweep(
             known_dead = session is not None or lease.session in registry.lost
             if known_dead or now_ms - watched_since > UNSEEN_SESSION_MS:
                 found.append((entry, Verdict.LOST))
+        elif lease.incarnation is not None and session.heartbeat.incarnation not in (None, lease.incarnation):
+            found.append((entry, Verdict.LOST))
         elif session.last_seen_ms - watched_since > ORPHAN_GRACE_MS and not _lists(
             session.heartbeat.running, lease.attempt, entry.record.id
         ):
