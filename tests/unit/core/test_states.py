@@ -318,3 +318,14 @@ class TestDeadlines:
         record = running(accepted(backoff={"base_ms": 0}))
         retried = states.time_out(record, NOW + 400_000, 0.5)
         assert (retried.state, retried.errors[-1].kind) == (JobState.READY, ErrorKind.TIMEOUT)
+
+
+def test_run_at_is_never_rounded_earlier() -> None:
+    """Sub-millisecond digits round the due time up: a job never starts before its run_at."""
+    from datetime import UTC, datetime
+
+    for micros in (1, 999, 500, 0):
+        run_at = datetime(2030, 1, 1, 0, 0, 0, micros, tzinfo=UTC)
+        record = states.accept(JobRequest(run_at=run_at), "000000000000000000000000J1", "a", NOW, None)
+        exact_ms = 1_893_456_000_000
+        assert record.run_at_ms == exact_ms + (1 if micros else 0)

@@ -204,3 +204,39 @@ class TestPriorityModes:
         board.limits.settings["a"] = QueueSettings(aging_ms=1000)
         claims = board.plan(registry(("s1", 1, ("a",))), limit=1, now_ms=NOW)
         assert claims[0].record.id == old.id
+
+
+def test_a_rescued_job_keeps_its_place() -> None:
+    """A job whose worker was lost goes back to where it first became ready, ahead of the backlog that
+    arrived while it ran — it has waited already."""
+    first = job()
+    board = board_with(first)
+    reg = registry(("s1", 1, ("a",)))
+    (claim,) = board.plan(reg, limit=1, now_ms=NOW)
+    board.settle(claim, 2)
+    claimed = states.claim(first, "w", "s1", "t", NOW)
+    board.observe(Change.of(claimed, 2))
+    later = [states.accept(JobRequest(), ids.new(NOW + n), "a", NOW + n, None) for n in range(1, 50)]
+    for revision, record in enumerate(later, start=3):
+        board.observe(Change.of(record, revision))
+    rescued = states.lose(claimed, NOW + 5000, 0.5, "worker gone")
+    assert rescued.state.value == "ready"
+    board.observe(Change.of(rescued, 100))
+    claims = board.plan(registry(("s2", 3, ("a",))), limit=3, now_ms=NOW)
+    assert [c.record.id for c in claims] == [first.id, later[0].id, later[1].id]
+
+
+def test_aging_counts_from_first_ready() -> None:
+    """In strict mode with aging, a retried job's wait counts from when it first became ready."""
+    old = job(priority=1)
+    retried = states.release(states.claim(old, "w", "s1", "t", NOW), NOW + 10_000)
+    fresh = states.accept(JobRequest(priority=5), ids.new(NOW + 10_000), "a", NOW + 10_000, None)
+    board = board_with(fresh)
+    board.observe(Change.of(retried, 10))
+    board.limits.settings["a"] = QueueSettings(aging_ms=2000)
+    reg = WorkerRegistry()
+    reg.observe(
+        Heartbeat(worker="w", session="s2", capabilities=("a",), concurrency=1, interval_ms=500), NOW + 10_000
+    )
+    (claim,) = board.plan(reg, limit=1, now_ms=NOW + 10_000)
+    assert claim.record.id == old.id  # 1 + 10 s / 2 s = 6 > 5

@@ -240,6 +240,8 @@ class JobRecord(Model):
     backoff: Backoff
     #: Earliest start (epoch ms); the due time while `scheduled`.
     run_at_ms: int
+    #: When the job first became ready (epoch ms): its place in its queue, kept through rescues and retries.
+    ready_since_ms: int | None = None
     #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired.
     expires_at_ms: int | None = None
     #: Labels a worker must announce to run it.
@@ -262,6 +264,11 @@ class JobRecord(Model):
     @property
     def attempts_used(self) -> int:
         return self.attempt - self.releases
+
+    @property
+    def queued_at(self) -> int:
+        """Its place among ready jobs of its priority (records from before `ready_since_ms`: their due time)."""
+        return self.ready_since_ms if self.ready_since_ms is not None else self.run_at_ms
 
 
 class OutcomeStatus(StrEnum):

@@ -22,6 +22,7 @@ growth that intake left room for (`bounds.py`), whatever the worker sent.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import backoff, bounds
@@ -43,21 +44,27 @@ from .models import (
 if TYPE_CHECKING:
     from .types import JSON
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def accept(
     request: JobRequest, job_id: str, capability: str, now_ms: int, trace: dict[str, str] | None
 ) -> JobRecord:
     """The record a valid submit creates: `ready` now, or `scheduled` for later."""
     if request.run_at is not None:
-        run_at_ms = int(request.run_at.timestamp() * 1000)
+        # Exact, and rounded up: a job never starts before its run_at, not even by a fraction of a ms.
+        micros = (request.run_at - _EPOCH) // timedelta(microseconds=1)
+        run_at_ms = -(-micros // 1000)
     else:
         run_at_ms = now_ms + (request.delay_ms or 0)
+    ready = run_at_ms <= now_ms
     return JobRecord(
         id=job_id,
         capability=capability,
         payload=request.payload,
         priority=request.priority,
-        state=JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY,
+        state=JobState.READY if ready else JobState.SCHEDULED,
+        ready_since_ms=run_at_ms if ready else None,
         max_attempts=request.max_attempts,
         timeout_s=request.timeout_s,
         heartbeat_timeout_s=request.heartbeat_timeout_s,
@@ -78,7 +85,8 @@ def due(rec: JobRecord, now_ms: int) -> JobRecord:
     _require(rec, JobState.SCHEDULED, "due")
     if now_ms < rec.run_at_ms:
         raise NotDue(f"{rec.id} is due at {rec.run_at_ms}, now is {now_ms}")
-    return rec.model_copy(update={"state": JobState.READY, "updated_at_ms": now_ms})
+    first = rec.ready_since_ms if rec.ready_since_ms is not None else rec.run_at_ms
+    return rec.model_copy(update={"state": JobState.READY, "updated_at_ms": now_ms, "ready_since_ms": first})
 
 
 def claim(
@@ -285,8 +293,16 @@ def _require(rec: JobRecord, state: JobState, verb: str) -> None:
 
 def _requeue(rec: JobRecord, now_ms: int, run_at_ms: int, **changes: object) -> JobRecord:
     state = JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY
+    first = rec.ready_since_ms if rec.ready_since_ms is not None else rec.run_at_ms
     return rec.model_copy(
-        update={"state": state, "lease": None, "run_at_ms": run_at_ms, "updated_at_ms": now_ms, **changes}
+        update={
+            "state": state,
+            "lease": None,
+            "run_at_ms": run_at_ms,
+            "updated_at_ms": now_ms,
+            "ready_since_ms": first,
+            **changes,
+        }
     )
 
 

@@ -3,9 +3,11 @@
 Fed by the record feed (`observe`) and by the dispatcher's own claims (`reserve` / `settle`), it answers
 one question — what to claim next for whom (`plan`) — without I/O:
 
-- Ready jobs of one capability sit in ten FIFO lanes per concurrency key, one per priority, in the order
-  they became ready. Entries are deleted lazily: a lane head whose job is no longer ready (or is being
-  claimed) is dropped when looked at.
+- Ready jobs of one capability sit in ten lanes per concurrency key, one per priority, each in the order
+  its jobs *first* became ready (`JobRecord.queued_at`): a job rescued from a lost, timed-out or released
+  attempt, or retried, goes back to its old place, not behind everything submitted since — it has waited
+  already. Entries are deleted lazily: a lane head whose job is no longer ready (or is being claimed) is
+  dropped when looked at.
 - A session's load is the jobs leased to it as the feed reports them (whichever replica claimed them),
   plus this board's claims in flight, minus the jobs whose outcome the worker has already published
   (`finish`: its slot is free before the reaper's CAS of the outcome comes back on the feed). A worker is
@@ -19,7 +21,7 @@ one question — what to claim next for whom (`plan`) — without I/O:
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -50,8 +52,8 @@ class Claim:
 @dataclass
 class Board:
     ready: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
-    #: capability → concurrency key ("" for none) → ten FIFO lanes of job ids, one per priority
-    queues: dict[str, dict[str, list[deque[str]]]] = field(default_factory=dict)
+    #: capability → concurrency key ("" for none) → ten lanes, one per priority: heaps of (first ready, id)
+    queues: dict[str, dict[str, list[list[tuple[int, str]]]]] = field(default_factory=dict)
     #: capability → per-level credit of the smooth weighted round-robin (weighted priority mode)
     credit: dict[str, list[float]] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
@@ -127,16 +129,17 @@ class Board:
             if not dispatches(capability):
                 continue
             sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
-            passed: list[tuple[str, int, str]] = []
+            passed: list[tuple[str, int, tuple[int, str]]] = []
             while sessions and len(claims) < limit and self.limits.capability_open(capability, now_ms):
                 chosen = self._next(capability, keyed, now_ms)
                 if chosen is None:
                     break
                 key, level = chosen
-                record, revision = self.ready[keyed[key][level].popleft()]
+                head = heapq.heappop(keyed[key][level])
+                record, revision = self.ready[head[1]]
                 fitting = [s for s in sessions if matches(s, record.labels)] if record.labels else sessions
                 if not fitting:
-                    passed.append((key, level, record.id))
+                    passed.append((key, level, head))
                     continue
                 session = pick(fitting, self.load)
                 claims.append(Claim(record, revision, session))
@@ -147,12 +150,12 @@ class Board:
                 self.served[capability, key] = self._turn
                 if self.free(session) <= 0:
                     sessions.remove(session)
-            for key, level, job_id in reversed(passed):
-                keyed[key][level].appendleft(job_id)
+            for key, level, head in passed:
+                heapq.heappush(keyed[key][level], head)
         return claims
 
     def _next(
-        self, capability: str, keyed: dict[str, list[deque[str]]], now_ms: int
+        self, capability: str, keyed: dict[str, list[list[tuple[int, str]]]], now_ms: int
     ) -> tuple[str, int] | None:
         """The (key, priority level) whose head goes next, by the queue's priority mode.
 
@@ -166,10 +169,10 @@ class Board:
                 continue
             for level in range(9, -1, -1):
                 lane = levels[level]
-                while lane and (lane[0] not in self.ready or lane[0] in self.claiming):
-                    lane.popleft()
+                while lane and (lane[0][1] not in self.ready or lane[0][1] in self.claiming):
+                    heapq.heappop(lane)
                 if lane:
-                    heads.append((self._effective(lane[0], level, settings.aging_ms, now_ms), key, level))
+                    heads.append((self._effective(lane[0][0], level, settings.aging_ms, now_ms), key, level))
         if not heads:
             return None
         if settings.priority_mode == "weighted":
@@ -186,10 +189,10 @@ class Board:
         )
         return key, level
 
-    def _effective(self, job_id: str, level: int, aging_ms: int | None, now_ms: int) -> int:
+    def _effective(self, queued_at_ms: int, level: int, aging_ms: int | None, now_ms: int) -> int:
         if aging_ms is None:
             return level
-        waited = now_ms - self.ready[job_id][0].updated_at_ms
+        waited = now_ms - queued_at_ms
         return min(9, level + max(0, waited) // aging_ms)
 
     def drop(self, job_id: str) -> None:
@@ -220,8 +223,8 @@ class Board:
         keyed = self.queues.setdefault(record.capability, {})
         levels = keyed.get(record.concurrency_key or "")
         if levels is None:
-            levels = keyed[record.concurrency_key or ""] = [deque() for _ in range(10)]
-        levels[record.priority].append(record.id)
+            levels = keyed[record.concurrency_key or ""] = [[] for _ in range(10)]
+        heapq.heappush(levels[record.priority], (record.queued_at, record.id))
 
     def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
         if self.finished.get(job_id) != session_id:
