@@ -5,6 +5,10 @@ An actor is an object with an async `run()` that loops until cancelled, usually 
 and logs it; an actor that crashes `max_restarts` times within `window_s` takes the whole service down
 loudly (re-raises), because a service limping along without, say, its outcome applier would accept jobs it
 can never finish. Records stay consistent whatever an actor was doing: every write is a CAS.
+
+A crash on a *transient* storage error — NATS not answering, a request timing out, no stream leader while
+one is elected — is the cluster's doing, not the actor's: the actor restarts after a short backoff and the
+crash does not count toward the limit, so repeated failovers never take a service down.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ import asyncio
 import logging
 import time
 from typing import Protocol
+
+from nats.errors import Error as NatsError
+
+from .records import StoreError
+
+#: What a failover looks like from here; anything else is a bug and counts.
+TRANSIENT = (TimeoutError, NatsError, StoreError)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +56,22 @@ class Supervisor:
 
     async def _supervise(self, actor: Actor) -> None:
         crashes: list[float] = []
+        interrupted = 0
         while True:
+            started = time.monotonic()
             try:
                 await actor.run()
                 return
             except asyncio.CancelledError:
                 raise
+            except TRANSIENT as exc:
+                # Consecutive interruptions back off (to 2 s) so a long outage does not spin.
+                interrupted = 1 if time.monotonic() - started > 10 else interrupted + 1
+                log.warning(
+                    "actor interrupted by storage; restarting",
+                    extra={"actor": actor.name, "error": repr(exc), "in_a_row": interrupted},
+                )
+                await asyncio.sleep(min(self.backoff_s * 2 ** (interrupted - 1), 2.0))
             except Exception as exc:
                 now = time.monotonic()
                 crashes = [t for t in crashes if now - t < self.window_s] + [now]

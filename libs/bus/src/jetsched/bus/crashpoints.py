@@ -6,11 +6,16 @@ it exits with status 86 — no cleanup, no flush, like `kill -9` — the moment 
 
 Every point names the boundary between two steps that must not be torn apart, e.g.
 `dispatcher.claim.after_cas`: the claim is stored, the work message not yet sent.
+
+`JETSCHED_PAUSE_AT=<point>[:<n>]` stops the process there instead (SIGSTOP to itself, as a debugger or an
+overloaded host would), for a test to resume with SIGCONT: what it decided before the pause must not be
+acted on if the world moved on meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 EXIT_STATUS = 86
@@ -37,26 +42,37 @@ POINTS = frozenset(
 )
 
 
-def _parse(spec: str | None) -> tuple[str, int] | None:
+def _parse(spec: str | None, variable: str = "JETSCHED_CRASH_AT") -> tuple[str, int] | None:
     if not spec:
         return None
     name, _, count = spec.partition(":")
     if name not in POINTS:
-        raise ValueError(f"JETSCHED_CRASH_AT names no crash point: {name!r}")
+        raise ValueError(f"{variable} names no crash point: {name!r}")
     return name, int(count or 1)
 
 
 _target = _parse(os.environ.get("JETSCHED_CRASH_AT"))
-_passes = 0
+_pause = _parse(os.environ.get("JETSCHED_PAUSE_AT"), "JETSCHED_PAUSE_AT")
+_passes = {"crash": 0, "pause": 0}
 
 
 def crashpoint(name: str) -> None:
-    """Die here if this is the configured crash point (and its n-th pass)."""
-    global _passes
-    if _target is None or _target[0] != name:
-        return
-    _passes += 1
-    if _passes >= _target[1]:
+    """Die (or stop) here if this is the configured point (and its n-th pass)."""
+    if _target is not None and _target[0] == name and _reached("crash", _target[1]):
         sys.stderr.write(f"crash point {name} reached: exiting\n")
         sys.stderr.flush()
         os._exit(EXIT_STATUS)
+    if (
+        _pause is not None
+        and _pause[0] == name
+        and _passes["pause"] < _pause[1]
+        and _reached("pause", _pause[1])
+    ):
+        sys.stderr.write(f"pause point {name} reached: stopping\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _reached(kind: str, n: int) -> bool:
+    _passes[kind] += 1
+    return _passes[kind] == n if kind == "pause" else _passes[kind] >= n

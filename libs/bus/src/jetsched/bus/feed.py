@@ -46,6 +46,8 @@ KeyHandler = Callable[[str, int, bytes | None, dict[str, str] | None], None]
 
 #: The server sends an idle heartbeat this often; two missed ones and the consumer is recreated.
 HEARTBEAT_S = 1.0
+#: How long one try to recreate the consumer waits for JetStream.
+RECREATE_TIMEOUT_S = 0.5
 _STATUS = b"NATS/1.0 "
 _ACK = b"$JS.ACK."
 
@@ -100,7 +102,7 @@ class KeyFeed:
                     await task
         await self._drop_consumer()
 
-    async def _create(self) -> None:
+    async def _create(self, timeout: float | None = None) -> None:
         """Subscribe a fresh inbox, then create the consumer delivering to it from where we are."""
         inbox = self._nc.new_inbox()
         self._dseq = 1
@@ -123,7 +125,7 @@ class KeyFeed:
             inactive_threshold=30.0,
         )
         try:
-            info = await self._js.add_consumer(self._stream, config)
+            info = await self._js.add_consumer(self._stream, config, timeout=timeout)
         except BaseException:
             await self._drop_consumer()
             raise
@@ -156,7 +158,9 @@ class KeyFeed:
         while True:
             await self._drop_consumer()
             try:
-                await self._create()
+                # Short tries: while a stream leader is elected requests go unanswered, and the feed
+                # must come back within a try of the new leader, not after JetStream's 5 s default.
+                await self._create(timeout=RECREATE_TIMEOUT_S)
                 return
             except Exception as exc:
                 log.warning(
@@ -164,7 +168,7 @@ class KeyFeed:
                     extra={"stream": self._stream, "error": repr(exc), "retry_s": delay},
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.25)
 
     async def _watch(self) -> None:
         while not self._nc.is_closed:

@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import orjson
+from nats.errors import Error as NatsError
 
 from jetsched.core import subjects
 from jetsched.core.errors import Conflict
@@ -88,7 +89,9 @@ class ShardLeaser:
 
     async def tick(self) -> None:
         now = self.clock.now_ms()
-        with contextlib.suppress(StoreError, TimeoutError):
+        # Storage errors (no responders or a timeout while a stream leader is elected) skip a turn:
+        # a lease not renewed lapses on its own; they must never crash this actor.
+        with contextlib.suppress(StoreError, TimeoutError, NatsError):
             await self.store.put(self._member_key(), b"{}")
         for action in self.table.decide(now):
             key = f"{self.service}.shard.{action.shard}"
@@ -99,7 +102,7 @@ class ShardLeaser:
                     continue
                 value = orjson.dumps({"owner": self.instance})
                 revision = await self.store.put_if(key, value, action.revision)
-            except (Conflict, StoreError, TimeoutError):
+            except (Conflict, StoreError, TimeoutError, NatsError):
                 continue
             self.table.observe_lease(action.shard, self.instance, revision, now)
             self.renewed[action.shard] = now

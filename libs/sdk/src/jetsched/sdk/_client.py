@@ -33,6 +33,9 @@ class Client:
         timeout: seconds to wait for each reply.
     """
 
+    #: How long a keyed submit is resent through a storage failover before its error is raised.
+    keyed_retry_s = 30.0
+
     def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
@@ -95,12 +98,29 @@ class Client:
             labels: only workers announcing all of these labels may run it.
             concurrency_key: jobs sharing it (e.g. "tenant=acme") are limited and take turns together.
             backoff: `{"base_ms", "factor", "max_ms", "jitter"}` for retries.
+
+        A keyed submit that meets a storage failover (`unavailable`, a timeout, nobody answering) is
+        resent until it is stored, for up to `keyed_retry_s` seconds: the key makes that safe. Without a
+        key the error is raised, since a timed-out submit may have been stored.
         """
         body = _submit_body(payload, key, options)
-        data = await self._traced(
-            f"jetsched submit {capability}", capability, subjects.submit(capability), body
-        )
-        return SubmitReply.model_validate(data)
+        span = f"jetsched submit {capability}"
+        subject = subjects.submit(capability)
+        if key is None:
+            return SubmitReply.model_validate(await self._traced(span, capability, subject, body))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.keyed_retry_s
+        delay = 0.05
+        while True:
+            try:
+                return SubmitReply.model_validate(await self._traced(span, capability, subject, body))
+            except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
+                if isinstance(exc, JetschedApiError) and exc.code != "unavailable":
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def submit_many(
         self,

@@ -1,7 +1,10 @@
 """The dispatcher service: keeps the board from the record feed and heartbeats, claims and sends work.
 
 Claim then send: the claim (`ready → running`, attempt n, lease to a session, token) is a CAS; only the
-winner sends the work message. What if the dispatcher dies between the two? The record says running on a
+winner sends the work message — and only while the claim is still what the record says: a dispatcher
+paused or cut off after asking for its claim (SIGSTOP, a partition) may get the answer long after the
+reaper has handed the job to someone else, so a claim answered more than `STALE_CLAIM_S` after it was
+asked is checked against the record's revision before anything is sent. What if the dispatcher dies between the two? The record says running on a
 live session that never got the job; that session's heartbeats never list it, and the reaper hands it back
 (`orphan`, no attempt used). A work message sent twice (a stale replica) carries the same attempt and
 token, and the worker runs a (job, attempt) once.
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SHARDS = 16
 #: Claims in flight at once (CAS round trips pipelined).
 MAX_IN_FLIGHT = 512
+#: A claim answered later than this after it was asked is re-read before its work is sent. Far below the
+#: reaper's orphan grace (1.5 s after it sees the claim), far above a claim's round trip (~1 ms).
+STALE_CLAIM_S = 0.25
 
 
 class DispatcherService(Service):
@@ -164,6 +170,17 @@ class _Dispatch:
             delay = max(0, at - self.service.clock.now_ms()) / 1000
             self.timer = asyncio.get_running_loop().call_later(delay, self.service.wake.set)
 
+    async def _still_claimed(self, job_id: str, revision: int) -> bool:
+        """Whether the record is still at our claim's revision (a slow answer may be a stale one)."""
+        try:
+            _, current = await self.records.get(job_id)
+        except Exception as exc:  # unknown: sending nothing is safe, the reaper re-queues an unsent claim
+            log.warning("claim not re-checked; not sending", extra={"job": job_id, "error": repr(exc)})
+            return False
+        if current != revision:
+            log.warning("claim went stale before its work was sent; not sending", extra={"job": job_id})
+        return current == revision
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self.service.wake.set()
@@ -184,6 +201,8 @@ class _Dispatch:
             claimed = states.claim(
                 record, session.worker, session.session, token, service.clock.now_ms(), session.incarnation
             )
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
             try:
                 crashpoint("dispatcher.claim.before_cas")
                 revision = await self.records.update(claimed, claim.revision)
@@ -207,6 +226,8 @@ class _Dispatch:
                 return
             service.board.settle(claim, revision)
             crashpoint("dispatcher.claim.after_cas")
+            if loop.time() - asked > STALE_CLAIM_S and not await self._still_claimed(record.id, revision):
+                return
             # Built from a validated record: construct without validating again (hot path).
             work = WorkMessage.model_construct(
                 id=record.id,
