@@ -100,7 +100,9 @@ async def test_intake_dies_during_keyed_submit(
     intake = start(fleet, "intake", point)
     assert intake is not None
     fleet.worker()
+    await client.stats()  # intake is up: the impatient submit below must reach it, not time out waiting
     impatient = Client(fleet.url, timeout=2)
+    impatient.keyed_retry_s = 0  # it gives up at the first timeout, as a client without retries would
     await impatient.connect()
     with pytest.raises((TimeoutError, NatsTimeoutError)):
         await impatient.submit("probe.sleep", 0.01, key="order-7")
@@ -121,7 +123,9 @@ async def test_intake_dies_between_timer_entry_and_record(fleet: Fleet, client: 
     intake = start(fleet, "intake", "records.after_timer_entry")
     assert intake is not None
     fleet.worker()
+    await client.stats()  # intake is up: the impatient submit below must reach it, not time out waiting
     impatient = Client(fleet.url, timeout=2)
+    impatient.keyed_retry_s = 0  # it gives up at the first timeout, as a client without retries would
     await impatient.connect()
     with pytest.raises((TimeoutError, NatsTimeoutError)):
         await impatient.submit("probe.sleep", 0.01, key="later-1", delay=0.5)
@@ -143,7 +147,9 @@ async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> Non
     fleet.worker()
     reply = await client.submit("probe.sleep", 60)
     await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
+    await client.stats()  # intake is up: the impatient submit below must reach it, not time out waiting
     impatient = Client(fleet.url, timeout=2)
+    impatient.keyed_retry_s = 0  # it gives up at the first timeout, as a client without retries would
     await impatient.connect()
     with pytest.raises((TimeoutError, NatsTimeoutError)):
         await impatient.cancel(reply.id)

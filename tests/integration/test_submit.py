@@ -112,10 +112,10 @@ async def test_half_done_keyed_submit_is_completed(
 
     nc = await nats.connect(nats_server.url)
     kv = await nc.jetstream().key_value(subjects.KEYS_BUCKET)
-    await kv.create(key_id("a", "k1"), b"01JORPHANED0000000000000000")
+    await kv.create(key_id("a", "k1"), b"01JXRPHANED000000000000000")
     await nc.close()
     reply = await client.submit("a", key="k1")
-    assert (reply.id, reply.duplicate) == ("01JORPHANED0000000000000000", False)
+    assert (reply.id, reply.duplicate) == ("01JXRPHANED000000000000000", False)
     assert (await client.submit("a", key="k1")).duplicate
 
 
