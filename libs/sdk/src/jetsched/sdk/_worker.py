@@ -38,8 +38,9 @@ from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
+from jetsched.core.permissions import WORKER_NAME_RE
 
-from ._errors import Fatal, Retry
+from ._errors import Fatal, Retry, SessionConflict
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from nats.aio.msg import Msg
 
+    from jetsched.bus.auth import NatsAuth
     from jetsched.bus.direct import Connection
 
 log = logging.getLogger("jetsched.worker")
@@ -65,6 +67,13 @@ class Worker:
         labels: free-form `key=value` tags announced with the session.
         heartbeat_ms: heartbeat interval; the session is presumed lost after about three missed beats.
         drain_timeout: seconds to finish held jobs on shutdown before handing them back.
+        name: this process's name in heartbeats (default host-pid).
+        session: the session id: a worker identity's name under `jetsched security` (its permissions
+            allow only that session's subjects); default a fresh id per start.
+        auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
+
+    Raises:
+        SessionConflict: from `run()`, when another process heartbeats under the same session.
     """
 
     def __init__(
@@ -77,6 +86,8 @@ class Worker:
         heartbeat_ms: int = 500,
         drain_timeout: float = 30.0,
         name: str | None = None,
+        session: str | None = None,
+        auth: NatsAuth | None = None,
     ) -> None:
         self.tasks = tasks or default_tasks
         if not self.tasks.handlers:
@@ -87,7 +98,10 @@ class Worker:
         self.heartbeat_ms = heartbeat_ms
         self.drain_timeout = drain_timeout
         self.worker = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.session = new_ulid(SystemClock().now_ms()).lower()
+        if session is not None and not WORKER_NAME_RE.match(session):
+            raise ValueError(f"session {session!r}: use 1-63 of a-z 0-9 - (no dots)")
+        self.session = session or new_ulid(SystemClock().now_ms()).lower()
+        self.auth = auth
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
@@ -99,6 +113,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jetsched-job")
         self._nc: Connection | None = None
+        self._conflict: str | None = None
 
     def stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
@@ -110,8 +125,10 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
-        subscriptions = [
+        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth)
+        # Listening to its own session first: a second process with this identity shows itself at once.
+        subscriptions = [await nc.subscribe(subjects.heartbeat(self.session), cb=self._on_own_heartbeat)]
+        subscriptions += [
             await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
             for capability in self.tasks.handlers
         ]
@@ -139,6 +156,8 @@ class Worker:
                 await nc.drain()
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
+        if self._conflict is not None:
+            raise SessionConflict(self._conflict)
 
     async def _drain(self) -> None:
         tasks = list(self.held.values())
@@ -188,6 +207,17 @@ class Worker:
             self.executing.add(key)
         self.held[key] = task = asyncio.create_task(self._execute(work, handler, parse_headers(headers)))
         task.add_done_callback(lambda _: self.held.pop(key, None))
+
+    async def _on_own_heartbeat(self, msg: Msg) -> None:
+        """Two processes under one session would both receive its work and fence each other's reports."""
+        try:
+            other = Heartbeat.model_validate_json(msg.data).worker
+        except ValidationError:
+            return
+        if other != self.worker and self._conflict is None:
+            self._conflict = f"worker {other!r} is already running as session {self.session!r}; stopping"
+            log.error(self._conflict)
+            self.stop()
 
     async def _on_control(self, msg: Msg) -> None:
         try:
