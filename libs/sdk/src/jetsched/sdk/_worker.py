@@ -101,6 +101,9 @@ class Worker:
         if session is not None and not WORKER_NAME_RE.match(session):
             raise ValueError(f"session {session!r}: use 1-63 of a-z 0-9 - (no dots)")
         self.session = session or new_ulid(SystemClock().now_ms()).lower()
+        self._named = session is not None
+        #: Set once the worker takes work (after hearing out a named session).
+        self.started = asyncio.Event()
         self.auth = auth
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -126,14 +129,24 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth)
-        # Listening to its own session first: a second process with this identity shows itself at once.
-        subscriptions = [await nc.subscribe(subjects.heartbeat(self.session), cb=self._on_own_heartbeat)]
+        # Listening to its own session first: a second process with this identity shows itself. A named
+        # session (an identity) may be held by a live process, which beats every interval: hear three out
+        # before taking work, so the newcomer stops and the incumbent keeps running.
+        own = await nc.subscribe(subjects.heartbeat(self.session), cb=self._on_own_heartbeat)
+        if self._named:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 3 * self.heartbeat_ms / 1000)
+        if self._conflict is not None:
+            await nc.close()
+            raise SessionConflict(self._conflict)
+        subscriptions = [own]
         subscriptions += [
             await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
             for capability in self.tasks.handlers
         ]
         subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))
         beats = asyncio.create_task(self._heartbeats())
+        self.started.set()
         log.info(
             "worker started",
             extra={
