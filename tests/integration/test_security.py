@@ -13,8 +13,10 @@ import contextlib
 import datetime
 import ipaddress
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,10 +28,12 @@ from nats.errors import Error as NatsError
 from jetsched.bus import security
 from jetsched.bus.auth import NatsAuth
 from jetsched.core import subjects
+from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, SessionConflict, Tasks, Worker
+from jetsched.sdk import Client, Fatal, SessionConflict, Tasks, Worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -274,33 +278,85 @@ async def test_added_worker_identity_works_after_reload(secure: Secure) -> None:
     await eventually(welcome, timeout=10, what="the new identity to be accepted")
 
 
-@contextlib.asynccontextmanager
-async def _echo_stack(secure: Secure) -> AsyncIterator[Tasks]:
+def _tasks() -> Tasks:
     tasks = Tasks()
 
     @tasks.task("demo.echo")
     async def echo(job: Job) -> Any:
         return job.payload
 
+    @tasks.task("demo.block")
+    async def block(job: Job) -> None:
+        await asyncio.Event().wait()
+
+    @tasks.task("demo.fatal")
+    async def fatal(job: Job) -> None:
+        raise Fatal("refuses")
+
+    return tasks
+
+
+@contextlib.asynccontextmanager
+async def _secure_stack(secure: Secure) -> AsyncIterator[Worker]:
+    """The four services, each as its own identity, and a worker as identity alpha."""
     auth = {name: secure.auth(name) for name in security.ROLES}
-    async with Stack(secure.url, auth=auth):
-        yield tasks
+    async with (
+        Stack(secure.url, auth=auth),
+        running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")) as worker,
+    ):
+        yield worker
 
 
 async def test_end_to_end_over_tls(secure_tls: Secure) -> None:
     """A job submitted by a client identity runs on worker identity alpha (its session) over mutual TLS,
     and the whole lifecycle needs nothing any role was not granted."""
-    async with _echo_stack(secure_tls) as tasks:
-        async with (
-            running_worker(tasks, secure_tls.url, session="alpha", auth=secure_tls.auth("worker-alpha")),
-            Client(secure_tls.url, auth=secure_tls.auth("client")) as client,
-        ):
+    async with _secure_stack(secure_tls):
+        async with Client(secure_tls.url, auth=secure_tls.auth("client")) as client:
             reply = await client.submit("demo.echo", {"n": 1}, delay=0.2)
             job = await client.wait(reply.id, timeout=20)
             assert (job["state"], job["result"]) == ("succeeded", {"n": 1})
         async with Client(secure_tls.url, auth=secure_tls.auth("operator")) as operator:
             assert (await operator.stats())["jobs"] == {"succeeded": 1}
     assert secure_tls.violations() == []
+
+
+async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
+    """Cancelling a running job, dead letters, schedules, queue settings and draining a worker all work
+    under secure mode, and no service, worker or operator was refused anything on the way."""
+    async with (
+        _secure_stack(secure) as worker,
+        Client(secure.url, auth=secure.auth("operator")) as operator,
+    ):
+
+        async def state(job_id: str, wanted: str) -> bool:
+            return bool((await operator.get(job_id))["job"]["state"] == wanted)
+
+        blocked = await operator.submit("demo.block")
+        await eventually(lambda: state(blocked.id, "running"), what="the blocking job to run")
+        await operator.cancel(blocked.id)
+        await eventually(lambda: not worker.held, what="the worker to stop the cancelled job")
+
+        dead = await operator.submit("demo.fatal")
+        await eventually(lambda: state(dead.id, "dead"), what="the fatal job to die")
+        await operator.retry_dead(dead.id)
+        await eventually(lambda: state(dead.id, "dead"), what="the retried job to die again")
+        await operator.purge_dead(dead.id)
+
+        await operator.create_schedule("tick", "demo.echo", {"tick": True}, every=1.0)
+        await eventually(
+            lambda: _fired(operator), timeout=10, what="the schedule to fire a job that succeeds"
+        )
+        await operator.pause("demo.echo")
+        await operator.pause("demo.echo", paused=False)
+        assert [w["session"] for w in await operator.workers()] == ["alpha"]
+        await operator.drain("alpha")
+        await eventually(lambda: worker.draining, what="the worker to drain")
+    assert secure.violations() == []
+
+
+async def _fired(operator: Client) -> bool:
+    last = (await operator.schedule("tick"))["schedule"].get("last_job_id")
+    return last is not None and (await operator.get(last))["job"]["state"] == "succeeded"
 
 
 async def test_tls_requires_a_client_certificate(secure_tls: Secure) -> None:
@@ -314,12 +370,7 @@ async def test_tls_requires_a_client_certificate(secure_tls: Secure) -> None:
 
 async def test_one_process_per_worker_identity(secure: Secure) -> None:
     """A second process under a worker identity's session stops with a clear error; the first runs on."""
-    tasks = Tasks()
-
-    @tasks.task("demo.echo")
-    async def echo(job: Job) -> Any:
-        return job.payload
-
+    tasks = _tasks()
     async with running_worker(
         tasks, secure.url, session="alpha", auth=secure.auth("worker-alpha"), name="first"
     ) as first:
@@ -330,3 +381,53 @@ async def test_one_process_per_worker_identity(secure: Secure) -> None:
         with pytest.raises(SessionConflict, match="already running as session 'alpha'"):
             await asyncio.wait_for(second.run(), 10)
         assert not first.draining  # and leaving the block raises nothing: the first had no conflict
+
+
+@pytest.mark.slow
+async def test_processes_take_identity_and_tls_from_env_and_flags(secure_tls: Secure, tmp_path: Path) -> None:
+    """Service and worker processes connect with `JETSCHED_NATS_*`, the CLI with `--creds`/`--tls-*`."""
+
+    def env(role: str) -> dict[str, str]:
+        auth = secure_tls.auth(role)
+        files = {
+            "CREDS": auth.creds,
+            "TLS_CA": auth.tls_ca,
+            "TLS_CERT": auth.tls_cert,
+            "TLS_KEY": auth.tls_key,
+        }
+        return {f"JETSCHED_NATS_{name}": str(path) for name, path in files.items()}
+
+    fleet = Fleet(secure_tls.url, tmp_path)
+    try:
+        for name in procs.SERVICES:
+            fleet.service(name, env=env(name))
+        fleet.worker("--session", "alpha", env=env("worker-alpha"))
+        client = secure_tls.auth("client")
+        cli = await asyncio.create_subprocess_exec(
+            *(
+                sys.executable,
+                "-m",
+                "jetsched.cli",
+                "--nats",
+                secure_tls.url,
+                "--json",
+                "--creds",
+                str(client.creds),
+            ),
+            *(
+                "--tls-ca",
+                str(client.tls_ca),
+                "--tls-cert",
+                str(client.tls_cert),
+                "--tls-key",
+                str(client.tls_key),
+            ),
+            *("--request-timeout", "20s", "submit", "probe.sleep", "--wait"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0
+        assert orjson.loads(out)["job"]["state"] == "succeeded"
+    finally:
+        fleet.stop()
+    assert secure_tls.violations() == []
