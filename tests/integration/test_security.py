@@ -27,6 +27,7 @@ from nats.errors import Error as NatsError
 
 from jetsched.bus import security
 from jetsched.bus.auth import NatsAuth
+from jetsched.cli.__main__ import main
 from jetsched.core import subjects
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
@@ -258,8 +259,10 @@ async def test_unknown_identities_are_refused(secure: Secure, tmp_path: Path) ->
         await connect(secure.url, **NatsAuth(creds=str(security.creds_path(stranger, "client"))).options())
 
 
-async def test_added_worker_identity_works_after_reload(secure: Secure) -> None:
-    """`add-worker` plus SIGHUP lets a new identity in without restarting anything."""
+async def test_identities_added_and_revoked_by_reload(secure: Secure) -> None:
+    """`add-worker` plus SIGHUP lets a new identity in, and a deleted seed's live connection is cut off."""
+    revoked, _ = await secure.connect("worker-beta")
+    security.creds_path(secure.dir, "worker-beta").unlink()
     security.add_worker(secure.dir, "gamma")
     assert secure.server is not None
     assert secure.server.proc is not None
@@ -276,6 +279,7 @@ async def test_added_worker_identity_works_after_reload(secure: Secure) -> None:
         return not errors
 
     await eventually(welcome, timeout=10, what="the new identity to be accepted")
+    await eventually(lambda: revoked.is_closed, timeout=10, what="the revoked identity to be cut off")
 
 
 def _tasks() -> Tasks:
@@ -431,3 +435,19 @@ async def test_processes_take_identity_and_tls_from_env_and_flags(secure_tls: Se
     finally:
         fleet.stop()
     assert secure_tls.violations() == []
+
+
+def test_cli_writes_and_extends_identities(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`security init` writes a seed per role and worker; `add-worker` adds one; a bad name is refused."""
+    directory = tmp_path / "creds"
+    main(["security", "init", str(directory), "--workers", "a,b"])
+    seeds = {path.name for path in directory.glob("*.nk")}
+    assert seeds == {f"{role}.nk" for role in security.ROLES} | {"worker-a.nk", "worker-b.nk"}
+    before = (directory / "client.nk").read_bytes()
+    main(["security", "add-worker", str(directory), "c"])
+    assert (directory / "client.nk").read_bytes() == before  # existing identities are kept
+    assert "worker-c" in (directory / security.AUTH_CONF).read_text()
+    with pytest.raises(SystemExit) as exited:
+        main(["security", "add-worker", str(directory), "Not.A.Session"])
+    assert exited.value.code == 2
+    assert "use 1-63 of a-z 0-9 -" in capsys.readouterr().err

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         logs.setup("worker")
         try:
             uvloop.run(run_worker(args))
-        except SessionConflict as exc:
+        except (SessionConflict, ValueError) as exc:  # ValueError: a bad --session, no handlers
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
         return
