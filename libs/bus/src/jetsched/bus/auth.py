@@ -4,8 +4,8 @@ One `NatsAuth` travels from flags or environment to `connect()`, which turns it 
 credentials file is either an nkey seed (`.nk`, what `jetsched security init` writes: one line `SU…`) or a
 NATS `.creds` file (user JWT plus seed, for operator/JWT-based servers); the content decides, not the name.
 
-An authenticated connection takes its reply inbox from its public key (`permissions.inbox`), the one
-inbox its server permissions let it subscribe to.
+A connection with an nkey seed takes its reply inbox from its public key (`permissions.inbox`), the one
+inbox the generated permissions let it subscribe to.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     import argparse
 
 _JWT_MARK = "-----BEGIN NATS USER JWT-----"
-_SEED_MARK = "-----BEGIN USER NKEY SEED-----"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +59,11 @@ class NatsAuth:
         if self.creds is not None:
             text = Path(self.creds).read_text()
             if _JWT_MARK in text:
+                # A JWT setup's permissions are its operator's; they usually grant the default inbox.
                 options["user_credentials"] = self.creds
             else:
                 options["nkeys_seed"] = self.creds
-            options["inbox_prefix"] = permissions.inbox(public_key(text))
+                options["inbox_prefix"] = permissions.inbox(public_key(text))
         if self.tls_ca or self.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
             if self.tls_cert:
@@ -73,11 +73,8 @@ class NatsAuth:
 
 
 def public_key(text: str) -> str:
-    """The public nkey of the user seed in `text` (a seed file or a `.creds` file)."""
-    lines = [line.strip() for line in text.splitlines()]
-    if _SEED_MARK in lines:
-        lines = lines[lines.index(_SEED_MARK) + 1 :]
-    seed = next((line for line in lines if line.startswith("SU")), None)
+    """The public nkey of the user seed in `text` (an nkey seed file)."""
+    seed = next((line.strip() for line in text.splitlines() if line.strip().startswith("SU")), None)
     if seed is None:
         raise ValueError("no user nkey seed (a line starting 'SU') in the credentials file")
     key_pair = nkeys.from_seed(bytearray(seed.encode()))
