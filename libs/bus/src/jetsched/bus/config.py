@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from .auth import NatsAuth, add_auth_arguments
 
 if TYPE_CHECKING:
     import argparse
@@ -32,6 +34,7 @@ class BusConfig:
     log_level: str = "INFO"
     #: Seconds a succeeded or cancelled job's record is kept (0: forever). Dead letters stay until purged.
     retention_s: int = 7 * 86_400
+    auth: NatsAuth = field(default_factory=NatsAuth)
 
     @classmethod
     def from_env(cls) -> BusConfig:
@@ -40,6 +43,7 @@ class BusConfig:
             replicas=env_int("JETSCHED_REPLICAS", 1),
             log_level=os.environ.get("JETSCHED_LOG_LEVEL", "INFO"),
             retention_s=env_int("JETSCHED_RETENTION_S", 7 * 86_400),
+            auth=NatsAuth.from_env(),
         )
 
 
@@ -63,6 +67,7 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
         default=env.retention_s,
         help="keep succeeded/cancelled jobs this long, 0 forever [JETSCHED_RETENTION_S]",
     )
+    add_auth_arguments(parser)
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser, service: str, shards: int, ttl_ms: int) -> None:
@@ -84,5 +89,9 @@ def add_shard_arguments(parser: argparse.ArgumentParser, service: str, shards: i
 
 def bus_config(args: argparse.Namespace) -> BusConfig:
     return BusConfig(
-        nats_url=args.nats, replicas=args.replicas, log_level=args.log_level, retention_s=args.retention_s
+        nats_url=args.nats,
+        replicas=args.replicas,
+        log_level=args.log_level,
+        retention_s=args.retention_s,
+        auth=NatsAuth.from_args(args),
     )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from .direct import Connection
+
+if TYPE_CHECKING:
+    from .auth import NatsAuth
 
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str) -> Connection:
-    """Connect to one or more comma-separated NATS URLs, reconnecting forever on loss."""
+async def connect(url: str, name: str, auth: NatsAuth | None = None) -> Connection:
+    """Connect to one or more comma-separated NATS URLs, reconnecting forever on loss.
+
+    `auth`: credentials and TLS (default: anonymous, plain)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": repr(exc)})
@@ -34,5 +40,6 @@ async def connect(url: str, name: str) -> Connection:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **(auth.options() if auth is not None else {}),
     )
     return nc

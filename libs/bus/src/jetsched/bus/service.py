@@ -82,7 +82,7 @@ class Service(ABC):
                 delay = min(delay * 2, 2.0)
 
     async def run(self) -> None:
-        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}")
+        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth)
         try:
             js = nc.jetstream()
             self.quarantine = Quarantine(nc, self.name, self.clock)

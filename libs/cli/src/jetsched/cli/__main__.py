@@ -14,17 +14,20 @@ import orjson
 import uvloop
 
 from jetsched.bus import logs
+from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig
-from jetsched.sdk import Client, JetschedApiError, Worker, default_tasks
+from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
 from .durations import parse_duration
 from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
+from .security import add_security_commands, run_security
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jetsched", description=__doc__)
     parser.add_argument("--nats", default=BusConfig.from_env().nats_url, help="NATS URL [JETSCHED_NATS_URL]")
+    add_auth_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
         "--request-timeout",
@@ -40,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
     worker.add_argument("--heartbeat-ms", type=int, default=500)
     worker.add_argument("--drain-timeout", type=parse_duration, default=30.0, help="on SIGTERM (default 30s)")
+    worker.add_argument(
+        "--session",
+        default=os.environ.get("JETSCHED_WORKER_SESSION") or None,
+        help="session id: the worker identity's name in secure mode (default: new per start) "
+        "[JETSCHED_WORKER_SESSION]",
+    )
 
     submit = commands.add_parser("submit", help="submit a job")
     submit.add_argument("capability")
@@ -113,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_purge.add_argument("key")
 
     add_schedule_commands(commands)
+    add_security_commands(commands)
 
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
     dev.add_argument("--port", type=int, help="client port (default 4222, or a free one if taken)")
@@ -120,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path(".jetsched"), help="store and logs (default .jetsched)"
     )
     dev.add_argument("--no-demo", action="store_true", help="do not submit the demo jobs")
+    dev.add_argument(
+        "--secure", action="store_true", help="authenticate every process (identities in DATA/creds)"
+    )
     return parser
 
 
@@ -134,12 +147,14 @@ async def run_worker(args: argparse.Namespace) -> None:
         labels=labels,
         heartbeat_ms=args.heartbeat_ms,
         drain_timeout=args.drain_timeout,
+        session=args.session,
+        auth=NatsAuth.from_args(args),
     )
     await worker.run(install_signal_handlers=True)
 
 
 async def run_client(args: argparse.Namespace) -> Any:
-    async with Client(args.nats, timeout=args.request_timeout) as client:
+    async with Client(args.nats, timeout=args.request_timeout, auth=NatsAuth.from_args(args)) as client:
         command = args.command
         if command == "submit":
             reply = await client.submit(
@@ -204,12 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         logs.setup("worker")
-        uvloop.run(run_worker(args))
+        try:
+            uvloop.run(run_worker(args))
+        except (SessionConflict, ValueError) as exc:  # ValueError: a bad --session, no handlers
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
         return
     if args.command == "dev":
         from jetsched.devkit import devstack
 
-        uvloop.run(devstack.run(args.port, args.data, not args.no_demo))
+        uvloop.run(devstack.run(args.port, args.data, not args.no_demo, secure=args.secure))
+        return
+    if args.command == "security":
+        try:
+            print(run_security(args))
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
         return
     try:
         result = uvloop.run(run_client(args))

@@ -66,6 +66,9 @@ def work(capability: Capability, session: SessionId) -> str:
     return f"{PREFIX}.work.{capability}.{session}"
 
 
+WORK_ALL = f"{PREFIX}.work.>"
+
+
 def outcome(capability: Capability, job_id: str) -> str:
     """Subject a worker publishes an outcome report to (captured by the outcomes stream).
 
@@ -88,6 +91,9 @@ HEARTBEAT_ALL = f"{PREFIX}.hb.*"
 def control(session: SessionId) -> str:
     """Subject services send commands (cancel) to one worker session on."""
     return f"{PREFIX}.control.{session}"
+
+
+CONTROL_ALL = f"{PREFIX}.control.*"
 
 
 def kv_stream(bucket: str) -> str:

@@ -2,7 +2,8 @@
 
 The deploy files name hosts (`jetsched-nats-N`) and fixed ports; for a test on one machine each host
 becomes 127.0.0.1, each port a free one, each store a temporary directory — everything else (sync
-interval, cluster name, limits) is exactly what is deployed.
+interval, cluster name, limits) is exactly what is deployed. The deployed files include the users from
+`auth.conf`; here it names none, so tests connect anonymously (test_security.py covers the users).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class NatsCluster:
 
     def __init__(self, configs: list[Path], work_dir: Path) -> None:
         ports: dict[str, str] = {}
+        (work_dir / "auth.conf").write_text("# no users: anyone may connect\n")
         self.nodes: list[NatsServer] = []
         for config in configs:
             store = work_dir / config.stem

@@ -7,9 +7,12 @@ import contextlib
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jetsched.bus import security
+from jetsched.bus.auth import NatsAuth
 from jetsched.sdk import Client, JetschedApiError
 
 from . import procs
@@ -70,15 +73,57 @@ async def run_demo(client: Client) -> None:
     say("demo complete: every job reached a final state")
 
 
-async def run(port: int | None, data_dir: Path, demo: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class Identities:
+    """Who each process of the dev stack is: nobody (`creds` None), or a seed file per role."""
+
+    creds: Path | None = None
+    config: Path | None = None
+
+    def env(self, role: str) -> dict[str, str]:
+        return (
+            {} if self.creds is None else {"JETSCHED_NATS_CREDS": str(security.creds_path(self.creds, role))}
+        )
+
+    def auth(self, role: str) -> NatsAuth:
+        return NatsAuth(creds=str(security.creds_path(self.creds, role)) if self.creds else None)
+
+    def worker_args(self) -> tuple[str, ...]:
+        return () if self.creds is None else ("--session", DEMO_WORKER)
+
+
+#: The demo worker's identity (and session) in secure mode.
+DEMO_WORKER = "demo"
+
+
+def secure_identities(data_dir: Path, port: int) -> Identities:
+    """Seeds for every role and the demo worker in DATA/creds (kept across runs), and a server config."""
+    creds = data_dir / "creds"
+    security.init(creds, (DEMO_WORKER,), port=port, store_dir=data_dir / "jetstream", monitor_port=None)
+    say(f"secure mode: identities in {creds}/<role>.nk, server config {creds / security.SERVER_CONF}")
+    return Identities(creds, creds / security.SERVER_CONF)
+
+
+async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False) -> None:
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     if port is None:
         port = 4222 if _port_free(4222) else free_port()
-    server = NatsServer(data_dir / "jetstream", port=port).start()
+    ids = secure_identities(data_dir, port) if secure else Identities()
+    server = NatsServer(data_dir / "jetstream", port=port, config=ids.config).start()
     say(f"nats-server with JetStream on {server.url} (store {server.store_dir})")
-    children = [procs.service(name, server.url, log_dir) for name in procs.SERVICES]
-    children.append(procs.worker("jetsched.devkit.demo", server.url, log_dir, "--concurrency", "8"))
+    children = [procs.service(name, server.url, log_dir, env=ids.env(name)) for name in procs.SERVICES]
+    children.append(
+        procs.worker(
+            "jetsched.devkit.demo",
+            server.url,
+            log_dir,
+            "--concurrency",
+            "8",
+            *ids.worker_args(),
+            env=ids.env(security.WORKER_PREFIX + DEMO_WORKER),
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,7 +132,7 @@ async def run(port: int | None, data_dir: Path, demo: bool) -> None:
         for child in children:
             child.start()
             say(f"started {child.name} (pid {child.pid}, log {child.log_path})")
-        async with Client(server.url) as client:
+        async with Client(server.url, auth=ids.auth("operator")) as client:
             await wait_ready(client)
             if demo:
                 demo_task = asyncio.create_task(run_demo(client))
@@ -100,7 +145,8 @@ async def run(port: int | None, data_dir: Path, demo: bool) -> None:
         if not stop.is_set():
             example = "--payload '{\"numbers\": [1, 2]}'"
             cli = _cli_path()
-            say(f"running; try: {cli} --nats {server.url} submit demo.add {example}")
+            creds = f" --creds {security.creds_path(ids.creds, 'operator')}" if ids.creds else ""
+            say(f"running; try: {cli} --nats {server.url}{creds} submit demo.add {example}")
             say("Ctrl-C stops everything")
             await stop.wait()
     finally:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from jetsched.bus.auth import NatsAuth
 from jetsched.bus.config import BusConfig
 from jetsched.dispatcher.service import DispatcherService
 from jetsched.intake.service import IntakeService
@@ -18,26 +19,36 @@ from jetsched.sdk import Tasks, Worker
 from jetsched.timer.service import TimerService
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
     from types import TracebackType
 
     from jetsched.bus.service import Service
 
 
 class Stack:
-    """`copies` replicas of every service, started in order and stopped together."""
+    """`copies` replicas of every service, started in order and stopped together.
+
+    `auth`: each service's credentials and TLS, by service name (default: anonymous)."""
 
     def __init__(
-        self, nats_url: str, replicas: int = 1, copies: int = 1, retention_s: int = 7 * 86_400
+        self,
+        nats_url: str,
+        replicas: int = 1,
+        copies: int = 1,
+        retention_s: int = 7 * 86_400,
+        auth: Mapping[str, NatsAuth] | None = None,
     ) -> None:
-        bus = BusConfig(nats_url=nats_url, replicas=replicas, retention_s=retention_s)
+        def bus(name: str) -> BusConfig:
+            credentials = (auth or {}).get(name, NatsAuth())
+            return BusConfig(nats_url=nats_url, replicas=replicas, retention_s=retention_s, auth=credentials)
+
         self.services: list[Service] = []
         for _ in range(copies):
             self.services += [
-                IntakeService(bus),
-                TimerService(bus),
-                DispatcherService(bus),
-                ReaperService(bus),
+                IntakeService(bus("intake")),
+                TimerService(bus("timer")),
+                DispatcherService(bus("dispatcher")),
+                ReaperService(bus("reaper")),
             ]
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -8,8 +8,19 @@ async def thumbnail(job: Job) -> dict:
 """
 
 from ._client import Client
-from ._errors import Fatal, JetschedApiError, Retry
+from ._errors import Fatal, JetschedApiError, Retry, SessionConflict
 from ._tasks import Job, Tasks, default_tasks, task
 from ._worker import Worker
 
-__all__ = ["Client", "Fatal", "JetschedApiError", "Job", "Retry", "Tasks", "Worker", "default_tasks", "task"]
+__all__ = [
+    "Client",
+    "Fatal",
+    "JetschedApiError",
+    "Job",
+    "Retry",
+    "SessionConflict",
+    "Tasks",
+    "Worker",
+    "default_tasks",
+    "task",
+]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
+    from jetsched.bus.auth import NatsAuth
     from jetsched.bus.direct import Connection
 
 
@@ -31,14 +32,18 @@ class Client:
     Args:
         nats_url: comma-separated NATS URLs.
         timeout: seconds to wait for each reply.
+        auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
     """
 
     #: How long a keyed submit is resent through a storage failover before its error is raised.
     keyed_retry_s = 30.0
 
-    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0) -> None:
+    def __init__(
+        self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, auth: NatsAuth | None = None
+    ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
+        self.auth = auth
         self._nc: Connection | None = None
 
     async def __aenter__(self) -> Client:
@@ -54,7 +59,7 @@ class Client:
         if self._nc is None:
             # Reconnects go on forever once connected; the first connection must not wait forever.
             async with asyncio.timeout(self.timeout):
-                self._nc = await connect(self.nats_url, "jetsched-client")
+                self._nc = await connect(self.nats_url, "jetsched-client", self.auth)
 
     async def close(self) -> None:
         if self._nc is not None:

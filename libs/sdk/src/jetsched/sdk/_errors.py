@@ -3,7 +3,8 @@
 Exception
 ├── Retry              raised by a handler: run this job again after `delay` seconds
 ├── Fatal              raised by a handler: do not retry; the job is dead at once
-└── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
+├── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
+└── SessionConflict    another worker process runs under this worker's session (identity)
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class JetschedApiError(Exception):
     def from_body(cls, error: dict[str, Any]) -> JetschedApiError:
         """From a reply's `{"code", "message", "field"}`."""
         return cls(error.get("code", "unknown"), error.get("message", ""), error.get("field"))
+
+
+class SessionConflict(Exception):
+    """Another process heartbeats under this worker's session: one identity, one process at a time."""

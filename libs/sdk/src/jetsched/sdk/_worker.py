@@ -39,9 +39,10 @@ from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
+from jetsched.core.permissions import WORKER_NAME_RE
 from jetsched.core.states import result_problem
 
-from ._errors import Fatal, Retry
+from ._errors import Fatal, Retry, SessionConflict
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
     from nats.aio.msg import Msg
 
+    from jetsched.bus.auth import NatsAuth
     from jetsched.bus.direct import Connection
 
 log = logging.getLogger("jetsched.worker")
@@ -64,6 +66,13 @@ class Worker:
         labels: free-form `key=value` tags announced with the session.
         heartbeat_ms: heartbeat interval; the session is presumed lost after about three missed beats.
         drain_timeout: seconds to finish held jobs on shutdown before handing them back.
+        name: this process's name in heartbeats (default host-pid).
+        session: the session id: a worker identity's name under `jetsched security` (its permissions
+            allow only that session's subjects); default a fresh id per start.
+        auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
+
+    Raises:
+        SessionConflict: from `run()`, when another process heartbeats under the same session.
     """
 
     def __init__(
@@ -76,6 +85,8 @@ class Worker:
         heartbeat_ms: int = 500,
         drain_timeout: float = 30.0,
         name: str | None = None,
+        session: str | None = None,
+        auth: NatsAuth | None = None,
     ) -> None:
         self.tasks = tasks or default_tasks
         if not self.tasks.handlers:
@@ -86,9 +97,15 @@ class Worker:
         self.heartbeat_ms = heartbeat_ms
         self.drain_timeout = drain_timeout
         self.worker = name or f"{socket.gethostname()}-{os.getpid()}"
+        if session is not None and not WORKER_NAME_RE.match(session):
+            raise ValueError(f"session {session!r}: use 1-63 of a-z 0-9 - (no dots)")
         #: Unique per process start; also the session id unless one is given.
         self.incarnation = new_ulid(SystemClock().now_ms()).lower()
-        self.session = self.incarnation
+        self.session = session or self.incarnation
+        self._named = session is not None
+        #: Set once the worker takes work (after hearing out a named session).
+        self.started = asyncio.Event()
+        self.auth = auth
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
@@ -100,6 +117,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jetsched-job")
         self._nc: Connection | None = None
+        self._conflict: str | None = None
 
     def stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
@@ -111,13 +129,25 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}")
-        subscriptions = [
+        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth)
+        # Listening to its own session first: a second process with this identity shows itself. A named
+        # session (an identity) may be held by a live process, which beats every interval: hear three out
+        # before taking work, so the newcomer stops and the incumbent keeps running.
+        own = await nc.subscribe(subjects.heartbeat(self.session), cb=self._on_own_heartbeat)
+        if self._named:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 3 * self.heartbeat_ms / 1000)
+        if self._conflict is not None:
+            await nc.close()
+            raise SessionConflict(self._conflict)
+        subscriptions = [own]
+        subscriptions += [
             await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
             for capability in self.tasks.handlers
         ]
         subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))
         beats = asyncio.create_task(self._heartbeats())
+        self.started.set()
         log.info(
             "worker started",
             extra={
@@ -140,6 +170,8 @@ class Worker:
                 await nc.drain()
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
+        if self._conflict is not None:
+            raise SessionConflict(self._conflict)
 
     async def _drain(self) -> None:
         tasks = list(self.held.values())
@@ -190,6 +222,19 @@ class Worker:
             self.executing.add(key)
         self.held[key] = task = asyncio.create_task(self._execute(work, handler, parse_headers(headers)))
         task.add_done_callback(lambda _: self.held.pop(key, None))
+
+    async def _on_own_heartbeat(self, msg: Msg) -> None:
+        """Two processes under one session would both receive its work and fence each other's reports."""
+        try:
+            other = Heartbeat.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        if other.incarnation not in (None, self.incarnation) and self._conflict is None:
+            self._conflict = (
+                f"worker {other.worker!r} is already running as session {self.session!r}; stopping"
+            )
+            log.error(self._conflict)
+            self.stop()
 
     async def _on_control(self, msg: Msg) -> None:
         try:

@@ -1,0 +1,90 @@
+"""The roles' NATS permissions, checked by matching subjects against them as nats-server would."""
+
+from __future__ import annotations
+
+import pytest
+
+from jetsched.core import permissions, subjects
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, a trailing `>` one or more."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(want) == len(got)
+
+
+def allowed(patterns: tuple[str, ...], subject: str) -> bool:
+    return any(matches(p, subject) for p in patterns)
+
+
+class TestWorker:
+    grant = permissions.worker("alpha", "_INBOX_UA")
+
+    @pytest.mark.parametrize("capability", ["x", "email.send", ".".join("a" * 64)])
+    def test_own_work_at_any_depth(self, capability: str) -> None:
+        """A worker receives its own work for capabilities of any number of tokens."""
+        assert allowed(self.grant.subscribe, subjects.work(capability, "alpha"))
+
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            subjects.work("email.send", "beta"),
+            subjects.control("beta"),
+            subjects.heartbeat("beta"),
+            "_INBOX.abc.1",
+            "$KV.jobs.X",
+        ],
+    )
+    def test_nothing_of_others(self, subject: str) -> None:
+        """Another worker's subjects, the shared inbox and the KV are out of reach."""
+        assert not allowed(self.grant.subscribe, subject)
+
+    @pytest.mark.parametrize(
+        ("subject", "expected"),
+        [
+            (subjects.heartbeat("alpha"), True),
+            (subjects.outcome("email.send", "01J"), True),
+            (subjects.heartbeat("beta"), False),
+            ("$KV.jobs.X", False),
+            ("$JS.API.STREAM.PURGE.KV_jobs", False),
+            (subjects.submit("x"), False),
+        ],
+    )
+    def test_publish(self, subject: str, expected: bool) -> None:
+        """A worker publishes its heartbeats and outcomes only."""
+        assert allowed(self.grant.publish, subject) is expected
+
+    @pytest.mark.parametrize("name", ["", "Alpha", "a.b", "a b", "-a", "a" * 64])
+    def test_names_are_sessions(self, name: str) -> None:
+        """A worker name must be usable as a session id: one lower-case subject token."""
+        with pytest.raises(ValueError, match="worker name"):
+            permissions.worker(name, "_INBOX_UA")
+
+
+def test_client_submits_and_reads_by_id() -> None:
+    """A client may submit and get a job; no other API, no outcomes, no storage."""
+    grant = permissions.client("_INBOX_UC")
+    assert allowed(grant.publish, subjects.submit("email.send"))
+    assert allowed(grant.publish, subjects.api("jobs.get"))
+    for subject in (
+        subjects.api("jobs.cancel"),
+        subjects.outcome("a", "b"),
+        "$JS.API.STREAM.MSG.GET.KV_jobs",
+    ):
+        assert not allowed(grant.publish, subject)
+    assert grant.subscribe == ("_INBOX_UC.>",)
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_services_never_purge_or_delete_streams(service: str) -> None:
+    """No service may purge or delete a stream, and each writes leases under its own name only."""
+    grant = permissions.service(service, "_INBOX_US", ("KV_jobs", subjects.OUTCOMES_STREAM))
+    for verb in ("PURGE", "DELETE"):
+        assert not allowed(grant.publish, f"$JS.API.STREAM.{verb}.KV_jobs")
+    other = next(s for s in permissions.SERVICES if s != service)
+    assert not allowed(grant.publish, f"$KV.leases.{other}.shard.0")
