@@ -24,7 +24,7 @@ from jetsched.core.ids import new_ulid
 from . import logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
-from .connect import connect
+from .connect import ConnectionLost, connect, unless_lost
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,29 +73,39 @@ class Service(ABC):
                 delay = min(delay * 2, 2.0)
 
     async def run(self) -> None:
-        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}")
+        """Connect and serve until `stop()`. Raises `ConnectionLost` if NATS closes the connection for good."""
+        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", until=self._stop)
+        if nc is None:
+            log.info("stopped before connecting", extra={"service": self.name})
+            return
         try:
-            js = nc.jetstream()
-            await self._declare(js)
-            actors = await self.setup(nc, js)
-            supervised = asyncio.create_task(Supervisor().run(actors))
-            stopping = asyncio.create_task(self._stop.wait())
-            self.started.set()
-            log.info(
-                "started",
-                extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
-            )
-            done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if supervised in done:
-                supervised.result()
-            supervised.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervised
-            await self.drain()
+            await unless_lost(nc, self._serve(nc))
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
         log.info("stopped", extra={"service": self.name})
+
+    async def _serve(self, nc: Connection) -> None:
+        js = nc.jetstream()
+        await self._declare(js)
+        actors = await self.setup(nc, js)
+        supervised = asyncio.create_task(Supervisor().run(actors))
+        stopping = asyncio.create_task(self._stop.wait())
+        self.started.set()
+        log.info(
+            "started",
+            extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
+        )
+        try:
+            done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if supervised in done:
+                supervised.result()
+        finally:  # also when cancelled because the connection was lost: the actors must end with us
+            stopping.cancel()
+            supervised.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervised
+        await self.drain()
 
 
 def main(
@@ -124,4 +134,7 @@ def main(
         uvloop.run(run())
     except ActorFailed:
         log.exception("service failed")
+        sys.exit(1)
+    except ConnectionLost as exc:
+        log.error(f"service failed: {exc}")
         sys.exit(1)
