@@ -61,12 +61,16 @@ async def test_structured_error_exit_code(stack: Stack, nats_server: NatsServer)
 
 
 async def test_unreachable_server_is_a_clear_error() -> None:
-    """No NATS at the address: a one-line message, exit 3."""
+    """No NATS at the address: one line naming the URL (without its password) and the last error, exit 3."""
+    port = free_port()
     code, _, err = await jetsched(
-        "--nats", f"nats://127.0.0.1:{free_port()}", "--request-timeout", "1s", "status", "X"
+        "--nats", f"nats://me:secret@127.0.0.1:{port}", "--request-timeout", "1s", "status", "X"
     )
     assert code == 3
-    assert "could not reach" in err
+    assert err.count("\n") == 1, err
+    assert f"cannot reach nats://127.0.0.1:{port}" in err
+    assert "ConnectionRefusedError" in err
+    assert "secret" not in err
 
 
 @pytest.mark.slow
