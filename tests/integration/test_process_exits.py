@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jetsched.bus.config import BusConfig
-from jetsched.bus.connect import ConnectionLost
+from jetsched.bus.connect import ConnectionLost, connect
+from jetsched.core import subjects
+from jetsched.core.models import WorkMessage
 from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer, free_port
 from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Job, Tasks, Worker
 from jetsched.timer.service import TimerService
 
 if TYPE_CHECKING:
@@ -25,15 +28,17 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def strict_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server allowing one subscription per connection.
+    """A nats-server allowing two subscriptions per connection.
 
-    The second SUB is answered `-ERR 'maximum subscriptions exceeded'`; nats-py closes the client for good on
+    The third SUB is answered `-ERR 'maximum subscriptions exceeded'`; nats-py closes the client for good on
     any `-ERR` but 'Stale Connection' (the same path as the 'Maximum Payload Violation' that first showed it).
+    A service, and a worker with two capabilities, need more from the start; a worker with one capability
+    takes its third (its reply inbox) when it first reports an outcome.
     """
     config = tmp_path / "strict.conf"
     store = tmp_path / "strict"
     config.write_text(
-        f'host: 127.0.0.1\nport: -1\nmax_subscriptions: 1\njetstream {{ store_dir: "{store}" }}\n'
+        f'host: 127.0.0.1\nport: -1\nmax_subscriptions: 2\njetstream {{ store_dir: "{store}" }}\n'
     )
     server = NatsServer(store, config=config).start()
     try:
@@ -57,6 +62,46 @@ async def test_lost_connection_fails_the_service_in_process(strict_server: NatsS
     service = TimerService(BusConfig(nats_url=strict_server.url))
     with pytest.raises(ConnectionLost, match=f"{strict_server.url}.*maximum subscriptions exceeded"):
         await asyncio.wait_for(service.run(), 10)
+
+
+async def test_lost_connection_ends_a_worker_holding_jobs(strict_server: NatsServer) -> None:
+    """A worker losing its connection while it holds a job raises `ConnectionLost` at once, abandoning the job
+    (it cannot report it; the job is rescued once the session's heartbeats stop)."""
+    tasks = Tasks()
+
+    @tasks.task("life.sleep")
+    async def sleep(job: Job) -> None:
+        await asyncio.sleep(float(job.payload))
+
+    worker = Worker(tasks, nats_url=strict_server.url)
+    running = asyncio.create_task(worker.run())
+    nc = await connect(strict_server.url, "test")
+
+    async def send(job_id: str, seconds: float) -> None:
+        work = WorkMessage(
+            id=job_id,
+            capability="life.sleep",
+            attempt=1,
+            token="t",
+            payload=seconds,
+            priority=5,
+            timeout_s=120,
+            created_at_ms=0,
+            run_at_ms=0,
+        )
+        await nc.publish(subjects.work("life.sleep", worker.session), work.model_dump_json().encode())
+
+    try:
+        beats = await nc.subscribe(subjects.heartbeat(worker.session))
+        await beats.next_msg(timeout=10)  # the worker beats once it has subscribed
+        await send("held", 60.0)
+        await eventually(lambda: ("held", 1) in worker.held, what="the job held")
+        await send("quick", 0.0)
+        with pytest.raises(ConnectionLost, match="maximum subscriptions exceeded"):
+            await asyncio.wait_for(running, 2)
+        assert not worker.held
+    finally:
+        await nc.close()
 
 
 @pytest.mark.slow
