@@ -4,6 +4,7 @@ it at any moment, while it is still trying to connect included (DESIGN.md §7)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -55,6 +56,26 @@ async def _exit_code(proc: procs.Proc, timeout: float) -> int:
     assert proc.popen is not None
     code: int = await asyncio.to_thread(proc.popen.wait, timeout)
     return code
+
+
+async def test_server_restart_is_a_reconnect_not_a_loss(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A nats-server restart is reconnected from, not lost; each change is logged once, with the URL."""
+    caplog.set_level(logging.INFO, logger="jetsched.bus.connect")
+    nc = await connect(nats_server.url, "test")
+    try:
+        nats_server.kill()
+        await eventually(lambda: f"cannot reach {nats_server.url}" in caplog.text, what="retrying")
+        await asyncio.sleep(0.6)  # on purpose: a few more refused attempts, which must not be logged again
+        nats_server.start()
+        await eventually(lambda: f"reconnected to {nats_server.url}" in caplog.text, what="reconnected")
+        assert caplog.text.count("cannot reach") == 1
+        assert f"disconnected from {nats_server.url}" in caplog.text
+        assert nc.is_connected
+        assert not nc.is_lost
+    finally:
+        await nc.close()
 
 
 async def test_lost_connection_fails_the_service_in_process(strict_server: NatsServer) -> None:

@@ -139,6 +139,7 @@ class _Narrator:
         self.seen: set[str] = set()
 
     def connected(self, verb: str) -> None:
+        self.seen.clear()
         server = self.nc.connected_url
         self.nc.server_url = redact(server.geturl()) if server else self.url
         log.info(f"{verb} to {self.nc.server_url}")
@@ -156,7 +157,6 @@ class _Narrator:
             log.warning(f"disconnected from {self.nc.server_url}; reconnecting")
 
     async def on_reconnect(self) -> None:
-        self.seen.clear()
         self.connected("reconnected")
         self.nc.reconnected()
 

@@ -152,6 +152,8 @@ class Connection(Client):
         for listener in list(self._on_reconnect):
             listener()
 
+    # nats-py calls `close()` itself only when it runs out of servers to try, which it never does with
+    # `max_reconnect_attempts=-1` (connect.py); any other close it makes goes through `_close()`.
     async def close(self) -> None:
         self._asked_to_close = True
         await super().close()
