@@ -152,9 +152,29 @@ async def test_sigterm_while_connecting(tmp_path: Path, kind: str) -> None:
         proc = procs.worker("jetsched.devkit.probe", url, tmp_path).start()
     await eventually(lambda: f"cannot reach {url}" in proc.log_path.read_text(), timeout=15, what="retrying")
     await asyncio.sleep(0.6)  # on purpose: a few more refused attempts, which must not be logged again
+    await _sigterm_ends_at_once(proc)
+    assert proc.log_path.read_text().count("cannot reach") == 1
+
+
+@pytest.mark.slow
+async def test_sigterm_while_storage_is_not_ready(tmp_path: Path) -> None:
+    """SIGTERM to a service connected to a NATS that refuses its declarations (no JetStream) ends it at once."""
+    config = tmp_path / "plain.conf"
+    config.write_text("host: 127.0.0.1\nport: -1\n")
+    server = NatsServer(tmp_path / "plain", config=config).start()
+    try:
+        proc = procs.service("timer", server.url, tmp_path).start()
+        await eventually(
+            lambda: "storage not ready" in proc.log_path.read_text(), timeout=15, what="retrying"
+        )
+        await _sigterm_ends_at_once(proc)
+    finally:
+        server.stop()
+
+
+async def _sigterm_ends_at_once(proc: procs.Proc) -> None:
     assert proc.popen is not None
     os.kill(proc.popen.pid, signal.SIGTERM)
     sent = time.monotonic()
     assert await _exit_code(proc, 10) == 0
     assert time.monotonic() - sent < 2.0
-    assert proc.log_path.read_text().count("cannot reach") == 1

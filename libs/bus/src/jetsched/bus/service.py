@@ -66,8 +66,6 @@ class Service(ABC):
                 await topology.declare(js, self.bus.replicas)
                 return
             except Exception as exc:
-                if self._stop.is_set():
-                    raise
                 log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -86,26 +84,35 @@ class Service(ABC):
         log.info("stopped", extra={"service": self.name})
 
     async def _serve(self, nc: Connection) -> None:
+        starting = asyncio.create_task(self._start(nc))
+        stopping = asyncio.create_task(self._stop.wait())
+        supervised: asyncio.Task[None] | None = None
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                return  # stopped while starting (storage not ready, views replaying): nothing to drain
+            supervised = asyncio.create_task(Supervisor().run(starting.result()))
+            self.started.set()
+            log.info(
+                "started",
+                extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
+            )
+            await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if supervised.done():
+                supervised.result()
+        finally:  # also when cancelled because the connection was lost: what we started ends with us
+            stopping.cancel()
+            for task in (starting, supervised):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        await self.drain()
+
+    async def _start(self, nc: Connection) -> list[Actor]:
         js = nc.jetstream()
         await self._declare(js)
-        actors = await self.setup(nc, js)
-        supervised = asyncio.create_task(Supervisor().run(actors))
-        stopping = asyncio.create_task(self._stop.wait())
-        self.started.set()
-        log.info(
-            "started",
-            extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
-        )
-        try:
-            done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if supervised in done:
-                supervised.result()
-        finally:  # also when cancelled because the connection was lost: the actors must end with us
-            stopping.cancel()
-            supervised.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervised
-        await self.drain()
+        return await self.setup(nc, js)
 
 
 def main(
