@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from jetsched.devkit.nats_server import NatsServer, free_port
 from jetsched.devkit.stack import Stack
+from jetsched.sdk import Client
 
 
 async def jetsched(*args: str) -> tuple[int, str, str]:
@@ -61,37 +64,51 @@ async def test_structured_error_exit_code(stack: Stack, nats_server: NatsServer)
 
 
 async def test_unreachable_server_is_a_clear_error() -> None:
-    """No NATS at the address: a one-line message, exit 3."""
+    """No NATS at the address: one line naming the URL (without its password) and the last error, exit 3."""
+    port = free_port()
     code, _, err = await jetsched(
-        "--nats", f"nats://127.0.0.1:{free_port()}", "--request-timeout", "1s", "status", "X"
+        "--nats", f"nats://me:secret@127.0.0.1:{port}", "--request-timeout", "1s", "status", "X"
     )
     assert code == 3
-    assert "could not reach" in err
+    assert err.count("\n") == 1, err
+    assert f"cannot reach nats://127.0.0.1:{port}" in err
+    assert "ConnectionRefusedError" in err
+    assert "secret" not in err
+
+
+async def start_dev(data: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jetsched.cli",
+        "dev",
+        "--data",
+        str(data),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, lines: list[str], pattern: str) -> re.Match[str]:
+    """Read `proc`'s output into `lines` until a line matches `pattern`; return the match."""
+    assert proc.stdout is not None
+    while True:
+        line = (await proc.stdout.readline()).decode()
+        assert line, "".join(lines)
+        lines.append(line)
+        if match := re.search(pattern, line):
+            return match
 
 
 @pytest.mark.slow
 async def test_dev_runs_demo_and_stops_cleanly(tmp_path: Path) -> None:
     """`jetsched dev` starts everything, runs the demo jobs to completion, and stops on Ctrl-C."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jetsched.cli",
-        "dev",
-        "--port",
-        str(free_port()),
-        "--data",
-        str(tmp_path / "dev"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
+    proc = await start_dev(tmp_path / "dev", "--port", str(free_port()))
     lines: list[str] = []
     async with asyncio.timeout(90):
-        while not any("demo complete" in line for line in lines):
-            line = (await proc.stdout.readline()).decode()
-            assert line, "".join(lines)
-            lines.append(line)
+        await read_until(proc, lines, "demo complete")
     proc.send_signal(signal.SIGINT)
     rest, _ = await asyncio.wait_for(proc.communicate(), 60)
     output = "".join(lines) + rest.decode()
@@ -99,6 +116,35 @@ async def test_dev_runs_demo_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped" in output
     assert "succeeded on attempt 3" in output
     assert "dead" in output
+
+
+STARTED = re.compile(r"started (?P<name>\S+) \(pid (?P<pid>\d+)")
+
+
+@pytest.mark.slow
+async def test_dev_restarts_a_child_that_dies(tmp_path: Path) -> None:
+    """`jetsched dev` restarts a killed timer (delayed jobs still run); SIGTERM then stops every process."""
+    port = free_port()
+    proc = await start_dev(tmp_path / "dev", "--port", str(port), "--no-demo")
+    lines: list[str] = []
+    async with asyncio.timeout(60):
+        await read_until(proc, lines, "Ctrl-C stops everything")
+        pids = {m["name"]: int(m["pid"]) for m in map(STARTED.search, lines) if m}
+        os.kill(pids["timer"], signal.SIGKILL)
+        await read_until(proc, lines, rf"timer \(pid {pids['timer']}\) killed by SIGKILL; restarting in 0.5s")
+        restarted = int((await read_until(proc, lines, r"restarted timer \(pid (\d+)"))[1])
+        assert restarted != pids["timer"]
+        async with Client(f"nats://127.0.0.1:{port}") as client:
+            reply = await client.submit("demo.add", {"numbers": [1, 2]}, delay=0.2)
+            assert (await client.wait(reply.id, timeout=20))["result"] == 3
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = await proc.communicate()
+    assert proc.returncode == 0, "".join(lines) + rest.decode()
+    for pid in [*pids.values(), restarted]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "nats-server still listening"
 
 
 async def test_schedules_commands(stack: Stack, nats_server: NatsServer) -> None:

@@ -52,7 +52,7 @@ class Supervisor:
             for task in done:
                 task.result()
         finally:
-            await _cancel_all(tasks)
+            await cancel_all(tasks)
 
     async def _supervise(self, actor: Actor) -> None:
         crashes: list[float] = []
@@ -83,7 +83,7 @@ class Supervisor:
                 await asyncio.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))
 
 
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel until every task has ended: a cancellation can be swallowed once inside a library (a request
     interrupted right as it times out surfaces as a timeout), so one `cancel()` is not always enough."""
     pending = set(tasks)

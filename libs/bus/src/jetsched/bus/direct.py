@@ -46,7 +46,7 @@ SWEEP_S = 0.05
 
 
 class Connection(Client):
-    """nats-py's client plus direct subscriptions, lean requests and reconnect listeners."""
+    """nats-py's client plus direct subscriptions, lean requests, reconnect listeners and loss detection."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,6 +58,10 @@ class Connection(Client):
         self._token = 0
         self._on_reconnect: list[Callable[[], None]] = []
         self._ps = _Parser(self)
+        #: The server connected to (or the URLs tried), without credentials: for messages.
+        self.server_url = ""
+        self._asked_to_close = False
+        self._lost = asyncio.Event()
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         handler = self._direct.get(sid)
@@ -159,6 +163,30 @@ class Connection(Client):
     def reconnected(self) -> None:
         for listener in list(self._on_reconnect):
             listener()
+
+    # nats-py calls `close()` itself only when it runs out of servers to try, which it never does with
+    # `max_reconnect_attempts=-1` (connect.py); any other close it makes goes through `_close()`.
+    async def close(self) -> None:
+        self._asked_to_close = True
+        await super().close()
+
+    async def drain(self) -> None:
+        self._asked_to_close = True
+        await super().drain()
+
+    def closed(self) -> None:
+        """nats-py has closed the client for good (its `closed_cb`): lost, unless `close()` or `drain()` did it."""
+        if not self._asked_to_close:
+            self._lost.set()
+
+    @property
+    def is_lost(self) -> bool:
+        """Closed for good without `close()` or `drain()`: true from the moment nats-py starts closing."""
+        return self.is_closed and not self._asked_to_close
+
+    async def wait_lost(self) -> None:
+        """Return once the connection is lost for good (see `jetsched.bus.connect`)."""
+        await self._lost.wait()
 
 
 def _deliver(handler: DirectHandler, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:

@@ -24,7 +24,7 @@ from jetsched.core.ids import new_ulid
 from . import logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
-from .connect import connect
+from .connect import ConnectionLost, connect, unless_lost
 from .quarantine import Quarantine
 
 if TYPE_CHECKING:
@@ -75,37 +75,54 @@ class Service(ABC):
                 await topology.declare(js, self.bus.replicas)
                 return
             except Exception as exc:
-                if self._stop.is_set():
-                    raise
                 log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     async def run(self) -> None:
-        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth)
+        """Connect and serve until `stop()`. Raises `ConnectionLost` if NATS closes the connection for good."""
+        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth, until=self._stop)
+        if nc is None:
+            log.info("stopped before connecting", extra={"service": self.name})
+            return
         try:
-            js = nc.jetstream()
-            self.quarantine = Quarantine(nc, self.name, self.clock)
-            await self._declare(js)
-            actors = await self.setup(nc, js)
-            supervised = asyncio.create_task(Supervisor().run(actors))
-            stopping = asyncio.create_task(self._stop.wait())
+            await unless_lost(nc, self._serve(nc))
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        log.info("stopped", extra={"service": self.name})
+
+    async def _serve(self, nc: Connection) -> None:
+        starting = asyncio.create_task(self._start(nc))
+        stopping = asyncio.create_task(self._stop.wait())
+        supervised: asyncio.Task[None] | None = None
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                return  # stopped while starting (storage not ready, views replaying): nothing to drain
+            supervised = asyncio.create_task(Supervisor().run(starting.result()))
             self.started.set()
             log.info(
                 "started",
                 extra={"service": self.name, "instance": self.instance, "host": socket.gethostname()},
             )
-            done, _ = await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if supervised in done:
+            await asyncio.wait({supervised, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if supervised.done():
                 supervised.result()
-            supervised.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervised
-            await self.drain()
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
-        log.info("stopped", extra={"service": self.name})
+        finally:  # also when cancelled because the connection was lost: what we started ends with us
+            stopping.cancel()
+            for task in (starting, supervised):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        await self.drain()
+
+    async def _start(self, nc: Connection) -> list[Actor]:
+        js = nc.jetstream()
+        self.quarantine = Quarantine(nc, self.name, self.clock)
+        await self._declare(js)
+        return await self.setup(nc, js)
 
 
 def main(
@@ -134,4 +151,7 @@ def main(
         uvloop.run(run())
     except ActorFailed:
         log.exception("service failed")
+        sys.exit(1)
+    except ConnectionLost as exc:
+        log.error(f"service failed: {exc}")
         sys.exit(1)

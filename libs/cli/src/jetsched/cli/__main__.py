@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from datetime import datetime
@@ -16,6 +17,7 @@ import uvloop
 from jetsched.bus import logs
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig
+from jetsched.bus.connect import ConnectionLost, Unreachable, redact
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
 from .durations import parse_duration
@@ -224,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         except (SessionConflict, ValueError) as exc:  # ValueError: a bad --session, no handlers
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
+        except ConnectionLost as exc:
+            logging.getLogger("jetsched.worker").error(f"worker failed: {exc}")
+            sys.exit(1)
         return
     if args.command == "dev":
         from jetsched.devkit import devstack
@@ -237,13 +242,18 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         return
+    # A command either answers or says in one line why not; retry notices are for long-running processes.
+    logging.getLogger("jetsched.bus.connect").setLevel(logging.ERROR)
     try:
         result = uvloop.run(run_client(args))
     except JetschedApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)
     except (TimeoutError, OSError) as exc:
-        print(f"error: could not reach jetsched at {args.nats}: {exc!r}", file=sys.stderr)
+        print(f"error: no reply from jetsched at {redact(args.nats)}: {exc!r}", file=sys.stderr)
         sys.exit(3)
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

@@ -315,7 +315,7 @@ class Outcome(Model):
 class WorkMessage(Model):
     """What a dispatcher sends a worker session: one claimed job for one attempt."""
 
-    id: str
+    id: JobId
     capability: str
     attempt: int
     token: str

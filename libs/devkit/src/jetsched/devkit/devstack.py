@@ -128,10 +128,12 @@ async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    supervising: asyncio.Task[None] | None = None
     try:
         for child in children:
             child.start()
             say(f"started {child.name} (pid {child.pid}, log {child.log_path})")
+        supervising = asyncio.create_task(procs.Supervisor(children, say).run())
         async with Client(server.url, auth=ids.auth("operator")) as client:
             await wait_ready(client)
             if demo:
@@ -151,6 +153,10 @@ async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False
             await stop.wait()
     finally:
         say("stopping: worker first (drains), then services, then nats-server")
+        if supervising is not None:
+            supervising.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervising
         for child in reversed(children):
             with contextlib.suppress(Exception):
                 child.terminate()

@@ -1,14 +1,18 @@
-"""Start, kill (-9) and restart jetsched processes by PID, with their output in a log file."""
+"""Start, kill (-9) and restart jetsched processes by PID, with their output in a log file; keep them running."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 SERVICES = ("intake", "timer", "dispatcher", "reaper")
@@ -75,3 +79,75 @@ def worker(module: str, nats_url: str, log_dir: Path, *extra: str, env: dict[str
     """A worker process, `python -m jetsched.cli worker MODULE --nats URL`."""
     argv = [sys.executable, "-m", "jetsched.cli", "--nats", nats_url, "worker", module, *extra]
     return Proc(f"worker:{module}", argv, log_dir / f"worker-{os.urandom(3).hex()}.log", env)
+
+
+def restart_delay(previous_s: float, uptime_s: float, first_s: float, max_s: float, steady_s: float) -> float:
+    """Seconds to wait before restarting a process that ran `uptime_s` and was last restarted after
+    `previous_s` (0: never): `first_s` after a first exit or a steady run, doubling while it keeps dying."""
+    if previous_s == 0 or uptime_s >= steady_s:
+        return first_s
+    return min(previous_s * 2, max_s)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with {code}"
+
+
+@dataclass
+class _Watched:
+    proc: Proc
+    started_at: float
+    delay_s: float = 0.0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Restarts any of `procs` that exits, with backoff, saying so through `say`; runs until cancelled.
+
+    Cancel it before stopping the processes, or it restarts them. The processes are `subprocess.Popen`s,
+    not asyncio children, so they are polled.
+    """
+
+    def __init__(
+        self,
+        procs: list[Proc],
+        say: Callable[[str], None],
+        first_s: float = 0.5,
+        max_s: float = 10.0,
+        steady_s: float = 30.0,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.procs = procs
+        self.say = say
+        self.first_s = first_s
+        self.max_s = max_s
+        self.steady_s = steady_s
+        self.poll_s = poll_s
+
+    async def run(self) -> None:
+        now = time.monotonic()
+        watched = [_Watched(proc, now) for proc in self.procs]
+        while True:
+            now = time.monotonic()
+            for child in watched:
+                self._check(child, now)
+            await asyncio.sleep(self.poll_s)
+
+    def _check(self, child: _Watched, now: float) -> None:
+        proc = child.proc
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restart_at, child.started_at = None, now
+                proc.start()
+                self.say(f"restarted {proc.name} (pid {proc.pid}, log {proc.log_path})")
+        elif proc.popen is not None and proc.popen.poll() is not None:
+            child.delay_s = restart_delay(
+                child.delay_s, now - child.started_at, self.first_s, self.max_s, self.steady_s
+            )
+            child.restart_at = now + child.delay_s
+            self.say(
+                f"{proc.name} (pid {proc.pid}) {describe_exit(proc.popen.returncode)};"
+                f" restarting in {child.delay_s:g}s (log {proc.log_path})"
+            )

@@ -56,10 +56,10 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
+        """Connect, trying for up to `timeout` seconds; `Unreachable` (a `TimeoutError`) names the URL."""
         if self._nc is None:
             # Reconnects go on forever once connected; the first connection must not wait forever.
-            async with asyncio.timeout(self.timeout):
-                self._nc = await connect(self.nats_url, "jetsched-client", self.auth)
+            self._nc = await connect(self.nats_url, "jetsched-client", self.auth, timeout=self.timeout)
 
     async def close(self) -> None:
         if self._nc is not None:

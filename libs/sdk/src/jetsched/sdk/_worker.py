@@ -31,8 +31,9 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from jetsched.bus import tracing
+from jetsched.bus.actors import cancel_all
 from jetsched.bus.config import DEFAULT_NATS_URL
-from jetsched.bus.connect import connect
+from jetsched.bus.connect import connect, unless_lost
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.direct import parse_headers
 from jetsched.core import subjects
@@ -124,12 +125,36 @@ class Worker:
         self._stop.set()
 
     async def run(self, install_signal_handlers: bool = False) -> None:
-        """Run until `stop()` (or SIGTERM/SIGINT when `install_signal_handlers`), then drain."""
+        """Run until `stop()` (or SIGTERM/SIGINT when `install_signal_handlers`), then drain.
+
+        Raises:
+            ConnectionLost: NATS closed the connection for good; the jobs in hand were abandoned (they are
+                rescued elsewhere once this session's heartbeats stop).
+        """
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        self._nc = nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth)
+        try:
+            nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth, until=self._stop)
+            if nc is None:
+                log.info("worker stopped before connecting", extra={"session": self.session})
+                return
+            self._nc = nc
+            try:
+                await unless_lost(nc, self._serve(nc))
+            finally:
+                # Only a lost connection leaves jobs held: their reports can never be stored.
+                await cancel_all(list(self.held.values()))
+                with contextlib.suppress(NatsError):
+                    await nc.drain()
+            log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
+        finally:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._conflict is not None:
+            raise SessionConflict(self._conflict)
+
+    async def _serve(self, nc: Connection) -> None:
         # Listening to its own session first: a second process with this identity shows itself. A named
         # session (an identity) may be held by a live process, which beats every interval: hear three out
         # before taking work, so the newcomer stops and the incumbent keeps running.
@@ -138,8 +163,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 3 * self.heartbeat_ms / 1000)
         if self._conflict is not None:
-            await nc.close()
-            raise SessionConflict(self._conflict)
+            return
         subscriptions = [own]
         subscriptions += [
             await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
@@ -166,12 +190,6 @@ class Worker:
             for sub in subscriptions:
                 with contextlib.suppress(NatsError):
                     await sub.unsubscribe()
-            with contextlib.suppress(NatsError):
-                await nc.drain()
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
-        if self._conflict is not None:
-            raise SessionConflict(self._conflict)
 
     async def _drain(self) -> None:
         tasks = list(self.held.values())
