@@ -63,3 +63,13 @@ def test_k8s_services_take_creds_from_a_secret(service: str) -> None:
     manifest = (ROOT / "deploy" / "k8s" / f"{service}.yaml").read_text()
     assert f"{{name: JETSCHED_NATS_CREDS, value: /etc/jetsched/creds/{service}.nk}}" in manifest
     assert f"secretName: jetsched-{service}-creds" in manifest
+
+
+@pytest.mark.parametrize("service", ["intake", "timer", "dispatcher", "reaper"])
+def test_k8s_probes_point_at_the_health_port(service: str) -> None:
+    """Liveness and readiness probe the port the service is told to serve them on."""
+    manifest = (ROOT / "deploy" / "k8s" / f"{service}.yaml").read_text()
+    assert '{name: JETSCHED_HTTP_PORT, value: "8080"}' in manifest
+    assert "{name: health, containerPort: 8080}" in manifest
+    assert "httpGet: {path: /healthz, port: health}" in manifest
+    assert "httpGet: {path: /readyz, port: health}" in manifest

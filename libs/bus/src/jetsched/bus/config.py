@@ -35,6 +35,8 @@ class BusConfig:
     #: Seconds a succeeded or cancelled job's record is kept (0: forever). Dead letters stay until purged.
     retention_s: int = 7 * 86_400
     auth: NatsAuth = field(default_factory=NatsAuth)
+    #: Port of the `/healthz` and `/readyz` endpoints (None: not served).
+    http_port: int | None = None
 
     @classmethod
     def from_env(cls) -> BusConfig:
@@ -44,6 +46,7 @@ class BusConfig:
             log_level=os.environ.get("JETSCHED_LOG_LEVEL", "INFO"),
             retention_s=env_int("JETSCHED_RETENTION_S", 7 * 86_400),
             auth=NatsAuth.from_env(),
+            http_port=env_int("JETSCHED_HTTP_PORT", 0) or None,
         )
 
 
@@ -66,6 +69,12 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=env.retention_s,
         help="keep succeeded/cancelled jobs this long, 0 forever [JETSCHED_RETENTION_S]",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=env.http_port,
+        help="serve /healthz and /readyz on this port (default: off) [JETSCHED_HTTP_PORT]",
     )
     add_auth_arguments(parser)
 
@@ -94,4 +103,5 @@ def bus_config(args: argparse.Namespace) -> BusConfig:
         log_level=args.log_level,
         retention_s=args.retention_s,
         auth=NatsAuth.from_args(args),
+        http_port=args.http_port,
     )

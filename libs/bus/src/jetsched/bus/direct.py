@@ -57,6 +57,8 @@ class Connection(Client):
         self._reply_prefix = ""
         self._token = 0
         self._on_reconnect: list[Callable[[], None]] = []
+        #: One event per view fed from a stream, set once it has replayed (what readiness waits for).
+        self.views: list[asyncio.Event] = []
         self._ps = _Parser(self)
         #: The server connected to (or the URLs tried), without credentials: for messages.
         self.server_url = ""

@@ -88,11 +88,14 @@ class KeyFeed:
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
+        self._nc.views.append(self.caught_up)
         await self._create()
         self._unlisten = self._nc.add_reconnect_listener(self._restart)
         self._watchdog = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._nc.views.remove(self.caught_up)
         if self._unlisten is not None:
             self._unlisten()
         for task in (self._watchdog, self._recreating):

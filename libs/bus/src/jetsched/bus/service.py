@@ -25,6 +25,7 @@ from . import logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
+from .health import HealthServer
 from .quarantine import Quarantine
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class Service(ABC):
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self._nc: Connection | None = None
+        #: The port /healthz and /readyz listen on, once they do (`BusConfig.http_port`).
+        self.http_port: int | None = None
         #: Where this service sets aside stored items it cannot read (set once connected).
         self.quarantine: Quarantine | None = None
         # Unique per process start, and safe in KV keys and subjects (no dots).
@@ -81,16 +85,39 @@ class Service(ABC):
 
     async def run(self) -> None:
         """Connect and serve until `stop()`. Raises `ConnectionLost` if NATS closes the connection for good."""
-        nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth, until=self._stop)
-        if nc is None:
-            log.info("stopped before connecting", extra={"service": self.name})
-            return
+        health = None
+        if self.bus.http_port is not None:
+            health = HealthServer(self.bus.http_port, {"/healthz": self._live, "/readyz": self._ready})
+            self.http_port = await health.start()
         try:
-            await unless_lost(nc, self._serve(nc))
+            nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth, until=self._stop)
+            if nc is None:
+                log.info("stopped before connecting", extra={"service": self.name})
+                return
+            self._nc = nc
+            try:
+                await unless_lost(nc, self._serve(nc))
+            finally:
+                with contextlib.suppress(Exception):
+                    await nc.drain()
+            log.info("stopped", extra={"service": self.name})
         finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
-        log.info("stopped", extra={"service": self.name})
+            if health is not None:
+                await health.stop()
+
+    def _live(self) -> tuple[bool, str]:
+        if self._nc is not None and self._nc.is_lost:
+            return False, "the NATS connection is closed for good"
+        return True, "serving" if self._nc is not None else "connecting"
+
+    def _ready(self) -> tuple[bool, str]:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False, "not connected to NATS"
+        if not self.started.is_set():
+            return False, "starting"
+        replaying = sum(not view.is_set() for view in nc.views)
+        return (False, f"{replaying} views replaying") if replaying else (True, "ready")
 
     async def _serve(self, nc: Connection) -> None:
         starting = asyncio.create_task(self._start(nc))

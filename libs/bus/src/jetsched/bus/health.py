@@ -1,0 +1,72 @@
+"""Liveness and readiness over HTTP, for Kubernetes probes and load balancers (`--http-port`).
+
+- `GET /healthz` — 200 while the process serves (its event loop answers, its connection is not lost for
+  good); a process that cannot recover exits non-zero instead, so liveness failing means it is wedged.
+- `GET /readyz` — 200 once connected to NATS, started, and every view it keeps has replayed its feed;
+  503 with the reason otherwise (starting, reconnecting, replaying after a failover).
+
+Deliberately tiny: one request per connection, no keep-alive, bodies of a few bytes, a request line of at
+most 1 KiB read with a deadline — a probe port must not become a way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+#: (ok, reason) for each path served.
+Check = Callable[[], tuple[bool, str]]
+_READ_TIMEOUT_S = 2.0
+
+
+class HealthServer:
+    def __init__(self, port: int, checks: dict[str, Check], host: str = "0.0.0.0") -> None:
+        """`host`: every interface by default, since probes come from the pod network."""
+        self.port = port
+        self.host = host
+        self.checks = checks
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Listen; returns the port (useful when 0 asked for a free one)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1024)
+        port: int = self._server.sockets[0].getsockname()[1]
+        log.info("health endpoints listening", extra={"port": port})
+        return port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_READ_TIMEOUT_S):
+                line = await reader.readline()
+            parts = line.decode("latin-1").split()
+            check = self.checks.get(parts[1].split("?")[0]) if len(parts) >= 2 and parts[0] == "GET" else None
+            if check is None:
+                status, body = "404 Not Found", {"ok": False, "reason": "GET /healthz or /readyz"}
+            else:
+                ok, reason = check()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                body = {"ok": ok, "reason": reason}
+            data = orjson.dumps(body)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (TimeoutError, ValueError, OSError, asyncio.LimitOverrunError):
+            pass  # a probe that cannot be read gets nothing; a real probe retries
+        finally:
+            writer.close()
