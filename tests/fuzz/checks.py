@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from jetsched.devkit.procs import Proc
 
 SERVICE_NAMES = ("jetsched-intake", "jetsched-timer", "jetsched-dispatcher", "jetsched-reaper")
-LOG_MARKERS = re.compile(r"Traceback|crashed|handler failed|nats disconnected|service failed")
+LOG_MARKERS = re.compile(r"Traceback|crashed|handler failed|nats disconnected|service failed|not stored yet")
 #: Grace past a due time or an attempt's timeout before a job counts as stuck.
 STUCK_GRACE_MS = 15_000
 TERMINAL = ("succeeded", "dead", "cancelled")
@@ -67,10 +67,19 @@ class LogScanner:
                 log.seek(self.offsets.get(path, 0))
                 chunk = log.read()
                 self.offsets[path] = log.tell()
-            for line in chunk.decode(errors="replace").splitlines():
-                if LOG_MARKERS.search(line):
+            lines = chunk.decode(errors="replace").splitlines()
+            for n, line in enumerate(lines):
+                if line.startswith("Traceback"):  # plain text on stderr: name it by its exception line
+                    found.append(f"{proc.name}: {raised(lines[n + 1 :])}")
+                elif LOG_MARKERS.search(line) and line.startswith("{"):
                     found.append(f"{proc.name}: {summarise(line)}")
         return found
+
+
+def raised(after: list[str]) -> str:
+    """The exception line ending a plain-text traceback (the first unindented line)."""
+    line = next((x for x in after if x and not x.startswith(" ")), "Traceback")
+    return f"plain-text traceback | {line[:300]}"
 
 
 def summarise(line: str) -> str:

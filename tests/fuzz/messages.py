@@ -232,7 +232,10 @@ def schedule_spec(rng: random.Random, known: list[str]) -> dict[str, Any]:
     }
     body = shape(rng, fields, required=("id", "cron" if not every else "every_ms", "job"))
     if rng.random() < 0.05:
-        body["job"] = {"capability": "fuzz.a", "payload": hostile.nested(rng, rng.choice((150, 199, 250)))}
+        body["job"] = {
+            "capability": "fuzz.a",
+            "payload": hostile.nested(rng, rng.choice((150, 194, 195, 196, 197, 198, 199, 250))),
+        }
     return body
 
 

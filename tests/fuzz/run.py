@@ -17,6 +17,7 @@ import logging
 import random
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from .driver import Fuzz, Report, describe, load
@@ -40,13 +41,24 @@ async def replay(path: Path, work_dir: Path | None = None) -> int:
     messages = load(path)
     print(f"replay: {len(messages)} messages from {path}, one by one, work dir {directory}", flush=True)
     async with Fuzz(directory, seed=0) as run:
+        live = (run.targets.session or "").encode()
         for n, message in enumerate(messages):
+            # `{session}` in a saved message stands for the live worker's session of this run.
+            message = replace(
+                message,
+                subject=message.subject.replace("{session}", live.decode()),
+                body=message.body.replace(b"{session}", live),
+            )
             failures = await run.fire([message])
             if failures:
                 print(f"message {n} fails a check: {describe(message, 2000)}")
                 print("\n".join(f"  {f}" for f in failures))
                 return 1
-    print("no single message fails a check on its own")
+        await run.final_check()
+        if run.report.verdict.lost:
+            print("\n".join(run.report.lines()))
+            return 1
+    print("no single message fails a check on its own, and no job was lost")
     return 0
 
 

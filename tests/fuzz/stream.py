@@ -87,7 +87,10 @@ def shaped(rng: random.Random, family: str, targets: Targets) -> Message:
     if family in ("submit", "batch"):
         cap = capability(rng)
         if family == "submit":
-            return Message(family, f"jetsched.{family}.{cap}", hostile.dumps(submit_body(rng)))
+            body = submit_body(rng)
+            if rng.random() < 0.1:  # a job the live worker runs: hostile options and headers, instant payload
+                cap, body["payload"] = CONTROL_CAPABILITY, 0
+            return Message(family, f"jetsched.{family}.{cap}", hostile.dumps(body))
         jobs: Any = [submit_body(rng) for _ in range(rng.choice((1, 2, 5, 20)))]
         if rng.random() < 0.05:
             jobs = rng.choice(([], [{}] * 1001, {"a": 1}, None, [None], ["x"]))
