@@ -1,7 +1,8 @@
 """What must still hold after every batch of hostile messages, and the lost-job verdict at the end.
 
 - Every service process is alive and holds a NATS connection under its name (`/connz` of the server's
-  monitoring port): `jetsched-intake`, `jetsched-timer`, `jetsched-dispatcher`, `jetsched-reaper`.
+  monitoring port): `jetsched-intake`, `jetsched-timer`, `jetsched-dispatcher`, `jetsched-reaper`, and
+  the worker one under `jetsched-worker-…`.
 - The services' logs gained no `Traceback`, `crashed`, `handler failed` or disconnect lines.
 - A job accepted earlier is *lost* when it is missing (and nobody purged it), unreadable (`jobs.get` gives
   no answer or an error other than `not_found`), or stuck: `scheduled` well past its due time, `ready` on the
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from jetsched.devkit.procs import Proc
 
 SERVICE_NAMES = ("jetsched-intake", "jetsched-timer", "jetsched-dispatcher", "jetsched-reaper")
+#: The SDK worker names its connection `jetsched-worker-<host>-<pid>`.
+WORKER_PREFIX = "jetsched-worker-"
 LOG_MARKERS = re.compile(r"Traceback|crashed|handler failed|nats disconnected|service failed|not stored yet")
 #: Grace past a due time or an attempt's timeout before a job counts as stuck.
 STUCK_GRACE_MS = 15_000
@@ -46,6 +49,8 @@ async def missing_connections(monitor_port: int, wait_s: float = 3.0) -> list[st
     while True:
         names = await asyncio.to_thread(connection_names, monitor_port)
         missing = [n for n in SERVICE_NAMES if names[n] == 0]
+        if not any(n.startswith(WORKER_PREFIX) for n in names):
+            missing.append(WORKER_PREFIX.rstrip("-"))
         if not missing or asyncio.get_running_loop().time() > deadline:
             return missing
         await asyncio.sleep(0.2)

@@ -65,6 +65,9 @@ class Report:
     #: Wall time spent sending (waiting for replies included) and checking.
     send_s: float = 0.0
     check_s: float = 0.0
+    #: Sending time up to each batch's last delivered message: what the run would take if every request
+    #: were answered (the waits for replies that never come are the rest of `send_s`).
+    busy_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -77,7 +80,7 @@ class Report:
         return [
             f"seed                 {self.seed}",
             f"messages sent        {total} in {self.seconds:.1f}s ({rate:.0f}/s; sending {self.send_s:.1f}s, "
-            f"checks {self.check_s:.1f}s)",
+            f"checks {self.check_s:.1f}s; {total / max(self.busy_s, 1e-9):.0f}/s while answered)",
             *(f"  {family:<22} {n}" for family, n in sorted(self.sent.items())),
             f"attack layers        {dict(sorted(self.attacks.items()))}",
             f"replies              {dict(sorted(self.replies.items()))}",
@@ -105,14 +108,16 @@ def describe(message: Message, limit: int = 300) -> str:
     return f"{message.subject[:120]} {headers} {body}{more}"
 
 
-def dump(messages: Iterable[Message], path: Path) -> None:
+def dump(messages: Iterable[Message], path: Path, session: str | None = None) -> None:
+    """Save messages as JSON lines; the live worker's session becomes `{session}` for `--replay`."""
+    live = session or "\x00"
     with path.open("w") as out:
         for m in messages:
             row = {
                 "family": m.family,
-                "subject": m.subject,
+                "subject": m.subject.replace(live, "{session}"),
                 "headers": m.headers,
-                "body": base64.b64encode(m.body).decode(),
+                "body": base64.b64encode(m.body.replace(live.encode(), b"{session}")).decode(),
                 "request": m.request,
                 "attack": m.attack,
             }
@@ -147,6 +152,7 @@ class Fuzz:
         self.touched: set[str] = set()
         self.logs = checks.LogScanner()
         self.batch = 0
+        self._last_done = 0.0
         self._nc: Nats | None = None
         self._over: Nats | None = None
         self._client: Client | None = None
@@ -238,15 +244,16 @@ class Fuzz:
     async def fire(self, batch: list[Message]) -> list[str]:
         """Send one batch, then check; returns the failed checks (also recorded in the report)."""
         self.batch += 1
-        started = time.monotonic()
+        started = self._last_done = time.monotonic()
         results = await asyncio.gather(*(self.send(m) for m in batch))
         sent = time.monotonic()
+        self.report.busy_s += self._last_done - started
         unanswered = [m for m, answered in zip(batch, results, strict=True) if not answered]
         failures = await self.check(batch, unanswered)
         self.report.send_s += sent - started
         self.report.check_s += time.monotonic() - sent
         if failures:
-            dump(batch, self.work_dir / f"batch-{self.batch}.jsonl")
+            dump(batch, self.work_dir / f"batch-{self.batch}.jsonl", self.targets.session)
             self.report.failures += [f"batch {self.batch}: {f}" for f in failures]
         return failures
 
@@ -267,6 +274,7 @@ class Fuzz:
                     self.learn(message, reply.data)
                 else:
                     await conn.publish(message.subject, message.body, headers=message.headers)
+            self._last_done = time.monotonic()
         except CLIENT_REFUSED as exc:
             report.client_refused[type(exc).__name__] += 1
         except (TimeoutError, nats_errors.NoRespondersError) as exc:
@@ -324,6 +332,9 @@ class Fuzz:
             for proc in self.fleet.services:
                 if f"jetsched-{proc.name}" == name:
                     proc.restart()
+            if name == "jetsched-worker" and self.worker is not None:
+                self.worker.restart()
+                worker_restarted = True
         failures += await self.end_to_end()
         alarms = self.logs.scan(self.procs)
         self.report.log_alarms.update(alarms)
