@@ -24,10 +24,11 @@ from . import hostile
 
 CONTROL_CAPABILITY = "probe.sleep"
 FUZZ_CAPABILITIES = ("fuzz.a", "fuzz.b", "fuzz-c_1", "fuzz.deep.x.y.z")
-#: Subject tokens a capability or session may be replaced by (no whitespace: the client refuses those).
+#: Subject tokens a capability or session may be replaced by. No space, tab, CR or LF (the client refuses
+#: those), but vertical tab, form feed and other characters some parsers take for whitespace.
 HOSTILE_TOKENS = (
     "*", ">", "fuzz.*", "fuzz.>", "a..b", "x" * 129, "x" * 300, "é", "🙂", "\x7f", "$SYS", "_INBOX",
-    "fuzz." + "a." * 100 + "b",
+    "fuzz." + "a." * 100 + "b", "a\x0bb", "\x0c", "a\x1cb", "a\x85b", "a\u2028b",
 )  # fmt: skip
 API_NAMES = (
     "jobs.get", "jobs.list", "jobs.cancel", "dead.list", "dead.retry", "dead.purge", "stats", "queues.pause",

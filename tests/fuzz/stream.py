@@ -16,6 +16,7 @@ from .messages import (
     CONTROL_CAPABILITY,
     FUZZ_CAPABILITIES,
     HEADER_BLOCK_OVERHEAD,
+    HOSTILE_TOKENS,
     UNKNOWN_API_NAMES,
     Message,
     Targets,
@@ -102,7 +103,7 @@ def shaped(rng: random.Random, family: str, targets: Targets) -> Message:
         body, touches = api_body(rng, name, targets)
         return Message(family, f"jetsched.api.{name}", hostile.dumps(body), touches=touches)
     if family == "hb":
-        session = session_token(rng) if rng.random() < 0.9 else rng.choice(("*", ">", "x" * 300))
+        session = session_token(rng) if rng.random() < 0.9 else rng.choice(HOSTILE_TOKENS)
         return Message(
             family,
             f"jetsched.hb.{session}",
