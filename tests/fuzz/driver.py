@@ -213,7 +213,11 @@ class Fuzz:
 
         async def session() -> str | None:
             assert self._client is not None
-            for w in await self._client.workers():
+            try:
+                workers = await self._client.workers()
+            except Exception:  # intake may be the broken one right now
+                return None
+            for w in workers:
                 if CONTROL_CAPABILITY in w["capabilities"] and not w["draining"] and w["session"] != stale:
                     return str(w["session"])
             return None
@@ -249,7 +253,10 @@ class Fuzz:
         sent = time.monotonic()
         self.report.busy_s += self._last_done - started
         unanswered = [m for m, answered in zip(batch, results, strict=True) if not answered]
-        failures = await self.check(batch, unanswered)
+        try:
+            failures = await self.check(batch, unanswered)
+        except Exception as exc:  # a check that cannot even run is a failure, not the end of the run
+            failures = [f"check could not run: {exc!r}"[:300]]
         self.report.send_s += sent - started
         self.report.check_s += time.monotonic() - sent
         if failures:
