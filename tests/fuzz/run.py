@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from .driver import Fuzz, Report, describe, load
+from .driver import Fuzz
+from .report import Report, describe, load
 
 
 async def fuzz(

@@ -11,6 +11,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from . import hostile
+from .bodies import api_body, control_body, heartbeat_body, outcome_body, submit_body, work_body
 from .messages import (
     API_NAMES,
     CONTROL_CAPABILITY,
@@ -21,15 +22,9 @@ from .messages import (
     Message,
     Targets,
     any_id,
-    api_body,
     capability,
-    control_body,
     header_bytes,
-    heartbeat_body,
-    outcome_body,
     session_token,
-    submit_body,
-    work_body,
 )
 
 if TYPE_CHECKING:
