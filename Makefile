@@ -6,7 +6,7 @@ PACKAGES := libs/core libs/bus libs/sdk libs/devkit libs/cli services/intake ser
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint fmt typecheck bench chaos clean
+.PHONY: help install run test unit integration lint fmt typecheck bench chaos fuzz clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
+
+FUZZ_MESSAGES ?= 100000
+fuzz: $(VENV)/.installed  ## hostile messages against the real stack (FUZZ_MESSAGES=n, SEED=n, FUZZ_SKIP=a,b)
+	$(BIN)/python -m tests.fuzz.run --messages $(FUZZ_MESSAGES) $(if $(SEED),--seed $(SEED)) $(if $(FUZZ_SKIP),--skip $(FUZZ_SKIP))
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched
