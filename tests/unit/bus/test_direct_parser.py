@@ -37,6 +37,7 @@ FRAMES = [
     b"HMSG $KV.jobs.J1 1 $JS.ACK.s.c.1.2.3.4.0 %d %d\r\n%sbody\r\n"
     % (len(HEADERS), len(HEADERS) + 4, HEADERS),
     b"PING\r\n",
+    b"MSG hb.a\x0bb\x0c 1 2\r\nhi\r\n",  # bytes regular expressions take for whitespace, in a subject
     b"HMSG _INBOX.y.2 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
     b"MSG other 2 3\r\nxyz\r\n",
 ]
@@ -44,6 +45,7 @@ DIRECT = [
     (b"a.b", b"", b"hello", b""),
     (b"a.b", b"_INBOX.x.1", b"", b""),
     (b"$KV.jobs.J1", b"$JS.ACK.s.c.1.2.3.4.0", b"body", HEADERS),
+    (b"hb.a\x0bb\x0c", b"", b"hi", b""),
 ]
 SLOW = [
     (2, b"_INBOX.y.2", b"", b"", b"NATS/1.0 503\r\n\r\n"),

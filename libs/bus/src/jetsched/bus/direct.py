@@ -240,7 +240,12 @@ def parse_headers(block: bytes) -> dict[str, str] | None:
 
 
 class _Parser(Parser):
-    """nats-py's parser with a fast path for whole `MSG`/`HMSG` frames at the front of the buffer."""
+    """nats-py's parser reading every `MSG`/`HMSG` frame itself; other lines go to nats-py's, one at a time.
+
+    Fields of a frame's line are split on spaces only: a subject may hold other bytes that Python and
+    nats-py's regular expressions count as whitespace (vertical tab, form feed), and one message with such a
+    subject must not stop the reader (it used to, deafening every subscription of the connection).
+    """
 
     nc: Connection
 
@@ -248,11 +253,14 @@ class _Parser(Parser):
         buf = self.buf
         buf.extend(data)
         direct = self.nc._direct
-        while self.state == AWAITING_CONTROL_LINE and (buf.startswith((b"MSG ", b"HMSG "))):
+        while buf and self.state == AWAITING_CONTROL_LINE:
             end = buf.find(b"\r\n")
             if end < 0:
                 return  # the rest of the line is still on its way
-            parts = bytes(buf[:end]).split()
+            if not buf.startswith((b"MSG ", b"HMSG ")):
+                await self._control_line(end)
+                continue
+            parts = [part for part in bytes(buf[:end]).replace(b"\t", b" ").split(b" ") if part]
             if parts[0] == b"MSG":  # MSG <subject> <sid> [reply] <size>
                 header_size, reply = 0, parts[3] if len(parts) == 5 else b""
             else:  # HMSG <subject> <sid> [reply] <header size> <total size>
@@ -270,5 +278,14 @@ class _Parser(Parser):
                 await self.nc._process_msg(sid, parts[1], reply, payload, headers)
             else:
                 _deliver(handler, parts[1], reply, payload, headers)
-        if buf:
+
+    async def _control_line(self, end: int) -> None:
+        """Hand one line that is not a message (INFO, PING, +OK, -ERR...) to nats-py's parser, alone."""
+        rest = self.buf
+        self.buf = bytearray(rest[: end + 2])
+        del rest[: end + 2]
+        try:
             await super().parse()
+        finally:
+            rest[:0] = self.buf  # whatever nats-py left unread (nothing, for a whole line)
+            self.buf = rest
