@@ -28,7 +28,12 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # an integer past 64 bits from a hostile message: log it as text
+            return orjson.dumps(
+                {k: str(v) if isinstance(v, int) else v for k, v in entry.items()}, default=str
+            ).decode()
 
 
 def setup(service: str, level: str = "INFO") -> None:

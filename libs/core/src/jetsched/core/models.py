@@ -294,6 +294,11 @@ class OutcomeError(Model):
     traceback: str | None = None
 
 
+#: No job is ever claimed this often (attempts and releases are bounded far below): a larger attempt
+#: number in a message is hostile, and refused before it reaches logs or arithmetic.
+MAX_ATTEMPT = 1_000_000
+
+
 class Outcome(Model):
     """A worker's report on one attempt, published durably to `jetsched.outcome.<capability>`.
 
@@ -302,7 +307,7 @@ class Outcome(Model):
     """
 
     id: JobId
-    attempt: int
+    attempt: int = Field(le=MAX_ATTEMPT)
     token: str = Field(max_length=128)
     session: str = Field(max_length=64)
     status: OutcomeStatus
@@ -316,9 +321,9 @@ class WorkMessage(Model):
     """What a dispatcher sends a worker session: one claimed job for one attempt."""
 
     id: JobId
-    capability: str
-    attempt: int
-    token: str
+    capability: CapabilityName
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
+    token: str = Field(max_length=128)
     payload: JSON = None
     priority: int
     timeout_s: float

@@ -230,6 +230,10 @@ class Worker:
         except ValidationError:
             log.warning("malformed work message dropped", extra={"subject": subject.decode(errors="replace")})
             return
+        if subject.decode(errors="replace") != subjects.work(work.capability, self.session):
+            # Its report would go to a subject no stream takes, and be retried for ever.
+            log.warning("work message for another capability dropped", extra={"job": work.id})
+            return
         key = (work.id, work.attempt)
         if key in self.held:
             return  # the same attempt sent twice: it is already running here
