@@ -352,6 +352,23 @@ async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
         )
         await operator.pause("demo.echo")
         await operator.pause("demo.echo", paused=False)
+
+        # A worker's unreadable report is set aside by the reaper; the operator sees and clears it.
+        junk, _ = await secure.connect("worker-alpha")
+        await junk.jetstream().publish(subjects.outcome("demo.echo", "01KBZ3R6X9T2M0Q7D5W8C4N1HE"), b"{junk")
+        await junk.close()
+
+        async def quarantined() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = (await operator.request(subjects.api("doctor.list"), {}))[
+                "quarantined"
+            ]
+            return found
+
+        (entry,) = await eventually(quarantined, what="the report quarantined")
+        assert (entry["bucket"], entry["service"]) == ("outcomes", "reaper")
+        body = {"bucket": "outcomes", "key": entry["key"]}
+        assert (await operator.request(subjects.api("doctor.purge"), body))["purged"]
+        assert await quarantined() == []
         assert [w["session"] for w in await operator.workers()] == ["alpha"]
         await operator.drain("alpha")
         await eventually(lambda: worker.draining, what="the worker to drain")

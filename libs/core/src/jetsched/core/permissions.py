@@ -50,24 +50,36 @@ class _Service:
 
 
 _RECORDS = (subjects.JOBS_BUCKET, subjects.TIMERS_BUCKET)  # `Records` writes a timer entry with a record
+# Every service sets aside what it cannot read (`bus/quarantine.py`).
+_QUARANTINE = (subjects.QUARANTINE_BUCKET,)
 
 # Read from each service's code: what it subscribes to, publishes, and which buckets it reads and writes.
 _SERVICES: dict[str, _Service] = {
     "intake": _Service(
-        writes=(*_RECORDS, subjects.KEYS_BUCKET, subjects.SCHEDULES_BUCKET, subjects.QUEUES_BUCKET),
+        writes=(
+            *_RECORDS,
+            *_QUARANTINE,
+            subjects.KEYS_BUCKET,
+            subjects.SCHEDULES_BUCKET,
+            subjects.QUEUES_BUCKET,
+        ),
         feeds=(subjects.JOBS_BUCKET, subjects.QUEUES_BUCKET, subjects.SCHEDULES_BUCKET),
-        publish=(subjects.CONTROL_ALL,),
+        # `doctor.list` asks the quarantine's stream which keys it holds.
+        publish=(
+            subjects.CONTROL_ALL,
+            f"$JS.API.STREAM.INFO.{subjects.kv_stream(subjects.QUARANTINE_BUCKET)}",
+        ),
         subscribe=(subjects.SUBMIT_ALL, subjects.BATCH_ALL, subjects.API_ALL, subjects.HEARTBEAT_ALL),
         responses=True,
     ),
     "timer": _Service(
-        writes=(*_RECORDS, subjects.SCHEDULES_BUCKET),
+        writes=(*_RECORDS, *_QUARANTINE, subjects.SCHEDULES_BUCKET),
         feeds=(subjects.TIMERS_BUCKET, subjects.SCHEDULES_BUCKET),
         publish=(subjects.CONTROL_ALL,),
         leases=True,
     ),
     "dispatcher": _Service(
-        writes=_RECORDS,
+        writes=(*_RECORDS, *_QUARANTINE),
         reads=(subjects.QUEUES_BUCKET,),
         feeds=(subjects.JOBS_BUCKET, subjects.QUEUES_BUCKET),
         publish=(subjects.WORK_ALL,),
@@ -75,7 +87,7 @@ _SERVICES: dict[str, _Service] = {
         leases=True,
     ),
     "reaper": _Service(
-        writes=_RECORDS,
+        writes=(*_RECORDS, *_QUARANTINE),
         feeds=(subjects.JOBS_BUCKET,),
         publish=(subjects.CONTROL_ALL, f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>"),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),

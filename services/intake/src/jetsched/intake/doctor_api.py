@@ -47,14 +47,18 @@ class DoctorApi:
     def routes(self) -> dict[str, Callable[[bytes], Awaitable[Reply]]]:
         return {"doctor.list": self.list, "doctor.purge": self.purge}
 
+    async def _keys(self) -> list[str]:
+        """The quarantine's keys, from its stream's subject list (one request; no consumer needed)."""
+        stream = subjects.kv_stream(subjects.QUARANTINE_BUCKET)
+        prefix = f"$KV.{subjects.QUARANTINE_BUCKET}."
+        request = orjson.dumps({"subjects_filter": prefix + ">"})
+        data, _ = await self.nc.request_raw(f"$JS.API.STREAM.INFO.{stream}", request, 5.0)
+        found = orjson.loads(data).get("state", {}).get("subjects") or {}
+        return sorted(subject[len(prefix) :] for subject in found)
+
     async def _entries(self) -> list[tuple[str, dict[str, Any]]]:
-        keys = await self.nc.jetstream().key_value(subjects.QUARANTINE_BUCKET)
-        try:
-            names = await keys.keys()
-        except Exception:  # nats-py raises NoKeysError (and others) for an empty bucket
-            return []
         entries = []
-        for name in sorted(names)[:MAX_LISTED]:
+        for name in (await self._keys())[:MAX_LISTED]:
             try:
                 data, _ = await self.quarantine.get(name)
             except NotFound:
