@@ -46,25 +46,23 @@ def check_capability(name: str) -> str:
 CapabilityName = Annotated[str, AfterValidator(check_capability)]
 
 
-def check_job_id(value: str) -> str:
-    if not ULID_RE.match(value):
-        raise ValueError(
-            "a job id is a ULID: 26 characters of Crockford base32 (0-9, A-Z without I, L, O, U)"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
 #: A job id: checked before it reaches any subject or key, so `*` or `>` can never match other jobs.
-JobId = Annotated[str, AfterValidator(check_job_id)]
-
-
-def check_session(value: str) -> str:
-    if not SESSION_RE.match(value):
-        raise ValueError("a session is 1-64 characters of letters, digits, '_' and '-'")
-    return value
-
-
-SessionName = Annotated[str, AfterValidator(check_session)]
+JobId = Annotated[
+    str,
+    _matching(ULID_RE, "a job id is a ULID: 26 characters of Crockford base32 (0-9, A-Z without I, L, O, U)"),
+]
+SessionName = Annotated[
+    str, _matching(SESSION_RE, "a session is 1-64 characters of letters, digits, '_' and '-'")
+]
 #: A payload or result: JSON that every component can encode (bounds.py).
 JSONValue = Annotated[JSON, AfterValidator(check_json)]
 
