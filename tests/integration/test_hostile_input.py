@@ -324,3 +324,35 @@ async def test_undecodable_headers_and_subjects_are_answered(stack: Stack, nats_
         writer.close()
     assert "jobs" in answers[b"_INBOX.raw.0"]
     assert answers[b"_INBOX.raw.1"]["error"]["code"] == "unknown_api"
+
+
+async def test_a_report_for_an_unknown_job_is_retried_before_it_is_dropped(
+    stack: Stack, nats_server: NatsServer
+) -> None:
+    """A leader that just changed may not know a record yet: a report for a job nobody can find is
+    redelivered a few times (about a second apart) before it is dropped, not dropped at once."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    try:
+        report = {
+            "id": JOB_ID,
+            "attempt": 1,
+            "token": "t",
+            "session": "s",
+            "status": "succeeded",
+            "finished_at_ms": 0,
+        }
+        await js.publish(subjects.outcome("echo", JOB_ID), orjson.dumps(report))
+
+        async def deliveries() -> int:
+            info = await js.consumer_info(subjects.OUTCOMES_STREAM, subjects.OUTCOMES_CONSUMER)
+            return int(info.num_redelivered) + int(info.num_ack_pending)
+
+        await eventually(deliveries, what="the report redelivered")
+
+        async def gone() -> bool:
+            return (await js.stream_info(subjects.OUTCOMES_STREAM)).state.messages == 0
+
+        await eventually(gone, timeout=15, what="the report dropped after its deliveries")
+    finally:
+        await nc.close()

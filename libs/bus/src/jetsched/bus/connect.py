@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between connection attempts to one server.
 RECONNECT_WAIT_S = 0.25
+#: A server that answers no ping for about three of these is given up for the next one (nats-py's default
+#: of 120 s left a process talking to a partitioned node for minutes).
+PING_INTERVAL_S = 2
 
 
 class ConnectionLost(Exception):
@@ -90,6 +93,10 @@ async def connect(
             servers=[u.strip() for u in url.split(",") if u.strip()],
             name=name,
             max_reconnect_attempts=-1,
+            # In the order given: a process lists its own zone's server first (docs/operations.md).
+            dont_randomize=True,
+            ping_interval=PING_INTERVAL_S,
+            max_outstanding_pings=2,
             reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]  # annotated int, used as seconds
             connect_timeout=2,
             error_cb=narrator.on_error,

@@ -38,12 +38,21 @@ if TYPE_CHECKING:
 #: The KV key alphabet, in dot-separated tokens: no wildcards, so a key never matches another's subject.
 _KEY = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$")
 _EXPECT = "Nats-Expected-Last-Subject-Sequence"
-_WRONG_LAST_SEQUENCE = 10071
+#: "wrong last sequence", as JetStream reports a lost CAS (two codes, depending on the check that failed).
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+#: "message size exceeds maximum allowed".
+_TOO_LARGE = 10054
 _DELETED_OPS = ("DEL", "PURGE")
 
 
 class StoreError(Exception):
-    """JetStream refused a write for a reason other than a lost CAS."""
+    """JetStream refused a write for a reason other than a lost CAS (often passing: no leader yet)."""
+
+
+class Unstorable(StoreError):
+    """JetStream can never take this write: over a size limit, or a key outside the KV alphabet.
+
+    Only this is grounds for setting an item aside; any other `StoreError` is retried."""
 
 
 class Store:
@@ -100,20 +109,21 @@ class Store:
     async def _write(self, key: str, value: bytes, headers: dict[str, str] | None) -> int:
         """Publish to the key's subject and read JetStream's ack: the new revision, or why not."""
         if not _KEY.match(key):
-            raise StoreError(f"{self.bucket}/{key[:64]!r} is not a valid key")
+            raise Unstorable(f"{self.bucket}/{key[:64]!r} is not a valid key")
         try:
             data, _ = await self._nc.request_raw(self._prefix + key, value, self.timeout, headers)
         except MaxPayloadError as exc:
-            raise StoreError(f"{self.bucket}/{key}: {exc}") from None
+            raise Unstorable(f"{self.bucket}/{key}: {exc}") from None
         ack = orjson.loads(data)
         error = ack.get("error")
         if error is None:
             return int(ack["seq"])
-        if error.get("err_code") == _WRONG_LAST_SEQUENCE:
+        if error.get("err_code") in _WRONG_LAST_SEQUENCE:
             raise Conflict(
                 f"{self.bucket}/{key}: revision {(headers or {}).get(_EXPECT)} is no longer current"
             )
-        raise StoreError(f"{self.bucket}/{key}: {error.get('description')}")
+        kind = Unstorable if error.get("err_code") == _TOO_LARGE else StoreError
+        raise kind(f"{self.bucket}/{key}: {error.get('description')}")
 
 
 #: Final states whose records expire after the retention (dead letters stay until purged or retried).

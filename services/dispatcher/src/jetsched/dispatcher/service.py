@@ -26,7 +26,7 @@ from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
-from jetsched.bus.records import Records, StoreError, transition
+from jetsched.bus.records import Records, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
@@ -213,7 +213,7 @@ class _Dispatch:
                     fresh, fresh_revision = await self.records.get(record.id)
                     service.observe(Change.of(fresh, fresh_revision))
                 return
-            except StoreError as exc:
+            except Unstorable as exc:
                 # JetStream refuses the claimed record (over a limit: stored before records were bounded).
                 # Retrying cannot help: set it aside, and it leaves the board until it is rewritten.
                 service.board.settle(claim, None)

@@ -21,6 +21,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
-from jetsched.bus.records import Records, StoreError, transition
+from jetsched.bus.records import Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
@@ -58,6 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.25
+#: How soon a report that could not be applied (storage failover, job not found yet) comes back.
+REDELIVER_S = 1.0
+#: Deliveries of a report for a job nobody can find before it is dropped.
+UNKNOWN_DELIVERIES = 5
 
 
 class ReaperService(Service):
@@ -111,7 +116,7 @@ class ReaperService(Service):
             return
         try:
             await self._apply(msg, outcome)
-        except (Poisoned, StoreError) as exc:
+        except (Poisoned, Unstorable) as exc:
             if isinstance(exc, Poisoned):
                 self.quarantined.report(exc.bucket, exc.key, exc.revision, exc.reason)
             else:
@@ -119,6 +124,12 @@ class ReaperService(Service):
                     subjects.JOBS_BUCKET, outcome.id, 0, f"the outcome cannot be applied: {exc}"
                 )
             await msg.term()
+        except (StoreError, TimeoutError, NatsError) as exc:
+            # Storage is passing through a failover: the report stays in the stream and comes back.
+            log.warning(
+                "outcome not applied yet; redelivering", extra={"job": outcome.id, "error": repr(exc)}
+            )
+            await msg.nak(delay=REDELIVER_S)
 
     def _set_aside(self, msg: Request, reason: str) -> None:
         sequence = msg.metadata.sequence.stream if msg.reply else 0
@@ -133,8 +144,13 @@ class ReaperService(Service):
             else:
                 record, revision = await self.records.get(outcome.id)
         except NotFound:
-            log.info("outcome for an unknown job dropped", extra={"job": outcome.id})
-            await msg.term()
+            # A leader that has just changed can answer "not found" for a record it will have in a moment:
+            # a report is dropped only once the job has stayed unknown over several deliveries.
+            if msg.metadata.num_delivered < UNKNOWN_DELIVERIES:
+                await msg.nak(delay=REDELIVER_S)
+            else:
+                log.info("outcome for an unknown job dropped", extra={"job": outcome.id})
+                await msg.term()
             return
         attributes = {"jetsched.job_id": record.id, "jetsched.outcome": outcome.status.value}
         with tracing.span("jetsched outcome", msg.headers or record.trace, SpanKind.CONSUMER, attributes):
@@ -271,7 +287,7 @@ class _Sweeper:
             for entry, verdict in found:
                 try:
                     await service.rescue(entry, verdict)
-                except (Poisoned, StoreError) as exc:
+                except (Poisoned, Unstorable) as exc:
                     # The record cannot be rewritten (stored past today's bounds): set aside, logged once.
                     service.quarantined.report(
                         subjects.JOBS_BUCKET, entry.record.id, entry.revision, str(exc)

@@ -28,7 +28,7 @@ from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
-from jetsched.bus.records import Records, Store, StoreError, transition
+from jetsched.bus.records import Records, Store, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import timer_due
@@ -189,7 +189,7 @@ class TimerService(Service):
                 crashpoint("timer.due.before_cas")
                 done = await transition(self.records, record, revision, self._verb(record))
                 crashpoint("timer.due.after_cas")
-            except StoreError as exc:  # refused for good (a record stored past today's bounds)
+            except Unstorable as exc:  # refused for good (a record stored past today's bounds)
                 self.quarantined.report(subjects.JOBS_BUCKET, record.id, revision, str(exc))
                 return
             except Exception:
