@@ -6,7 +6,7 @@ PACKAGES := libs/core libs/bus libs/sdk libs/devkit libs/cli services/intake ser
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint fmt typecheck bench chaos clean
+.PHONY: help install run test unit integration lint fmt typecheck bench chaos chaos-zones clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
+
+chaos-zones: $(VENV)/.installed  ## fault scenarios across 3 zones in network namespaces (root; SEED=n SCENARIOS="worker-zombie …")
+	$(BIN)/python -m tests.zones.run $(if $(SEED),--seed $(SEED)) $(SCENARIOS)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched
