@@ -84,6 +84,15 @@ def inside(namespace: str) -> Iterator[None]:
         os.close(back)
 
 
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     namespace: str
@@ -205,13 +214,7 @@ class Net:
             if match is None:
                 return False
             pid = int(match.group(1), 16)
-            if pid == os.getpid() % 0x1000000:
-                return False
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
+            return pid != os.getpid() % 0x1000000 and not _alive(pid)
 
         self._remove(stale)
 
