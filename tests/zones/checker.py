@@ -78,6 +78,8 @@ class Verdict:
     resume_s: float | None = None
     #: The longest time the majority started no job during the fault.
     max_gap_s: float = 0.0
+    #: The longest time no worker started a job in the `after_s` after the heal (healing disrupts too).
+    heal_gap_s: float = 0.0
     rate_before: float = 0.0
     rate_during: float = 0.0
     rate_after: float = 0.0
@@ -115,6 +117,10 @@ def judge(
         shown = "never" if v.resume_s is None else f"at t+{v.resume_s:.1f}s"
         v.problems.append(
             f"majority started no job for {v.max_gap_s:.1f}s, resumed {shown} (limit {RESUME_LIMIT_S:.0f}s)"
+        )
+    if v.heal_gap_s > RESUME_LIMIT_S:
+        v.problems.append(
+            f"after healing, no job started for {v.heal_gap_s:.1f}s (limit {RESUME_LIMIT_S:.0f}s)"
         )
     return v
 
@@ -166,20 +172,27 @@ def _stale(v: Verdict, starts: list[Run], records: dict[str, dict[str, Any]]) ->
             )
 
 
-def _rate(starts: list[Run], hosts: set[str], start: float, end: float) -> float:
+def _rate(starts: list[Run], hosts: set[str] | None, start: float, end: float) -> float:
     if end <= start:
         return 0.0
-    return sum(1 for r in starts if r.host in hosts and start <= r.at < end) / (end - start)
+    return sum(1 for r in starts if (hosts is None or r.host in hosts) and start <= r.at < end) / (
+        end - start
+    )
+
+
+def _longest_gap(times: list[float], start: float, end: float) -> tuple[float, float]:
+    edges = [start, *sorted(t for t in times if start <= t < end), end]
+    return max(itertools.pairwise(edges), key=lambda gap: gap[1] - gap[0])
 
 
 def _progress(v: Verdict, starts: list[Run], accepted: dict[str, float], w: Window) -> None:
     v.rate_before = _rate(starts, w.majority, w.fault_at - w.before_s, w.fault_at)
     v.rate_during = _rate(starts, w.majority, w.fault_at, w.heal_at)
-    v.rate_after = _rate(starts, w.majority, w.heal_at, w.heal_at + w.after_s)
-    during = sorted(r.at for r in starts if r.host in w.majority and w.fault_at <= r.at < w.heal_at)
-    edges = [w.fault_at, *during, w.heal_at]
-    start, end = max(itertools.pairwise(edges), key=lambda gap: gap[1] - gap[0])
+    v.rate_after = _rate(starts, None, w.heal_at, w.heal_at + w.after_s)
+    start, end = _longest_gap([r.at for r in starts if r.host in w.majority], w.fault_at, w.heal_at)
     v.max_gap_s = end - start
+    after = _longest_gap([r.at for r in starts], w.heal_at, w.heal_at + w.after_s)
+    v.heal_gap_s = after[1] - after[0]
     if end >= w.heal_at:
         v.resume_s = None
     else:

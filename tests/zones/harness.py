@@ -49,7 +49,7 @@ DURATIONS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 class Phases:
     before_s: float = 6.0
     fault_s: float = 12.0
-    after_s: float = 6.0
+    after_s: float = 10.0
     drain_s: float = 90.0
 
 
@@ -75,6 +75,7 @@ class Outcome:
     nodes_agree: bool = False
     disagreement: str = ""
     fault_at: float = 0.0
+    fault_s: float = 0.0
     wall_s: float = 0.0
     work_dir: str = ""
 
@@ -188,6 +189,7 @@ class Harness:
         self.outcome.verdict = checker.judge(runs, self.accepted, records, window)
         self.read_logs(fault_at, records)
         self.outcome.fault_at = fault_at
+        self.outcome.fault_s = heal_at - fault_at
         return self.outcome
 
     async def ready(self, nc: NatsClient, timeout: float = 120.0) -> None:

@@ -23,7 +23,7 @@ from .harness import Outcome, Phases, run_scenario
 from .scenarios import all_scenarios, named
 
 HEADER = (
-    f"{'scenario':<27} {'seed':>6} {'target':<34} {'resume':>7} {'gap':>5} "
+    f"{'scenario':<27} {'seed':>6} {'target':<34} {'resume':>7} {'stall':>5} {'heal':>5} "
     f"{'jobs/s before/during/after':>26} {'accepted':>8} {'lost':>4} {'rescues':>7} "
     f"{'dups (unexpl.)':>14} {'stale rej.':>10} {'agree':>5} {'wall':>5}  result"
 )
@@ -35,14 +35,16 @@ def row(o: Outcome) -> str:
     rates = f"{v.rate_before:.1f}/{v.rate_during:.1f}/{v.rate_after:.1f}"
     dups = f"{v.duplicates} ({len(v.unexplained)})"
     return (
-        f"{o.scenario:<27} {o.seed:>6} {o.target[:34]:<34} {resume:>7} {v.max_gap_s:>4.1f}s "
+        f"{o.scenario:<27} {o.seed:>6} {o.target[:34]:<34} {resume:>7} {v.max_gap_s:>4.1f}s {v.heal_gap_s:>4.1f}s "
         f"{rates:>26} {v.accepted:>8} {len(v.lost):>4} {v.rescues:>7} {dups:>14} {o.stale_rejected:>10} "
         f"{'yes' if o.nodes_agree else 'NO':>5} {o.wall_s:>4.0f}s  {'pass' if o.ok else 'FAIL'}"
     )
 
 
 def details(o: Outcome) -> list[str]:
-    lines = [f"{o.scenario} (seed {o.seed}, logs in {o.work_dir}):"]
+    lines = [
+        f"{o.scenario} (seed {o.seed}, logs in {o.work_dir}; fault at {o.fault_at:.3f}, healed +{o.fault_s:.1f}s):"
+    ]
     lines += [f"  problem: {p}" for p in o.problems]
     for text in o.verdict.unexplained[:5]:
         lines.append(f"  unexplained: {text}")
@@ -77,7 +79,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="jobs submitted per second")
     parser.add_argument("--before", type=float, default=6.0)
     parser.add_argument("--fault", type=float, default=12.0, help="seconds the fault lasts")
-    parser.add_argument("--after", type=float, default=6.0)
+    parser.add_argument("--after", type=float, default=10.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)  # the harness's own clients reconnecting through faults
     scenarios = [named(n) for n in args.scenarios] if args.scenarios else all_scenarios()

@@ -208,6 +208,7 @@ async def _lease_owners(h: Harness, role: str) -> Counter[str]:
 def all_scenarios() -> list[Scenario]:
     return [
         Partition(one_way=False, leaders=True),
+        Partition(one_way=False, leaders=False),
         Partition(one_way=True, leaders=True),
         ZoneKill(),
         NodePause(),
@@ -217,7 +218,7 @@ def all_scenarios() -> list[Scenario]:
 
 
 def named(name: str) -> Scenario:
-    extra: list[Scenario] = [Partition(one_way=False, leaders=False), ServicePartition("reaper")]
+    extra: list[Scenario] = [Partition(one_way=True, leaders=False), ServicePartition("reaper")]
     for scenario in [*all_scenarios(), *extra]:
         if scenario.name == name:
             return scenario

@@ -88,6 +88,13 @@ class TestJudge:
         assert verdict.resume_s == 7.0
         assert not verdict.ok
 
+    def test_a_stall_after_the_heal_fails(self) -> None:
+        """Healing may disrupt too: no job started for 8 s after it is a failure."""
+        runs = steady(end=110.0)
+        verdict = judge(runs, dict.fromkeys(records_for(runs), 90.0), records_for(runs), window(after_s=8.0))
+        assert verdict.heal_gap_s == 8.0
+        assert not verdict.ok
+
     def test_starts_on_a_cut_off_host_during_the_fault_are_flagged(self) -> None:
         """A cut-off worker starting jobs well into the fault made progress it could not keep."""
         runs = [*steady(), Run(105.0, 5, "z1-w0", "k", 1, "start")]
