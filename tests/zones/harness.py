@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "nats"
 CAPABILITY = "zones.sleep"
 DURATIONS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: Service log messages counted per replica in the report.
+EVENTS = ("rescued job", "quarantined", "outcome for an unknown job dropped")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Outcome:
     zombie_rejected: int = 0
     nodes_agree: bool = False
     disagreement: str = ""
+    affected: list[str] = field(default_factory=list)
     fault_at: float = 0.0
     fault_s: float = 0.0
     wall_s: float = 0.0
@@ -157,6 +160,7 @@ class Harness:
             await asyncio.sleep(self.phases.before_s)
             fault_at = self.fault_at = time.time()
             affected = await self.scenario.inject(self)
+            self.outcome.affected = sorted(affected)
             await asyncio.sleep(max(0.0, fault_at + self.phases.fault_s - time.time()))
             heal_at = time.time()
             await self.scenario.heal(self)
@@ -391,10 +395,10 @@ class Harness:
             text = member.proc.log_path.read_text(errors="replace") if member.proc.log_path.exists() else ""
             self.outcome.tracebacks += text.count("Traceback")
             for line in text.splitlines():
-                if '"rescued job"' in line or '"quarantined"' in line:
+                if any(f'"msg":"{event}"' in line for event in EVENTS):
                     with contextlib.suppress(orjson.JSONDecodeError):
                         entry = orjson.loads(line)
-                        what = f"rescued ({entry.get('verdict')})" if "verdict" in entry else "quarantined"
+                        what = entry["msg"] + (f" ({entry['verdict']})" if "verdict" in entry else "")
                         self.outcome.events[f"{member.name} {what}"] += 1
                 if '"actor crashed"' in line or '"service failed"' in line:
                     self.outcome.crashes.setdefault(member.name, []).append(_crash(line, fault_at))

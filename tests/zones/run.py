@@ -45,6 +45,7 @@ def details(o: Outcome) -> list[str]:
     lines = [
         f"{o.scenario} (seed {o.seed}, logs in {o.work_dir}; fault at {o.fault_at:.3f}, healed +{o.fault_s:.1f}s):"
     ]
+    lines.append(f"  affected: {', '.join(o.affected)}")
     lines += [f"  problem: {p}" for p in o.problems]
     for text in o.verdict.unexplained[:5]:
         lines.append(f"  unexplained: {text}")
