@@ -6,7 +6,7 @@ PACKAGES := libs/core libs/bus libs/sdk libs/devkit libs/cli services/intake ser
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint fmt typecheck bench chaos fuzz clean
+.PHONY: help install run test unit integration lint fmt typecheck bench chaos chaos-zones fuzz clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 FUZZ_MESSAGES ?= 100000
 fuzz: $(VENV)/.installed  ## hostile messages against the real stack (FUZZ_MESSAGES=n, SEED=n, FUZZ_SKIP=a,b)
 	$(BIN)/python -m tests.fuzz.run --messages $(FUZZ_MESSAGES) $(if $(SEED),--seed $(SEED)) $(if $(FUZZ_SKIP),--skip $(FUZZ_SKIP))
+
+chaos-zones: $(VENV)/.installed  ## fault scenarios across 3 zones in network namespaces (root; SEED=n SCENARIOS="worker-zombie …")
+	$(BIN)/python -m tests.zones.run $(if $(SEED),--seed $(SEED)) $(SCENARIOS)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched
