@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Protocol
 
@@ -24,6 +25,17 @@ from .records import StoreError
 
 #: What a failover looks like from here; anything else is a bug and counts.
 TRANSIENT = (TimeoutError, NatsError, StoreError)
+
+
+def log_failure(logger: logging.Logger, message: str, extra: dict[str, object]) -> None:
+    """Log the exception being handled: one line for a storage interruption (expected in a failover, and
+    retried), a traceback for anything else."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, TRANSIENT):
+        logger.warning(f"{message} (storage interrupted)", extra={**extra, "error": repr(exc)})
+    else:
+        logger.exception(message, extra=extra)
+
 
 log = logging.getLogger(__name__)
 

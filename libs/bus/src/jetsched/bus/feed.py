@@ -81,6 +81,9 @@ class KeyFeed:
         self._dseq = 1
         self._sseq = 0
         self._active = False
+        #: False from the moment the consumer is lost until it is recreated: while JetStream cannot serve
+        #: this feed, this process is cut off from the cluster's storage (a partition's minority side).
+        self.healthy = False
         self._recreating: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._unlisten: Callable[[], None] | None = None
@@ -134,6 +137,7 @@ class KeyFeed:
             raise
         self._consumer = info.name
         self._active = True
+        self.healthy = True
         if info.num_pending == 0 and self._dseq == 1:
             self.caught_up.set()
 
@@ -150,6 +154,7 @@ class KeyFeed:
 
     def _restart(self) -> None:
         """Recreate the consumer from the last stream sequence seen (once at a time, retrying)."""
+        self.healthy = False
         if self._recreating is not None and not self._recreating.done():
             return
         if self._sub is not None:

@@ -54,7 +54,11 @@ class HeartbeatListener:
         clock: SystemClock,
         on_beat: Callable[[Session], None] | None = None,
         on_lost: Callable[[Session], None] | None = None,
+        cut_off: Callable[[], bool] | None = None,
     ) -> None:
+        """`cut_off`: whether this process cannot reach the cluster's storage right now (then it may be
+        on the minority side of a partition, hearing only the workers on its side: it judges nobody)."""
+        self.cut_off = cut_off
         self.nc = nc
         self.registry = registry
         self.clock = clock
@@ -68,7 +72,7 @@ class HeartbeatListener:
             while True:
                 await asyncio.sleep(EXPIRE_INTERVAL_S)
                 now = self.clock.now_ms()
-                if outage.since_last_check():
+                if outage.since_last_check() or (self.cut_off is not None and self.cut_off()):
                     # We could not hear anyone: a missed heartbeat is our outage, not the worker's death.
                     self.registry.extend_all(now)
                     continue

@@ -22,6 +22,7 @@ import orjson
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
+from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener
@@ -222,7 +223,7 @@ class _Dispatch:
                 return
             except Exception:
                 service.board.settle(claim, None)
-                log.exception("claim failed", extra={"job": record.id})
+                log_failure(log, "claim failed", {"job": record.id})
                 return
             service.board.settle(claim, revision)
             crashpoint("dispatcher.claim.after_cas")

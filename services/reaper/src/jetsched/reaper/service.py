@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from jetsched.bus import tracing
+from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
@@ -94,7 +95,7 @@ class ReaperService(Service):
         await feed.start()
 
         return [
-            HeartbeatListener(nc, self.registry, self.clock),
+            HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
             _Sweeper(self, feed, Outage(nc)),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
         ]
@@ -198,7 +199,9 @@ class ReaperService(Service):
     async def rescue(self, entry: Running, verdict: Verdict) -> None:
         assert self.records is not None
         record = entry.record
-        if verdict is Verdict.ORPHAN and await self.report_pending(record):
+        if await self.report_pending(record):
+            # Its report is stored and on its way here (perhaps held up by a failover): the job is done
+            # or failed by its worker, whatever the heartbeats suggest. Rescuing would run it again.
             return
         now = self.clock.now_ms()
         lease = record.lease
@@ -271,8 +274,10 @@ class _Sweeper:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
-            if self.outage.since_last_check():
-                # Cut off from NATS ourselves: judge nobody until a full deadline has passed again.
+            if self.outage.since_last_check() or not self.feed.healthy:
+                # Cut off from NATS, or from the cluster's storage (our feed cannot be served: we may be
+                # on a partition's minority side, hearing only some workers): judge nobody until a full
+                # deadline has passed again.
                 service.registry.extend_all(now)
                 started = now
                 continue
@@ -283,7 +288,7 @@ class _Sweeper:
                 try:
                     await service.stop_stale(session_id, job_id, attempt)
                 except Exception:
-                    log.exception("could not stop a stale attempt", extra={"job": job_id})
+                    log_failure(log, "could not stop a stale attempt", {"job": job_id})
             for entry, verdict in found:
                 try:
                     await service.rescue(entry, verdict)
@@ -293,4 +298,4 @@ class _Sweeper:
                         subjects.JOBS_BUCKET, entry.record.id, entry.revision, str(exc)
                     )
                 except Exception:
-                    log.exception("rescue failed", extra={"job": entry.record.id})
+                    log_failure(log, "rescue failed", {"job": entry.record.id})

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, transition
 from jetsched.core import schedules, states, subjects
@@ -76,7 +77,7 @@ class ScheduleFirer:
         except Poisoned:
             return  # set aside by the schedules feed; a rewrite of the schedule arms it again
         except Exception:
-            log.exception("firing a schedule failed; retrying in a second", extra={"schedule": schedule_id})
+            log_failure(log, "firing a schedule failed; retrying in a second", {"schedule": schedule_id})
             self.timers.want(PREFIX + schedule_id, schedule_id, self.clock.now_ms() + 1000)
 
     async def fire(self, schedule_id: str) -> None:

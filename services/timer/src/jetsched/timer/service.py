@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
+from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
@@ -162,7 +163,7 @@ class TimerService(Service):
             self.quarantined.report(exc.bucket, exc.key, exc.revision, exc.reason)
             return  # nothing to act on until the record is rewritten (its new entry arms it again)
         except Exception:
-            log.exception("could not read a due job; re-arming", extra={"job": job_id})
+            log_failure(log, "could not read a due job; re-arming", {"job": job_id})
             self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
             return
         due = None if record is None else timer_due(record)
@@ -193,7 +194,7 @@ class TimerService(Service):
                 self.quarantined.report(subjects.JOBS_BUCKET, record.id, revision, str(exc))
                 return
             except Exception:
-                log.exception("could not make a due job ready; re-arming", extra={"job": record.id})
+                log_failure(log, "could not make a due job ready; re-arming", {"job": record.id})
                 self.timers.want(record.id, record.id, self.clock.now_ms() + 1000)
                 return
         if done is None:
