@@ -7,6 +7,7 @@ compose-spec JSON schema that check-jsonschema vendors. The Kubernetes manifests
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.resources
 import json
@@ -84,6 +85,7 @@ class TestNatsConfigs:
         check_nats_config(config.read_text(), tmp_path)
 
 
+@functools.cache
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     return loaded

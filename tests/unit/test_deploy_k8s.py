@@ -1,0 +1,182 @@
+"""The Kubernetes files: valid objects, the hardening every pod needs, and the pieces agreeing with each other.
+
+Each object is validated against the Kubernetes OpenAPI schema (strict: unknown fields fail) that
+kubernetes-validate ships in its wheel, so no cluster or network is needed; `kubectl kustomize` builds the
+kustomization. What no schema says is checked by hand: probes, securityContext, resources, topology
+spread, a PodDisruptionBudget per workload, the worker's grace period against its drain timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from jetsched.cli.durations import parse_duration
+from jetsched.core.permissions import WORKER_NAME_RE
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+NOT_MANIFESTS = {"kustomization.yaml"}
+OPT_IN = {"worker-autoscaling.yaml"}
+SERVICES = ("intake", "timer", "dispatcher", "reaper")
+KUBERNETES = "1.37.0"
+
+Obj = dict[str, Any]
+
+
+@functools.cache
+def manifests() -> list[tuple[str, Obj]]:
+    """Every object of every manifest, parsed once (the tests only read them)."""
+    return [
+        (path.name, obj)
+        for path in sorted(K8S.glob("*.yaml"))
+        if path.name not in NOT_MANIFESTS
+        for obj in yaml.safe_load_all(path.read_text())
+    ]
+
+
+def objects(kind: str) -> dict[str, Obj]:
+    return {obj["metadata"]["name"]: obj for _, obj in manifests() if obj["kind"] == kind}
+
+
+def workloads() -> dict[str, Obj]:
+    return {**objects("Deployment"), **objects("StatefulSet")}
+
+
+def env(container: Obj) -> dict[str, str]:
+    return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+@pytest.mark.parametrize(("file", "obj"), manifests(), ids=lambda x: x if isinstance(x, str) else x["kind"])
+def test_matches_the_kubernetes_schema(file: str, obj: Obj) -> None:
+    """Every object is valid for Kubernetes 1.37, unknown fields included."""
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        pytest.fail(f"{file}: {'.'.join(map(str, error.path))}: {error.message}")
+
+
+def test_kustomization_applies_every_manifest_but_the_opt_in_ones() -> None:
+    """kustomization.yaml lists every manifest except the autoscaling example, and kubectl builds it."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {p.name for p in K8S.glob("*.yaml")} - NOT_MANIFESTS - OPT_IN
+    assert set(kustomization["resources"]) == files
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) is part of this machine's image"
+    built = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=20, check=True
+    )
+    kinds = [obj["kind"] for obj in yaml.safe_load_all(built.stdout)]
+    assert len(kinds) == sum(1 for file, _ in manifests() if file in files)
+    assert all(
+        obj["metadata"].get("namespace") == kustomization["namespace"]
+        for obj in yaml.safe_load_all(built.stdout)
+        if obj["kind"] != "Namespace"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(workloads()))
+class TestEveryWorkload:
+    def test_is_hardened(self, name: str) -> None:
+        """Non-root with the default seccomp profile; no privilege escalation, no capabilities, a read-only root."""
+        pod = workloads()[name]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 0, "a numeric user lets the kubelet check runAsNonRoot"
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }
+
+    def test_requests_resources_and_limits_memory(self, name: str) -> None:
+        """Every container requests CPU and memory and has a memory limit."""
+        for container in workloads()[name]["spec"]["template"]["spec"]["containers"]:
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert "memory" in container["resources"]["limits"]
+
+    def test_spreads_across_zones(self, name: str) -> None:
+        """Replicas spread over zones, counted by the workload's own pods."""
+        spec = workloads()[name]["spec"]
+        constraints = {c["topologyKey"]: c for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+        zone = constraints["topology.kubernetes.io/zone"]
+        assert zone["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+        assert zone["maxSkew"] == 1
+
+    def test_has_a_disruption_budget(self, name: str) -> None:
+        """A PodDisruptionBudget selects exactly the workload's pods."""
+        budget = objects("PodDisruptionBudget")[name]
+        assert budget["spec"]["selector"] == workloads()[name]["spec"]["selector"]
+        assert budget["spec"]["maxUnavailable"] == 1
+
+    def test_reads_the_shared_settings(self, name: str) -> None:
+        """Common settings come from the jetsched-config ConfigMap, which exists."""
+        for container in workloads()[name]["spec"]["template"]["spec"]["containers"]:
+            assert {"configMapRef": {"name": "jetsched-config"}} in container["envFrom"]
+        assert "jetsched-config" in objects("ConfigMap")
+
+    def test_selector_matches_its_pods(self, name: str) -> None:
+        """The selector's labels are on the pod template."""
+        spec = workloads()[name]["spec"]
+        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+class TestServices:
+    def test_takes_its_identity_from_its_secret(self, service: str) -> None:
+        """Each service reads its own seed from its own Secret."""
+        pod = workloads()[f"jetsched-{service}"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        creds = Path(env(container)["JETSCHED_NATS_CREDS"])
+        assert creds.name == f"{service}.nk"
+        assert volumes[mounts[str(creds.parent)]]["secret"]["secretName"] == f"jetsched-{service}-creds"
+
+    def test_probes_the_port_it_serves_them_on(self, service: str) -> None:
+        """Liveness and readiness call /healthz and /readyz on JETSCHED_HTTP_PORT."""
+        (container,) = workloads()[f"jetsched-{service}"]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["health"] == int(env(container)["JETSCHED_HTTP_PORT"])
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+
+
+class TestWorker:
+    @staticmethod
+    def statefulset() -> Obj:
+        return objects("StatefulSet")["jetsched-worker"]
+
+    @staticmethod
+    def container() -> Obj:
+        containers: list[Obj] = TestWorker.statefulset()["spec"]["template"]["spec"]["containers"]
+        (container,) = containers
+        return container
+
+    def flag(self, name: str) -> str:
+        args: list[str] = self.container()["args"]
+        (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+        return value
+
+    def test_outlives_its_drain_timeout(self) -> None:
+        """The grace period is longer than --drain-timeout, so a drain is never cut short by SIGKILL."""
+        grace = self.statefulset()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > parse_duration(self.flag("drain-timeout"))
+
+    def test_each_pod_is_its_own_identity(self) -> None:
+        """A pod's session is its own (stable, unique) name, and it reads the seed of that name."""
+        container = self.container()
+        (pod_name,) = [e for e in container["env"] if e["name"] == "POD_NAME"]
+        assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert self.flag("session") == "$(POD_NAME)"
+        assert env(container)["JETSCHED_NATS_CREDS"] == "/etc/jetsched/creds/worker-$(POD_NAME).nk"
+        assert WORKER_NAME_RE.match(f"{self.statefulset()['metadata']['name']}-0")
