@@ -3,12 +3,20 @@
 Each object is validated against the Kubernetes OpenAPI schema (strict: unknown fields fail) that
 kubernetes-validate ships in its wheel, so no cluster or network is needed; `kubectl kustomize` builds the
 kustomization. What no schema says is checked by hand: probes, securityContext, resources, topology
-spread, a PodDisruptionBudget per workload, the worker's grace period against its drain timeout.
+spread, a PodDisruptionBudget per workload, the worker's grace period against its drain timeout, and
+that the NATS chart values render a configuration nats-server accepts.
+
+XX: `helm template` cannot run here (no helm binary from the package registries), so the NATS
+configuration below is rendered by `chart_config()`, a stand-in for the chart's `files/config/*.yaml`
+(chart 2.14.2) limited to the values nats-values.yaml sets.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,10 +28,11 @@ import yaml
 
 from jetsched.cli.durations import parse_duration
 from jetsched.core.permissions import WORKER_NAME_RE
+from tests.unit.test_deploy import check_nats_config, nats_minor
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-NOT_MANIFESTS = {"kustomization.yaml"}
+NOT_MANIFESTS = {"kustomization.yaml", "nats-values.yaml"}
 OPT_IN = {"worker-autoscaling.yaml"}
 SERVICES = ("intake", "timer", "dispatcher", "reaper")
 KUBERNETES = "1.37.0"
@@ -52,6 +61,12 @@ def workloads() -> dict[str, Obj]:
 
 def env(container: Obj) -> dict[str, str]:
     return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+@functools.cache
+def values() -> Obj:
+    loaded: Obj = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    return loaded
 
 
 @pytest.mark.parametrize(("file", "obj"), manifests(), ids=lambda x: x if isinstance(x, str) else x["kind"])
@@ -180,3 +195,75 @@ class TestWorker:
         assert self.flag("session") == "$(POD_NAME)"
         assert env(container)["JETSCHED_NATS_CREDS"] == "/etc/jetsched/creds/worker-$(POD_NAME).nk"
         assert WORKER_NAME_RE.match(f"{self.statefulset()['metadata']['name']}-0")
+
+
+def chart_config(config: Obj) -> str:
+    """nats.conf as chart 2.14.2 renders it from these `config` values (files/config/config.yaml)."""
+    jetstream, cluster = config["jetstream"], config["cluster"]
+    assert not config["monitor"]["enabled"]
+    assert not jetstream["memoryStore"]["enabled"]
+    rendered: Obj = {
+        "server_name": "<< $SERVER_NAME >>",
+        "lame_duck_grace_period": "<< 10s >>",
+        "lame_duck_duration": "<< 30s >>",
+        "pid_file": "/var/run/nats/nats.pid",
+        "port": 4222,
+        "cluster": {
+            "name": "nats",
+            "port": 6222,
+            "no_advertise": True,
+            "routes": [f"nats://nats-{i}.nats-headless:6222" for i in range(cluster["replicas"])],
+        },
+        "jetstream": {
+            "max_memory_store": 0,
+            "store_dir": jetstream["fileStore"]["dir"],
+            "max_file_store": f"<< {jetstream['fileStore']['pvc']['size']} >>",
+            **jetstream["merge"],
+        },
+        **config["merge"],
+    }
+    text = json.dumps(rendered, indent=4, sort_keys=True)
+    text = re.sub(r'".*\$include": "(.*)",?', r"include \1;", text)
+    return re.sub(r'"<<\s+(.*?)\s+>>"', r"\1", text)
+
+
+class TestNatsChartValues:
+    def test_renders_a_configuration_nats_server_accepts(self, tmp_path: Path) -> None:
+        """The configuration the values make, with jetsched's auth.conf, passes `nats-server -t`."""
+        check_nats_config(chart_config(values()["config"]), tmp_path, {**os.environ, "SERVER_NAME": "nats-0"})
+
+    def test_is_a_durable_authenticated_cluster(self) -> None:
+        """Three JetStream nodes on disk, fsync on every write, jetsched's users included."""
+        config = values()["config"]
+        assert config["cluster"] == {"enabled": True, "replicas": 3}
+        assert config["jetstream"]["enabled"]
+        assert config["jetstream"]["fileStore"]["pvc"]["enabled"]
+        assert config["jetstream"]["merge"]["sync_interval"] == "always"
+        assert [v for k, v in config["merge"].items() if k.endswith("$include")] == ["auth.conf"]
+        jetsched = objects("ConfigMap")["jetsched-config"]["data"]
+        assert jetsched["JETSCHED_REPLICAS"] == str(config["cluster"]["replicas"])
+        assert jetsched["JETSCHED_NATS_URL"] == "nats://nats.nats.svc:4222"
+
+    def test_keeps_monitoring_in_the_pod(self) -> None:
+        """Monitoring listens on loopback only, no Service exposes it, and the probes call it from inside."""
+        chart = values()
+        assert chart["config"]["monitor"]["enabled"] is False
+        assert chart["config"]["merge"]["http"].startswith("127.0.0.1:")
+        assert chart["service"]["ports"]["monitor"] == {"enabled": False}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            command = chart["container"]["merge"][probe]["exec"]["command"]
+            assert command[-1].startswith(f"http://{chart['config']['merge']['http']}/healthz")
+
+    def test_runs_the_tested_release_hardened(self) -> None:
+        """The image is the nats-server release the tests run; pods are non-root and spread over zones."""
+        chart = values()
+        assert chart["container"]["image"]["tag"].startswith(f"{nats_minor()}.")
+        pod = chart["podTemplate"]["merge"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in (chart["container"], chart["reloader"]):
+            assert container["merge"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert container["merge"]["securityContext"]["readOnlyRootFilesystem"] is True
+        assert "topology.kubernetes.io/zone" in chart["podTemplate"]["topologySpreadConstraints"]
+        assert "memory" in chart["container"]["resources"]["limits"]
+        assert chart["podDisruptionBudget"]["enabled"] is True
