@@ -196,6 +196,22 @@ class TestWorker:
         assert env(container)["JETSCHED_NATS_CREDS"] == "/etc/jetsched/creds/worker-$(POD_NAME).nk"
         assert WORKER_NAME_RE.match(f"{self.statefulset()['metadata']['name']}-0")
 
+    def test_autoscaling_stays_within_the_documented_seeds(self) -> None:
+        """The HPA scales the StatefulSet no further than the seeds docs/operations.md tells you to create."""
+        (hpa,) = objects("HorizontalPodAutoscaler").values()
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "name": "jetsched-worker",
+        }
+        documented = re.search(
+            r"security init creds --workers (\S+)", (ROOT / "docs" / "operations.md").read_text()
+        )
+        assert documented
+        seeds = documented.group(1).split(",")
+        assert seeds == [f"jetsched-worker-{i}" for i in range(len(seeds))]
+        assert self.statefulset()["spec"]["replicas"] <= hpa["spec"]["maxReplicas"] <= len(seeds)
+
 
 def chart_config(config: Obj) -> str:
     """nats.conf as chart 2.14.2 renders it from these `config` values (files/config/config.yaml)."""
