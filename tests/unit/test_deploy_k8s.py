@@ -106,7 +106,11 @@ class TestEveryWorkload:
         assert pod["securityContext"]["runAsUser"] > 0, "a numeric user lets the kubelet check runAsNonRoot"
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
+        mounts = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
         for container in pod["containers"]:
+            assert container["workingDir"] in {
+                m["mountPath"] for m in container["volumeMounts"] if m["name"] in mounts
+            }, "start in a writable directory that exists"
             assert container["securityContext"] == {
                 "allowPrivilegeEscalation": False,
                 "readOnlyRootFilesystem": True,
