@@ -1,8 +1,8 @@
 """The Kubernetes files: valid objects, the hardening every pod needs, and the pieces agreeing with each other.
 
-Each object is validated against the Kubernetes OpenAPI schema (strict: unknown fields fail) that
-kubernetes-validate ships in its wheel, so no cluster or network is needed; `kubectl kustomize` builds the
-kustomization. What no schema says is checked by hand: probes, securityContext, resources, topology
+Each object is validated against the Kubernetes OpenAPI schemas of 1.32 and 1.37 (strict: unknown
+fields fail) that kubernetes-validate ships in its wheel, so no cluster or network is needed; `kubectl
+kustomize` builds the kustomization. What no schema says is checked by hand: probes, securityContext, resources, topology
 spread, a PodDisruptionBudget per workload, the worker's grace period against its drain timeout, and
 that the NATS chart values render a configuration nats-server accepts.
 
@@ -35,7 +35,8 @@ K8S = ROOT / "deploy" / "k8s"
 NOT_MANIFESTS = {"kustomization.yaml", "nats-values.yaml"}
 OPT_IN = {"worker-autoscaling.yaml"}
 SERVICES = ("intake", "timer", "dispatcher", "reaper")
-KUBERNETES = "1.37.0"
+# An older release that managed clusters still run, and the newest kubernetes-validate knows.
+KUBERNETES = ("1.32.0", "1.37.0")
 
 Obj = dict[str, Any]
 
@@ -69,11 +70,12 @@ def values() -> Obj:
     return loaded
 
 
+@pytest.mark.parametrize("version", KUBERNETES)
 @pytest.mark.parametrize(("file", "obj"), manifests(), ids=lambda x: x if isinstance(x, str) else x["kind"])
-def test_matches_the_kubernetes_schema(file: str, obj: Obj) -> None:
-    """Every object is valid for Kubernetes 1.37, unknown fields included."""
+def test_matches_the_kubernetes_schema(file: str, obj: Obj, version: str) -> None:
+    """Every object is valid for these Kubernetes releases, unknown fields included."""
     try:
-        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+        kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.ValidationError as error:
         pytest.fail(f"{file}: {'.'.join(map(str, error.path))}: {error.message}")
 
