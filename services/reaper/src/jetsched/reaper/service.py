@@ -35,7 +35,7 @@ from jetsched.bus.records import Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.core import states, subjects
-from jetsched.core.errors import NotFound, Poisoned
+from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import (
     Control,
     JobRecord,
@@ -125,8 +125,9 @@ class ReaperService(Service):
                     subjects.JOBS_BUCKET, outcome.id, 0, f"the outcome cannot be applied: {exc}"
                 )
             await msg.term()
-        except (StoreError, TimeoutError, NatsError) as exc:
-            # Storage is passing through a failover: the report stays in the stream and comes back.
+        except (StoreError, TimeoutError, NatsError, Conflict) as exc:
+            # Storage is passing through a failover (CAS writes can fail spuriously then, nats-server
+            # #7281): the report stays in the stream and comes back.
             log.warning(
                 "outcome not applied yet; redelivering", extra={"job": outcome.id, "error": repr(exc)}
             )
