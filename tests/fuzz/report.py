@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -49,7 +50,7 @@ class Report:
     def lines(self) -> list[str]:
         total = sum(self.sent.values())
         rate = total / self.seconds if self.seconds else 0.0
-        lost = Counter(why.split(":")[0][:60] for why in self.verdict.lost.values())
+        lost = Counter(re.sub(r"\d+", "N", why.split(":")[0])[:60] for why in self.verdict.lost.values())
         return [
             f"seed                 {self.seed}",
             f"messages sent        {total} in {self.seconds:.1f}s ({rate:.0f}/s; sending {self.send_s:.1f}s, "
