@@ -41,7 +41,7 @@ CLIENT_REFUSED = (nats_errors.MaxPayloadError, nats_errors.BadSubjectError, Valu
 
 
 class Fuzz:
-    def __init__(self, work_dir: Path, seed: int, request_timeout: float = 1.5, in_flight: int = 256) -> None:
+    def __init__(self, work_dir: Path, seed: int, request_timeout: float = 5.0, in_flight: int = 256) -> None:
         self.work_dir = work_dir
         self.report = Report(seed)
         self.timeout = request_timeout

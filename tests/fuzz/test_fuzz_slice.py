@@ -1,6 +1,7 @@
 """A short slice of the fuzz suite (`make fuzz` runs 100,000 messages): hostile input against the real stack.
 
-Not in `testpaths` until the services hold up (issue #8); run it with `pytest tests/fuzz`.
+Part of `make test`: a run that fails here is a service that a plain NATS client can crash, silence or
+make lose a job.
 """
 
 from __future__ import annotations

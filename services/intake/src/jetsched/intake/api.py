@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 
 MAX_API_BYTES = 64 * 1024
 CAS_TRIES = 10
-#: A list page's records stop at this many bytes of JSON (the server's message limit is 1 MiB by default).
+#: A list page's records stop at this many bytes of JSON (the server's message limit is 1 MiB by default),
+#: and at this many records whatever `limit` asks (each is read from storage: a page of 1,000 cost intake
+#: a second of CPU, and a stream of them slowed every other request).
 MAX_REPLY_BYTES = 512 * 1024
+MAX_PAGE_RECORDS = 250
 #: Records read at once for a page, and pages assembled at once.
 READ_CHUNK = 32
 PAGES_AT_ONCE = 4
@@ -301,7 +304,8 @@ class ControlApi:
         return await self._page(request.model_copy(update={"state": JobState.DEAD}))
 
     async def _page(self, request: ListRequest) -> Reply:
-        ids, cursor = self.index.page(request.state, request.capability, request.limit, request.after)
+        limit = min(request.limit, MAX_PAGE_RECORDS)
+        ids, cursor = self.index.page(request.state, request.capability, limit, request.after)
         jobs: list[dict[str, Any]] = []
         size = 0
         async with self._pages:
