@@ -67,3 +67,32 @@ async def test_a_service_process_serves_probes_on_its_port(fleet: Fleet) -> None
             return False
 
     await eventually(ready, timeout=20, what="the reaper ready")
+
+
+async def test_a_worker_is_ready_while_it_takes_work(nats_server: NatsServer) -> None:
+    """A worker's /readyz says ready once it takes work and unready while it drains; /healthz stays up."""
+    from jetsched.sdk import Job, Tasks, Worker
+
+    tasks = Tasks()
+
+    @tasks.task("health.echo")
+    async def echo(job: Job) -> None:
+        return None
+
+    worker = Worker(tasks, nats_url=nats_server.url, http_port=0, drain_timeout=1)
+    running = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: worker.http_port, what="the worker's health port")
+        assert worker.http_port is not None
+        port = worker.http_port
+
+        async def ready() -> bool:
+            return (await probe(port, "/readyz"))[0] == 200
+
+        await eventually(ready, what="the worker ready")
+        worker.draining = True  # what drain sets first, before finishing its jobs
+        assert await probe(port, "/readyz") == (503, {"ok": False, "reason": "draining"})
+        assert (await probe(port, "/healthz"))[0] == 200
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 20)

@@ -16,7 +16,7 @@ import uvloop
 
 from jetsched.bus import logs
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
-from jetsched.bus.config import BusConfig
+from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
     worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
     worker.add_argument("--heartbeat-ms", type=int, default=500)
+    worker.add_argument(
+        "--http-port",
+        type=int,
+        default=env_int("JETSCHED_HTTP_PORT", 0) or None,
+        help="serve /healthz and /readyz on this port (default: off) [JETSCHED_HTTP_PORT]",
+    )
     worker.add_argument("--drain-timeout", type=parse_duration, default=30.0, help="on SIGTERM (default 30s)")
     worker.add_argument(
         "--session",
@@ -151,6 +157,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         drain_timeout=args.drain_timeout,
         session=args.session,
         auth=NatsAuth.from_args(args),
+        http_port=args.http_port,
     )
     await worker.run(install_signal_handlers=True)
 

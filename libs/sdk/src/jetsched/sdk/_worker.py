@@ -36,6 +36,7 @@ from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect, unless_lost
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.direct import parse_headers
+from jetsched.bus.health import HealthServer
 from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
@@ -71,6 +72,8 @@ class Worker:
         session: the session id: a worker identity's name under `jetsched security` (its permissions
             allow only that session's subjects); default a fresh id per start.
         auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
+        http_port: serve `/healthz` and `/readyz` (ready while connected and taking work) on this port,
+            for probes; 0 picks a free one (`http_port` then names it); None (default): not served.
 
     Raises:
         SessionConflict: from `run()`, when another process heartbeats under the same session.
@@ -88,6 +91,7 @@ class Worker:
         name: str | None = None,
         session: str | None = None,
         auth: NatsAuth | None = None,
+        http_port: int | None = None,
     ) -> None:
         self.tasks = tasks or default_tasks
         if not self.tasks.handlers:
@@ -107,6 +111,9 @@ class Worker:
         #: Set once the worker takes work (after hearing out a named session).
         self.started = asyncio.Event()
         self.auth = auth
+        self._http_port = http_port
+        #: The port /healthz and /readyz listen on, once they do (`http_port`; 0 picks a free one).
+        self.http_port: int | None = None
         self.clock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
@@ -135,6 +142,10 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        health = None
+        if self._http_port is not None:
+            health = HealthServer(self._http_port, {"/healthz": self._live, "/readyz": self._ready})
+            self.http_port = await health.start()
         try:
             nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth, until=self._stop)
             if nc is None:
@@ -151,8 +162,23 @@ class Worker:
             log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
+            if health is not None:
+                await health.stop()
         if self._conflict is not None:
             raise SessionConflict(self._conflict)
+
+    def _live(self) -> tuple[bool, str]:
+        if self._nc is not None and self._nc.is_lost:
+            return False, "the NATS connection is closed for good"
+        return True, "serving" if self._nc is not None else "connecting"
+
+    def _ready(self) -> tuple[bool, str]:
+        """Ready while it takes work: connected, started, not draining."""
+        if self._nc is None or not self._nc.is_connected:
+            return False, "not connected to NATS"
+        if self.draining:
+            return False, "draining"
+        return (True, "ready") if self.started.is_set() else (False, "starting")
 
     async def _serve(self, nc: Connection) -> None:
         # Listening to its own session first: a second process with this identity shows itself. A named
