@@ -26,6 +26,10 @@ from jetsched.dispatcher.service import DispatcherService
 from jetsched.sdk import Client, JetschedApiError, Job, Tasks
 
 JOB_ID = "01KBZ3R6X9T2M0Q7D5W8C4N1HE"
+#: A well-formed report for JOB_ID from someone who does not hold its lease.
+FORGED_REPORT = orjson.dumps(
+    {"id": JOB_ID, "attempt": 1, "token": "t", "session": "s", "status": "succeeded", "finished_at_ms": 0}
+)
 
 
 def echo_tasks() -> Tasks:
@@ -274,15 +278,7 @@ async def test_a_report_on_another_jobs_subject_is_set_aside(
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     try:
-        report = {
-            "id": JOB_ID,
-            "attempt": 1,
-            "token": "t",
-            "session": "s",
-            "status": "succeeded",
-            "finished_at_ms": 0,
-        }
-        await js.publish(subjects.outcome("echo", new_ulid(0)), orjson.dumps(report))
+        await js.publish(subjects.outcome("echo", new_ulid(0)), FORGED_REPORT)
         await asyncio.sleep(0)
     finally:
         await nc.close()
@@ -334,15 +330,7 @@ async def test_a_report_for_an_unknown_job_is_retried_before_it_is_dropped(
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     try:
-        report = {
-            "id": JOB_ID,
-            "attempt": 1,
-            "token": "t",
-            "session": "s",
-            "status": "succeeded",
-            "finished_at_ms": 0,
-        }
-        await js.publish(subjects.outcome("echo", JOB_ID), orjson.dumps(report))
+        await js.publish(subjects.outcome("echo", JOB_ID), FORGED_REPORT)
 
         async def deliveries() -> int:
             info = await js.consumer_info(subjects.OUTCOMES_STREAM, subjects.OUTCOMES_CONSUMER)

@@ -14,15 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from .direct import Connection
 
 log = logging.getLogger(__name__)
 
 #: (ok, reason) for each path served.
 Check = Callable[[], tuple[bool, str]]
 _READ_TIMEOUT_S = 2.0
+
+
+def liveness(nc: Connection | None) -> tuple[bool, str]:
+    """`/healthz` of a process holding `nc` (None while it connects)."""
+    if nc is not None and nc.is_lost:
+        return False, "the NATS connection is closed for good"
+    return True, "serving" if nc is not None else "connecting"
+
+
+@contextlib.asynccontextmanager
+async def endpoints(port: int | None, checks: dict[str, Check]) -> AsyncIterator[int | None]:
+    """Serve `checks` on `port` for the block (0: a free port); yields the port, or None when not asked."""
+    if port is None:
+        yield None
+        return
+    server = HealthServer(port, checks)
+    try:
+        yield await server.start()
+    finally:
+        await server.stop()
 
 
 class HealthServer:

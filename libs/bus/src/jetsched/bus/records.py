@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from nats.errors import MaxPayloadError
@@ -32,6 +32,10 @@ from .direct import parse_headers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from pydantic import BaseModel
+
+    M = TypeVar("M", bound=BaseModel)
 
     from .direct import Connection
 
@@ -160,10 +164,7 @@ class Records:
     async def get(self, job_id: str) -> tuple[JobRecord, int]:
         """The record and its revision; `NotFound`, or `Poisoned` if what is stored cannot be decoded."""
         data, revision = await self.store.get(job_id)
-        try:
-            return decode(data), revision
-        except ValueError as exc:
-            raise Poisoned(self.store.bucket, job_id, revision, f"{type(exc).__name__}: {exc}") from None
+        return decoded(JobRecord, data, self.store.bucket, job_id, revision), revision
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used."""
@@ -187,6 +188,14 @@ def encode(record: JobRecord) -> bytes:
 
 def decode(data: bytes) -> JobRecord:
     return JobRecord.model_validate_json(data)
+
+
+def decoded(model: type[M], data: bytes, bucket: str, key: str, revision: int) -> M:
+    """A stored value read as `model`; `Poisoned`, naming where it is stored, if it cannot be."""
+    try:
+        return model.model_validate_json(data)
+    except ValueError as exc:
+        raise Poisoned(bucket, key, revision, f"{type(exc).__name__}: {exc}") from None
 
 
 async def transition(

@@ -21,11 +21,10 @@ import uvloop
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
 
-from . import logs, topology, tracing
+from . import health, logs, topology, tracing
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
-from .health import HealthServer
 from .quarantine import Quarantine
 
 if TYPE_CHECKING:
@@ -85,11 +84,8 @@ class Service(ABC):
 
     async def run(self) -> None:
         """Connect and serve until `stop()`. Raises `ConnectionLost` if NATS closes the connection for good."""
-        health = None
-        if self.bus.http_port is not None:
-            health = HealthServer(self.bus.http_port, {"/healthz": self._live, "/readyz": self._ready})
-            self.http_port = await health.start()
-        try:
+        checks = {"/healthz": lambda: health.liveness(self._nc), "/readyz": self._ready}
+        async with health.endpoints(self.bus.http_port, checks) as self.http_port:
             nc = await connect(self.bus.nats_url, f"jetsched-{self.name}", self.bus.auth, until=self._stop)
             if nc is None:
                 log.info("stopped before connecting", extra={"service": self.name})
@@ -101,14 +97,6 @@ class Service(ABC):
                 with contextlib.suppress(Exception):
                     await nc.drain()
             log.info("stopped", extra={"service": self.name})
-        finally:
-            if health is not None:
-                await health.stop()
-
-    def _live(self) -> tuple[bool, str]:
-        if self._nc is not None and self._nc.is_lost:
-            return False, "the NATS connection is closed for good"
-        return True, "serving" if self._nc is not None else "connecting"
 
     def _ready(self) -> tuple[bool, str]:
         nc = self._nc

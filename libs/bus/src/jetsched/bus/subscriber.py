@@ -17,11 +17,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import orjson
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
 
-from jetsched.core.errors import ErrorCode
+from jetsched.core.errors import ApiError, ErrorCode
 
 from .direct import parse_headers
 
@@ -33,10 +32,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[["Request"], Awaitable[None]]
 #: Bytes of requests waiting for a handler slot; past it, requests are refused as `unavailable` at once.
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
-
-
-def error_reply(code: ErrorCode, message: str, field: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code.value, "message": message, "field": field}})
 
 
 class Request(Msg):
@@ -52,7 +47,9 @@ class Request(Msg):
             await self._client.publish(self.reply, data)
         except MaxPayloadError:
             message = f"the reply ({len(data)} bytes) is over the server's message limit; ask for less"
-            await self._client.publish(self.reply, error_reply(ErrorCode.REPLY_TOO_LARGE, message))
+            await self._client.publish(
+                self.reply, ApiError(code=ErrorCode.REPLY_TOO_LARGE, message=message).body()
+            )
 
 
 class Subscriber:
@@ -106,8 +103,8 @@ class Subscriber:
             self._backlog_bytes += len(data)
         else:
             # A flood beyond what we hold in memory: say so at once rather than grow without bound.
-            busy = error_reply(ErrorCode.UNAVAILABLE, "too many requests in flight; retry shortly")
-            self._start_reply(msg, busy)
+            busy = ApiError(code=ErrorCode.UNAVAILABLE, message="too many requests in flight; retry shortly")
+            self._start_reply(msg, busy.body())
 
     def _start(self, msg: Request) -> None:
         task = asyncio.create_task(self._handle(msg))
@@ -133,7 +130,9 @@ class Subscriber:
             log.exception("handler failed", extra={"subject": msg.subject})
             try:
                 await msg.respond(
-                    error_reply(ErrorCode.INTERNAL, f"the request failed: {type(exc).__name__}")
+                    ApiError(
+                        code=ErrorCode.INTERNAL, message=f"the request failed: {type(exc).__name__}"
+                    ).body()
                 )
             except Exception:
                 log.exception("could not answer a failed request", extra={"subject": msg.subject})

@@ -100,3 +100,7 @@ class ApiError(BaseModel):
     code: ErrorCode
     message: str
     field: str | None = None
+
+    def body(self) -> bytes:
+        """The reply that carries it: `{"error": {"code", "message", "field"}}`."""
+        return b'{"error":' + self.model_dump_json().encode() + b"}"

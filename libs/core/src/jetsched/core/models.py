@@ -97,12 +97,8 @@ Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Request(BaseModel):
-    """A request body from a client. Intake validates these strictly (`validate.parse`): unknown fields
-    and loose types (`"5"` or `true` for 5) are errors there; built in Python, they coerce as usual."""
+    """Every wire shape: unknown fields are errors. Intake reads client requests strictly as well
+    (`validate.parse`: `"5"` or `true` is not 5); built in Python, models coerce as usual."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -127,7 +123,7 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 
 
-class Backoff(Request):
+class Backoff(Model):
     """Retry delay policy: `min(max_ms, base_ms * factor**(n-1))`, spread by ±`jitter`."""
 
     base_ms: int = Field(1000, ge=0, le=86_400_000)
@@ -136,7 +132,7 @@ class Backoff(Request):
     jitter: float = Field(0.2, ge=0.0, le=1.0)
 
 
-class JobRequest(Request):
+class JobRequest(Model):
     """The body a client sends to `jetsched.submit.<capability>`."""
 
     payload: JSONValue = None
@@ -373,7 +369,7 @@ class Control(Model):
 MAX_BATCH_JOBS = 1000
 
 
-class BatchRequest(Request):
+class BatchRequest(Model):
     """`jetsched.batch.<capability>`: many submits in one message; each item is a submit body."""
 
     jobs: list[JSON] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
@@ -385,15 +381,15 @@ class SubmitReply(Model):
     duplicate: bool = False
 
 
-class EmptyRequest(Request):
+class EmptyRequest(Model):
     """The body of an API that takes no parameters: empty, or `{}`."""
 
 
-class GetRequest(Request):
+class GetRequest(Model):
     id: JobId
 
 
-class ListRequest(Request):
+class ListRequest(Model):
     state: JobState | None = None
     capability: CapabilityName | None = None
     limit: int = Field(100, ge=1, le=1000)
@@ -401,7 +397,7 @@ class ListRequest(Request):
     after: JobId | None = None
 
 
-class CapabilityRequest(Request):
+class CapabilityRequest(Model):
     capability: CapabilityName
 
 
@@ -412,7 +408,7 @@ MIN_RATE_PER_S = 0.001
 MAX_RATE_PER_S = 1_000_000.0
 
 
-class QueueSettings(Request):
+class QueueSettings(Model):
     """How one capability's queue is dispatched (the `queues` bucket; `jetsched.api.queues.configure`)."""
 
     paused: bool = False
@@ -435,11 +431,11 @@ class ConfigureRequest(QueueSettings):
     capability: CapabilityName
 
 
-class SessionRequest(Request):
+class SessionRequest(Model):
     session: SessionName
 
 
-class ReviveRequest(Request):
+class ReviveRequest(Model):
     id: JobId
     #: Further attempts granted; by default the job's own `max_attempts`.
     attempts: int | None = Field(None, ge=1, le=1000)

@@ -39,7 +39,6 @@ from jetsched.core.models import (
     JSONValue,
     Labels,
     Model,
-    Request,
     Rfc3339,
 )
 
@@ -91,7 +90,7 @@ class Overlap(StrEnum):
     CANCEL_PREVIOUS = "cancel_previous"
 
 
-class JobTemplate(Request):
+class JobTemplate(Model):
     """The job each fire creates."""
 
     capability: CapabilityName
@@ -103,7 +102,7 @@ class JobTemplate(Request):
     labels: Labels = Field(default_factory=dict)
 
 
-class ScheduleSpec(Request):
+class ScheduleSpec(Model):
     """What a user writes: `jetsched.api.schedules.create` / `.update`."""
 
     id: ScheduleId
@@ -357,11 +356,11 @@ def revise(record: ScheduleRecord, spec: ScheduleSpec, now_ms: int) -> ScheduleR
     return revised.model_copy(update={"next_fire_ms": None if spec.paused else next_fire(revised)})
 
 
-class ScheduleIdRequest(Request):
+class ScheduleIdRequest(Model):
     id: ScheduleId
 
 
-class PreviewRequest(Request):
+class PreviewRequest(Model):
     """Either a stored schedule's id or a spec not yet created; the next `count` fires after now."""
 
     id: ScheduleId | None = None

@@ -30,13 +30,12 @@ from nats.errors import Error as NatsError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from jetsched.bus import tracing
+from jetsched.bus import health, tracing
 from jetsched.bus.actors import cancel_all
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect, unless_lost
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.direct import parse_headers
-from jetsched.bus.health import HealthServer
 from jetsched.core import subjects
 from jetsched.core.clock import SystemClock
 from jetsched.core.ids import new_ulid
@@ -142,10 +141,14 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        health = None
-        if self._http_port is not None:
-            health = HealthServer(self._http_port, {"/healthz": self._live, "/readyz": self._ready})
-            self.http_port = await health.start()
+        checks = {"/healthz": lambda: health.liveness(self._nc), "/readyz": self._ready}
+        async with health.endpoints(self._http_port, checks) as self.http_port:
+            await self._connected()
+        if self._conflict is not None:
+            raise SessionConflict(self._conflict)
+
+    async def _connected(self) -> None:
+        """Connect, serve until stopped, then drain and close (the health endpoints, if any, stay up)."""
         try:
             nc = await connect(self.nats_url, f"jetsched-worker-{self.worker}", self.auth, until=self._stop)
             if nc is None:
@@ -162,15 +165,6 @@ class Worker:
             log.info("worker stopped", extra={"session": self.session, "executed": self.executed})
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
-            if health is not None:
-                await health.stop()
-        if self._conflict is not None:
-            raise SessionConflict(self._conflict)
-
-    def _live(self) -> tuple[bool, str]:
-        if self._nc is not None and self._nc.is_lost:
-            return False, "the NATS connection is closed for good"
-        return True, "serving" if self._nc is not None else "connecting"
 
     def _ready(self) -> tuple[bool, str]:
         """Ready while it takes work: connected, started, not draining."""

@@ -37,7 +37,7 @@ from jetsched.core.models import (
 )
 
 from .doctor_api import DoctorApi
-from .validate import error_body, parse
+from .validate import parse
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -145,16 +145,6 @@ class ControlApi:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage did not answer: {exc!r}")
         except StoreError as exc:
             return ApiError(code=ErrorCode.UNAVAILABLE, message=f"storage refused the change: {exc}")
-
-    def encode(self, reply: Reply) -> bytes:
-        """The reply's bytes; stored data no encoder takes (a legacy integer past 64 bits) is an error."""
-        if isinstance(reply, ApiError):
-            return error_body(reply)
-        try:
-            return orjson.dumps(reply)
-        except TypeError as exc:
-            message = f"the answer cannot be encoded: {exc}"
-            return error_body(ApiError(code=ErrorCode.QUARANTINED, message=message))
 
     def empty(self, data: bytes) -> ApiError | None:
         """The error for a body a parameterless API cannot take, if it cannot."""

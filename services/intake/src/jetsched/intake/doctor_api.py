@@ -15,7 +15,7 @@ import orjson
 from jetsched.bus.records import Store
 from jetsched.core import subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
-from jetsched.core.models import EmptyRequest, Request
+from jetsched.core.models import EmptyRequest, Model
 
 from .validate import parse
 
@@ -34,7 +34,7 @@ Bucket = Literal["jobs", "schedules", "queues", "timers", "outcomes"]
 _STREAMS = {"outcomes"}
 
 
-class PurgeRequest(Request):
+class PurgeRequest(Model):
     bucket: Bucket
     key: str
 

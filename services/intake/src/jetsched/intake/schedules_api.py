@@ -9,9 +9,9 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from jetsched.bus.records import encode
+from jetsched.bus.records import decoded, encode
 from jetsched.core import schedules
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
 from jetsched.core.models import EmptyRequest
 from jetsched.core.schedules import PreviewRequest, ScheduleIdRequest, ScheduleRecord, ScheduleSpec
 
@@ -20,7 +20,6 @@ from .validate import parse
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Store
     from jetsched.core.clock import SystemClock
 
@@ -31,11 +30,10 @@ Reply = dict[str, Any] | ApiError
 
 
 class SchedulesApi:
-    def __init__(self, store: Store, clock: SystemClock, quarantine: Quarantine, record_budget: int) -> None:
+    def __init__(self, store: Store, clock: SystemClock, record_budget: int) -> None:
         """`record_budget`: the largest job record a fire may create (see `Submitter`)."""
         self.store = store
         self.clock = clock
-        self.quarantine = quarantine
         self.record_budget = record_budget
         #: Every schedule, from the schedules bucket's feed (for `list`).
         self.known: dict[str, ScheduleRecord] = {}
@@ -153,10 +151,7 @@ class SchedulesApi:
             data, revision = await self.store.get(schedule_id)
         except NotFound:
             raise NotFound(f"schedule {schedule_id}") from None
-        try:
-            return ScheduleRecord.model_validate_json(data), revision
-        except ValueError as exc:
-            raise Poisoned(self.store.bucket, schedule_id, revision, f"{type(exc).__name__}: {exc}") from None
+        return decoded(ScheduleRecord, data, self.store.bucket, schedule_id, revision), revision
 
     async def _revise(self, schedule_id: str, change: Callable[[ScheduleSpec], ScheduleSpec]) -> Reply:
         for _ in range(CAS_TRIES):

@@ -22,7 +22,6 @@ from .config import IntakeConfig
 from .index import JobIndex
 from .schedules_api import SchedulesApi
 from .submit import Submitter
-from .validate import error_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,14 +62,14 @@ class IntakeService(Service):
         async def on_submit(msg: Request) -> None:
             reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
             if isinstance(reply, ApiError):
-                await msg.respond(error_body(reply))
+                await msg.respond(reply.body())
             else:
                 await msg.respond(reply.model_dump_json().encode())
 
         async def on_batch(msg: Request) -> None:
             replies = await submitter.submit_many(msg.subject[_BATCH_PREFIX:], msg.data, msg.headers)
             if isinstance(replies, ApiError):
-                await msg.respond(error_body(replies))
+                await msg.respond(replies.body())
                 return
             jobs = [
                 {"error": r.model_dump(mode="json")} if isinstance(r, ApiError) else r.model_dump(mode="json")
@@ -83,13 +82,14 @@ class IntakeService(Service):
             Subscriber(nc, subjects.BATCH_ALL, on_batch, queue=subjects.INTAKE_QUEUE),
         ]
         if self.config.serve_api:
-            actors += await self._api_actors(nc, js, records)
+            actors += await self._api_actors(nc, js, records, budget)
         return actors
 
-    async def _api_actors(self, nc: Connection, js: JetStreamContext, records: Records) -> list[Actor]:
+    async def _api_actors(
+        self, nc: Connection, js: JetStreamContext, records: Records, budget: int
+    ) -> list[Actor]:
         quarantine = self.quarantined
-        budget = bounds.record_budget(nc.max_payload)
-        schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock, quarantine, budget)
+        schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock, budget)
         queues = Store(nc, subjects.QUEUES_BUCKET)
         api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues, quarantine)
         feeds = [
@@ -114,7 +114,7 @@ class IntakeService(Service):
 
         async def on_api(msg: Request) -> None:
             reply = await api.handle(msg.subject[_API_PREFIX:], msg.data)
-            await msg.respond(api.encode(reply))
+            await msg.respond(reply.body() if isinstance(reply, ApiError) else orjson.dumps(reply))
 
         return [
             Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE, ready=views_complete),

@@ -63,7 +63,7 @@ class Submitter:
         self, capability: str, data: bytes, headers: dict[str, str] | None
     ) -> list[SubmitReply | ApiError] | ApiError:
         """A batch: each valid item stored as its own submit (concurrently); the replies in item order."""
-        items = parse_batch(capability, data, self.max_request_bytes, header_bytes(headers))
+        items = parse_batch(capability, data, self.max_request_bytes)
         if isinstance(items, ApiError):
             return items
         attributes: dict[str, str | int] = {
@@ -117,8 +117,8 @@ class Submitter:
         self, capability: str, request: JobRequest, trace: dict[str, str] | None
     ) -> SubmitReply | ApiError:
         now = self.clock.now_ms()
-        job_id = new_ulid(now)
-        size = len(encode(states.accept(request, job_id, capability, now, trace)))
+        record = states.accept(request, new_ulid(now), capability, now, trace)
+        size = len(encode(record))
         if size > self.record_budget:
             return ApiError(
                 code=ErrorCode.PAYLOAD_TOO_LARGE,
@@ -130,7 +130,7 @@ class Submitter:
         if request.key is not None:
             entry = key_id(capability, request.key)
             try:
-                key_revision = await self.keys.put_if(entry, job_id.encode(), 0)
+                key_revision = await self.keys.put_if(entry, record.id.encode(), 0)
                 crashpoint("intake.submit.after_key")
             except Conflict:
                 data, key_revision = await self.keys.get(entry)
@@ -141,19 +141,19 @@ class Submitter:
                 if duplicate is not None:
                     return duplicate
                 log.info("completing a half-done keyed submit", extra={"job": job_id})
-        record = states.accept(request, job_id, capability, now, trace)
+                record = record.model_copy(update={"id": job_id})
         try:
             await self.records.create(record)
             crashpoint("intake.submit.after_create")
         except Conflict:
             # A keyed submit racing its own retry (the other stored the job), or a key whose job has
             # expired (its id is fenced by the expiry marker): then the key starts a new job.
-            duplicate = await self._existing(job_id)
+            duplicate = await self._existing(record.id)
             if duplicate is not None:
                 return duplicate
             if entry is None:
                 raise
-            record = states.accept(request, new_ulid(now), capability, now, trace)
+            record = record.model_copy(update={"id": new_ulid(now)})
             await self.keys.put_if(entry, record.id.encode(), key_revision)
             await self.records.create(record)
         return SubmitReply(id=record.id, state=record.state)

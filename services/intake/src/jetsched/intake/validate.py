@@ -21,11 +21,6 @@ M = TypeVar("M", bound=BaseModel)
 _JSON_ERRORS = {"json_invalid", "json_type"}
 
 
-def error_body(error: ApiError) -> bytes:
-    """The reply to a refused request: `{"error": {"code", "message", "field"}}`."""
-    return orjson.dumps({"error": error.model_dump(mode="json")})
-
-
 def header_bytes(headers: dict[str, str] | None) -> int:
     """What a message's headers take on the wire (near enough: name, value and separators)."""
     return sum(len(k) + len(v) + 4 for k, v in headers.items()) if headers else 0
@@ -79,15 +74,14 @@ def parse_submit(capability: str, data: bytes, max_bytes: int, headers: int = 0)
     return capability_error(capability) or parse(JobRequest, data, max_bytes, headers)
 
 
-def parse_batch(
-    capability: str, data: bytes, max_job_bytes: int, headers: int = 0
-) -> list[JobRequest | ApiError] | ApiError:
+def parse_batch(capability: str, data: bytes, max_job_bytes: int) -> list[JobRequest | ApiError] | ApiError:
     """Validate a batch: one error for the whole message, or each item validated as a submit of its own.
 
     An item is checked exactly as a single submit body would be (its own size limit included), and its
     error names the item: `jobs.3.priority`.
     """
-    request = capability_error(capability) or parse(BatchRequest, data, len(data) + headers)
+    # The message as a whole is bounded by NATS's max_payload; each item by the submit limit below.
+    request = capability_error(capability) or parse(BatchRequest, data, len(data))
     if isinstance(request, ApiError):
         return request
     items: list[JobRequest | ApiError] = []

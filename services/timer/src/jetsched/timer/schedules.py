@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.records import Records, Store, transition
+from jetsched.bus.records import Records, Store, decoded, transition
 from jetsched.core import schedules, states, subjects
 from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import TERMINAL, Control, JobRecord
@@ -86,10 +86,7 @@ class ScheduleFirer:
                 data, revision = await self.store.get(schedule_id)
             except NotFound:
                 return
-            try:
-                record = ScheduleRecord.model_validate_json(data)
-            except ValueError as exc:
-                raise Poisoned(self.store.bucket, schedule_id, revision, str(exc)) from None
+            record = decoded(ScheduleRecord, data, self.store.bucket, schedule_id, revision)
             now = self.clock.now_ms()
             previous = await self._previous(record)
             decided = schedules.plan(record, now, previous is not None and previous.state not in TERMINAL)
