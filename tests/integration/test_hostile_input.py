@@ -7,6 +7,7 @@ Each test here is one defect class that took a service down or wedged a job befo
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -19,6 +20,8 @@ from jetsched.core import bounds, states, subjects
 from jetsched.core.changes import headers_of
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRequest
+from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
@@ -344,3 +347,24 @@ async def test_a_report_for_an_unknown_job_is_retried_before_it_is_dropped(
         await eventually(gone, timeout=15, what="the report dropped after its deliveries")
     finally:
         await nc.close()
+
+
+@pytest.mark.slow
+async def test_a_burst_of_large_list_requests_keeps_intake_small(fleet: Fleet) -> None:
+    """A hundred concurrent 1,000-record list requests over large records are all answered, and intake
+    assembles only a few pages at once (it used to build them all together: 70 MB → 700 MB, kept)."""
+    intake = fleet.service("intake")
+    async with Client(fleet.url, timeout=30) as client:
+        for _ in range(40):  # each page reads its records 32 at a time: ~6 MB before it is cut at 512 KiB
+            await client.submit("big.burst", "x" * 200_000)
+        before = _peak_rss(intake)
+        pages = await asyncio.gather(*(client.list(capability="big.burst", limit=1000) for _ in range(100)))
+        grown = _peak_rss(intake) - before
+    assert all(page["jobs"] and page["next"] for page in pages)
+    # A hundred pages read at once would hold ~600 MB of records.
+    assert grown < 100 * 1024 * 1024, f"intake's peak memory grew {grown / 2**20:.0f} MiB"
+
+
+def _peak_rss(proc: procs.Proc) -> int:
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
