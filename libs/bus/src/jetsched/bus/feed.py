@@ -133,7 +133,7 @@ class KeyFeed:
         try:
             info = await self._js.add_consumer(self._stream, config, timeout=timeout)
         except BaseException:
-            await self._drop_consumer()
+            await self._drop_consumer(wait=False)
             raise
         self._consumer = info.name
         self._active = True
@@ -141,7 +141,8 @@ class KeyFeed:
         if info.num_pending == 0 and self._dseq == 1:
             self.caught_up.set()
 
-    async def _drop_consumer(self) -> None:
+    async def _drop_consumer(self, wait: bool = True) -> None:
+        """Unsubscribe and delete the consumer; `wait=False` leaves the delete to run on its own."""
         sub, consumer = self._sub, self._consumer
         self._sub = self._consumer = None
         if sub is not None:
@@ -149,8 +150,18 @@ class KeyFeed:
             with contextlib.suppress(Exception):
                 await self._nc.unsubscribe_direct(sub)
         if consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._js.delete_consumer(self._stream, consumer)
+            delete = asyncio.create_task(self._delete(consumer))
+            self._replies.add(delete)
+            delete.add_done_callback(self._replies.discard)
+            if wait:
+                await delete
+
+    async def _delete(self, consumer: str) -> None:
+        # A consumer whose server died cannot be deleted until that server is back (the request times
+        # out); its inactivity threshold removes it then. Waiting for it here stalled a feed's recovery
+        # by JetStream's 5 s API timeout after every leader's death.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._js.delete_consumer(self._stream, consumer), RECREATE_TIMEOUT_S)
 
     def _restart(self) -> None:
         """Recreate the consumer from the last stream sequence seen (once at a time, retrying)."""
@@ -164,7 +175,7 @@ class KeyFeed:
     async def _recreate(self) -> None:
         delay = 0.05
         while True:
-            await self._drop_consumer()
+            await self._drop_consumer(wait=False)
             try:
                 # Short tries: while a stream leader is elected requests go unanswered, and the feed
                 # must come back within a try of the new leader, not after JetStream's 5 s default.
