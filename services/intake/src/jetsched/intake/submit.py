@@ -28,7 +28,7 @@ from .validate import header_bytes, parse_batch, parse_submit
 
 if TYPE_CHECKING:
     from jetsched.bus.records import Records, Store
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def key_id(capability: str, key: str) -> str:
 
 class Submitter:
     def __init__(
-        self, records: Records, keys: Store, clock: SystemClock, max_request_bytes: int, record_budget: int
+        self, records: Records, keys: Store, clock: Clock, max_request_bytes: int, record_budget: int
     ) -> None:
         """`record_budget`: the largest record to create, leaving room for what it gains later."""
         self.records = records
@@ -133,7 +133,12 @@ class Submitter:
                 key_revision = await self.keys.put_if(entry, record.id.encode(), 0)
                 crashpoint("intake.submit.after_key")
             except Conflict:
-                data, key_revision = await self.keys.get(entry)
+                try:
+                    data, key_revision = await self.keys.get(entry)
+                except NotFound:
+                    # The key exists (the write said so) but the read did not see it yet: a read
+                    # served while a stream leader moves. Keys are never removed, so this passes.
+                    raise StoreError(f"{self.keys.bucket}/{entry} not readable yet") from None
                 job_id = data.decode(errors="replace")
                 if not ULID_RE.match(job_id):
                     raise Poisoned(self.keys.bucket, entry, key_revision, "the key names no job id") from None
