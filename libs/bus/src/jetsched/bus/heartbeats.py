@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from nats.aio.msg import Msg
 
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
     from jetsched.core.workers import Session, WorkerRegistry
 
     from .direct import Connection
@@ -51,7 +51,7 @@ class HeartbeatListener:
         self,
         nc: Connection,
         registry: WorkerRegistry,
-        clock: SystemClock,
+        clock: Clock,
         on_beat: Callable[[Session], None] | None = None,
         on_lost: Callable[[Session], None] | None = None,
         cut_off: Callable[[], bool] | None = None,

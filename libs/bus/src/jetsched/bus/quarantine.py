@@ -22,7 +22,7 @@ from jetsched.core import bounds, subjects
 from .records import Store
 
 if TYPE_CHECKING:
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
 
     from .direct import Connection
 
@@ -36,7 +36,7 @@ _MAX_REMEMBERED = 10_000
 
 
 class Quarantine:
-    def __init__(self, nc: Connection, service: str, clock: SystemClock) -> None:
+    def __init__(self, nc: Connection, service: str, clock: Clock) -> None:
         self.store = Store(nc, subjects.QUARANTINE_BUCKET)
         self.service = service
         self.clock = clock

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from jetsched.core.clock import SystemClock
+from jetsched.core.clock import ServerClock, SystemClock
 from jetsched.core.ids import new_ulid
 
 from . import health, logs, topology, tracing
@@ -26,6 +26,7 @@ from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
 from .quarantine import Quarantine
+from .server_time import ServerTimeProbe, sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +43,11 @@ class Service(ABC):
 
     def __init__(self, bus: BusConfig, clock: SystemClock | None = None) -> None:
         self.bus = bus
-        self.clock = clock or SystemClock()
+        #: This host's clock: for durations the service measures itself (a lease's silence).
+        self.local = clock or SystemClock()
+        #: The NATS servers' time: for everything that stamps a record or decides when a job may start
+        #: (learnt before `setup()` runs; `jetsched.core.clock`).
+        self.clock = ServerClock(self.local)
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self._nc: Connection | None = None
@@ -51,7 +56,7 @@ class Service(ABC):
         #: Where this service sets aside stored items it cannot read (set once connected).
         self.quarantine: Quarantine | None = None
         # Unique per process start, and safe in KV keys and subjects (no dots).
-        self.instance = new_ulid(self.clock.now_ms()).lower()
+        self.instance = new_ulid(self.local.now_ms()).lower()
 
     @abstractmethod
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
@@ -115,7 +120,8 @@ class Service(ABC):
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not starting.done():
                 return  # stopped while starting (storage not ready, views replaying): nothing to drain
-            supervised = asyncio.create_task(Supervisor().run(starting.result()))
+            actors = [*starting.result(), ServerTimeProbe(nc, self.clock)]
+            supervised = asyncio.create_task(Supervisor().run(actors))
             self.started.set()
             log.info(
                 "started",
@@ -137,6 +143,7 @@ class Service(ABC):
         js = nc.jetstream()
         self.quarantine = Quarantine(nc, self.name, self.clock)
         await self._declare(js)
+        await sync(nc, self.clock)
         return await self.setup(nc, js)
 
 

@@ -138,6 +138,8 @@ def service(name: str, inbox_prefix: str, streams: tuple[str, ...]) -> Permissio
     api = "$JS.API"
     publish = [f"{api}.STREAM.{verb}.{stream}" for stream in streams for verb in ("CREATE", "UPDATE")]
     publish.append(f"{api}.CONSUMER.DURABLE.CREATE.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}")
+    # The servers' time, read from the jobs stream leader's info reply (`bus/server_time.py`).
+    publish.append(f"{api}.STREAM.INFO.{subjects.kv_stream(subjects.JOBS_BUCKET)}")
     publish += [f"$KV.{bucket}.>" for bucket in spec.writes]
     feeds, reads = spec.feeds, spec.writes + spec.reads
     if spec.leases:

@@ -121,7 +121,7 @@ class DispatcherService(Service):
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
         )
         leases = ShardLeaser(
-            nc, js, self.name, self.instance, self.shards, self.clock, self._own, self.lease_ttl_ms
+            nc, js, self.name, self.instance, self.shards, self.local, self._own, self.lease_ttl_ms
         )
         return [heartbeats, leases, _Dispatch(self, nc, records, feed)]
 

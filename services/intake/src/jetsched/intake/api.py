@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from jetsched.bus.direct import Connection
     from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Records, Store
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
     from jetsched.core.workers import WorkerRegistry
 
     from .index import JobIndex
@@ -91,7 +91,7 @@ class ControlApi:
         records: Records,
         index: JobIndex,
         registry: WorkerRegistry,
-        clock: SystemClock,
+        clock: Clock,
         schedules: SchedulesApi,
         queue_store: Store,
         quarantine: Quarantine,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from jetsched.bus.records import Store
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
 
 MAX_BYTES = 256 * 1024
 _PREVIEWS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetsched-preview")
@@ -30,7 +30,7 @@ Reply = dict[str, Any] | ApiError
 
 
 class SchedulesApi:
-    def __init__(self, store: Store, clock: SystemClock, record_budget: int) -> None:
+    def __init__(self, store: Store, clock: Clock, record_budget: int) -> None:
         """`record_budget`: the largest job record a fire may create (see `Submitter`)."""
         self.store = store
         self.clock = clock

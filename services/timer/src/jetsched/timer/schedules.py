@@ -23,7 +23,7 @@ from jetsched.core.schedules import ScheduleRecord
 
 if TYPE_CHECKING:
     from jetsched.bus.direct import Connection
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
 
     from .ownership import OwnedTimers
 
@@ -37,7 +37,7 @@ CAS_TRIES = 10
 
 class ScheduleFirer:
     def __init__(
-        self, nc: Connection, records: Records, store: Store, timers: OwnedTimers, clock: SystemClock
+        self, nc: Connection, records: Records, store: Store, timers: OwnedTimers, clock: Clock
     ) -> None:
         self.nc = nc
         self.records = records

@@ -79,6 +79,8 @@ class Entry(NamedTuple):
 
 class TimerService(Service):
     name = "timer"
+    driver: WheelDriver[str]
+    timers: OwnedTimers
 
     def __init__(
         self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
@@ -89,8 +91,6 @@ class TimerService(Service):
         self.entries: dict[str, Entry] = {}
         #: job id → (record, revision) read just before its entry comes due
         self.prefetched: dict[str, tuple[JobRecord, int]] = {}
-        self.driver: WheelDriver[str] = WheelDriver(self.clock, self._on_due)
-        self.timers = OwnedTimers(self.driver, shards)
         self.records: Records | None = None
         self.firer: ScheduleFirer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,6 +110,10 @@ class TimerService(Service):
             self.timers.want(READ_PREFIX + key, key, due - PREFETCH_MS)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
+        # The wheel starts at the servers' time, known only now: started earlier at a host clock that
+        # runs ahead, it would take due times between the two as already past and fire them early.
+        self.driver = WheelDriver(self.clock, self._on_due)
+        self.timers = OwnedTimers(self.driver, self.shards)
         self.records = Records.open(nc, self.bus.retention_s)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, subjects.SCHEDULES_BUCKET), self.timers, self.clock
@@ -118,7 +122,7 @@ class TimerService(Service):
         await KeyFeed(nc, js, subjects.TIMERS_BUCKET, self.observe, quarantine=quarantine).start()
         await KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, self.firer.observe, quarantine=quarantine).start()
         leases = ShardLeaser(
-            nc, js, self.name, self.instance, self.shards, self.clock, self.timers.own, self.lease_ttl_ms
+            nc, js, self.name, self.instance, self.shards, self.local, self.timers.own, self.lease_ttl_ms
         )
         return [self.driver, leases]
 
