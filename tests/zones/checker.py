@@ -14,8 +14,11 @@ from typing import Any
 TERMINAL = ("succeeded", "dead", "cancelled")
 #: A job started on a cut-off worker this long after the cut may still have been claimed before it.
 GRACE_S = 1.0
-#: The majority may stop starting jobs for at most this long during a fault.
+#: The majority may stop starting jobs for at most this long during a fault that needs no election.
 RESUME_LIMIT_S = 5.0
+#: When the fault took a NATS node that led Raft groups, job starts must resume this soon after the
+#: last of their new leaders was elected (the election itself is nats-server's: 4–9 s).
+ELECTION_SLACK_S = 1.0
 #: A pause in starts shorter than this is no stall (load arrives ~20 jobs/s).
 STALL_S = 1.0
 #: A work message queued for a cut-off worker may reach it this long after the heal (TCP retransmission
@@ -55,6 +58,11 @@ class Window:
     majority: set[str]
     #: Hosts that could not reach the majority at all during the fault.
     cut: set[str] = field(default_factory=set)
+    #: Each NATS node lost while it led Raft groups: when it was lost, and when the last of those
+    #: groups had a new leader (None: not before the heal).
+    elections: list[tuple[float, float | None]] = field(default_factory=list)
+    #: When the last group the heal left leaderless had a leader again (None: the heal disrupted none).
+    reelected: float | None = None
 
 
 @dataclass
@@ -78,6 +86,12 @@ class Verdict:
     resume_s: float | None = None
     #: The longest time the majority started no job during the fault.
     max_gap_s: float = 0.0
+    #: Seconds from the fault to the last election it needed, and from there to the majority's next
+    #: job start (both None when the fault needed no election).
+    elected_s: float | None = None
+    after_election_s: float | None = None
+    #: From the last re-election the heal caused to the next job start (None: it caused none).
+    after_reelection_s: float | None = None
     #: The longest time no worker started a job in the `after_s` after the heal (healing disrupts too).
     heal_gap_s: float = 0.0
     rate_before: float = 0.0
@@ -113,12 +127,24 @@ def judge(
         v.problems.append(f"stale completions accepted {len(v.stale_accepted)}: {v.stale_accepted[:3]}")
     if v.minority_starts:
         v.problems.append(f"cut-off hosts started jobs {len(v.minority_starts)}: {v.minority_starts[:3]}")
-    if v.resume_s is None or v.max_gap_s > RESUME_LIMIT_S:
+    if window.elections:
+        _after_elections(v, starts, window)
+    elif v.resume_s is None or v.max_gap_s > RESUME_LIMIT_S:
         shown = "never" if v.resume_s is None else f"at t+{v.resume_s:.1f}s"
         v.problems.append(
             f"majority started no job for {v.max_gap_s:.1f}s, resumed {shown} (limit {RESUME_LIMIT_S:.0f}s)"
         )
-    if v.heal_gap_s > RESUME_LIMIT_S:
+    if window.reelected is not None:
+        end = window.heal_at + window.after_s
+        later = sorted(r.at for r in starts if window.reelected <= r.at < end)
+        slack = later[0] - window.reelected if later else end - window.reelected
+        v.after_reelection_s = slack
+        if slack > ELECTION_SLACK_S:
+            v.problems.append(
+                f"after healing, jobs resumed {slack:.1f}s after the last re-election at "
+                f"t+{window.reelected - window.fault_at:.1f}s (limit {ELECTION_SLACK_S:.0f}s)"
+            )
+    elif v.heal_gap_s > RESUME_LIMIT_S:
         v.problems.append(
             f"after healing, no job started for {v.heal_gap_s:.1f}s (limit {RESUME_LIMIT_S:.0f}s)"
         )
@@ -183,6 +209,31 @@ def _rate(starts: list[Run], hosts: set[str] | None, start: float, end: float) -
 def _longest_gap(times: list[float], start: float, end: float) -> tuple[float, float]:
     edges = [start, *sorted(t for t in times if start <= t < end), end]
     return max(itertools.pairwise(edges), key=lambda gap: gap[1] - gap[0])
+
+
+def _after_elections(v: Verdict, starts: list[Run], w: Window) -> None:
+    """After each lost node, starts resume within `ELECTION_SLACK_S` of the last election it needed
+    and stall no more until the next node is lost (or the heal)."""
+    majority = sorted(r.at for r in starts if r.host in w.majority)
+    ends = [at for at, _ in w.elections[1:]] + [w.heal_at]
+    for (lost, elected), until in zip(w.elections, ends, strict=True):
+        t = lost - w.fault_at
+        if elected is None:
+            v.problems.append(f"groups led by the node lost at t+{t:.1f}s had no new leader in time")
+            continue
+        later = [at for at in majority if elected <= at < until]
+        slack = later[0] - elected if later else until - elected
+        v.elected_s = elected - w.fault_at if v.elected_s is None else v.elected_s
+        v.after_election_s = max(v.after_election_s or 0.0, slack)
+        if slack > ELECTION_SLACK_S:
+            v.problems.append(
+                f"majority resumed {slack:.1f}s after the election at t+{elected - w.fault_at:.1f}s"
+                f" (node lost at t+{t:.1f}s; limit {ELECTION_SLACK_S:.0f}s)"
+            )
+        if later:
+            start, end = _longest_gap(later, later[0], until)
+            if end - start > RESUME_LIMIT_S:
+                v.problems.append(f"majority stalled again for {end - start:.1f}s after that election")
 
 
 def _progress(v: Verdict, starts: list[Run], accepted: dict[str, float], w: Window) -> None:

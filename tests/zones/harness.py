@@ -35,6 +35,7 @@ from jetsched.devkit.zones import ZONES, Zones
 from jetsched.sdk import Client
 
 from . import checker
+from .elections import Elections, Reelections, groups
 
 if TYPE_CHECKING:
     from .scenarios import Scenario
@@ -79,6 +80,11 @@ class Outcome:
     affected: list[str] = field(default_factory=list)
     fault_at: float = 0.0
     fault_s: float = 0.0
+    #: Raft groups the lost node led, and those still without a new leader when the fault was healed.
+    orphaned: list[str] = field(default_factory=list)
+    unelected: list[str] = field(default_factory=list)
+    #: Raft groups left leaderless after the heal (the rejoining node disrupting their leaders).
+    reelected: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     work_dir: str = ""
 
@@ -89,6 +95,8 @@ class Outcome:
             found.append(f"nodes disagree after healing: {self.disagreement}")
         if self.exits:
             found.append(f"processes exited: {self.exits}")
+        if self.tracebacks:
+            found.append(f"{self.tracebacks} tracebacks in the service logs (a handler failed)")
         return found
 
     @property
@@ -144,6 +152,10 @@ class Harness:
         self.clients: list[Client] = []
         self.fault_at = 0.0
         self.exec_log = zones.work_dir / "executions.log"
+        #: Nodes lost during the fault, each watched until what it led is elected again.
+        self.elections: list[Elections] = []
+        self.watches: list[asyncio.Task[None]] = []
+        self.healed = asyncio.Event()
 
     # -- the run --------------------------------------------------------------------------------------
 
@@ -161,10 +173,13 @@ class Harness:
             fault_at = self.fault_at = time.time()
             affected = await self.scenario.inject(self)
             self.outcome.affected = sorted(affected)
-            await asyncio.sleep(max(0.0, fault_at + self.phases.fault_s - time.time()))
+            await asyncio.sleep(max(0.0, fault_at + self.scenario.fault_s(self.phases) - time.time()))
             heal_at = time.time()
+            self.healed.set()
+            await asyncio.gather(*self.watches)
             await self.scenario.heal(self)
-            await asyncio.sleep(self.phases.after_s)
+            reelections = Reelections(self.jsz, ZONES)
+            await reelections.watch(until=heal_at + self.phases.after_s)
             stop.set()
             await load
             records = await self.drain(nc)
@@ -179,7 +194,7 @@ class Harness:
                     await asyncio.wait_for(client.close(), 5)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)
-        majority = {m.name for m in self.zones.of("worker")} - affected
+        majority = {m.name for m in self.zones.of("worker")} - self.scenario.cut
         window = checker.Window(
             fault_at,
             heal_at,
@@ -188,7 +203,14 @@ class Harness:
             affected,
             majority,
             set(self.scenario.cut),
+            [(e.at, e.last()) for e in self.elections if e.orphaned],
+            reelected=reelections.last(),
         )
+        self.outcome.reelected = sorted(reelections.gaps)
+        self.outcome.unelected += reelections.unrestored
+        for e in self.elections:
+            self.outcome.orphaned += e.orphaned
+            self.outcome.unelected += e.missing()
         runs = checker.parse_runs(self.exec_log.read_text()) if self.exec_log.exists() else []
         self.outcome.verdict = checker.judge(runs, self.accepted, records, window)
         self.read_logs(fault_at, records)
@@ -278,8 +300,23 @@ class Harness:
                 await asyncio.sleep(0.5)
         return records
 
+    async def groups(self) -> dict[str, str]:
+        """Every Raft group's leader, from the first node that answers."""
+        for zone in ZONES:
+            with contextlib.suppress(Exception):
+                return groups(await self.jsz(zone))
+        return {}
+
+    async def losing_node(self, zone: int) -> None:
+        """Called by a scenario just before it takes zone's node away: note what that node leads and
+        watch the other nodes elect new leaders for it."""
+        before = await self.groups()
+        elections = Elections(self.jsz, zone, [z for z in ZONES if z != zone], before)
+        self.elections.append(elections)
+        self.watches.append(asyncio.create_task(elections.watch(self.healed)))
+
     async def jsz(self, zone: int) -> dict[str, Any]:
-        url = self.zones.monitor_url(zone, "jsz?accounts=true&streams=true")
+        url = self.zones.monitor_url(zone, "jsz?accounts=true&streams=true&consumers=true")
 
         def get() -> dict[str, Any]:
             with urllib.request.urlopen(url, timeout=2) as reply:
@@ -303,6 +340,10 @@ class Harness:
         return {
             s["name"]: s for a in jsz.get("account_details", []) for s in a.get("stream_detail", []) or []
         }
+
+    async def leader_of(self, stream: str) -> str:
+        """The server leading `stream`, as the first node that answers sees it."""
+        return (await self.groups()).get(f"stream {stream}", "")
 
     async def leaders(self) -> Counter[int]:
         """Stream leaders per zone (the meta leader counts as one more)."""

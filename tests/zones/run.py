@@ -23,7 +23,7 @@ from .harness import Outcome, Phases, run_scenario
 from .scenarios import all_scenarios, named
 
 HEADER = (
-    f"{'scenario':<27} {'seed':>6} {'target':<34} {'resume':>7} {'stall':>5} {'heal':>5} "
+    f"{'scenario':<27} {'seed':>6} {'target':<34} {'resume':>7} {'stall':>5} {'elected+':>9} {'heal':>5} "
     f"{'jobs/s before/during/after':>26} {'accepted':>8} {'lost':>4} {'rescues':>7} "
     f"{'dups (unexpl.)':>14} {'stale rej.':>10} {'agree':>5} {'wall':>5}  result"
 )
@@ -32,10 +32,11 @@ HEADER = (
 def row(o: Outcome) -> str:
     v = o.verdict
     resume = "never" if v.resume_s is None else f"{v.resume_s:.1f}s"
+    elected = "-" if v.elected_s is None else f"{v.elected_s:.1f}+{v.after_election_s or 0:.1f}s"
     rates = f"{v.rate_before:.1f}/{v.rate_during:.1f}/{v.rate_after:.1f}"
     dups = f"{v.duplicates} ({len(v.unexplained)})"
     return (
-        f"{o.scenario:<27} {o.seed:>6} {o.target[:34]:<34} {resume:>7} {v.max_gap_s:>4.1f}s {v.heal_gap_s:>4.1f}s "
+        f"{o.scenario:<27} {o.seed:>6} {o.target[:34]:<34} {resume:>7} {v.max_gap_s:>4.1f}s {elected:>9} {v.heal_gap_s:>4.1f}s "
         f"{rates:>26} {v.accepted:>8} {len(v.lost):>4} {v.rescues:>7} {dups:>14} {o.stale_rejected:>10} "
         f"{'yes' if o.nodes_agree else 'NO':>5} {o.wall_s:>4.0f}s  {'pass' if o.ok else 'FAIL'}"
     )
@@ -46,6 +47,12 @@ def details(o: Outcome) -> list[str]:
         f"{o.scenario} (seed {o.seed}, logs in {o.work_dir}; fault at {o.fault_at:.3f}, healed +{o.fault_s:.1f}s):"
     ]
     lines.append(f"  affected: {', '.join(o.affected)}")
+    if o.orphaned:
+        lines.append(f"  leaderless until elected: {', '.join(o.orphaned)}")
+    if o.reelected:
+        lines.append(f"  leaderless after the heal: {', '.join(o.reelected)}")
+    if o.unelected:
+        lines.append(f"  not elected before the heal: {', '.join(o.unelected)}")
     lines += [f"  problem: {p}" for p in o.problems]
     for text in o.verdict.unexplained[:5]:
         lines.append(f"  unexplained: {text}")

@@ -16,7 +16,7 @@ from jetsched.core import subjects
 from jetsched.devkit.zones import ZONES, Member
 
 if TYPE_CHECKING:
-    from .harness import Harness
+    from .harness import Harness, Phases
 
 
 class Scenario:
@@ -29,6 +29,10 @@ class Scenario:
     #: nothing new. Affected hosts not in it (clients of a killed node) reconnect elsewhere at once.
     cut: frozenset[str] = frozenset()
 
+    def fault_s(self, phases: Phases) -> float:
+        """How long the fault lasts before `heal`."""
+        return phases.fault_s
+
     async def inject(self, h: Harness) -> set[str]:
         raise NotImplementedError
 
@@ -36,11 +40,14 @@ class Scenario:
         raise NotImplementedError
 
 
-async def _pick_zone(h: Harness, leaders: bool) -> int:
-    """The zone whose node leads the most streams (or the fewest, preferring none)."""
+async def _pick_zone(h: Harness, leaders: bool, stream: str | None = None) -> int:
+    """The zone whose node leads the most streams (or the fewest, preferring none), or `stream`."""
     counts = await h.leaders()
     order = sorted(ZONES, key=lambda z: (counts.get(z, 0), h.rng.random()), reverse=leaders)
     zone = order[0]
+    if stream is not None:
+        leader = await h.leader_of(stream)
+        zone = next((z for z in ZONES if leader.endswith(str(z))), zone)
     h.outcome.target = f"zone {zone} (leads {counts.get(zone, 0)} of {sum(counts.values())} streams+meta)"
     return zone
 
@@ -63,6 +70,7 @@ class Partition(Scenario):
         self.zone = await _pick_zone(h, self.leaders)
         affected = await _affected_by_zone(h, self.zone)
         self.cut = frozenset(affected)
+        await h.losing_node(self.zone)
         if self.one_way:
             h.zones.net.drop_outbound(self.zone)
         else:
@@ -89,19 +97,93 @@ class ZoneKill(Scenario):
         affected = await _affected_by_zone(h, self.zone)
         victims = h.zones.of(zone=self.zone)
         self.cut = frozenset(m.name for m in victims)
+        await h.losing_node(self.zone)
         h.down |= {m.name for m in victims}
         for member in victims:
             member.proc.kill()
         return affected
 
     async def heal(self, h: Harness) -> None:
-        node = h.zones.node(self.zone)
-        node.proc.start()
-        await asyncio.to_thread(h.zones.wait_log, node, "Server is ready", 30.0)
+        await _restart_node(h, self.zone)
         for member in h.zones.of(zone=self.zone):
             if member.role != "nats":
                 member.proc.start()
         h.down.clear()
+
+
+class NodeKill(Scenario):
+    """One NATS node `kill -9`ed — the one leading the most streams, the fewest, or a given stream —
+    and restarted on heal; services and workers stay up and reconnect to the others."""
+
+    def __init__(self, target: str = "leader") -> None:
+        self.target = target
+        self.name = f"node-kill-{target}"
+        self.zone = 0
+
+    async def inject(self, h: Harness) -> set[str]:
+        stream = subjects.OUTCOMES_STREAM if self.target == "outcomes" else None
+        self.zone = await _pick_zone(h, leaders=self.target != "follower", stream=stream)
+        node = h.zones.node(self.zone)
+        affected = {node.name} | await h.clients_of(self.zone)
+        await h.losing_node(self.zone)
+        h.down.add(node.name)
+        node.proc.kill()
+        return affected
+
+    async def heal(self, h: Harness) -> None:
+        await _restart_node(h, self.zone)
+
+
+async def _restart_node(h: Harness, zone: int) -> None:
+    node = h.zones.node(zone)
+    node.proc.start()
+    await asyncio.to_thread(h.zones.wait_log, node, "Server is ready", 30.0)
+    h.down.discard(node.name)
+
+
+class LeaderKills(Scenario):
+    """Four kills in a minute: every ~14 s the node leading the most streams is `kill -9`ed and
+    restarted 8 s later, so leadership moves again and again while load runs (a bad deploy, a flapping
+    host). No supervisor may give up and every failover is judged like a single one."""
+
+    name = "leader-kills"
+    KILLS = 4
+    EVERY_S = 14.0
+    DOWN_S = 8.0
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        #: Filled in as the kills go (the harness keeps this very set as the fault's affected hosts).
+        self.affected: set[str] = set()
+
+    def fault_s(self, phases: Phases) -> float:
+        return self.KILLS * self.EVERY_S
+
+    async def inject(self, h: Harness) -> set[str]:
+        self.task = asyncio.create_task(self._kills(h))
+        await asyncio.sleep(0)
+        h.outcome.target = f"{self.KILLS} leading nodes, one every {self.EVERY_S:.0f}s"
+        return self.affected
+
+    async def _kills(self, h: Harness) -> None:
+        for n in range(self.KILLS):
+            started = time.monotonic()
+            counts = await h.leaders()
+            zone = max(ZONES, key=lambda z: (counts.get(z, 0), h.rng.random()))
+            node = h.zones.node(zone)
+            self.affected |= {node.name} | await h.clients_of(zone)
+            await h.losing_node(zone)
+            h.down.add(node.name)
+            node.proc.kill()
+            await asyncio.sleep(self.DOWN_S)
+            await _restart_node(h, zone)
+            if n < self.KILLS - 1:
+                await asyncio.sleep(max(0.0, self.EVERY_S - (time.monotonic() - started)))
+
+    async def heal(self, h: Harness) -> None:
+        assert self.task is not None
+        await self.task
+        h.outcome.affected = sorted(self.affected)
 
 
 class NodePause(Scenario):
@@ -116,7 +198,10 @@ class NodePause(Scenario):
         zone = await _pick_zone(h, leaders=True)
         self.node = h.zones.node(zone)
         affected = {self.node.name} | await h.clients_of(zone)
-        self.cut = frozenset(affected)
+        # Its clients are stuck only until their pings go unanswered, then reconnect to another node:
+        # they may start work again, so only the node itself counts as cut off.
+        self.cut = frozenset({self.node.name})
+        await h.losing_node(zone)
         self.node.pause()
         return affected
 
@@ -212,6 +297,10 @@ def all_scenarios() -> list[Scenario]:
         Partition(one_way=True, leaders=True),
         ZoneKill(),
         NodePause(),
+        NodeKill("leader"),
+        NodeKill("follower"),
+        NodeKill("outcomes"),
+        LeaderKills(),
         WorkerZombie(),
         ServicePartition("dispatcher"),
     ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jetsched.devkit.zones import zone_config
 
 from .checker import Run, Window, judge
+from .elections import groups, zone_of
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 
@@ -112,3 +115,87 @@ class TestZoneConfig:
         assert "sync_interval: always" in text
         assert f'store_dir: "{tmp_path / "s"}"' in text
         assert "jetsched-nats-" not in text.split("server_name")[1].split("\n", 1)[1]
+
+
+class TestElections:
+    """A lost NATS node's groups must be re-elected, and starts resume within 1 s of that."""
+
+    def gap(self, start: float, end: float) -> list[Run]:
+        return [r for r in steady(("z2-w0",)) if not start <= r.at < end]
+
+    def test_starts_resuming_right_after_the_election_pass(self) -> None:
+        runs = self.gap(100.0, 106.5)  # stalled 6.5 s, the election took 6.2 s
+        records = records_for(runs)
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, window(elections=[(100.0, 106.2)]))
+        assert verdict.ok, verdict.problems
+        assert verdict.elected_s == pytest.approx(6.2)
+        assert verdict.after_election_s == pytest.approx(0.3)
+
+    def test_starts_resuming_later_fail(self) -> None:
+        runs = self.gap(100.0, 108.0)
+        records = records_for(runs)
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, window(elections=[(100.0, 106.2)]))
+        assert any("after the election" in p for p in verdict.problems), verdict.problems
+
+    def test_an_election_that_never_came_fails(self) -> None:
+        runs = steady(("z2-w0",))
+        records = records_for(runs)
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, window(elections=[(100.0, None)]))
+        assert any("no new leader" in p for p in verdict.problems), verdict.problems
+
+    def test_each_of_several_kills_is_judged(self) -> None:
+        """Four kills: the second failover's slow resume is caught though the others were quick."""
+        runs = [r for r in steady(("z2-w0",), end=160) if not (100 <= r.at < 106 or 114 <= r.at < 122)]
+        records = records_for(runs)
+        kills = [(100.0, 105.8), (114.0, 119.5), (128.0, 128.0)]
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, window(heal_at=150.0, elections=kills))
+        assert [p for p in verdict.problems if "after the election" in p] == [
+            "majority resumed 2.5s after the election at t+19.5s (node lost at t+14.0s; limit 1s)"
+        ]
+
+
+def test_groups_reads_leaders_from_jsz() -> None:
+    jsz = {
+        "meta_cluster": {"leader": "jetsched-nats-2"},
+        "account_details": [
+            {
+                "stream_detail": [
+                    {
+                        "name": "KV_jobs",
+                        "cluster": {"leader": "jetsched-nats-1"},
+                        "consumer_detail": [
+                            {"name": "reaper", "cluster": {"leader": "jetsched-nats-3", "replicas": [{}]}},
+                            {"name": "feed", "cluster": {"leader": "jetsched-nats-1"}},
+                        ],
+                    },
+                    {"name": "KV_leases", "cluster": {}},
+                ]
+            }
+        ],
+    }
+    assert groups(jsz) == {
+        "meta": "jetsched-nats-2",
+        "stream KV_jobs": "jetsched-nats-1",
+        "consumer KV_jobs/reaper": "jetsched-nats-3",
+        "stream KV_leases": "",
+    }
+    assert zone_of("jetsched-nats-3") == 3
+    assert zone_of("") is None
+
+
+class TestHeal:
+    def test_a_stall_after_the_heal_is_judged_from_the_re_election_it_caused(self) -> None:
+        """The rejoining node made leaders step down: starts stopped until they were re-elected."""
+        runs = [r for r in steady(("z2-w0",), end=125.0) if not 110.0 <= r.at < 116.4]
+        records = records_for(runs)
+        w = window(after_s=15.0, reelected=116.2)
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, w)
+        assert verdict.heal_gap_s > 5
+        assert verdict.after_reelection_s == pytest.approx(0.3)
+        assert not [p for p in verdict.problems if "healing" in p], verdict.problems
+
+    def test_a_stall_long_after_the_re_election_fails(self) -> None:
+        runs = [r for r in steady(("z2-w0",), end=125.0) if not 110.0 <= r.at < 118.0]
+        records = records_for(runs)
+        verdict = judge(runs, dict.fromkeys(records, 90.0), records, window(after_s=15.0, reelected=116.2))
+        assert any("after the last re-election" in p for p in verdict.problems), verdict.problems
