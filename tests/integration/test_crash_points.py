@@ -18,6 +18,8 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
+from .test_workflows_crash import WORKFLOW_POINTS
+
 pytestmark = pytest.mark.slow
 
 CRASH = "JETSCHED_CRASH_AT"
@@ -225,6 +227,7 @@ def test_every_point_is_exercised() -> None:
     covered = {point for _, point, _ in SERVICE_POINTS} | {
         point for point, _ in KEYED_SUBMIT_POINTS + WORKER_POINTS
     }
+    covered |= WORKFLOW_POINTS
     covered |= {
         "intake.cancel.after_cas",
         "reaper.rescue.after_cas",

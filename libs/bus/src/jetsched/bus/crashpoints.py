@@ -38,6 +38,14 @@ POINTS = frozenset(
         "worker.received",
         "worker.after_run",
         "worker.after_report",
+        "workflow.submit.after_key",
+        "workflow.submit.after_record",
+        "workflow.submit.after_steps",
+        "workflow.submit.after_cas",
+        "workflow.advance.before_cas",
+        "workflow.advance.after_cas",
+        "workflow.release.after_cas",
+        "workflow.expand.after_chunk",
     }
 )
 

@@ -24,6 +24,7 @@ from .durations import parse_duration
 from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
 from .security import add_security_commands, run_security
+from .workflows import add_workflow_commands, print_workflows, run_workflows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_purge.add_argument("key")
 
     add_schedule_commands(commands)
+    add_workflow_commands(commands)
     add_security_commands(commands)
 
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
@@ -212,6 +214,8 @@ async def run_client(args: argparse.Namespace) -> Any:
             return await client.drain(args.session)
         if command == "schedules":
             return await run_schedules(client, args)
+        if command == "workflows":
+            return await run_workflows(client, args)
         if command == "doctor":
             if args.doctor_command == "purge":
                 body = {"bucket": args.bucket, "key": args.key}
@@ -268,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         print_stats(result)
     elif args.command == "schedules":
         print_schedules(result)
+    elif args.command == "workflows":
+        print_workflows(result, args.workflows_command)
     elif args.command == "workers":
         print_workers(result)
     elif "quarantined" in result:

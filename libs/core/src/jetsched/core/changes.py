@@ -19,6 +19,8 @@ SESSION_HEADER = "Jetsched-Session"
 EXPIRES_HEADER = "Jetsched-Expires-At"
 #: The job's concurrency key, when it has one (dispatchers count running jobs per key).
 KEY_HEADER = "Jetsched-Concurrency-Key"
+#: The workflow a step's job belongs to (the reaper advances the workflow when the step ends).
+WORKFLOW_HEADER = "Jetsched-Workflow"
 
 
 def timer_due(record: JobRecord) -> int | None:
@@ -43,6 +45,8 @@ def headers_of(record: JobRecord) -> dict[str, str]:
         headers[EXPIRES_HEADER] = str(record.expires_at_ms)
     if record.concurrency_key is not None:
         headers[KEY_HEADER] = record.concurrency_key
+    if record.workflow is not None:
+        headers[WORKFLOW_HEADER] = record.workflow.id
     return headers
 
 
@@ -57,6 +61,8 @@ class Change:
     expires_at_ms: int | None = None
     concurrency_key: str | None = None
     data: bytes = b""
+    #: The workflow of a step's job.
+    workflow: str | None = None
     _record: JobRecord | None = field(default=None, repr=False)
 
     def record(self) -> JobRecord:
@@ -86,6 +92,7 @@ class Change:
             int(expires) if expires else None,
             headers.get(KEY_HEADER),
             data,
+            headers.get(WORKFLOW_HEADER),
         )
 
     @classmethod

@@ -106,6 +106,9 @@ class Model(BaseModel):
 class JobState(StrEnum):
     """Where a job is in its life. `succeeded`, `dead` and `cancelled` are terminal."""
 
+    #: A workflow step whose parents have not all succeeded yet (or a map step collecting its
+    #: instances): nothing runs it until its workflow releases it (`core/workflows.py`).
+    WAITING = "waiting"
     #: Waiting for its due time (a delay or a retry backoff), owned by the timer.
     SCHEDULED = "scheduled"
     #: Due and queued for a worker, owned by the dispatcher.
@@ -215,6 +218,25 @@ class ErrorInfo(Model):
     traceback: str | None = None
 
 
+class WorkflowLink(Model):
+    """What ties a job to a workflow step (`core/workflows.py`)."""
+
+    #: The workflow's id.
+    id: str
+    #: The step's name and its position in the workflow's step list.
+    step: str
+    index: int = Field(ge=0)
+    #: Which run of the step this job is (a `workflows.retry` starts another run with new jobs).
+    run: int = Field(0, ge=0)
+    #: A map instance's position in its list (None: the step's own job).
+    instance: int | None = None
+    #: A map step's own job: never dispatched, it holds the instances' results once they are in.
+    map: bool = False
+    #: Start delay and start deadline counted from the moment the step is released.
+    delay_ms: int | None = None
+    expires_in_ms: int | None = None
+
+
 class JobRecord(Model):
     """One job: the value stored under its id in the `jobs` KV bucket. The record is the truth."""
 
@@ -254,6 +276,12 @@ class JobRecord(Model):
     #: The schedule whose fire created this job, and that fire's nominal time (epoch ms).
     schedule_id: str | None = None
     fire_at_ms: int | None = None
+    #: The workflow step this job runs, if it is one.
+    workflow: WorkflowLink | None = None
+    #: A released step's parents' results (step name → result), handed to its handler.
+    parents: dict[str, JSONValue] | None = None
+    #: A map instance's element of the list it maps over (see `workflow.instance`).
+    item: JSONValue = None
 
     @property
     def attempts_used(self) -> int:
@@ -324,6 +352,10 @@ class WorkMessage(Model):
     heartbeat_timeout_s: float | None = None
     created_at_ms: int
     run_at_ms: int
+    #: A workflow step's parents' results (step name → result); absent for a plain job.
+    parents: dict[str, JSON] | None = None
+    #: A map instance's element; absent otherwise.
+    item: JSON = None
 
 
 #: Jobs a heartbeat may list beyond its concurrency: attempts past their handler whose reports are

@@ -62,14 +62,26 @@ _SERVICES: dict[str, _Service] = {
             subjects.KEYS_BUCKET,
             subjects.SCHEDULES_BUCKET,
             subjects.QUEUES_BUCKET,
+            subjects.WORKFLOWS_BUCKET,
         ),
-        feeds=(subjects.JOBS_BUCKET, subjects.QUEUES_BUCKET, subjects.SCHEDULES_BUCKET),
+        feeds=(
+            subjects.JOBS_BUCKET,
+            subjects.QUEUES_BUCKET,
+            subjects.SCHEDULES_BUCKET,
+            subjects.WORKFLOWS_BUCKET,
+        ),
         # `doctor.list` asks the quarantine's stream which keys it holds.
         publish=(
             subjects.CONTROL_ALL,
             f"$JS.API.STREAM.INFO.{subjects.kv_stream(subjects.QUARANTINE_BUCKET)}",
         ),
-        subscribe=(subjects.SUBMIT_ALL, subjects.BATCH_ALL, subjects.API_ALL, subjects.HEARTBEAT_ALL),
+        subscribe=(
+            subjects.SUBMIT_ALL,
+            subjects.BATCH_ALL,
+            subjects.WORKFLOW_SUBMIT,
+            subjects.API_ALL,
+            subjects.HEARTBEAT_ALL,
+        ),
         responses=True,
     ),
     "timer": _Service(
@@ -87,8 +99,9 @@ _SERVICES: dict[str, _Service] = {
         leases=True,
     ),
     "reaper": _Service(
-        writes=(*_RECORDS, *_QUARANTINE),
-        feeds=(subjects.JOBS_BUCKET,),
+        # It advances workflows: their records, and the step jobs it releases, cancels and collects.
+        writes=(*_RECORDS, *_QUARANTINE, subjects.WORKFLOWS_BUCKET),
+        feeds=(subjects.JOBS_BUCKET, subjects.WORKFLOWS_BUCKET),
         publish=(subjects.CONTROL_ALL, f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>"),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),
         reads_streams=(subjects.OUTCOMES_STREAM,),
@@ -102,9 +115,15 @@ def inbox(public_key: str) -> str:
 
 
 def client(inbox_prefix: str) -> Permissions:
-    """Submits jobs and reads them back by id; nothing else."""
+    """Submits jobs and workflows and reads them back by id; nothing else."""
     return Permissions(
-        publish=(subjects.SUBMIT_ALL, subjects.BATCH_ALL, subjects.api("jobs.get")),
+        publish=(
+            subjects.SUBMIT_ALL,
+            subjects.BATCH_ALL,
+            subjects.WORKFLOW_SUBMIT,
+            subjects.api("jobs.get"),
+            subjects.api("workflows.get"),
+        ),
         subscribe=(f"{inbox_prefix}.>",),
     )
 
@@ -112,7 +131,7 @@ def client(inbox_prefix: str) -> Permissions:
 def operator(inbox_prefix: str) -> Permissions:
     """The whole control API, plus submitting."""
     return Permissions(
-        publish=(subjects.API_ALL, subjects.SUBMIT_ALL, subjects.BATCH_ALL),
+        publish=(subjects.API_ALL, subjects.SUBMIT_ALL, subjects.BATCH_ALL, subjects.WORKFLOW_SUBMIT),
         subscribe=(f"{inbox_prefix}.>",),
     )
 

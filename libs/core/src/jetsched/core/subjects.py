@@ -24,8 +24,11 @@ LEASES_BUCKET = "leases"
 TIMERS_BUCKET = "timers"
 #: KV bucket of stored items set aside because they cannot be read or acted on (`<bucket>.<key>`).
 QUARANTINE_BUCKET = "quarantine"
-#: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`).
+#: KV bucket mapping idempotency keys to job ids (`<capability>.<sha256 of key>`), and workflow keys to
+#: workflow ids (`=workflow.<sha256 of key>`).
 KEYS_BUCKET = "job_keys"
+#: KV bucket of workflow records (the DAG and where each step stands), one key per workflow id.
+WORKFLOWS_BUCKET = "workflows"
 #: Stream of worker outcome reports (durable before the reaper applies them).
 OUTCOMES_STREAM = "JETSCHED_OUTCOMES"
 #: Durable consumer (and queue group) the reaper replicas share on the outcomes stream.
@@ -51,6 +54,9 @@ def batch(capability: Capability) -> str:
 
 
 BATCH_ALL = f"{PREFIX}.batch.>"
+
+#: Request subject a client submits a workflow (a DAG of steps) to.
+WORKFLOW_SUBMIT = f"{PREFIX}.workflow.submit"
 
 
 def api(name: str) -> str:

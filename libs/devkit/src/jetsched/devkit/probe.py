@@ -33,3 +33,20 @@ async def poison(job: Job) -> None:
     """Kills the worker process running it, every time: a poison pill."""
     log(job, "start")
     os._exit(1)
+
+
+@task("probe.list")
+async def make_list(job: Job) -> list[int]:
+    """Returns `[0, 1, …, payload - 1]`: the list a map step runs over."""
+    log(job, "start")
+    log(job, "end")
+    return list(range(int(job.payload or 0)))
+
+
+@task("probe.item")
+async def item(job: Job) -> object:
+    """Returns its map element (`job.item`) and sleeps `payload` seconds first."""
+    log(job, "start")
+    await asyncio.sleep(float(job.payload or 0))
+    log(job, "end")
+    return job.item

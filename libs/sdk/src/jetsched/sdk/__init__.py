@@ -11,6 +11,7 @@ from ._client import Client
 from ._errors import Fatal, JetschedApiError, Retry, SessionConflict
 from ._tasks import Job, Tasks, default_tasks, task
 from ._worker import Worker
+from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 
 __all__ = [
     "Client",
@@ -19,8 +20,15 @@ __all__ = [
     "Job",
     "Retry",
     "SessionConflict",
+    "Step",
+    "Steps",
     "Tasks",
     "Worker",
+    "chain",
+    "chord",
     "default_tasks",
+    "group",
+    "step",
     "task",
+    "workflow_body",
 ]

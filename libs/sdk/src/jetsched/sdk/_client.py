@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import orjson
 from nats.errors import NoRespondersError
@@ -16,6 +16,7 @@ from jetsched.core import subjects
 from jetsched.core.models import TERMINAL, JobState, SubmitReply
 
 from ._errors import JetschedApiError
+from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -160,6 +161,66 @@ class Client:
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
         with tracing.span(span, tracing.carrier(), SpanKind.PRODUCER, attributes) as headers:
             return await self.request(subject, body, headers or None)
+
+    async def submit_workflow(
+        self,
+        steps: Steps | Sequence[Steps],
+        *,
+        key: str | None = None,
+        on_failure: Literal["fail_fast", "continue"] | None = None,
+    ) -> dict[str, Any]:
+        """Submit a workflow (a DAG of steps, see `step`, `chain`, `group`, `chord`); returns once every
+        step is stored: `{"id", "state", "steps": {name: job_id}, "duplicate"}`.
+
+        Args:
+            steps: the steps, e.g. `chain(step("a", "cap.a"), step("b", "cap.b"))`; a sequence is a group.
+            key: idempotency key: a second submit with it returns the first workflow (`duplicate`).
+            on_failure: `fail_fast` (default: a dead step cancels what has not started) or `continue`
+                (only its descendants are cancelled).
+
+        A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
+        """
+        body = workflow_body(steps, key, on_failure)
+        span = "jetsched submit workflow"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.keyed_retry_s
+        delay = 0.05
+        while True:
+            try:
+                reply: dict[str, Any] = await self._traced(span, "workflow", subjects.WORKFLOW_SUBMIT, body)
+                return reply
+            except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
+                if key is None or (isinstance(exc, JetschedApiError) and exc.code != "unavailable"):
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """`{"workflow": {"id", "state", "steps": {name: {"job_id", "state", "result"?, …}}, …}}`."""
+        result: dict[str, Any] = await self.request(subjects.api("workflows.get"), {"id": workflow_id})
+        return result
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, after: str | None = None
+    ) -> dict[str, Any]:
+        """`{"workflows": [{"id", "state"}…], "next": cursor or None}`, in id (submission) order."""
+        body = {"state": state, "limit": limit, "after": after}
+        result: dict[str, Any] = await self.request(
+            subjects.api("workflows.list"), {k: v for k, v in body.items() if v is not None}
+        )
+        return result
+
+    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel the steps not started and stop the running ones; the workflow ends `cancelled`."""
+        result: dict[str, Any] = await self.request(subjects.api("workflows.cancel"), {"id": workflow_id})
+        return result
+
+    async def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Re-run a failed (or cancelled) workflow from the steps that did not succeed."""
+        result: dict[str, Any] = await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
+        return result
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """`{"job": record, "last_error": ..., "waiting": reason or None}`."""

@@ -16,7 +16,8 @@ class Job:
     """What a handler receives: the job's identity, attempt number and payload.
 
     `attempt` starts at 1 and grows with every retry; (`id`, `attempt`) names one execution, so handlers
-    can make side effects idempotent with it. A job submitted with `heartbeat_timeout` must call
+    can make side effects idempotent with it. A workflow step reads its parents' results in `parents`
+    (step name → result) and, in a map step, its element of the list in `item`. A job submitted with `heartbeat_timeout` must call
     `heartbeat()` at least that often (from async or thread handlers alike) or its attempt times out.
     """
 
@@ -27,6 +28,8 @@ class Job:
     priority: int
     created_at_ms: int
     _on_heartbeat: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+    parents: dict[str, Any] = field(default_factory=dict)
+    item: Any = None
 
     def heartbeat(self) -> None:
         """Report progress: the attempt is alive (resets its heartbeat timeout)."""

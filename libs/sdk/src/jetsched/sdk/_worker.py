@@ -323,6 +323,8 @@ class Worker:
             work.priority,
             work.created_at_ms,
             lambda: beats.__setitem__(0, loop.time()),
+            parents=work.parents or {},
+            item=work.item,
         )
         fields: dict[str, Any] = {}
         if handler is None:

@@ -229,8 +229,11 @@ class _Dispatch:
             crashpoint("dispatcher.claim.after_cas")
             if loop.time() - asked > STALE_CLAIM_S and not await self._still_claimed(record.id, revision):
                 return
-            # Built from a validated record: construct without validating again (hot path).
+            # Built from a validated record: construct without validating again (hot path). A workflow
+            # step's parents' results and a map instance's item go along only when there are some.
+            step = {} if record.workflow is None else {"parents": record.parents or {}, "item": record.item}
             work = WorkMessage.model_construct(
+                **step,
                 id=record.id,
                 capability=record.capability,
                 attempt=claimed.attempt,
@@ -244,7 +247,7 @@ class _Dispatch:
             )
             await self.nc.publish(
                 subjects.work(record.capability, session.session),
-                work.model_dump_json().encode(),
+                work.model_dump_json(exclude_unset=True).encode(),
                 headers=headers or None,
             )
             crashpoint("dispatcher.claim.after_send")

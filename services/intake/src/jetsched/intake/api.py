@@ -77,6 +77,13 @@ def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int, paused: s
             waiting = registry.waiting_reason(record.capability, now_ms, record.labels)
     elif record.state is JobState.SCHEDULED:
         waiting = f"scheduled to run at {record.run_at_ms} ms"
+    elif record.state is JobState.WAITING and record.workflow is not None:
+        link = record.workflow
+        waiting = (
+            f"step '{link.step}' of workflow {link.id}: waiting for its map instances"
+            if link.map and record.parents is not None
+            else f"step '{link.step}' of workflow {link.id}: waiting for its parents"
+        )
     return {
         "job": record.model_dump(mode="json"),
         "last_error": record.errors[-1].model_dump(mode="json") if record.errors else None,

@@ -12,6 +12,7 @@ from jetsched.bus.heartbeats import HeartbeatListener
 from jetsched.bus.records import Records, Store
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
+from jetsched.bus.workflows import Workflows
 from jetsched.core import bounds, subjects
 from jetsched.core.errors import ApiError
 from jetsched.core.workers import WorkerRegistry
@@ -22,6 +23,8 @@ from .config import IntakeConfig
 from .index import JobIndex
 from .schedules_api import SchedulesApi
 from .submit import Submitter
+from .workflow_submit import WorkflowSubmitter
+from .workflows_api import WorkflowsApi
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,21 +80,31 @@ class IntakeService(Service):
             ]
             await msg.respond(orjson.dumps({"jobs": jobs}))
 
+        workflows = Workflows(nc, records, self.bus.retention_s)
+        flows = WorkflowSubmitter(workflows, keys, self.clock, nc.max_payload, budget)
+
+        async def on_workflow(msg: Request) -> None:
+            reply = await flows.submit(msg.data, msg.headers)
+            await msg.respond(reply.body() if isinstance(reply, ApiError) else orjson.dumps(reply))
+
         actors: list[Actor] = [
             Subscriber(nc, subjects.SUBMIT_ALL, on_submit, queue=subjects.INTAKE_QUEUE),
             Subscriber(nc, subjects.BATCH_ALL, on_batch, queue=subjects.INTAKE_QUEUE),
+            Subscriber(nc, subjects.WORKFLOW_SUBMIT, on_workflow, queue=subjects.INTAKE_QUEUE),
         ]
         if self.config.serve_api:
-            actors += await self._api_actors(nc, js, records, budget)
+            actors += await self._api_actors(nc, js, records, budget, workflows)
         return actors
 
     async def _api_actors(
-        self, nc: Connection, js: JetStreamContext, records: Records, budget: int
+        self, nc: Connection, js: JetStreamContext, records: Records, budget: int, workflows: Workflows
     ) -> list[Actor]:
         quarantine = self.quarantined
         schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock, budget)
         queues = Store(nc, subjects.QUEUES_BUCKET)
         api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues, quarantine)
+        flows = WorkflowsApi(workflows, self.clock, nc.max_payload)
+        api.routes.update(flows.routes())
         feeds = [
             KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue, quarantine=quarantine),
             RecordFeed(
@@ -102,6 +115,9 @@ class IntakeService(Service):
                 quarantine=quarantine,
             ),
             KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, schedules.observe, quarantine=quarantine),
+            KeyFeed(
+                nc, js, subjects.WORKFLOWS_BUCKET, flows.observe, headers_only=True, quarantine=quarantine
+            ),
         ]
         for feed in feeds:
             await feed.start()

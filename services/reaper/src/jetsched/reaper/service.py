@@ -29,11 +29,12 @@ from pydantic import ValidationError
 from jetsched.bus import tracing
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.feed import RecordFeed
+from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
 from jetsched.bus.records import Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
+from jetsched.bus.workflows import Workflows
 from jetsched.core import states, subjects
 from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import (
@@ -46,6 +47,7 @@ from jetsched.core.models import (
 )
 from jetsched.core.workers import WorkerRegistry
 
+from .advance import Advancer
 from .sweeps import Running, Verdict, stale_holdings, sweep
 
 if TYPE_CHECKING:
@@ -77,8 +79,11 @@ class ReaperService(Service):
         self.js: JetStreamContext | None = None
         self.nc: Connection | None = None
         self.stale_reports = 0
+        self.advancer: Advancer | None = None
 
     def observe(self, change: Change) -> None:
+        if change.workflow is not None and self.advancer is not None:
+            self.advancer.observe_job(change)  # a workflow step: it may move its workflow on
         if change.state is JobState.RUNNING:
             record = change.record()
             known = self.running.get(change.id)
@@ -91,10 +96,18 @@ class ReaperService(Service):
         self.records = Records.open(nc, self.bus.retention_s)
         self.js = js
         self.nc = nc
+        self.advancer = advancer = Advancer(Workflows(nc, self.records, self.bus.retention_s), self.clock)
+        advancer.quarantine = self.quarantined
         feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
+        flows = KeyFeed(
+            nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
+        )
+        advancer.feeds = (feed, flows)
         await feed.start()
+        await flows.start()
 
         return [
+            self.advancer,
             HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
             _Sweeper(self, feed, Outage(nc)),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),

@@ -1,0 +1,262 @@
+"""Workflow records (the `workflows` bucket) and the hands that carry out what they decide on step jobs.
+
+The decisions are pure (`core/workflows.py`): a workflow record changes by CAS (`change`), and the
+intents between the record before and after are then carried out on the step jobs, each by a CAS guarded
+by the job's own state — release only a `waiting` job, cancel only one not final (and not running, unless
+the workflow itself is cancelled), collect only a map job still waiting. So carrying out the same intents
+twice, or after someone else did, changes nothing.
+
+What if the process dies here? At `workflow.advance.after_cas` the record has decided and no job moved:
+the reaper's check re-derives every intent from the record (`repair`) and carries it out. At
+`workflow.release.after_cas` some children are queued and others not: the same. Before the record's CAS
+nothing was written: the step outcome that prompted it is still in the job records' feed, replayed on
+start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from jetsched.core import bounds, states, steps, subjects
+from jetsched.core import workflows as wf
+from jetsched.core.errors import Conflict, NotFound, TransitionError
+from jetsched.core.models import TERMINAL, Control, JobRecord, JobState
+
+from .crashpoints import crashpoint
+from .records import Store, decoded, transition
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from jetsched.core.types import JSON
+
+    from .direct import Connection
+    from .records import Records
+
+log = logging.getLogger(__name__)
+
+STATE_HEADER = "Jetsched-Workflow-State"
+#: Final workflows that expire after the retention, like succeeded and cancelled jobs (failed ones stay,
+#: to be retried, as dead jobs do).
+EXPIRING = frozenset({wf.WorkflowState.SUCCEEDED, wf.WorkflowState.CANCELLED})
+#: Step jobs read or written at once (a 10,000-instance map is created and collected in chunks).
+CHUNK = 64
+CAS_TRIES = 20
+
+
+class Workflows:
+    """Workflow records over a `Store`, and the executor of their intents on the step jobs (`Records`)."""
+
+    def __init__(self, nc: Connection, records: Records, retention_s: int = 0) -> None:
+        self.nc = nc
+        self.store = Store(nc, subjects.WORKFLOWS_BUCKET)
+        self.records = records
+        self.retention_s = retention_s
+
+    async def get(self, workflow_id: str) -> tuple[wf.WorkflowRecord, int]:
+        data, revision = await self.store.get(workflow_id)
+        return decoded(wf.WorkflowRecord, data, self.store.bucket, workflow_id, revision), revision
+
+    async def put(self, record: wf.WorkflowRecord, revision: int) -> int:
+        """Write the record if it is still at `revision` (0: create); `Conflict` otherwise."""
+        headers = {STATE_HEADER: record.state.value}
+        if self.retention_s and record.state in EXPIRING:
+            headers["Nats-TTL"] = str(self.retention_s)
+        data = record.model_dump_json(exclude_defaults=True).encode()
+        return await self.store.put_if(record.id, data, revision, headers)
+
+    async def change(
+        self,
+        workflow_id: str,
+        verb: Callable[[wf.WorkflowRecord], wf.WorkflowRecord],
+        advancing: bool = False,
+    ) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord]:
+        """Apply `verb` by CAS (re-reading on every lost CAS); (before, after). `TransitionError` from the
+        verb passes through; an unchanged record is not written. `advancing`: the crash points of
+        advancement apply."""
+        record, revision = await self.get(workflow_id)
+        for _ in range(CAS_TRIES):
+            changed = verb(record)
+            if changed == record:
+                return record, record
+            try:
+                if advancing:
+                    crashpoint("workflow.advance.before_cas")
+                await self.put(changed, revision)
+            except Conflict:
+                record, revision = await self.get(workflow_id)
+                continue
+            if advancing:
+                crashpoint("workflow.advance.after_cas")
+            return record, changed
+        raise Conflict(f"workflow {workflow_id}: still changing after {CAS_TRIES} tries")
+
+    async def advance(
+        self, workflow_id: str, events: Sequence[wf.StepEvent], now_ms: int
+    ) -> wf.WorkflowRecord:
+        """Apply step outcomes to the workflow and carry out what that decides."""
+        before, after = await self.change(workflow_id, lambda r: wf.apply(r, events, now_ms), advancing=True)
+        await self.carry_out(before, after, now_ms)
+        return after
+
+    async def repair(self, workflow_id: str, waiting: set[str] | None, now_ms: int) -> wf.WorkflowRecord:
+        """Carry out again everything the record implies (after a crash between its CAS and its intents).
+
+        `waiting`: the step jobs known to be waiting; releases, collections and cancellations of jobs not
+        among them are skipped (they happened). None: check every job the intents name.
+        """
+        record, _ = await self.get(workflow_id)
+        if record.state is wf.WorkflowState.CREATING:
+            return record
+        todo = wf.intents(wf.blank(record), record)
+        if waiting is not None:
+            todo = [
+                i
+                for i in todo
+                if record.steps[i.index].job_id in waiting
+                or (isinstance(i, wf.Cancel) and wf.stopping(record))
+            ]
+        await self._run(record, todo, now_ms)
+        return record
+
+    async def carry_out(self, before: wf.WorkflowRecord, after: wf.WorkflowRecord, now_ms: int) -> None:
+        await self._run(after, wf.intents(before, after), now_ms)
+
+    async def _run(self, record: wf.WorkflowRecord, todo: Sequence[wf.Intent], now_ms: int) -> None:
+        for start in range(0, len(todo), CHUNK):
+            await asyncio.gather(
+                *(self._one(record, intent, now_ms) for intent in todo[start : start + CHUNK])
+            )
+
+    async def _one(self, record: wf.WorkflowRecord, intent: wf.Intent, now_ms: int) -> None:
+        step = record.steps[intent.index]
+        try:
+            job, revision = await self.records.get(step.job_id)
+        except NotFound:
+            log.warning("a workflow step's job is missing", extra={"workflow": record.id, "step": step.name})
+            return
+        if isinstance(intent, wf.Release):
+            await self._release(record, intent.index, job, revision, now_ms)
+        elif isinstance(intent, wf.Cancel):
+            await self._cancel(record, intent.index, job, revision, intent.running, now_ms)
+        elif isinstance(intent, wf.Collect):
+            await self._collect(record, intent.index, job, revision, now_ms)
+        else:
+            await self._instances(record, intent.index, self._stopper(record, intent.index, False, now_ms))
+            reason = intent.reason
+            await transition(
+                self.records, job, revision, lambda r: steps.fail(r, "MapFailed", reason, now_ms)
+            )
+
+    async def _parents(self, record: wf.WorkflowRecord, index: int) -> dict[str, JSON]:
+        """Step name → result of each parent of step `index`, read from the parents' jobs."""
+        parents = [record.steps[p] for p in record.steps[index].parents]
+        results: dict[str, JSON] = {}
+        for start in range(0, len(parents), CHUNK):
+            chunk = parents[start : start + CHUNK]
+            found = await asyncio.gather(*(self.records.get(p.job_id) for p in chunk))
+            for parent, (job, _) in zip(chunk, found, strict=True):
+                results[parent.name] = job.result
+        return results
+
+    async def _release(
+        self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, now_ms: int
+    ) -> None:
+        if job.state is not JobState.WAITING:
+            return
+        parents = await self._parents(record, index)
+        step = record.steps[index]
+        if step.map_over is None:
+            await transition(self.records, job, revision, lambda r: steps.release(r, parents, now_ms))
+            crashpoint("workflow.release.after_cas")
+            return
+        if job.parents is not None:
+            return  # expanded already: its instances exist
+        items: list[JSON] = parents[record.steps[step.map_over].name]
+        for start in range(0, len(items), CHUNK):
+            await asyncio.gather(
+                *(
+                    self._create(steps.instance(job, n, items[n], parents, now_ms))
+                    for n in range(start, min(start + CHUNK, len(items)))
+                )
+            )
+            crashpoint("workflow.expand.after_chunk")
+        await transition(self.records, job, revision, lambda r: steps.expand(r, parents, now_ms))
+
+    async def _create(self, job: JobRecord) -> None:
+        with contextlib.suppress(Conflict):  # created before (a replay): creation is once per id
+            await self.records.create(job)
+
+    async def _cancel(
+        self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, running: bool, now_ms: int
+    ) -> None:
+        if job.workflow is not None and job.workflow.map and job.parents is not None:
+            await self._instances(record, index, self._stopper(record, index, running, now_ms))
+
+        def verb(r: JobRecord) -> JobRecord:
+            if r.state is JobState.RUNNING and not running:
+                raise TransitionError(f"{r.id} has started")
+            return states.cancel(r, now_ms)
+
+        if job.state in TERMINAL:
+            return
+        done = await transition(self.records, job, revision, verb)
+        if done is not None and done[0].lease is not None:
+            lease = done[0].lease
+            control = Control(op="cancel", id=job.id, attempt=lease.attempt)
+            await self.nc.publish(subjects.control(lease.session), control.model_dump_json().encode())
+
+    def _stopper(
+        self, record: wf.WorkflowRecord, index: int, running: bool, now_ms: int
+    ) -> Callable[[JobRecord, int], Awaitable[None]]:
+        async def stop(instance: JobRecord, revision: int) -> None:
+            await self._cancel(record, index, instance, revision, running, now_ms)
+
+        return stop
+
+    async def _instances(
+        self, record: wf.WorkflowRecord, index: int, each: Callable[[JobRecord, int], Awaitable[bool | None]]
+    ) -> None:
+        """Pass a released map step's instance jobs to `each` in order, as read (a chunk at a time); stop
+        when `each` returns False. Missing instances are skipped."""
+        step = record.steps[index]
+        count = step.instances or 0
+        for start in range(0, count, CHUNK):
+            ids = [
+                wf.step_job_id(record.id, index, step.run, n) for n in range(start, min(start + CHUNK, count))
+            ]
+            read = await asyncio.gather(*(self._get(job_id) for job_id in ids))
+            for got in read:
+                if got is not None and await each(*got) is False:
+                    return
+
+    async def _get(self, job_id: str) -> tuple[JobRecord, int] | None:
+        try:
+            return await self.records.get(job_id)
+        except NotFound:
+            return None
+
+    async def _collect(
+        self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, now_ms: int
+    ) -> None:
+        if job.state is not JobState.WAITING:
+            return
+        results: list[JSON] = []
+        size = 0
+
+        async def gather(instance: JobRecord, _: int) -> bool:
+            nonlocal size
+            if instance.state is not JobState.SUCCEEDED:
+                return False
+            results.append(instance.result)
+            size += bounds.json_bytes(instance.result) + 1
+            return size <= bounds.MAX_RESULT_BYTES  # past it, the collection fails as too large anyway
+
+        await self._instances(record, index, gather)
+        if size <= bounds.MAX_RESULT_BYTES and len(results) != record.steps[index].instances:
+            log.warning("map step not complete yet; not collected", extra={"workflow": record.id})
+            return
+        await transition(self.records, job, revision, lambda r: steps.collect(r, results, now_ms))

@@ -1,0 +1,166 @@
+"""The job-record verbs of workflow steps: waiting, released, expanded into map instances, collected. Pure.
+
+A step's job is created `waiting` (nothing dispatches it) and is *released* by one CAS `waiting → ready`
+(or `scheduled`, when it has a start delay, counted from its release), carrying its parents' results.
+That CAS can win once, so a step is queued once however often its workflow's intents are replayed
+(`workflows.py`). A map step's own job never runs: it is marked expanded once its instances exist, and
+ends `succeeded` with their results (collected in order) or `dead`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import bounds, states
+from .errors import TransitionError
+from .models import ErrorKind, JobRecord, JobState, WorkflowLink
+from .workflows import MAX_PARENTS_BYTES, step_job_id
+
+if TYPE_CHECKING:
+    from .types import JSON
+    from .workflows import StepRequest, WorkflowRecord
+
+#: What a step's record must leave room for beyond a plain job's growth: its parents' results and, for a
+#: map instance, its element (an element of a result, so at most a result's size).
+STEP_GROWTH_BYTES = MAX_PARENTS_BYTES + bounds.MAX_RESULT_BYTES
+
+
+def waiting_job(
+    request: StepRequest, workflow: WorkflowRecord, index: int, now_ms: int, trace: dict[str, str] | None
+) -> JobRecord:
+    """The `waiting` job of step `index` (in the record's order) of a new workflow's first run."""
+    step = workflow.steps[index]
+    plain = request.model_copy(update={"delay_ms": None, "expires_in_ms": None})
+    accepted = states.accept(plain, step.job_id, request.capability, now_ms, trace)
+    link = WorkflowLink(
+        id=workflow.id,
+        step=step.name,
+        index=index,
+        run=step.run,
+        map=step.map_over is not None,
+        delay_ms=request.delay_ms,
+        expires_in_ms=request.expires_in_ms,
+    )
+    return accepted.model_copy(
+        update={"state": JobState.WAITING, "ready_since_ms": None, "expires_at_ms": None, "workflow": link}
+    )
+
+
+def rerun(previous: JobRecord, workflow: WorkflowRecord, index: int, now_ms: int) -> JobRecord:
+    """The `waiting` job of a retried step's new run, with the options of its previous run's job."""
+    step = workflow.steps[index]
+    assert previous.workflow is not None
+    link = previous.workflow.model_copy(update={"run": step.run})
+    return previous.model_copy(
+        update={
+            "id": step.job_id,
+            "state": JobState.WAITING,
+            "attempt": 0,
+            "releases": 0,
+            "ready_since_ms": None,
+            "expires_at_ms": None,
+            "lease": None,
+            "errors": (),
+            "result": None,
+            "parents": None,
+            "created_at_ms": now_ms,
+            "updated_at_ms": now_ms,
+            "started_at_ms": None,
+            "finished_at_ms": None,
+            "workflow": link,
+        }
+    )
+
+
+def _require_waiting(rec: JobRecord, verb: str) -> WorkflowLink:
+    if rec.state is not JobState.WAITING or rec.workflow is None:
+        raise TransitionError(f"cannot {verb} {rec.id}: it is {rec.state}, not a waiting step")
+    return rec.workflow
+
+
+def parents_problem(parents: dict[str, JSON]) -> str | None:
+    size = bounds.json_bytes(parents)
+    if size > MAX_PARENTS_BYTES:
+        return f"its parents' results take {size} bytes of JSON; a step may be handed {MAX_PARENTS_BYTES}"
+    return None
+
+
+def _queued(rec: JobRecord, link: WorkflowLink, now_ms: int, **changes: object) -> JobRecord:
+    run_at_ms = max(rec.run_at_ms, now_ms + (link.delay_ms or 0))
+    ready = run_at_ms <= now_ms
+    return rec.model_copy(
+        update={
+            "state": JobState.READY if ready else JobState.SCHEDULED,
+            "run_at_ms": run_at_ms,
+            "ready_since_ms": run_at_ms if ready else None,
+            "expires_at_ms": None if link.expires_in_ms is None else run_at_ms + link.expires_in_ms,
+            "updated_at_ms": now_ms,
+            **changes,
+        }
+    )
+
+
+def release(rec: JobRecord, parents: dict[str, JSON], now_ms: int) -> JobRecord:
+    """waiting → ready (or scheduled, after its delay) with its parents' results; dead if they are too
+    large to hand over."""
+    link = _require_waiting(rec, "release")
+    if link.map:
+        raise TransitionError(f"{rec.id} is a map step's job: it is expanded, not released")
+    problem = parents_problem(parents)
+    if problem is not None:
+        return fail(rec, "ParentsTooLarge", problem, now_ms)
+    return _queued(rec, link, now_ms, parents=parents)
+
+
+def expand(rec: JobRecord, parents: dict[str, JSON], now_ms: int) -> JobRecord:
+    """A map step's job, once every instance exists: still waiting, now holding its parents' results."""
+    link = _require_waiting(rec, "expand")
+    if not link.map or rec.parents is not None:
+        raise TransitionError(f"{rec.id} is not an unexpanded map step")
+    return rec.model_copy(update={"parents": parents, "updated_at_ms": now_ms})
+
+
+def instance(rec: JobRecord, number: int, item: JSON, parents: dict[str, JSON], now_ms: int) -> JobRecord:
+    """Map instance `number` of a map step's job: a new job, queued at once, handed `item`."""
+    link = rec.workflow
+    assert link is not None
+    sub = link.model_copy(update={"instance": number, "map": False})
+    fresh = rec.model_copy(
+        update={
+            "id": step_job_id(link.id, link.index, link.run, number),
+            "created_at_ms": now_ms,
+            "workflow": sub,
+            "item": item,
+        }
+    )
+    return _queued(fresh, sub, now_ms, parents=parents)
+
+
+def collect(rec: JobRecord, results: list[JSON], now_ms: int) -> JobRecord:
+    """A map step's job: waiting → succeeded with its instances' results in order (dead if too large)."""
+    _require_waiting(rec, "collect")
+    problem = states.result_problem(results)
+    if problem is not None:
+        return fail(rec, "ResultRejected", problem, now_ms)
+    return rec.model_copy(
+        update={
+            "state": JobState.SUCCEEDED,
+            "result": results,
+            "finished_at_ms": now_ms,
+            "updated_at_ms": now_ms,
+        }
+    )
+
+
+def fail(rec: JobRecord, type: str, message: str, now_ms: int) -> JobRecord:
+    """A waiting step's job: → dead without running (its parents cannot be handed over, a map failed)."""
+    _require_waiting(rec, "fail")
+    info = states.error_info(rec.attempt, now_ms, ErrorKind.ERROR, type, message)
+    return rec.model_copy(
+        update={
+            "state": JobState.DEAD,
+            "errors": (*rec.errors, info)[-bounds.MAX_ERRORS :],
+            "finished_at_ms": now_ms,
+            "updated_at_ms": now_ms,
+        }
+    )

@@ -1,0 +1,132 @@
+"""Kill a service at each crash point of workflow submission and advancement, restart it, and check that
+the workflow still ends succeeded with every step run exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from jetsched.bus.crashpoints import EXIT_STATUS
+from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, chain, chord, step
+
+pytestmark = pytest.mark.slow
+
+SUBMIT_POINTS = [
+    ("workflow.submit.after_key", False),
+    ("workflow.submit.after_record", False),
+    ("workflow.submit.after_steps", False),
+    ("workflow.submit.after_cas", True),
+]
+ADVANCE_POINTS = ["workflow.advance.before_cas", "workflow.advance.after_cas", "workflow.release.after_cas"]
+#: Every workflow crash point, for test_crash_points' inventory.
+WORKFLOW_POINTS = {p for p, _ in SUBMIT_POINTS} | set(ADVANCE_POINTS) | {"workflow.expand.after_chunk"}
+
+DIAMOND = chain(
+    step("a", "probe.sleep", 0.01),
+    chord([step("b", "probe.sleep", 0.01), step("c", "probe.sleep", 0.01)], step("d", "probe.sleep", 0.01)),
+)
+
+
+CRASH = "JETSCHED_CRASH_AT"
+
+
+def start(fleet: Fleet, crash_service: str, point: str) -> procs.Proc:
+    """The four services, one of them set to die at `point`; that one is returned."""
+    procs_by_name = {
+        name: fleet.service(name, env={CRASH: point} if name == crash_service else None)
+        for name in procs.SERVICES
+    }
+    return procs_by_name[crash_service]
+
+
+async def crashed(proc: procs.Proc) -> None:
+    await eventually(lambda: not proc.alive(), timeout=30, what=f"{proc.name} reached its crash point")
+    assert proc.popen is not None
+    assert proc.popen.returncode == EXIT_STATUS
+
+
+def restart_clean(proc: procs.Proc) -> None:
+    proc.env.pop(CRASH, None)
+    proc.start()
+
+
+@pytest.fixture
+async def client(fleet: Fleet) -> AsyncIterator[Client]:
+    async with Client(fleet.url, timeout=20) as connected:
+        yield connected
+
+
+async def finished(client: Client, workflow_id: str) -> dict[str, Any]:
+    async def final() -> dict[str, Any]:
+        view: dict[str, Any] = (await client.workflow(workflow_id))["workflow"]
+        return view if view["state"] in ("succeeded", "failed", "cancelled") else {}
+
+    result: dict[str, Any] = await eventually(final, timeout=60, what="workflow final")
+    return result
+
+
+def ran_once(fleet: Fleet, view: dict[str, Any]) -> None:
+    for name, s in view["steps"].items():
+        if "instances" not in s:
+            assert len(fleet.started(s["job_id"])) == 1, name
+
+
+@pytest.mark.parametrize(("point", "duplicate"), SUBMIT_POINTS)
+async def test_intake_dies_during_workflow_submit(
+    fleet: Fleet, client: Client, point: str, duplicate: bool
+) -> None:
+    """A client that resubmits with its key after intake died gets one workflow, each step run once."""
+    intake = start(fleet, "intake", point)
+    fleet.worker()
+    await client.stats()  # intake is up: the impatient submit below must reach it
+    impatient = Client(fleet.url, timeout=2)
+    impatient.keyed_retry_s = 0
+    await impatient.connect()
+    with pytest.raises((TimeoutError, NatsTimeoutError)):
+        await impatient.submit_workflow(DIAMOND, key="diamond-1")
+    await impatient.close()
+    await crashed(intake)
+    restart_clean(intake)
+    reply = await client.submit_workflow(DIAMOND, key="diamond-1")
+    assert reply["duplicate"] is duplicate
+    view = await finished(client, reply["id"])
+    assert view["state"] == "succeeded"
+    ran_once(fleet, view)
+    assert [w["id"] for w in (await client.workflows())["workflows"]] == [reply["id"]]
+    assert len((await client.list())["jobs"]) == 4
+
+
+@pytest.mark.parametrize("point", ADVANCE_POINTS)
+async def test_reaper_dies_while_advancing(fleet: Fleet, client: Client, point: str) -> None:
+    """The reaper dies before or after the workflow CAS, or between two releases: restarted, it finishes
+    the advancement, and every step runs once."""
+    reaper = start(fleet, "reaper", point)
+    fleet.worker()
+    reply = await client.submit_workflow(DIAMOND)
+    await crashed(reaper)
+    restart_clean(reaper)
+    view = await finished(client, reply["id"])
+    assert view["state"] == "succeeded"
+    ran_once(fleet, view)
+
+
+async def test_reaper_dies_while_expanding_a_map(fleet: Fleet, client: Client) -> None:
+    """A map step half expanded when the reaper died: restarted, it creates the rest; each element runs
+    once and the results come back in order."""
+    reaper = start(fleet, "reaper", "workflow.expand.after_chunk")
+    fleet.worker("--concurrency", "20")
+    flow = chain(step("list", "probe.list", 100), step("each", "probe.item", map_over="list"))
+    reply = await client.submit_workflow(flow)
+    await crashed(reaper)
+    restart_clean(reaper)
+    view = await finished(client, reply["id"])
+    assert view["state"] == "succeeded"
+    assert view["steps"]["each"]["result"] == list(range(100))
+    starts = [r.job_id for r in fleet.runs() if r.event == "start"]
+    assert len(starts) == len(set(starts)) == 101

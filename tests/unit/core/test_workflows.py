@@ -1,0 +1,330 @@
+"""The workflow DAG: validation of submits, the advancement decider, and the intents it implies."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from jetsched.core import workflows as wf
+from jetsched.core.errors import FieldError, TransitionError
+from jetsched.core.ids import new_ulid
+from jetsched.core.workflows import (
+    Cancel,
+    Collect,
+    Fail,
+    OnFailure,
+    Release,
+    StepEvent,
+    StepState,
+    WorkflowRecord,
+    WorkflowRequest,
+    WorkflowState,
+)
+
+NOW = 1_800_000_000_000
+S, F, C = StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED
+
+
+def request(steps: list[dict[str, Any]], **extra: Any) -> WorkflowRequest:
+    return WorkflowRequest.model_validate({"steps": [{"capability": "cap", **s} for s in steps], **extra})
+
+
+def started(steps: list[dict[str, Any]], **extra: Any) -> WorkflowRecord:
+    record, _ = wf.new_record(request(steps, **extra), new_ulid(NOW), NOW, None)
+    return wf.start(record, NOW)
+
+
+def states(record: WorkflowRecord) -> dict[str, str]:
+    return {s.name: s.state.value for s in record.steps}
+
+
+def index(record: WorkflowRecord, name: str) -> int:
+    return next(n for n, s in enumerate(record.steps) if s.name == name)
+
+
+def done(
+    record: WorkflowRecord, name: str, outcome: StepState = S, items: int | None = None
+) -> WorkflowRecord:
+    n = index(record, name)
+    return wf.apply(record, [StepEvent(n, record.steps[n].run, outcome, items=items)], NOW + 1)
+
+
+def problem(steps: list[dict[str, Any]]) -> tuple[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        request(steps)
+    error = caught.value.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    field = ".".join(str(p) for p in error["loc"])
+    if isinstance(cause, FieldError):
+        field = f"{field}.{cause.field}" if field else cause.field
+    return field, str(cause or error["msg"])
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("steps", "field", "words"),
+        [
+            ([{"name": "a"}, {"name": "a"}], "steps.1.name", "second step named"),
+            ([{"name": "a", "depends_on": ["a"]}], "steps.0.depends_on", "depends on itself"),
+            ([{"name": "a", "depends_on": ["x"]}], "steps.0.depends_on", "no step named 'x'"),
+            ([{"name": "a"}, {"name": "b", "depends_on": ["a", "a"]}], "steps.1.depends_on", "named twice"),
+            (
+                [{"name": "a", "depends_on": ["b"]}, {"name": "b", "depends_on": ["a"]}],
+                "steps.0.depends_on",
+                "cycle",
+            ),
+            ([{"name": "a"}, {"name": "b", "map_over": "a"}], "steps.1.map_over", "depends_on"),
+            ([{"name": "a b"}], "steps.0.name", "a step name"),
+            ([{"name": "a", "key": "k"}], "steps.0.key", "takes no key"),
+        ],
+    )
+    def test_refused(self, steps: list[dict[str, Any]], field: str, words: str) -> None:
+        """A malformed graph is refused, naming the field to blame."""
+        got_field, message = problem(steps)
+        assert got_field == field
+        assert words in message
+
+    def test_too_many_steps(self) -> None:
+        """A graph over the step limit is refused."""
+        with pytest.raises(ValidationError):
+            request([{"name": f"s{n}"} for n in range(wf.MAX_STEPS + 1)])
+
+    def test_unknown_field(self) -> None:
+        """A typo in a step is an error, like in a submit."""
+        with pytest.raises(ValidationError):
+            request([{"name": "a", "prority": 3}])
+
+    def test_topological_order(self) -> None:
+        """The record stores steps parents first, whatever the submitted order."""
+        record, ordered = wf.new_record(
+            request([{"name": "c", "depends_on": ["b"]}, {"name": "b", "depends_on": ["a"]}, {"name": "a"}]),
+            new_ulid(NOW),
+            NOW,
+            None,
+        )
+        assert [s.name for s in record.steps] == ["a", "b", "c"] == [s.name for s in ordered]
+        assert record.steps[2].parents == (1,)
+        assert record.state is WorkflowState.CREATING
+
+    def test_job_ids_are_deterministic(self) -> None:
+        """A step's job id depends only on (workflow, step, run, instance), and is a ULID of the workflow's time."""
+        workflow_id = new_ulid(NOW)
+        first = wf.step_job_id(workflow_id, 3, 0)
+        assert first == wf.step_job_id(workflow_id, 3, 0)
+        assert len({first, wf.step_job_id(workflow_id, 3, 1), wf.step_job_id(workflow_id, 3, 0, 0)}) == 3
+        assert first[:10] == workflow_id[:10]
+
+
+class TestAdvance:
+    def test_roots_released_on_start(self) -> None:
+        """Steps without parents are released when the workflow starts; the others wait."""
+        record = started([{"name": "a"}, {"name": "b"}, {"name": "c", "depends_on": ["a", "b"]}])
+        assert states(record) == {"a": "released", "b": "released", "c": "waiting"}
+        assert record.state is WorkflowState.RUNNING
+
+    def test_fan_in_waits_for_every_parent(self) -> None:
+        """A step with two parents is released only by the second success, once."""
+        record = started([{"name": "a"}, {"name": "b"}, {"name": "c", "depends_on": ["a", "b"]}])
+        after_a = done(record, "a")
+        assert wf.intents(record, after_a) == []
+        after_b = done(after_a, "b")
+        assert wf.intents(after_a, after_b) == [Release(index(record, "c"))]
+        assert done(after_b, "b") is after_b  # a replayed outcome changes nothing
+
+    def test_chain_succeeds(self) -> None:
+        """A chain ends succeeded once its last step does."""
+        record = started([{"name": "a"}, {"name": "b", "depends_on": ["a"]}])
+        record = done(done(record, "a"), "b")
+        assert record.state is WorkflowState.SUCCEEDED
+        assert record.finished_at_ms == NOW + 1
+
+    def test_fail_fast_cancels_what_has_not_started(self) -> None:
+        """fail_fast: a dead step cancels waiting steps and released ones not running; fails when all final."""
+        record = started([{"name": "a"}, {"name": "b"}, {"name": "c", "depends_on": ["b"]}])
+        after = done(record, "a", F)
+        assert states(after) == {"a": "failed", "b": "released", "c": "cancelled"}
+        assert set(wf.intents(record, after)) == {Cancel(index(record, "b")), Cancel(index(record, "c"))}
+        assert after.state is WorkflowState.RUNNING
+        assert done(after, "b").state is WorkflowState.FAILED
+
+    def test_continue_cancels_only_descendants(self) -> None:
+        """continue: the failed step's descendants are cancelled; an independent branch goes on."""
+        steps: list[dict[str, Any]] = [
+            {"name": "a"},
+            {"name": "a2", "depends_on": ["a"]},
+            {"name": "b"},
+            {"name": "b2", "depends_on": ["b"]},
+        ]
+        record = started(steps, on_failure="continue")
+        after = done(record, "a", F)
+        assert states(after) == {"a": "failed", "a2": "cancelled", "b": "released", "b2": "waiting"}
+        after = done(done(after, "b"), "b2")
+        assert after.state is WorkflowState.FAILED
+        assert states(after)["b2"] == "succeeded"
+
+    def test_cancel(self) -> None:
+        """Cancelling cancels waiting steps, tells released (even running) ones, ends cancelled."""
+        record = started([{"name": "a"}, {"name": "b", "depends_on": ["a"]}])
+        after = wf.cancel(record, NOW + 1)
+        assert wf.intents(record, after) == [Cancel(0, running=True), Cancel(1, running=True)]
+        assert wf.cancel(after, NOW + 2) is after
+        final = done(after, "a", C)
+        assert final.state is WorkflowState.CANCELLED
+        with pytest.raises(TransitionError):
+            wf.cancel(final, NOW)
+
+    def test_retry_keeps_successes(self) -> None:
+        """A retried workflow re-runs its failed and cancelled steps under new job ids, keeping successes."""
+        record = started(
+            [{"name": "a"}, {"name": "b", "depends_on": ["a"]}, {"name": "c", "depends_on": ["b"]}]
+        )
+        failed = done(done(record, "a"), "b", F)
+        assert failed.state is WorkflowState.FAILED
+        again = wf.retry(failed, NOW + 5)
+        assert states(again) == {"a": "succeeded", "b": "released", "c": "waiting"}
+        assert wf.retried_steps(failed, again) == [1, 2]
+        assert again.steps[1].job_id != failed.steps[1].job_id
+        # An outcome of the old run is ignored.
+        assert wf.apply(again, [StepEvent(1, 0, F)], NOW + 6) is again
+        assert done(done(again, "b"), "c").state is WorkflowState.SUCCEEDED
+        with pytest.raises(TransitionError):
+            wf.retry(again, NOW)
+
+    def test_start_only_once(self) -> None:
+        """Only a creating workflow starts."""
+        with pytest.raises(TransitionError):
+            wf.start(started([{"name": "a"}]), NOW)
+
+
+class TestMap:
+    STEPS: list[dict[str, Any]] = [  # noqa: RUF012 - a table
+        {"name": "list"},
+        {"name": "each", "depends_on": ["list"], "map_over": "list"},
+        {"name": "sum", "depends_on": ["each"]},
+    ]
+
+    def test_instances_then_collect(self) -> None:
+        """A map step releases one instance per element and is collected once all have succeeded."""
+        record = done(started(self.STEPS), "list", items=3)
+        each = record.steps[1]
+        assert (each.state, each.instances) == (StepState.RELEASED, 3)
+        for n in (2, 0, 0):
+            previous, record = record, wf.apply(record, [StepEvent(1, 0, S, instance=n)], NOW + 2)
+            assert wf.intents(previous, record) == []
+        previous, record = record, wf.apply(record, [StepEvent(1, 0, S, instance=1)], NOW + 3)
+        assert wf.intents(previous, record) == [Collect(1)]
+        record = done(record, "each", items=3)
+        assert states(record)["sum"] == "released"
+
+    def test_empty_list_collects_at_once(self) -> None:
+        """A map over an empty list is released complete: collected with no instances."""
+        before = started(self.STEPS)
+        after = done(before, "list", items=0)
+        assert wf.intents(before, after) == [Release(1), Collect(1)]
+
+    @pytest.mark.parametrize(
+        ("items", "words"), [(None, "not a list"), (wf.MAX_MAP_ITEMS + 1, "a map takes")]
+    )
+    def test_unusable_list(self, items: int | None, words: str) -> None:
+        """A result that is no list, or too long, fails the map step."""
+        before = started(self.STEPS)
+        after = done(before, "list", items=items)
+        [intent] = wf.intents(before, after)
+        assert isinstance(intent, Fail)
+        assert words in intent.reason
+
+    def test_instance_failure_fails_the_map(self) -> None:
+        """An instance that ends dead fails its map step (once)."""
+        record = done(started(self.STEPS), "list", items=2)
+        failed = wf.apply(record, [StepEvent(1, 0, F, instance=1)], NOW + 2)
+        assert wf.intents(record, failed) == [Fail(1, "instance 1 ended failed")]
+        again = wf.apply(failed, [StepEvent(1, 0, F, instance=0)], NOW + 3)
+        assert wf.intents(failed, again) == []
+
+
+class TestRepair:
+    def test_blank_baseline_rederives_every_intent(self) -> None:
+        """From a blank baseline, a record's intents include every release it decided."""
+        record = done(started([{"name": "a"}, {"name": "b", "depends_on": ["a"]}, {"name": "c"}]), "a")
+        assert set(wf.intents(wf.blank(record), record)) == {Release(1), Release(2)}
+
+
+# --- property: random DAGs run to the end, each step released once, never before its parents -----------
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str]:
+    size = draw(st.integers(1, 12))
+    steps = []
+    for n in range(size):
+        parents = draw(st.sets(st.integers(0, n - 1), max_size=3)) if n else set()
+        steps.append({"name": f"s{n}", "depends_on": [f"s{p}" for p in sorted(parents)]})
+    return steps, draw(st.sampled_from(["fail_fast", "continue"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(dags(), st.integers(0, 2**32), st.floats(0.0, 0.4))
+def test_random_dags(graph: tuple[list[dict[str, Any]], str], seed: int, failure_rate: float) -> None:
+    """Whatever order steps finish in (outcomes replayed at random), each step is released at most once,
+    only after all its parents succeeded, and the workflow ends final with every step final."""
+    steps, policy = graph
+    rng = random.Random(seed)
+    record = started(steps, on_failure=policy)
+    jobs = {n: "ready" if s.state is StepState.RELEASED else "waiting" for n, s in enumerate(record.steps)}
+    released = [n for n, s in enumerate(record.steps) if s.state is StepState.RELEASED]
+    applied: list[StepEvent] = []
+    for _ in range(10 * len(steps) + 10):
+        runnable = [n for n, state in jobs.items() if state in ("ready", "running")]
+        if not runnable:
+            break
+        n = rng.choice(runnable)
+        if jobs[n] == "ready" and rng.random() < 0.5:
+            jobs[n] = "running"
+            continue
+        outcome = F if rng.random() < failure_rate else S
+        jobs[n] = outcome.value
+        event = StepEvent(n, 0, outcome)
+        applied.append(event)
+        replay = rng.sample(applied, min(len(applied), 2))
+        before, record = record, wf.apply(record, [event, *replay], NOW)
+        for intent in wf.intents(before, record):
+            target = intent.index
+            if isinstance(intent, Release):
+                assert jobs[target] == "waiting"
+                assert all(record.steps[p].state is S for p in record.steps[target].parents)
+                released.append(target)
+                jobs[target] = "ready"
+            elif isinstance(intent, Cancel) and jobs[target] in ("waiting", "ready"):
+                jobs[target] = "cancelled"
+                before, record = record, wf.apply(record, [StepEvent(target, 0, C)], NOW)
+                assert wf.intents(before, record) == [] or record.state is not WorkflowState.SUCCEEDED
+    assert len(released) == len(set(released))
+    assert record.state in wf.WORKFLOW_TERMINAL, states(record)
+    assert all(s.state in wf.STEP_TERMINAL for s in record.steps)
+    if record.state is WorkflowState.SUCCEEDED:
+        assert all(s.state is S for s in record.steps)
+    if policy == "continue":
+        failed = {n for n, s in enumerate(record.steps) if s.state is F}
+        for n, s in enumerate(record.steps):
+            if s.state is C:
+                assert _has_ancestor_in(record, n, failed)
+
+
+def _has_ancestor_in(record: WorkflowRecord, n: int, ancestors: set[int]) -> bool:
+    stack = list(record.steps[n].parents)
+    while stack:
+        p = stack.pop()
+        if p in ancestors:
+            return True
+        stack.extend(record.steps[p].parents)
+    return False
+
+
+def test_on_failure_default() -> None:
+    """fail_fast is the default policy."""
+    assert request([{"name": "a"}]).on_failure is OnFailure.FAIL_FAST
