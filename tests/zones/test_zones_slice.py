@@ -12,7 +12,7 @@ import pytest
 
 from .harness import Phases, run_scenario
 from .run import details
-from .scenarios import WorkerZombie
+from .scenarios import NodeKill, WorkerZombie
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -30,3 +30,16 @@ def test_worker_cut_off_mid_job_is_fenced(tmp_path: Path) -> None:
     assert outcome.verdict.accepted > 100
     assert outcome.ok, f"{outcome.problems} ({replay})"
     assert outcome.verdict.stale_accepted == []
+
+
+def test_stream_leader_node_killed_resumes_within_1s_of_the_election(tmp_path: Path) -> None:
+    """The NATS node leading the most streams is `kill -9`ed: job starts resume within 1 s of the
+    surviving nodes electing new leaders for everything it led; nothing lost, nobody exits."""
+    seed = random.SystemRandom().randrange(1_000_000)
+    outcome = run_scenario(
+        NodeKill("leader"), seed, tmp_path, Phases(before_s=4, fault_s=11, after_s=3, drain_s=45), rate=15
+    )
+    print("\n".join(details(outcome)))
+    replay = f"replay: python -m tests.zones.run --seed {seed} node-kill-leader"
+    assert outcome.orphaned, "the killed node led nothing"
+    assert outcome.ok, f"{outcome.problems} ({replay})"
