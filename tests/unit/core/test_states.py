@@ -100,6 +100,15 @@ class TestClaim:
             token_hash("t1"),
         )
 
+    def test_claim_is_never_stamped_before_the_due_time(self) -> None:
+        """The timer saw the due time pass on the servers' clock; a dispatcher whose reading of it lags
+        by a millisecond still records the claim at the due time, not before."""
+        due = states.due(accepted(delay_ms=100), NOW + 100)
+        record = states.claim(due, "w1", "s1", "t1", NOW + 99)
+        assert record.started_at_ms == NOW + 100
+        assert record.lease is not None
+        assert record.lease.claimed_at_ms == NOW + 100
+
     def test_claim_needs_ready(self) -> None:
         """A running job cannot be claimed twice."""
         with pytest.raises(TransitionError):

@@ -58,7 +58,9 @@ class ServerClock:
 
     def __init__(self, local: SystemClock) -> None:
         self.local = local
-        #: (local ms, offset ms), offsets strictly decreasing: the sliding window's maximum at the front.
+        #: (local ms, offset µs), offsets strictly decreasing: the sliding window's maximum at the front.
+        #: Microseconds, because rounding each bound to whole milliseconds would put two processes'
+        #: readings up to 2 ms apart (a claim stamped before the due time the timer honoured).
         self._bounds: deque[tuple[int, int]] = deque()
         self._last = 0
 
@@ -68,19 +70,22 @@ class ServerClock:
 
     def observe(self, server_ns: int, local_s: float) -> None:
         """The servers' clock read `server_ns` no later than this process's clock read `local_s`."""
-        local_ms = math.ceil(local_s * 1000)
-        offset = server_ns // 1_000_000 - local_ms
+        offset = server_ns // 1000 - math.ceil(local_s * 1_000_000)
         while self._bounds and self._bounds[-1][1] <= offset:
             self._bounds.pop()
-        self._bounds.append((local_ms, offset))
+        self._bounds.append((math.ceil(local_s * 1000), offset))
 
-    def offset_ms(self) -> int:
-        """Server time minus local time, at least (0 before the first observation)."""
+    def _offset_us(self) -> int:
         horizon = self.local.now_ms() - self.WINDOW_MS
         while len(self._bounds) > 1 and self._bounds[0][0] < horizon:
             self._bounds.popleft()
         return self._bounds[0][1] if self._bounds else 0
 
+    def offset_ms(self) -> int:
+        """Server time minus local time, at least (0 before the first observation)."""
+        return self._offset_us() // 1000
+
     def now_ms(self) -> int:
-        self._last = max(self._last, self.local.now_ms() + self.offset_ms())
+        reading = (math.floor(self.local.now() * 1_000_000) + self._offset_us()) // 1000
+        self._last = max(self._last, reading)
         return self._last

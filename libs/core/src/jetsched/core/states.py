@@ -94,6 +94,10 @@ def claim(
 ) -> JobRecord:
     """ready → running: lease the next attempt to one worker session (as announced by `incarnation`)."""
     _require(rec, JobState.READY, "claim")
+    # A ready job's due time has passed on the servers' clock (the timer saw it go by), so it bounds
+    # the servers' time from below as well as our own reading does: the later of the two is the better
+    # stamp, and a claim is never recorded before the due time it honoured.
+    now_ms = max(now_ms, rec.run_at_ms)
     attempt = rec.attempt + 1
     lease = Lease(
         worker=worker,
