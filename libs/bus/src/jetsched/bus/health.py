@@ -4,6 +4,7 @@
   good); a process that cannot recover exits non-zero instead, so liveness failing means it is wedged.
 - `GET /readyz` — 200 once connected to NATS, started, and every view it keeps has replayed its feed;
   503 with the reason otherwise (starting, reconnecting, replaying after a failover).
+- `GET /metrics` — the process's metrics in Prometheus text format (`telemetry.py`).
 
 Deliberately tiny: one request per connection, no keep-alive, bodies of a few bytes, a request line of at
 most 1 KiB read with a deadline — a probe port must not become a way in.
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import orjson
+
+from . import telemetry
 
 if TYPE_CHECKING:
     from .direct import Connection
@@ -76,16 +79,20 @@ class HealthServer:
             async with asyncio.timeout(_READ_TIMEOUT_S):
                 line = await reader.readline()
             parts = line.decode("latin-1").split()
-            check = self.checks.get(parts[1].split("?")[0]) if len(parts) >= 2 and parts[0] == "GET" else None
-            if check is None:
-                status, body = "404 Not Found", {"ok": False, "reason": "GET /healthz or /readyz"}
+            path = parts[1].split("?")[0] if len(parts) >= 2 and parts[0] == "GET" else None
+            check = self.checks.get(path) if path is not None else None
+            kind = "application/json"
+            if path == "/metrics":
+                status, data, kind = "200 OK", telemetry.exposition(), telemetry.CONTENT_TYPE
+            elif check is None:
+                status = "404 Not Found"
+                data = orjson.dumps({"ok": False, "reason": "GET /healthz, /readyz or /metrics"})
             else:
                 ok, reason = check()
                 status = "200 OK" if ok else "503 Service Unavailable"
-                body = {"ok": ok, "reason": reason}
-            data = orjson.dumps(body)
+                data = orjson.dumps({"ok": ok, "reason": reason})
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + data
             )

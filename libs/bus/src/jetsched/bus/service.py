@@ -21,7 +21,7 @@ import uvloop
 from jetsched.core.clock import ServerClock, SystemClock
 from jetsched.core.ids import new_ulid
 
-from . import health, logs, topology, tracing
+from . import health, logs, telemetry, topology
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
@@ -160,7 +160,7 @@ def main(
     args = parser.parse_args()
     bus = bus_config(args)
     logs.setup(name, bus.log_level)
-    tracing.setup(f"jetsched-{name}")
+    telemetry.setup(f"jetsched-{name}")
     service = build(args, bus)
 
     async def run() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from jetsched.bus import logs
+from jetsched.bus import logs, telemetry
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         logs.setup("worker")
+        telemetry.setup("jetsched-worker")
         try:
             uvloop.run(run_worker(args))
         except (SessionConflict, ValueError) as exc:  # ValueError: a bad --session, no handlers

@@ -32,6 +32,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import debian
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -51,16 +53,10 @@ def require() -> None:
         raise NetnsUnavailable("zone tests need root (network namespaces); CI runs them as root")
     if shutil.which("ip") is None:
         raise NetnsUnavailable("zone tests need iproute2 (`ip netns`)")
-    if shutil.which("iptables") is None:
-        try:
-            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, timeout=300)
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", "iptables"], check=True, capture_output=True, timeout=300
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise NetnsUnavailable(f"iptables is missing and could not be installed: {exc}") from exc
-    if shutil.which("iptables") is None:
-        raise NetnsUnavailable("iptables is missing after installing it")
+    try:
+        debian.require("iptables", "iptables")
+    except debian.ToolUnavailable as exc:
+        raise NetnsUnavailable(str(exc)) from exc
 
 
 def _setns(fd: int) -> None:

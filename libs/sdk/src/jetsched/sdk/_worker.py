@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from nats.errors import Error as NatsError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from jetsched.bus import health, tracing
+from jetsched.bus import health, instruments, tracing
 from jetsched.bus.actors import cancel_all
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect, unless_lost
@@ -301,10 +302,14 @@ class Worker:
         attributes: dict[str, str | int] = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
             crashpoint("worker.received")
+            began = time.perf_counter()
             try:
                 outcome = await self._call(work, handler)
             finally:
                 self.executing.discard(key)
+            instruments.handler_time.record(
+                time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
+            )
             crashpoint("worker.after_run")
             if key in self._cancelled:
                 self._cancelled.discard(key)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 from opentelemetry.trace import SpanKind
 
-from jetsched.bus import tracing
+from jetsched.bus import instruments, tracing
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
@@ -251,3 +251,8 @@ class _Dispatch:
                 headers=headers or None,
             )
             crashpoint("dispatcher.claim.after_send")
+            capability = {"capability": record.capability}
+            instruments.started.add(1, capability)
+            instruments.claim_latency.record(loop.time() - asked, capability)
+            waited = (claimed.started_at_ms or record.queued_at) - record.queued_at
+            instruments.queue_wait.record(max(0, waited) / 1000, capability)

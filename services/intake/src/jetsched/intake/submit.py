@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsError
 from opentelemetry.trace import SpanKind
 
-from jetsched.bus import tracing
+from jetsched.bus import instruments, tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import StoreError, encode
 from jetsched.core import states
@@ -52,12 +53,18 @@ class Submitter:
     async def submit(
         self, capability: str, data: bytes, headers: dict[str, str] | None
     ) -> SubmitReply | ApiError:
+        began = time.perf_counter()
         request = parse_submit(capability, data, self.max_request_bytes, header_bytes(headers))
         if isinstance(request, ApiError):
+            instruments.submit_latency.record(time.perf_counter() - began, {"outcome": "refused"})
             return request
         attributes = {"messaging.system": "nats", "jetsched.capability": capability}
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
-            return await self._stored(capability, request, carrier or None)
+            reply = await self._stored(capability, request, carrier or None)
+        # The capability only once it is known valid: metric attributes must stay a bounded set.
+        outcome = {"outcome": "refused"} if isinstance(reply, ApiError) else {"capability": capability}
+        instruments.submit_latency.record(time.perf_counter() - began, outcome)
+        return reply
 
     async def submit_many(
         self, capability: str, data: bytes, headers: dict[str, str] | None
@@ -105,7 +112,10 @@ class Submitter:
         self, capability: str, request: JobRequest, trace: dict[str, str] | None
     ) -> SubmitReply | ApiError:
         try:
-            return await self._store(capability, request, trace)
+            reply = await self._store(capability, request, trace)
+            if isinstance(reply, SubmitReply) and not reply.duplicate:
+                instruments.submitted.add(1, {"capability": capability})
+            return reply
         except (NatsError, TimeoutError, StoreError) as exc:
             # Not stored (or not known to be): say so, so the client can retry with its key.
             log.warning("submit not stored", extra={"error": repr(exc)})

@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from jetsched.bus import tracing
+from jetsched.bus import instruments, tracing
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
@@ -49,9 +49,11 @@ from jetsched.core.workers import WorkerRegistry
 
 from .advance import Advancer
 from .sweeps import Running, Verdict, stale_holdings, sweep
+from .tally import Tally, tally
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
+    from opentelemetry import metrics
 
     from jetsched.bus.actors import Actor
     from jetsched.bus.config import BusConfig
@@ -178,7 +180,10 @@ class ReaperService(Service):
             crashpoint("reaper.outcome.after_cas")
         if done is None:
             self.stale_reports += 1
+            instruments.fenced.add(1, {"capability": record.capability})
             log.info("stale outcome rejected", extra={"job": outcome.id, "attempt": outcome.attempt})
+        else:
+            count(tally(record, done[1], now))
         await msg.ack()
 
     async def stop_stale(self, session_id: str, job_id: str, attempt: int) -> None:
@@ -237,6 +242,8 @@ class ReaperService(Service):
         if done is not None and verdict is Verdict.TIMEOUT:
             await self.stop_stale(lease.session, record.id, lease.attempt)
         if done is not None:
+            instruments.rescued.add(1, {"capability": record.capability, "verdict": verdict.value})
+            count(tally(record, done[1], now))
             log.warning(
                 "rescued job",
                 extra={
@@ -247,6 +254,15 @@ class ReaperService(Service):
                     "state": done[1].state.value,
                 },
             )
+
+
+def count(t: Tally) -> None:
+    """Record a transition's tally on the instruments."""
+    for name, attributes in t.counts:
+        counter: metrics.Counter = getattr(instruments, name)
+        counter.add(1, attributes)
+    if t.run is not None:
+        instruments.run_time.record(*t.run)
 
 
 def salvage(data: bytes, problem: str) -> Outcome | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from opentelemetry.trace import SpanKind
 
-from jetsched.bus import tracing
+from jetsched.bus import instruments, tracing
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed
@@ -204,7 +204,11 @@ class TimerService(Service):
         if done is None:
             # Moved on under us: look again in a second (then the entry is dropped, or fires).
             self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
-        elif timer_due(done[1]) is None:
+            return
+        if done[1].state is JobState.READY and record.state is JobState.SCHEDULED:
+            late = max(0, done[1].updated_at_ms - due) / 1000
+            instruments.timer_lateness.record(late, {"capability": record.capability})
+        if timer_due(done[1]) is None:
             await self._forget(job_id, entry.revision)
         # else: the new record waits for a time of its own; its entry was written with it.
 
