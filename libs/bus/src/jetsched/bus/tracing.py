@@ -45,6 +45,33 @@ def _sdk_installed() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
+#: Outcomes that end an attempt in error (the span's status says so).
+_FAILED = frozenset({"failed", "fatal", "timeout", "retry"})
+
+
+def messaging(
+    operation: str, destination: str, message_id: str, size: int | None = None
+) -> dict[str, str | int]:
+    """OpenTelemetry messaging attributes for a span that sends, receives or processes a NATS message."""
+    found: dict[str, str | int] = {
+        "messaging.system": "nats",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": destination,
+        "messaging.message.id": message_id,
+    }
+    if size is not None:
+        found["messaging.message.body.size"] = size
+    return found
+
+
+def outcome_status(status: str, message: str) -> None:
+    """Mark the current span as an error when an attempt's outcome is a failure."""
+    if status in _FAILED:
+        trace.get_current_span().set_status(
+            trace.Status(trace.StatusCode.ERROR, f"{status}: {message}"[:256])
+        )
+
+
 def carrier() -> dict[str, str]:
     """The current context as headers (empty when there is none)."""
     headers: dict[str, str] = {}
@@ -83,6 +110,36 @@ def span(
         # Spans would be no-ops; pass the (checked) context through (hot path).
         return nullcontext(parent)
     return _span(name, parent, kind, attributes)
+
+
+def linked_root(
+    name: str,
+    link: Mapping[str, str] | None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, str | int] | None = None,
+) -> AbstractContextManager[dict[str, str]]:
+    """A span that starts a trace of its own, linked to the span in `link` (one job of a batch: its own
+    trace, joined to the batch's). Yields its context as headers; with tracing off, `link`'s own."""
+    link = clean(link)
+    if not _sdk_installed():
+        return nullcontext(link)
+    return _root(name, link, kind, attributes)
+
+
+@contextmanager
+def _root(
+    name: str, link: Mapping[str, str], kind: SpanKind, attributes: Mapping[str, str | int] | None
+) -> Iterator[dict[str, str]]:
+    linked = trace.get_current_span(propagate.extract(dict(link))).get_span_context()
+    links = [trace.Link(linked)] if linked.is_valid else []
+    token = otel_context.attach(otel_context.Context())  # no parent: a new trace
+    try:
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes, links=links):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            yield headers
+    finally:
+        otel_context.detach(token)
 
 
 @contextmanager

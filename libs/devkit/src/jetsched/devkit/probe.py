@@ -50,3 +50,13 @@ async def item(job: Job) -> object:
     await asyncio.sleep(float(job.payload or 0))
     log(job, "end")
     return job.item
+
+
+@task("probe.flaky")
+async def flaky(job: Job) -> int:
+    """Fails its first attempt (an error the worker reports), succeeds on the next."""
+    log(job, "start")
+    if job.attempt == 1:
+        raise RuntimeError("first attempts fail")
+    log(job, "end")
+    return job.attempt

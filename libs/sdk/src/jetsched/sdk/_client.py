@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import orjson
 from nats.errors import NoRespondersError
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from jetsched.bus import tracing
+from jetsched.bus import telemetry, tracing
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
 from jetsched.core import subjects
@@ -59,6 +60,8 @@ class Client:
     async def connect(self) -> None:
         """Connect, trying for up to `timeout` seconds; `Unreachable` (a `TimeoutError`) names the URL."""
         if self._nc is None:
+            # OpenTelemetry from the OTEL_* variables, unless the application installed its own.
+            telemetry.setup("jetsched-client", prometheus=False)
             # Reconnects go on forever once connected; the first connection must not wait forever.
             self._nc = await connect(self.nats_url, "jetsched-client", self.auth, timeout=self.timeout)
 
@@ -158,9 +161,15 @@ class Client:
 
     async def _traced(self, span: str, capability: str, subject: str, body: dict[str, Any]) -> Any:
         """A submit request in a producer span, whose context travels in the request's headers."""
-        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        attributes: dict[str, str | int] = {
+            "jetsched.capability": capability,
+            **tracing.messaging("publish", subject, str(body.get("key") or "")),
+        }
         with tracing.span(span, tracing.carrier(), SpanKind.PRODUCER, attributes) as headers:
-            return await self.request(subject, body, headers or None)
+            reply = await self.request(subject, body, headers or None)
+            if isinstance(reply, dict) and isinstance(reply.get("id"), str):
+                trace.get_current_span().set_attribute("jetsched.job_id", reply["id"])
+            return reply
 
     async def submit_workflow(
         self,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from nats.errors import Error as NatsError
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
@@ -299,7 +300,12 @@ class Worker:
         self, work: WorkMessage, handler: Handler | None, headers: dict[str, str] | None
     ) -> None:
         key = (work.id, work.attempt)
-        attributes: dict[str, str | int] = {"jetsched.job_id": work.id, "jetsched.attempt": work.attempt}
+        attributes: dict[str, str | int] = {
+            "jetsched.job_id": work.id,
+            "jetsched.attempt": work.attempt,
+            "jetsched.capability": work.capability,
+            **tracing.messaging("process", subjects.work(work.capability, self.session), work.id),
+        }
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
             crashpoint("worker.received")
             began = time.perf_counter()
@@ -310,6 +316,7 @@ class Worker:
             instruments.handler_time.record(
                 time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
             )
+            tracing.outcome_status(outcome.status.value, outcome.error.message if outcome.error else "")
             crashpoint("worker.after_run")
             if key in self._cancelled:
                 self._cancelled.discard(key)
@@ -429,6 +436,7 @@ async def _watch(running: Awaitable[Any], timeout_s: float, beats: list[float]) 
 
 
 def _error(exc: BaseException) -> OutcomeError:
+    trace.get_current_span().record_exception(exc)  # the run span's exception event
     return OutcomeError(
         type=type(exc).__name__,
         message=str(exc)[:2000],

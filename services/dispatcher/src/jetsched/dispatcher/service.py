@@ -19,6 +19,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 import orjson
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import instruments, tracing
@@ -251,6 +252,18 @@ class _Dispatch:
                 headers=headers or None,
             )
             crashpoint("dispatcher.claim.after_send")
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "jetsched.attempt": claimed.attempt,
+                        **tracing.messaging(
+                            "send",
+                            subjects.work(record.capability, session.session),
+                            f"{record.id}:{claimed.attempt}",
+                        ),
+                    }
+                )
             capability = {"capability": record.capability}
             instruments.started.add(1, capability)
             instruments.claim_latency.record(loop.time() - asked, capability)

@@ -15,12 +15,13 @@ import time
 from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsError
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from jetsched.bus import instruments, tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import StoreError, encode
-from jetsched.core import states
+from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
 from jetsched.core.ids import ULID_RE, new_ulid
 from jetsched.core.models import JobRequest, SubmitReply
@@ -58,9 +59,14 @@ class Submitter:
         if isinstance(request, ApiError):
             instruments.submit_latency.record(time.perf_counter() - began, {"outcome": "refused"})
             return request
-        attributes = {"messaging.system": "nats", "jetsched.capability": capability}
+        attributes: dict[str, str | int] = {
+            "jetsched.capability": capability,
+            **tracing.messaging("process", subjects.submit(capability), request.key or "", len(data)),
+        }
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
             reply = await self._stored(capability, request, carrier or None)
+            if isinstance(reply, SubmitReply):
+                trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
         # The capability only once it is known valid: metric attributes must stay a bounded set.
         outcome = {"outcome": "refused"} if isinstance(reply, ApiError) else {"capability": capability}
         instruments.submit_latency.record(time.perf_counter() - began, outcome)
@@ -88,10 +94,17 @@ class Submitter:
             for n, item in enumerate(items)
             if isinstance(item, JobRequest) and (item.key is None or first[item.key] == n)
         }
+
+        async def one(item: JobRequest, batch: dict[str, str]) -> SubmitReply | ApiError:
+            # Each job of a batch is a trace of its own, linked to the batch's span.
+            with tracing.linked_root("jetsched submit", batch, SpanKind.CONSUMER, attributes) as own:
+                reply = await self._stored(capability, item, own or None)
+                if isinstance(reply, SubmitReply):
+                    trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
+                return reply
+
         with tracing.span("jetsched submit batch", headers, SpanKind.CONSUMER, attributes) as carrier:
-            results = await asyncio.gather(
-                *(self._stored(capability, item, carrier or None) for item in todo.values())
-            )
+            results = await asyncio.gather(*(one(item, carrier) for item in todo.values()))
         done = dict(zip(todo, results, strict=True))
         replies: list[SubmitReply | ApiError] = []
         for n, item in enumerate(items):

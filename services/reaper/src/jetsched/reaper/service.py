@@ -169,8 +169,15 @@ class ReaperService(Service):
                 log.info("outcome for an unknown job dropped", extra={"job": outcome.id})
                 await msg.term()
             return
-        attributes = {"jetsched.job_id": record.id, "jetsched.outcome": outcome.status.value}
+        attributes: dict[str, str | int] = {
+            "jetsched.job_id": record.id,
+            "jetsched.attempt": outcome.attempt,
+            "jetsched.capability": record.capability,
+            "jetsched.outcome": outcome.status.value,
+            **tracing.messaging("process", msg.subject, f"{outcome.id}:{outcome.attempt}", len(msg.data)),
+        }
         with tracing.span("jetsched outcome", msg.headers or record.trace, SpanKind.CONSUMER, attributes):
+            tracing.outcome_status(outcome.status.value, outcome.error.message if outcome.error else "")
             now = self.clock.now_ms()
             rand = random.random()
             crashpoint("reaper.outcome.before_cas")
