@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := libs/core libs/bus libs/sdk libs/devkit libs/cli services/intake services/timer services/dispatcher services/reaper
+PACKAGES := libs/core libs/bus libs/sdk libs/dashboard libs/devkit libs/cli services/intake services/timer services/dispatcher services/reaper
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
 
@@ -12,13 +12,17 @@ help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: $(addsuffix /pyproject.toml,$(PACKAGES)) pyproject.toml
+	@# The dashboard's browser test drives Debian's chromium (Playwright's own download has no route here).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "warning: chromium is missing (apt-get install chromium): the dashboard browser test will fail"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q --no-build-isolation \
 		$(addprefix -e ,$(PACKAGES)) --group dev
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install every package (editable) with dev tools
+install: $(VENV)/.installed  ## create .venv, install every package (editable) with dev tools, and chromium (apt)
 
 run: $(VENV)/.installed  ## run everything: embedded nats-server, four services, demo worker, demo jobs
 	$(BIN)/jetsched dev

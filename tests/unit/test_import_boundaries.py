@@ -13,7 +13,7 @@ PACKAGES = {
     **{name: ROOT / "services" / name / "src" / "jetsched" / name for name in SERVICES},
     **{
         name: ROOT / "libs" / name / "src" / "jetsched" / name
-        for name in ("core", "bus", "sdk", "cli", "devkit")
+        for name in ("core", "bus", "sdk", "dashboard", "cli", "devkit")
     },
 }
 #: What each package may import from jetsched.*
@@ -21,7 +21,8 @@ ALLOWED = {
     "core": {"core"},
     "bus": {"core", "bus"},
     "sdk": {"core", "bus", "sdk"},
-    "cli": {"core", "bus", "sdk", "cli", "devkit"},
+    "dashboard": {"core", "bus", "sdk", "dashboard"},
+    "cli": {"core", "bus", "sdk", "dashboard", "cli", "devkit"},
     **{name: {"core", "bus", name} for name in SERVICES},
 }
 

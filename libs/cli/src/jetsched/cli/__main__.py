@@ -20,6 +20,7 @@ from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
+from .dashboard import add_dashboard_command, run_dashboard
 from .durations import parse_duration
 from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_schedule_commands(commands)
     add_workflow_commands(commands)
     add_security_commands(commands)
+    add_dashboard_command(commands)
 
     dev = commands.add_parser("dev", help="run nats-server, the four services, a demo worker and demo jobs")
     dev.add_argument("--port", type=int, help="client port (default 4222, or a free one if taken)")
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path(".jetsched"), help="store and logs (default .jetsched)"
     )
     dev.add_argument("--no-demo", action="store_true", help="do not submit the demo jobs")
+    dev.add_argument(
+        "--dashboard-port", type=int, help="the web dashboard's port (default 8080, or a free one if taken)"
+    )
     dev.add_argument(
         "--secure", action="store_true", help="authenticate every process (identities in DATA/creds)"
     )
@@ -245,7 +250,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "dev":
         from jetsched.devkit import devstack
 
-        uvloop.run(devstack.run(args.port, args.data, not args.no_demo, secure=args.secure))
+        uvloop.run(
+            devstack.run(
+                args.port, args.data, not args.no_demo, secure=args.secure, dashboard_port=args.dashboard_port
+            )
+        )
+        return
+    if args.command == "dashboard":
+        logs.setup("dashboard")
+        try:
+            uvloop.run(run_dashboard(args))
+        except KeyboardInterrupt:
+            pass
+        except (ValueError, OSError) as exc:  # a bad token, a port in use, NATS unreachable
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
         return
     if args.command == "security":
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import sys
 import time
@@ -104,7 +105,28 @@ def secure_identities(data_dir: Path, port: int) -> Identities:
     return Identities(creds, creds / security.SERVER_CONF)
 
 
-async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False) -> None:
+async def start_dashboard(url: str, ids: Identities, port: int) -> asyncio.Task[None]:
+    """The web dashboard on loopback, with a fresh operator token in the printed link's fragment."""
+    from jetsched.dashboard.access import Access
+    from jetsched.dashboard.app import Dashboard, serve
+
+    token = secrets.token_urlsafe(24)
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    dashboard = Dashboard(url, ids.auth("operator"), Access(token))
+    task = asyncio.create_task(serve(dashboard, "127.0.0.1", port, bound.set_result))
+    waits: set[asyncio.Future[Any]] = {task, bound}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    say(
+        f"dashboard on http://127.0.0.1:{bound.result()}/#token={token} (the link carries the operator token)"
+    )
+    return task
+
+
+async def run(
+    port: int | None, data_dir: Path, demo: bool, secure: bool = False, dashboard_port: int | None = None
+) -> None:
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     if port is None:
@@ -129,6 +151,7 @@ async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     supervising: asyncio.Task[None] | None = None
+    children_tasks: list[asyncio.Task[None]] = []
     try:
         for child in children:
             child.start()
@@ -136,6 +159,9 @@ async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False
         supervising = asyncio.create_task(procs.Supervisor(children, say).run())
         async with Client(server.url, auth=ids.auth("operator")) as client:
             await wait_ready(client)
+            if dashboard_port is None:
+                dashboard_port = 8080 if _port_free(8080) else 0
+            children_tasks.append(await start_dashboard(server.url, ids, dashboard_port))
             if demo:
                 demo_task = asyncio.create_task(run_demo(client))
                 stopping = asyncio.create_task(stop.wait())
@@ -153,10 +179,11 @@ async def run(port: int | None, data_dir: Path, demo: bool, secure: bool = False
             await stop.wait()
     finally:
         say("stopping: worker first (drains), then services, then nats-server")
-        if supervising is not None:
-            supervising.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervising
+        for task in [*children_tasks, supervising]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for child in reversed(children):
             with contextlib.suppress(Exception):
                 child.terminate()

@@ -1,0 +1,1 @@
+"""The web dashboard: `jetsched dashboard --port N` (see docs/operations.md, "Dashboard")."""
