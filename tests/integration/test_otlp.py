@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -179,3 +180,22 @@ async def test_a_retried_job_is_one_span_tree(receiver: Receiver, fleet: Fleet) 
         assert r.attribute("messaging.system") == "nats", r.span.name
         assert r.attribute("messaging.destination.name"), r.span.name
         assert r.attribute("messaging.operation.type") in ("publish", "process", "send"), r.span.name
+    # The worker's own log: a line per start and per outcome, the failure with its traceback, each
+    # line naming the job's trace.
+    lines = [
+        orjson.loads(line)
+        for line in fleet.workers[0].log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    about = [e for e in lines if e.get("job") == job_id]
+    assert [(e["msg"], e["attempt"]) for e in about] == [
+        ("job started", 1),
+        ("job failed", 1),
+        ("job started", 2),
+        ("job succeeded", 2),
+    ]
+    failed = about[1]
+    assert failed["level"] == "warning"
+    assert failed["error"] == "RuntimeError: first attempts fail"
+    assert "raise RuntimeError" in failed["traceback"]
+    assert {e["trace_id"] for e in about} == {roots[0].span.trace_id.hex()}

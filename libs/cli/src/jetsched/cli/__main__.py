@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import uvloop
+from nats.errors import NoRespondersError
 
 from jetsched.bus import logs, telemetry
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
@@ -21,11 +22,45 @@ from jetsched.bus.connect import ConnectionLost, Unreachable, redact
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
 from .dashboard import add_dashboard_command, run_dashboard
-from .durations import parse_duration
+from .durations import parse_duration, parse_json
 from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
 from .schedules import add_schedule_commands, run_schedules
 from .security import add_security_commands, run_security
 from .workflows import add_workflow_commands, print_workflows, run_workflows
+
+
+def _globals_everywhere(top: argparse.ArgumentParser) -> None:
+    """Accept the global options after any subcommand too (`jetsched status ID --json`).
+
+    Each subcommand's parser gets a copy of every global option whose default is left unset, so a
+    value given after the subcommand wins and an absent one keeps the value given before it (or the
+    default). Walks nested subcommands (`jetsched schedules create …`) the same way."""
+    options = [a for a in top._actions if a.option_strings and a.dest != "help"]
+
+    def copy_into(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    taken = {s for a in sub._actions for s in a.option_strings}
+                    for option in options:
+                        if taken.isdisjoint(option.option_strings):
+                            kind = "store_true" if isinstance(option, argparse._StoreTrueAction) else "store"
+                            extra = (
+                                {}
+                                if kind == "store_true"
+                                else {"type": option.type, "metavar": option.metavar}
+                            )
+                            sub.add_argument(
+                                *option.option_strings,
+                                dest=option.dest,
+                                action=kind,
+                                default=argparse.SUPPRESS,
+                                help=option.help,
+                                **extra,
+                            )
+                    copy_into(sub)
+
+    copy_into(top)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit a job")
     submit.add_argument("capability")
-    submit.add_argument("--payload", default="null", help="JSON payload")
+    submit.add_argument(
+        "--payload", type=parse_json, default=None, help='JSON payload, e.g. \'{"to": "a@b.c"}\''
+    )
     when = submit.add_mutually_exclusive_group()
     when.add_argument("--delay", type=parse_duration, help="start no earlier than this from now, e.g. 5s")
     when.add_argument(
@@ -148,12 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--secure", action="store_true", help="authenticate every process (identities in DATA/creds)"
     )
+    _globals_everywhere(parser)
     return parser
 
 
 async def run_worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, os.getcwd())
-    importlib.import_module(args.module)
+    try:
+        importlib.import_module(args.module)
+    except ImportError as exc:
+        raise ValueError(
+            f"cannot import {args.module!r} (run from the directory that holds it): {exc}"
+        ) from exc
     labels = dict(label.split("=", 1) for label in args.label)
     worker = Worker(
         default_tasks,
@@ -175,7 +218,7 @@ async def run_client(args: argparse.Namespace) -> Any:
         if command == "submit":
             reply = await client.submit(
                 args.capability,
-                orjson.loads(args.payload),
+                args.payload,
                 priority=args.priority,
                 delay=args.delay,
                 run_at=args.run_at,
@@ -236,7 +279,7 @@ async def run_client(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
-        logs.setup("worker")
+        logs.setup("worker", BusConfig.from_env().log_level)
         telemetry.setup("jetsched-worker")
         try:
             uvloop.run(run_worker(args))
@@ -282,6 +325,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)
+    except NoRespondersError:
+        print(
+            f"error: nothing answers jetsched requests at {redact(args.nats)} (is intake running?)",
+            file=sys.stderr,
+        )
         sys.exit(3)
     except (TimeoutError, OSError) as exc:
         print(f"error: no reply from jetsched at {redact(args.nats)}: {exc!r}", file=sys.stderr)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from .durations import parse_duration
+from .durations import parse_duration, parse_json
 
 if TYPE_CHECKING:
     import argparse
@@ -37,7 +35,7 @@ def add_spec_arguments(create: argparse.ArgumentParser) -> None:
     when.add_argument("--cron", help="5-field cron (or 6 fields, seconds first), e.g. '0 9 * * MON-FRI'")
     when.add_argument("--every", type=parse_duration, help="a fixed interval, e.g. 30s")
     create.add_argument("--capability", required=True, help="what each fire's job needs")
-    create.add_argument("--payload", default="null", help="JSON payload of each job")
+    create.add_argument("--payload", type=parse_json, default=None, help="JSON payload of each job")
     create.add_argument("--tz", default="UTC", help="IANA time zone the cron expression is read in")
     create.add_argument("--priority", type=int)
     create.add_argument("--misfire", choices=["skip", "once", "all"], help="after downtime (default once)")
@@ -61,7 +59,7 @@ async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
         return await write(
             args.id,
             args.capability,
-            orjson.loads(args.payload),
+            args.payload,
             cron=args.cron,
             every=args.every,
             timezone=args.tz,

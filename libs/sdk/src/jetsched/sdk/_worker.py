@@ -308,6 +308,9 @@ class Worker:
         }
         with tracing.span(f"jetsched run {work.capability}", headers, SpanKind.CONSUMER, attributes) as hdrs:
             crashpoint("worker.received")
+            log.info(
+                "job started", extra={"job": work.id, "capability": work.capability, "attempt": work.attempt}
+            )
             began = time.perf_counter()
             try:
                 outcome = await self._call(work, handler)
@@ -317,6 +320,7 @@ class Worker:
                 time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
             )
             tracing.outcome_status(outcome.status.value, outcome.error.message if outcome.error else "")
+            _log_outcome(work, outcome, time.perf_counter() - began)
             crashpoint("worker.after_run")
             if key in self._cancelled:
                 self._cancelled.discard(key)
@@ -433,6 +437,34 @@ async def _watch(running: Awaitable[Any], timeout_s: float, beats: list[float]) 
     except asyncio.CancelledError:
         task.cancel()
         raise
+
+
+#: How loudly each outcome is logged: a failure that will be retried is a warning, a job given up on
+#: (fatal) an error; the traceback goes with them.
+_LEVELS = {
+    OutcomeStatus.SUCCEEDED: logging.INFO,
+    OutcomeStatus.RELEASED: logging.INFO,
+    OutcomeStatus.RETRY: logging.INFO,
+    OutcomeStatus.FAILED: logging.WARNING,
+    OutcomeStatus.TIMEOUT: logging.WARNING,
+    OutcomeStatus.FATAL: logging.ERROR,
+}
+
+
+def _log_outcome(work: WorkMessage, outcome: Outcome, seconds: float) -> None:
+    """One line per finished attempt: what ran, how it ended, how long it took, and why if it failed."""
+    extra: dict[str, object] = {
+        "job": work.id,
+        "capability": work.capability,
+        "attempt": work.attempt,
+        "outcome": outcome.status.value,
+        "duration_s": round(seconds, 3),
+    }
+    if outcome.error is not None:
+        extra["error"] = f"{outcome.error.type}: {outcome.error.message}"
+        if outcome.error.traceback and outcome.status is not OutcomeStatus.RETRY:
+            extra["traceback"] = outcome.error.traceback
+    log.log(_LEVELS.get(outcome.status, logging.WARNING), f"job {outcome.status.value}", extra=extra)
 
 
 def _error(exc: BaseException) -> OutcomeError:
