@@ -185,3 +185,39 @@ async def test_schedules_commands(stack: Stack, nats_server: NatsServer) -> None
     assert "paused" in out
     code, out, _ = await jetsched(*url, "schedules", "delete", "nightly")
     assert "deleted=True" in out
+
+
+async def test_queues_configure_changes_only_what_it_is_given(stack: Stack, nats_server: NatsServer) -> None:
+    """`--rate` on a paused queue with a cap keeps it paused and capped; `--clear` removes one limit."""
+    url = ("--nats", nats_server.url)
+    code, _, err = await jetsched(*url, "queues", "configure", "mail", "--max-running", "3", "--paused")
+    assert code == 0, err
+    code, out, err = await jetsched(*url, "queues", "configure", "mail", "--rate", "10", "--json")
+    assert code == 0, err
+    settings = orjson.loads(out)
+    assert (settings["paused"], settings["max_running"], settings["rate_per_s"]) == (True, 3, 10.0)
+    code, out, _ = await jetsched(
+        *url, "--json", "queues", "configure", "mail", "--clear", "max_running", "--no-paused"
+    )
+    settings = orjson.loads(out)
+    assert (settings["paused"], settings["max_running"], settings["rate_per_s"]) == (False, None, 10.0)
+
+
+async def test_user_errors_are_one_line(stack: Stack, nats_server: NatsServer, tmp_path: Path) -> None:
+    """Bad JSON, a module that is not there, nobody answering: one line each, no traceback."""
+    code, _, err = await jetsched("--nats", nats_server.url, "submit", "a", "--payload", "{bad")
+    assert code == 2
+    assert "Traceback" not in err
+    assert "argument --payload: not JSON" in err.splitlines()[-1]
+    code, _, err = await jetsched("--nats", nats_server.url, "worker", "nosuchmodule")
+    assert code == 1
+    assert "Traceback" not in err
+    assert "cannot import 'nosuchmodule'" in err
+    bare = NatsServer(tmp_path / "bare").start()  # a NATS with no jetsched behind it
+    try:
+        code, _, err = await jetsched("stats", "--nats", bare.url)
+    finally:
+        bare.stop()
+    assert code == 3
+    assert "Traceback" not in err
+    assert "is intake running?" in err

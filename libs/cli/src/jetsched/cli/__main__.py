@@ -28,6 +28,9 @@ from .schedules import add_schedule_commands, run_schedules
 from .security import add_security_commands, run_security
 from .workflows import add_workflow_commands, print_workflows, run_workflows
 
+#: Queue limits `queues configure --clear` can remove (the others have defaults, not "none").
+CLEARABLE = ("max_running", "max_running_per_key", "rate_per_s", "rate_per_key_per_s", "aging_ms")
+
 
 def _globals_everywhere(top: argparse.ArgumentParser) -> None:
     """Accept the global options after any subcommand too (`jetsched status ID --json`).
@@ -136,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     queues = commands.add_parser("queues", help="queue settings: list, or configure one capability")
     queue_verbs = queues.add_subparsers(dest="queues_command", required=True)
     queue_verbs.add_parser("list")
-    configure = queue_verbs.add_parser("configure", help="set a capability's limits (unset ones reset)")
+    configure = queue_verbs.add_parser(
+        "configure",
+        help="change a capability's limits (only those given; --clear removes one)",
+        description="Change only the settings given; the others keep their values. "
+        "Example: jetsched queues configure email.send --rate 10 --burst 20 --clear max_running",
+    )
     configure.add_argument("capability")
     configure.add_argument("--max-running", type=int, help="running at once, fleet-wide")
     configure.add_argument("--max-running-per-key", type=int, help="running at once per concurrency key")
@@ -144,8 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     configure.add_argument(
         "--rate-per-key", type=float, dest="rate_per_key_per_s", help="starts per second per key"
     )
-    configure.add_argument("--burst", type=int, default=1, help="starts that may be saved up (default 1)")
-    configure.add_argument("--paused", action="store_true")
+    configure.add_argument("--burst", type=int, help="starts that may be saved up (default 1)")
+    configure.add_argument(
+        "--paused", action=argparse.BooleanOptionalAction, help="pause or (--no-paused) resume the queue"
+    )
+    configure.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=CLEARABLE,
+        help="remove this limit (repeatable)",
+    )
     commands.add_parser("drain", help="ask a worker session to finish and exit").add_argument("session")
 
     cancel = commands.add_parser("cancel", help="cancel a job")
@@ -256,7 +273,12 @@ async def run_client(args: argparse.Namespace) -> Any:
                 "burst",
                 "paused",
             )
-            settings = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+            given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+            # The API sets a queue's settings as a whole: start from what is there now.
+            current = (await client.request("jetsched.api.queues.list", {}))["queues"].get(
+                args.capability, {}
+            )
+            settings = {k: v for k, v in {**current, **given}.items() if k not in args.clear}
             return await client.configure_queue(args.capability, **settings)
         if command == "drain":
             return await client.drain(args.session)
