@@ -47,7 +47,7 @@ async def test_submit_status_jobs_cancel(stack: Stack, nats_server: NatsServer) 
     code, out, _ = await jetsched(*url, "jobs", "--state", "scheduled")
     assert job_id in out
     code, out, _ = await jetsched(*url, "cancel", job_id)
-    assert "state=cancelled" in out
+    assert "state: cancelled" in out
     code, out, _ = await jetsched(*url, "dead", "list")
     assert code == 0
     code, out, _ = await jetsched(*url, "stats")
@@ -184,7 +184,7 @@ async def test_schedules_commands(stack: Stack, nats_server: NatsServer) -> None
     assert "nightly" in out
     assert "paused" in out
     code, out, _ = await jetsched(*url, "schedules", "delete", "nightly")
-    assert "deleted=True" in out
+    assert "deleted: true" in out
 
 
 async def test_queues_configure_changes_only_what_it_is_given(stack: Stack, nats_server: NatsServer) -> None:

@@ -120,6 +120,15 @@ async def test_a_retried_job_is_one_span_tree(receiver: Receiver, fleet: Fleet) 
         check=False,
     )
     assert submit.returncode == 0, submit.stderr[-2000:]
+    # `--wait` shows the job's progress on stderr: the failed first attempt, then success.
+    progress = [line.split("  ", 1)[-1] for line in submit.stderr.splitlines()]
+    assert progress[0].startswith("submitted ")
+    assert any(
+        p.startswith("scheduled until ")
+        and p.endswith("attempt 1: [error] RuntimeError: first attempts fail")
+        for p in progress
+    ), progress
+    assert progress[-1] == "succeeded", progress
 
     def tree() -> list[Received]:
         with receiver.lock:

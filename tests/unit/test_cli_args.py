@@ -6,6 +6,7 @@ import pytest
 
 from jetsched.cli.__main__ import build_parser
 from jetsched.cli.durations import BadValue, parse_duration
+from jetsched.cli.render import fields, span, when
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,17 @@ def test_a_bad_payload_is_refused_before_anything_is_sent(capsys: pytest.Capture
         build_parser().parse_args(["submit", "email.send", "--payload", "{to: 1}"])
     assert exit_.value.code == 2
     assert "argument --payload: not JSON" in capsys.readouterr().err
+
+
+def test_times_read_absolute_and_relative() -> None:
+    now = 1_795_946_000_000
+    assert when(now - 200_000, now) == "2026-11-29 09:50:00.000Z (3m 20s ago)"
+    assert when(now + 7_500_000, now).endswith("(in 2h 5m)")
+    assert when(None) == "-"
+    assert [span(ms) for ms in (850, 12_000, 3_600_000, 93_600_000)] == ["850ms", "12s", "1h", "1d 2h"]
+
+
+def test_flat_replies_print_json_values() -> None:
+    assert fields({"id": "01J", "duplicate": False, "settings": {"paused": True, "max_running": None}}) == (
+        'id: 01J  duplicate: false  settings: {"paused":true,"max_running":null}'
+    )

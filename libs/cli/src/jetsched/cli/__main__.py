@@ -23,7 +23,16 @@ from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, defa
 
 from .dashboard import add_dashboard_command, run_dashboard
 from .durations import parse_duration, parse_json
-from .render import print_job, print_jobs, print_quarantined, print_schedules, print_stats, print_workers
+from .render import (
+    fields,
+    print_job,
+    print_jobs,
+    print_progress,
+    print_quarantined,
+    print_schedules,
+    print_stats,
+    print_workers,
+)
 from .schedules import add_schedule_commands, run_schedules
 from .security import add_security_commands, run_security
 from .workflows import add_workflow_commands, print_workflows, run_workflows
@@ -248,7 +257,9 @@ async def run_client(args: argparse.Namespace) -> Any:
                 concurrency_key=args.concurrency_key,
             )
             if args.wait:
-                return {"job": await client.wait(reply.id, timeout=3600), "waiting": None, "last_error": None}
+                print(f"submitted {reply.id}", file=sys.stderr)
+                job = await client.wait(reply.id, timeout=3600, poll=0.1, on_change=print_progress)
+                return {"job": job, "waiting": None, "last_error": None}
             return reply.model_dump(mode="json")
         if command == "status":
             return await client.get(args.id)
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     elif "job" in result:
         print_job(result)
     else:
-        print(" ".join(f"{k}={v}" for k, v in result.items()))
+        print(fields(result))
 
 
 if __name__ == "__main__":

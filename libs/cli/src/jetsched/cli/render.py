@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 
-def when(ms: int | None) -> str:
+
+def when(ms: int | None, now_ms: int | None = None) -> str:
+    """An instant as people read it: absolute (UTC) and relative, `2026-11-29 10:29:19.123Z (3m ago)`."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    now_ms = round(time.time() * 1000) if now_ms is None else now_ms
+    absolute = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    delta = now_ms - ms
+    relative = f"{span(abs(delta))} ago" if delta >= 0 else f"in {span(-delta)}"
+    return f"{absolute} ({relative})"
+
+
+def span(ms: int) -> str:
+    """A duration in its two largest units: `850ms`, `12s`, `3m 20s`, `2h 5m`, `3d 4h`."""
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms // 1000
+    if seconds < 60:
+        return f"{seconds}s"
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if seconds >= size:
+            rest = (seconds % size) // small_size
+            return f"{seconds // size}{unit}" + (f" {rest}{smaller}" if rest else "")
+    return f"{seconds}s"
+
+
+def fields(result: dict[str, Any]) -> str:
+    """A flat reply as `key: value` pairs, values as JSON (not Python reprs)."""
+    return "  ".join(
+        f"{k}: {orjson.dumps(v).decode()}" if not isinstance(v, str) else f"{k}: {v}"
+        for k, v in result.items()
+    )
+
+
+def print_progress(job: dict[str, Any]) -> None:
+    """One line on stderr as a waited-for job moves (`submit --wait`): time, state, attempt, why."""
+    state, attempt = job["state"], job.get("attempt", 0)
+    line = f"{time.strftime('%H:%M:%S')}  {state}"
+    if state == "running":
+        lease = job.get("lease") or {}
+        line += f" (attempt {attempt} of {job['max_attempts']} on {lease.get('worker', '?')})"
+    elif state == "scheduled" and job.get("run_at_ms"):
+        line += f" until {when(job['run_at_ms'])}"
+    errors = job.get("errors") or []
+    if errors and errors[-1].get("attempt") == attempt and state != "running":
+        error = errors[-1]
+        line += f" — attempt {attempt}: [{error['kind']}] {error['type']}: {error['message']}"[:300]
+    print(line, file=sys.stderr, flush=True)
 
 
 def print_job(view: dict[str, Any]) -> None:
@@ -28,7 +75,7 @@ def print_job(view: dict[str, Any]) -> None:
     if view.get("waiting"):
         rows.append(("waiting", view["waiting"]))
     if job.get("result") is not None:
-        rows.append(("result", repr(job["result"])))
+        rows.append(("result", orjson.dumps(job["result"]).decode()))
     if view.get("last_error"):
         error = view["last_error"]
         rows.append(("last error", f"[{error['kind']}] {error['type']}: {error['message']}"))

@@ -20,7 +20,7 @@ from ._errors import JetschedApiError
 from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -321,11 +321,24 @@ class Client:
         """The next `count` fire times, in UTC and in the schedule's zone."""
         return await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
 
-    async def wait(self, job_id: str, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
-        """Poll until the job is terminal; returns its record. Raises `TimeoutError`."""
+    async def wait(
+        self,
+        job_id: str,
+        timeout: float = 30.0,
+        poll: float = 0.02,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job is terminal; returns its record. Raises `TimeoutError`.
+
+        `on_change` is called with the record each time its state or attempt changes (progress)."""
+        seen: tuple[str, int] | None = None
         async with asyncio.timeout(timeout):
             while True:
                 record: dict[str, Any] = (await self.get(job_id))["job"]
+                now = (record["state"], record.get("attempt", 0))
+                if on_change is not None and now != seen:
+                    on_change(record)
+                seen = now
                 if JobState(record["state"]) in TERMINAL:
                     return record
                 await asyncio.sleep(poll)
