@@ -145,7 +145,7 @@ def print_schedules(result: dict[str, Any]) -> None:
             )
         return
     if "schedule" not in result:
-        print(" ".join(f"{k}={v}" for k, v in result.items()))
+        print(fields(result))
         return
     record = result["schedule"]
     spec = record["spec"]
