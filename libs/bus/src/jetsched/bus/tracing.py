@@ -100,8 +100,10 @@ def span(
     parent: Mapping[str, str] | None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, str | int] | None = None,
+    link: Mapping[str, str] | None = None,
 ) -> AbstractContextManager[dict[str, str]]:
-    """Run a block in a span that continues the trace in `parent` (headers or a stored carrier).
+    """Run a block in a span that continues the trace in `parent` (headers or a stored carrier),
+    linked to the span in `link` if given (a retry, to the attempt it retries).
 
     Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
     """
@@ -109,7 +111,12 @@ def span(
     if not _sdk_installed():
         # Spans would be no-ops; pass the (checked) context through (hot path).
         return nullcontext(parent)
-    return _span(name, parent, kind, attributes)
+    return _span(name, parent, kind, attributes, _links(link))
+
+
+def _links(carrier: Mapping[str, str] | None) -> list[trace.Link]:
+    linked = trace.get_current_span(propagate.extract(clean(carrier))).get_span_context()
+    return [trace.Link(linked)] if linked.is_valid else []
 
 
 def linked_root(
@@ -130,11 +137,9 @@ def linked_root(
 def _root(
     name: str, link: Mapping[str, str], kind: SpanKind, attributes: Mapping[str, str | int] | None
 ) -> Iterator[dict[str, str]]:
-    linked = trace.get_current_span(propagate.extract(dict(link))).get_span_context()
-    links = [trace.Link(linked)] if linked.is_valid else []
     token = otel_context.attach(otel_context.Context())  # no parent: a new trace
     try:
-        with tracer.start_as_current_span(name, kind=kind, attributes=attributes, links=links):
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes, links=_links(link)):
             headers: dict[str, str] = {}
             propagate.inject(headers)
             yield headers
@@ -148,11 +153,12 @@ def _span(
     parent: Mapping[str, str] | None,
     kind: SpanKind,
     attributes: Mapping[str, str | int] | None,
+    links: list[trace.Link],
 ) -> Iterator[dict[str, str]]:
     ctx = propagate.extract(dict(parent) if parent else {})
     token = otel_context.attach(ctx)
     try:
-        with tracer.start_as_current_span(name, kind=kind, attributes=attributes) as current:
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes, links=links) as current:
             headers: dict[str, str] = {}
             if current.get_span_context().is_valid:
                 propagate.inject(headers)

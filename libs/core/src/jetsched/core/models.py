@@ -273,6 +273,8 @@ class JobRecord(Model):
     finished_at_ms: int | None = None
     #: W3C trace context (traceparent, tracestate) of the submit, so every service joins one trace.
     trace: dict[str, str] | None = None
+    #: Trace context of the failed attempt's run, while a retry waits and runs: its spans link to it.
+    retry_of: dict[str, str] | None = None
     #: The schedule whose fire created this job, and that fire's nominal time (epoch ms).
     schedule_id: str | None = None
     fire_at_ms: int | None = None

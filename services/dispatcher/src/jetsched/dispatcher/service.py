@@ -192,7 +192,10 @@ class _Dispatch:
         session = claim.session.heartbeat
         record = claim.record
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
-        with tracing.span("jetsched dispatch", record.trace, SpanKind.PRODUCER, attributes) as headers:
+        dispatching = tracing.span(
+            "jetsched dispatch", record.trace, SpanKind.PRODUCER, attributes, link=record.retry_of
+        )
+        with dispatching as headers:
             if states.expired(record, service.clock.now_ms()):
                 service.board.settle(claim, None)
                 await transition(

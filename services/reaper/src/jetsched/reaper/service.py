@@ -181,9 +181,15 @@ class ReaperService(Service):
             now = self.clock.now_ms()
             rand = random.random()
             crashpoint("reaper.outcome.before_cas")
-            done = await transition(
-                self.records, record, revision, lambda r: states.apply_outcome(r, outcome, now, rand)
-            )
+            ran = tracing.clean(msg.headers) or None  # the attempt's run span, which the report carries
+
+            def verb(r: JobRecord) -> JobRecord:
+                after = states.apply_outcome(r, outcome, now, rand)
+                if after.state in (JobState.READY, JobState.SCHEDULED):
+                    after = after.model_copy(update={"retry_of": ran})  # the next attempt links to it
+                return after
+
+            done = await transition(self.records, record, revision, verb)
             crashpoint("reaper.outcome.after_cas")
         if done is None:
             self.stale_reports += 1
