@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from jetsched.cli.__main__ import build_parser
@@ -57,3 +59,19 @@ def test_flat_replies_print_json_values() -> None:
     assert fields({"id": "01J", "duplicate": False, "settings": {"paused": True, "max_running": None}}) == (
         'id: 01J  duplicate: false  settings: {"paused":true,"max_running":null}'
     )
+
+
+def test_every_argument_says_what_it_is() -> None:
+    """`--help` documents every argument of every command (nested ones too)."""
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.help is None and action.dest != "help":
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "jetsched")
+    assert not missing, missing

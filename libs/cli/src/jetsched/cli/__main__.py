@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("module", help="import path of the module with your @task handlers")
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
     worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
-    worker.add_argument("--heartbeat-ms", type=int, default=500)
+    worker.add_argument(
+        "--heartbeat-ms", type=int, default=500, help="how often to tell the reaper it is alive (default 500)"
+    )
     worker.add_argument(
         "--http-port",
         type=int,
@@ -108,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     submit = commands.add_parser("submit", help="submit a job")
-    submit.add_argument("capability")
+    submit.add_argument(
+        "capability", help="what the job needs, e.g. email.send (workers serve it by @task name)"
+    )
     submit.add_argument(
         "--payload", type=parse_json, default=None, help='JSON payload, e.g. \'{"to": "a@b.c"}\''
     )
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--priority", type=int, help="0-9, higher first (default 5)")
     submit.add_argument("--key", help="idempotency key")
-    submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--max-attempts", type=int, help="runs before it ends dead (default 3)")
     submit.add_argument("--timeout", type=parse_duration, help="per-attempt timeout, e.g. 30s")
     submit.add_argument("--heartbeat-timeout", type=parse_duration, help="fail an attempt silent this long")
     submit.add_argument("--expires-in", type=parse_duration, help="die unless started this soon after due")
@@ -130,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print it")
 
     status = commands.add_parser("status", help="show one job")
-    status.add_argument("id")
+    status.add_argument("id", help="the job's id, as submit printed it")
 
     jobs = commands.add_parser("jobs", help="list jobs")
     jobs.add_argument("--state", help="scheduled, ready, running, succeeded, dead, cancelled")
-    jobs.add_argument("--capability")
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--capability", help="only jobs of this capability")
+    jobs.add_argument(
+        "--limit", type=int, default=50, help="at most this many (default 50; --after pages on)"
+    )
     jobs.add_argument("--after", help="cursor: the last id of the previous page")
 
     commands.add_parser("stats", help="job counts by state and capability, worker slots")
@@ -143,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("pause", "stop dispatching a capability"),
         ("resume", "dispatch a paused capability again"),
     ):
-        commands.add_parser(verb, help=text).add_argument("capability")
+        commands.add_parser(verb, help=text).add_argument("capability", help="the queue, e.g. email.send")
     commands.add_parser("workers", help="live worker sessions")
     queues = commands.add_parser("queues", help="queue settings: list, or configure one capability")
     queue_verbs = queues.add_subparsers(dest="queues_command", required=True)
@@ -154,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Change only the settings given; the others keep their values. "
         "Example: jetsched queues configure email.send --rate 10 --burst 20 --clear max_running",
     )
-    configure.add_argument("capability")
+    configure.add_argument("capability", help="the queue to change, e.g. email.send")
     configure.add_argument("--max-running", type=int, help="running at once, fleet-wide")
     configure.add_argument("--max-running-per-key", type=int, help="running at once per concurrency key")
     configure.add_argument("--rate", type=float, dest="rate_per_s", help="starts per second")
@@ -172,27 +178,30 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CLEARABLE,
         help="remove this limit (repeatable)",
     )
-    commands.add_parser("drain", help="ask a worker session to finish and exit").add_argument("session")
+    drain = commands.add_parser("drain", help="ask a worker session to finish and exit")
+    drain.add_argument("session", help="the session id, as `jetsched workers` lists it")
 
     cancel = commands.add_parser("cancel", help="cancel a job")
-    cancel.add_argument("id")
+    cancel.add_argument("id", help="the job to cancel (a running one is told to stop)")
 
     dead = commands.add_parser("dead", help="the dead letters: list, retry, purge")
     dead_commands = dead.add_subparsers(dest="dead_command", required=True)
     dead_list = dead_commands.add_parser("list")
-    dead_list.add_argument("--limit", type=int, default=50)
-    dead_list.add_argument("--after")
+    dead_list.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    dead_list.add_argument("--after", help="the cursor a previous page printed")
     dead_retry = dead_commands.add_parser("retry")
-    dead_retry.add_argument("id")
+    dead_retry.add_argument("id", help="the dead job to run again")
     dead_retry.add_argument("--attempts", type=int, help="further attempts (default: the job's max_attempts)")
     dead_purge = dead_commands.add_parser("purge")
-    dead_purge.add_argument("id")
+    dead_purge.add_argument("id", help="the dead job to delete for good")
 
     doctor = commands.add_parser("doctor", help="stored items services set aside as unreadable; purge them")
     doctor_commands = doctor.add_subparsers(dest="doctor_command")
     doctor_purge = doctor_commands.add_parser("purge", help="remove a quarantined item from its bucket")
-    doctor_purge.add_argument("bucket", choices=("jobs", "schedules", "queues", "timers", "outcomes"))
-    doctor_purge.add_argument("key")
+    doctor_purge.add_argument(
+        "bucket", choices=("jobs", "schedules", "queues", "timers", "outcomes"), help="where the item lies"
+    )
+    doctor_purge.add_argument("key", help="its key, as `jetsched doctor` lists it")
 
     add_schedule_commands(commands)
     add_workflow_commands(commands)

@@ -23,10 +23,10 @@ def add_schedule_commands(commands: Any) -> None:
         add_spec_arguments(verbs.add_parser(verb, help=text))
     verbs.add_parser("list", help="every schedule")
     for verb in ("show", "pause", "resume", "delete"):
-        verbs.add_parser(verb, help=f"{verb} one schedule").add_argument("id")
+        verbs.add_parser(verb, help=f"{verb} one schedule").add_argument("id", help="the schedule's id")
     preview = verbs.add_parser("preview", help="the next fire times in UTC and the schedule's zone")
-    preview.add_argument("id")
-    preview.add_argument("--count", type=int, default=10)
+    preview.add_argument("id", help="the schedule's id")
+    preview.add_argument("--count", type=int, default=10, help="how many fires to show (default 10)")
 
 
 def add_spec_arguments(create: argparse.ArgumentParser) -> None:
@@ -37,10 +37,14 @@ def add_spec_arguments(create: argparse.ArgumentParser) -> None:
     create.add_argument("--capability", required=True, help="what each fire's job needs")
     create.add_argument("--payload", type=parse_json, default=None, help="JSON payload of each job")
     create.add_argument("--tz", default="UTC", help="IANA time zone the cron expression is read in")
-    create.add_argument("--priority", type=int)
+    create.add_argument("--priority", type=int, help="0-9 for each fire's job (default 5)")
     create.add_argument("--misfire", choices=["skip", "once", "all"], help="after downtime (default once)")
     create.add_argument("--catchup-window", type=parse_duration, help="for --misfire all (default 1d)")
-    create.add_argument("--overlap", choices=["allow", "skip", "buffer_one", "cancel_previous"])
+    create.add_argument(
+        "--overlap",
+        choices=["allow", "skip", "buffer_one", "cancel_previous"],
+        help="when the previous fire's job still runs (default allow)",
+    )
     create.add_argument(
         "--dst-gap", choices=["shift", "skip"], help="times that do not exist (default shift)"
     )
@@ -48,8 +52,10 @@ def add_spec_arguments(create: argparse.ArgumentParser) -> None:
         "--dst-fold", choices=["first", "second", "both"], help="times that repeat (default first)"
     )
     create.add_argument("--jitter", type=parse_duration, help="spread each fire's start by up to this")
-    create.add_argument("--start-at", type=datetime.fromisoformat)
-    create.add_argument("--end-at", type=datetime.fromisoformat)
+    create.add_argument(
+        "--start-at", type=datetime.fromisoformat, help="no fires before this, e.g. 2027-01-01T00:00:00+01:00"
+    )
+    create.add_argument("--end-at", type=datetime.fromisoformat, help="no fires after this (ISO 8601)")
 
 
 async def run_schedules(client: Client, args: argparse.Namespace) -> Any:

@@ -15,15 +15,15 @@ def add_security_commands(commands: Any) -> None:
     parser = commands.add_parser("security", help="NATS identities and permissions (docs/security.md)")
     verbs = parser.add_subparsers(dest="security_command", required=True)
     init = verbs.add_parser("init", help="write a seed per role, auth.conf and a standalone nats-server.conf")
-    init.add_argument("dir", type=Path)
+    init.add_argument("dir", type=Path, help="where to write the identities, e.g. deploy/secrets")
     init.add_argument("--workers", default="", help="worker identities, comma separated (each a session id)")
     init.add_argument("--port", type=int, default=4222, help="client port of the standalone config")
     init.add_argument(
         "--store-dir", type=Path, help="JetStream store of the standalone config (DIR/jetstream)"
     )
     add = verbs.add_parser("add-worker", help="add a worker identity and rewrite auth.conf (then SIGHUP)")
-    add.add_argument("dir", type=Path)
-    add.add_argument("name")
+    add.add_argument("dir", type=Path, help="the directory `security init` wrote")
+    add.add_argument("name", help="the worker identity's name (its session id), e.g. mailer-1")
 
 
 def run_security(args: argparse.Namespace) -> str:

@@ -21,18 +21,24 @@ def add_workflow_commands(commands: Any) -> None:
     )
     verbs = parser.add_subparsers(dest="workflows_command", required=True)
     submit = verbs.add_parser("submit", help="submit a workflow from a JSON file ('-': standard input)")
-    submit.add_argument("file")
+    submit.add_argument(
+        "file", help="a JSON file with the workflow request (docs/protocol.md), or - for stdin"
+    )
     listing = verbs.add_parser("list", help="workflows by id (submission order)")
-    listing.add_argument("--state", choices=("running", "succeeded", "failed", "cancelled"))
-    listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--after")
+    listing.add_argument(
+        "--state",
+        choices=("running", "succeeded", "failed", "cancelled"),
+        help="only workflows in this state",
+    )
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--after", help="the cursor a previous page printed")
     for verb, text in (
         ("get", "one workflow as JSON"),
         ("show", "draw the graph with each step's state, attempt and timing"),
         ("cancel", "cancel the steps not started and stop running ones"),
         ("retry", "re-run a failed workflow from its failed steps"),
     ):
-        verbs.add_parser(verb, help=text).add_argument("id")
+        verbs.add_parser(verb, help=text).add_argument("id", help="the workflow's id")
 
 
 async def run_workflows(client: Client, args: argparse.Namespace) -> Any:
