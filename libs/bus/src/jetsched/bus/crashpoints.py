@@ -46,6 +46,7 @@ POINTS = frozenset(
         "workflow.advance.after_cas",
         "workflow.release.after_cas",
         "workflow.expand.after_chunk",
+        "workflow.abandon.after_record",
     }
 )
 
