@@ -14,6 +14,7 @@ from jetsched.bus.crashpoints import EXIT_STATUS
 from jetsched.bus.records import Store
 from jetsched.core import subjects
 from jetsched.core.errors import NotFound
+from jetsched.core.schedules import fire_job_id
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
@@ -33,7 +34,7 @@ ADVANCE_POINTS = ["workflow.advance.before_cas", "workflow.advance.after_cas", "
 WORKFLOW_POINTS = (
     {p for p, _ in SUBMIT_POINTS}
     | set(ADVANCE_POINTS)
-    | {"workflow.expand.after_chunk", "workflow.abandon.after_record"}
+    | {"workflow.expand.after_chunk", "workflow.abandon.after_record", "timer.fire.after_workflow"}
 )
 
 DIAMOND = chain(
@@ -241,3 +242,29 @@ async def test_lost_cancel_of_a_ready_step_is_redone(fleet: Fleet, client: Clien
     assert view["state"] == "failed"
     assert view["steps"]["idle"]["state"] == "cancelled"
     assert (await client.get(idle))["job"]["state"] == "cancelled"
+
+
+async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, client: Client) -> None:
+    """The timer dies after a fire's workflow record is created, before its first steps are released
+    and before the ledger: restarted, it replays the fire and finds the workflow (no second one); the
+    reaper's check releases its first steps; every fire's workflow succeeds, each step run once."""
+    timer = start(fleet, "timer", "timer.fire.after_workflow")
+    fleet.worker()
+    await client.create_workflow_schedule("crashy", DIAMOND, every=1.0)
+    await crashed(timer)
+    restart_clean(timer)
+
+    async def fired() -> list[dict[str, Any]]:
+        record = (await client.schedule("crashy"))["schedule"]
+        return list(record["history"]) if record["fired"] >= 3 else []
+
+    await eventually(fired, timeout=30, what="three fires")
+    await client.schedule("crashy", "pause")
+    history = (await client.schedule("crashy"))["schedule"]["history"]
+    ids = [e["job_id"] for e in history if e.get("job_id")]
+    assert ids == [fire_job_id("crashy", e["nominal_ms"]) for e in history if e.get("job_id")]
+    for workflow_id in ids:
+        view = await finished(client, workflow_id)
+        assert view["state"] == "succeeded"
+        ran_once(fleet, view)
+    assert len((await client.workflows())["workflows"]) == len(ids)
