@@ -48,6 +48,7 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_throughput.py
 	$(BIN)/python tests/bench/bench_timer.py
 	$(BIN)/python tests/bench/bench_dispatch.py
+	$(BIN)/python tests/bench/bench_workflows.py
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python -m tests.chaos.soak --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))

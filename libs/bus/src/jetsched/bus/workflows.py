@@ -220,11 +220,15 @@ class Workflows:
             return
         if job.parents is not None:
             return  # expanded already: its instances exist
-        items: list[JSON] = parents[record.steps[step.map_over].name]
+        source = record.steps[step.map_over].name
+        items: list[JSON] = parents[source]
+        # An instance gets its element as `item`, not the whole list again: repeated in every instance,
+        # the list would make a map's records (and every feed reading them) grow with its size squared.
+        shared = {name: result for name, result in parents.items() if name != source}
         for start in range(0, len(items), CHUNK):
             await asyncio.gather(
                 *(
-                    self._create(steps.instance(job, n, items[n], parents, now_ms))
+                    self._create(steps.instance(job, n, items[n], shared, now_ms))
                     for n in range(start, min(start + CHUNK, len(items)))
                 )
             )
