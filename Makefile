@@ -52,9 +52,10 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_throughput.py
 	$(BIN)/python tests/bench/bench_timer.py
 	$(BIN)/python tests/bench/bench_dispatch.py
+	$(BIN)/python tests/bench/bench_workflows.py
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
-	$(BIN)/python tests/chaos/soak.py --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
+	$(BIN)/python -m tests.chaos.soak --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))
 
 FUZZ_MESSAGES ?= 100000
 fuzz: $(VENV)/.installed  ## hostile messages against the real stack (FUZZ_MESSAGES=n, SEED=n, FUZZ_SKIP=a,b)

@@ -29,3 +29,9 @@ async def order(job: Job) -> float:
     started = time.time()
     await asyncio.sleep(0.005)
     return started
+
+
+@task("bench.list")
+async def make_list(job: Job) -> list[int]:
+    """Returns `[0, 1, …, payload - 1]`: the list a map step runs over."""
+    return list(range(int(job.payload or 0)))

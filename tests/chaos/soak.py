@@ -1,10 +1,11 @@
 """Chaos soak: load, random `kill -9`s and restarts, then a check of every accepted job against an
 execution log kept outside NATS.
 
-    python tests/chaos/soak.py --seconds 120 --seed 7      # `make chaos`
+    python -m tests.chaos.soak --seconds 120 --seed 7      # `make chaos`
 
 Two replicas of every service and three probe workers run around one nats-server. For `--seconds` a load
-generator submits jobs (each with an idempotency key, resubmitted until answered) while a driver, drawing
+generator submits jobs and workflows — chains, fan-ins and maps (each with an idempotency key,
+resubmitted until answered) — while a driver, drawing
 from a seeded RNG, kills a random service replica, worker or the nats-server itself with SIGKILL and
 restarts it (the server on the same store). Then the chaos stops, everything is brought back, and the
 checker waits for every accepted job to finish and prints:
@@ -12,7 +13,9 @@ checker waits for every accepted job to finish and prints:
 - accepted, completed (succeeded), lost (accepted but never finished: must be 0);
 - executed twice, each with its cause as the record tells it (a lost worker, a released claim);
 - stale reports the reapers rejected;
-- the time from a worker's death to its jobs starting again elsewhere (max, p99).
+- the time from a worker's death to its jobs starting again elsewhere (max, p99);
+- every workflow's invariants, checked from the execution log (`workflows.py`): all ended, no step
+  started before its parents ended, none run twice without a worker fault, results passed along.
 
 The seed is printed first, so a failing run can be replayed with `--seed`.
 """
@@ -38,6 +41,8 @@ from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
+from .workflows import WorkflowLoad, WorkflowReport
+
 WORKERS = 3
 
 
@@ -60,10 +65,17 @@ class Report:
     #: How late the timer created fires (ms after their nominal time): the latest of the last 50 fires.
     schedule_max_late_ms: int = 0
     kills: Counter[str] = field(default_factory=Counter)
+    workflows: WorkflowReport = field(default_factory=WorkflowReport)
 
     @property
     def ok(self) -> bool:
-        return not self.lost and self.accepted > 0 and not self.schedule_duplicates and not self.schedule_gaps
+        return (
+            not self.lost
+            and self.accepted > 0
+            and not self.schedule_duplicates
+            and not self.schedule_gaps
+            and self.workflows.ok
+        )
 
     def lines(self) -> list[str]:
         delays = sorted(self.restart_delays)
@@ -83,12 +95,18 @@ class Report:
             f"worker death→rerun  p50 {p50:.2f}s  p99 {p99:.2f}s  max {max(delays, default=0.0):.2f}s"
             f"  ({len(delays)} jobs)",
             *(f"  slow: {line}" for line in self.slow_reruns[:10]),
+            self.workflows.line(),
+            *(f"  violation: {line}" for line in self.workflows.violations[:10]),
+            *(f"  unfinished: {workflow_id}" for workflow_id in self.workflows.unfinished[:5]),
         ]
 
 
 class Soak:
-    def __init__(self, work_dir: Path, seed: int, seconds: float, rate: float) -> None:
+    def __init__(
+        self, work_dir: Path, seed: int, seconds: float, rate: float, workflow_rate: float = 2.0
+    ) -> None:
         self.rng = random.Random(seed)
+        self.workflows = WorkflowLoad(random.Random(seed + 1), workflow_rate)
         self.report = Report(seed)
         self.seconds = seconds
         self.rate = rate
@@ -110,8 +128,10 @@ class Soak:
                 await client.create_schedule("soak-beat", "probe.sleep", None, every=1.0, misfire="all")
                 stop = asyncio.Event()
                 load = asyncio.create_task(self.load(client, stop))
+                flows = asyncio.create_task(self.workflows.run(client, stop))
                 await self.chaos(stop)
                 await load
+                await flows
                 self.heal()
                 await self.check(client)
         finally:
@@ -231,6 +251,7 @@ class Soak:
                         ]
                         report.slow_reruns.append(f"{job_id} {delay:.2f}s; kills around: {', '.join(near)}")
         await self.check_schedule(client)
+        report.workflows = await self.workflows.check(client, self.fleet.runs())
         for log in self.work_dir.glob("reaper-*.log"):
             report.stale_rejected += log.read_text(errors="replace").count("stale outcome rejected")
 

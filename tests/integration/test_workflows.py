@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from jetsched.core.workflows import step_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
@@ -174,6 +175,10 @@ async def test_map_over(stack: Stack, client: Client, nats_server: NatsServer) -
     assert view["steps"]["doubled"]["result"] == [0, 2, 4, 6, 8]
     assert view["steps"]["doubled"]["instances"] == 5
     assert view["steps"]["total"]["result"]["parents"] == {"doubled": [0, 2, 4, 6, 8]}
+    link = (await client.get(view["steps"]["doubled"]["job_id"]))["job"]["workflow"]
+    last = (await client.get(step_job_id(reply["id"], link["index"], link["run"], 4)))["job"]
+    assert last["item"] == 4
+    assert "numbers" not in (last.get("parents") or {})  # its element, not the whole list again
     assert len(runs) == 1 + 5 + 1
     assert set(runs.values()) == {1}
 

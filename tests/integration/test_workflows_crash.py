@@ -9,10 +9,16 @@ from typing import Any
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from jetsched.bus.connect import connect
 from jetsched.bus.crashpoints import EXIT_STATUS
+from jetsched.bus.records import Store
+from jetsched.core import subjects
+from jetsched.core.errors import NotFound
+from jetsched.core.schedules import fire_job_id
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
+from jetsched.intake.workflow_submit import key_id
 from jetsched.sdk import Client, chain, chord, step
 
 pytestmark = pytest.mark.slow
@@ -25,7 +31,11 @@ SUBMIT_POINTS = [
 ]
 ADVANCE_POINTS = ["workflow.advance.before_cas", "workflow.advance.after_cas", "workflow.release.after_cas"]
 #: Every workflow crash point, for test_crash_points' inventory.
-WORKFLOW_POINTS = {p for p, _ in SUBMIT_POINTS} | set(ADVANCE_POINTS) | {"workflow.expand.after_chunk"}
+WORKFLOW_POINTS = (
+    {p for p, _ in SUBMIT_POINTS}
+    | set(ADVANCE_POINTS)
+    | {"workflow.expand.after_chunk", "workflow.abandon.after_record", "timer.fire.after_workflow"}
+)
 
 DIAMOND = chain(
     step("a", "probe.sleep", 0.01),
@@ -130,3 +140,131 @@ async def test_reaper_dies_while_expanding_a_map(fleet: Fleet, client: Client) -
     assert view["steps"]["each"]["result"] == list(range(100))
     starts = [r.job_id for r in fleet.runs() if r.event == "start"]
     assert len(starts) == len(set(starts)) == 101
+
+
+ABANDON = {"JETSCHED_ABANDON_AFTER_S": "1"}
+
+
+def start_abandoning(fleet: Fleet, crash: dict[str, str]) -> dict[str, procs.Proc]:
+    """The four services with a 1 s abandon grace in the reaper; `crash` maps a service to its point."""
+    return {
+        name: fleet.service(
+            name,
+            env={**(ABANDON if name == "reaper" else {}), **({CRASH: crash[name]} if name in crash else {})},
+        )
+        for name in procs.SERVICES
+    }
+
+
+async def abandoned_submit(fleet: Fleet, client: Client, key: str | None) -> None:
+    """A workflow submit whose intake dies before it starts the workflow; nobody resubmits."""
+    await client.stats()
+    impatient = Client(fleet.url, timeout=2)
+    impatient.keyed_retry_s = 0
+    await impatient.connect()
+    with pytest.raises((TimeoutError, NatsTimeoutError)):
+        await impatient.submit_workflow(DIAMOND, key=key)
+    await impatient.close()
+
+
+async def nothing_left(fleet: Fleet, client: Client, key: str | None = None) -> None:
+    """No job and no workflow visible; with `key`, the record its entry names is gone from the bucket."""
+
+    async def empty() -> bool:
+        return not (await client.list())["jobs"] and not (await client.workflows())["workflows"]
+
+    await eventually(empty, timeout=30, what="the abandoned submit's step jobs cleared")
+    if key is None:
+        return
+    nc = await connect(fleet.url, "test")
+    try:
+        data, _ = await Store(nc, subjects.KEYS_BUCKET).get(key_id(key))
+
+        async def purged() -> bool:
+            try:
+                await Store(nc, subjects.WORKFLOWS_BUCKET).get(data.decode())
+            except NotFound:
+                return True
+            return False
+
+        await eventually(purged, timeout=30, what="the abandoned workflow's record purged")
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("point", ["workflow.submit.after_record", "workflow.submit.after_steps"])
+async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: str) -> None:
+    """A submit left `creating` by a dead intake, never resubmitted, is cleared after the reaper's
+    grace: no waiting step job stays visible, nothing runs; a late keyed resubmit starts a new workflow
+    under a new id, whose steps each run once."""
+    intake = start_abandoning(fleet, {"intake": point})["intake"]
+    fleet.worker()
+    await abandoned_submit(fleet, client, "late-1")
+    await crashed(intake)
+    restart_clean(intake)
+    await nothing_left(fleet, client, "late-1")
+    assert fleet.runs() == []
+    reply = await client.submit_workflow(DIAMOND, key="late-1")
+    assert reply["duplicate"] is False
+    view = await finished(client, reply["id"])
+    assert view["state"] == "succeeded"
+    ran_once(fleet, view)
+    assert len((await client.list())["jobs"]) == 4
+
+
+async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, client: Client) -> None:
+    """The reaper dies after purging an abandoned workflow's record, before its step jobs: restarted,
+    it sees the record gone and the jobs still waiting, and clears them."""
+    started = start_abandoning(
+        fleet, {"intake": "workflow.submit.after_steps", "reaper": "workflow.abandon.after_record"}
+    )
+    await abandoned_submit(fleet, client, None)
+    await crashed(started["intake"])
+    restart_clean(started["intake"])
+    await crashed(started["reaper"])
+    assert len((await client.list())["jobs"]) == 4
+    restart_clean(started["reaper"])
+    await nothing_left(fleet, client)
+
+
+async def test_lost_cancel_of_a_ready_step_is_redone(fleet: Fleet, client: Client) -> None:
+    """A step dies in a fail-fast workflow and the reaper dies right after recording it, before
+    cancelling the other, ready step: restarted, its check cancels that step and the workflow fails."""
+    reaper = start(fleet, "reaper", "workflow.advance.after_cas")
+    fleet.worker()
+    flow = [step("bad", "probe.poison", max_attempts=1), step("idle", "probe.nobody")]
+    reply = await client.submit_workflow(flow)
+    await crashed(reaper)
+    idle = reply["steps"]["idle"]
+    assert (await client.get(idle))["job"]["state"] == "ready"
+    restart_clean(reaper)
+    view = await finished(client, reply["id"])
+    assert view["state"] == "failed"
+    assert view["steps"]["idle"]["state"] == "cancelled"
+    assert (await client.get(idle))["job"]["state"] == "cancelled"
+
+
+async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, client: Client) -> None:
+    """The timer dies after a fire's workflow record is created, before its first steps are released
+    and before the ledger: restarted, it replays the fire and finds the workflow (no second one); the
+    reaper's check releases its first steps; every fire's workflow succeeds, each step run once."""
+    timer = start(fleet, "timer", "timer.fire.after_workflow")
+    fleet.worker()
+    await client.create_workflow_schedule("crashy", DIAMOND, every=1.0)
+    await crashed(timer)
+    restart_clean(timer)
+
+    async def fired() -> list[dict[str, Any]]:
+        record = (await client.schedule("crashy"))["schedule"]
+        return list(record["history"]) if record["fired"] >= 3 else []
+
+    await eventually(fired, timeout=30, what="three fires")
+    await client.schedule("crashy", "pause")
+    history = (await client.schedule("crashy"))["schedule"]["history"]
+    ids = [e["job_id"] for e in history if e.get("job_id")]
+    assert ids == [fire_job_id("crashy", e["nominal_ms"]) for e in history if e.get("job_id")]
+    for workflow_id in ids:
+        view = await finished(client, workflow_id)
+        assert view["state"] == "succeeded"
+        ran_once(fleet, view)
+    assert len((await client.workflows())["workflows"]) == len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -14,6 +15,7 @@ from jetsched.core.schedules import (
     ScheduleRecord,
     ScheduleSpec,
     fire_job_id,
+    fire_workflow,
     jitter_ms,
     new_record,
     plan,
@@ -173,6 +175,8 @@ class TestSpec:
             {"every_ms": 10},
             {"start_at": "2030-01-01T00:00:00"},
             {"misfire": "sometimes"},
+            {"job": None},
+            {"workflow": {"steps": [{"name": "a", "capability": "a"}]}},
         ],
     )
     def test_rejects(self, fields: dict[str, Any]) -> None:
@@ -195,3 +199,70 @@ class TestSpec:
         rec = revise(record(), spec(every_ms=120_000), T0 + 1_000_000)
         assert rec.next_fire_ms == T0 + 1_000_000 + 120_000
         assert plan(rec, T0 + 1_000_001, False).empty
+
+
+FLOW = {
+    "steps": [
+        {"name": "b", "capability": "x", "depends_on": ["a"]},
+        {"name": "a", "capability": "x", "payload": 1},
+    ]
+}
+
+
+def flow_spec(**fields: Any) -> ScheduleSpec:
+    return spec(job=None, workflow=FLOW, **fields)
+
+
+class TestWorkflowTemplate:
+    @pytest.mark.parametrize(
+        "workflow",
+        [
+            {"steps": []},
+            {"steps": [{"name": "a", "capability": "x", "depends_on": ["a"]}]},
+            {"steps": [{"name": "a", "capability": "x", "depends_on": ["zz"]}]},
+            {"steps": [{"name": "a", "capability": "x"}], "key": "k"},
+        ],
+    )
+    def test_rejects_bad_graphs(self, workflow: dict[str, Any]) -> None:
+        """A workflow template is checked as a submit is: no empty, cyclic or dangling graphs, no key."""
+        with pytest.raises(ValidationError):
+            spec(job=None, workflow=workflow)
+
+    def test_no_jitter(self) -> None:
+        """A schedule that starts workflows takes no jitter."""
+        with pytest.raises(ValidationError):
+            flow_spec(jitter_ms=100)
+
+    def test_fire_starts_one_workflow_under_the_fire_id(self) -> None:
+        """A fire's workflow has the fire's deterministic id, starts running with its roots released,
+        and its step jobs wait, marked with the schedule and nominal time — the same on every replay."""
+        rec = new_record(flow_spec(), T0)
+        nominal = T0 + 60_000
+        created, running, jobs = fire_workflow(rec, nominal, nominal + 5)
+        assert created.id == running.id == fire_job_id("s1", nominal)
+        assert created.state == "creating"
+        assert running.state == "running"
+        assert (running.schedule_id, running.fire_at_ms) == ("s1", nominal)
+        assert [(s.name, s.state.value) for s in running.steps] == [("a", "released"), ("b", "waiting")]
+        assert [j.state.value for j in jobs] == ["waiting", "waiting"]
+        assert {(j.schedule_id, j.fire_at_ms) for j in jobs} == {("s1", nominal)}
+        assert [j.id for j in jobs] == [s.job_id for s in running.steps]
+        again = fire_workflow(rec, nominal, nominal + 900)
+        assert [j.id for j in again[2]] == [j.id for j in jobs]
+
+    def test_fire_is_one_trace(self) -> None:
+        """A fire's workflow and every step job carry one trace context, the same on every replay and
+        different for every fire."""
+        rec = new_record(flow_spec(), T0)
+        _, running, jobs = fire_workflow(rec, T0 + 60_000, T0 + 60_001)
+        assert running.trace is not None
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", running.trace["traceparent"])
+        assert {j.trace["traceparent"] for j in jobs if j.trace} == {running.trace["traceparent"]}
+        assert fire_workflow(rec, T0 + 60_000, T0 + 70_000)[1].trace == running.trace
+        assert fire_workflow(rec, T0 + 120_000, T0 + 120_001)[1].trace != running.trace
+
+    def test_job_schedule_serialises_as_before(self) -> None:
+        """A job schedule's record carries no `workflow` key, so replicas of the previous version read it."""
+        assert "workflow" not in record().model_dump(mode="json")["spec"]
+        assert "workflow" not in record().model_dump_json()
+        assert "workflow" in new_record(flow_spec(), T0).model_dump(mode="json")["spec"]

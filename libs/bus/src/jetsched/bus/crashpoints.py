@@ -29,6 +29,7 @@ POINTS = frozenset(
         "timer.due.before_cas",
         "timer.due.after_cas",
         "timer.fire.after_create",
+        "timer.fire.after_workflow",
         "dispatcher.claim.before_cas",
         "dispatcher.claim.after_cas",
         "dispatcher.claim.after_send",
@@ -46,6 +47,7 @@ POINTS = frozenset(
         "workflow.advance.after_cas",
         "workflow.release.after_cas",
         "workflow.expand.after_chunk",
+        "workflow.abandon.after_record",
     }
 )
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_HEADER = "Jetsched-Workflow-State"
+#: On a running workflow's record that stops starting steps (cancelled, or failing fast): the reaper's
+#: check then re-derives its cancellations too, not only its releases.
+STOPPING_HEADER = "Jetsched-Workflow-Stopping"
 #: Final workflows that expire after the retention, like succeeded and cancelled jobs (failed ones stay,
 #: to be retried, as dead jobs do).
 EXPIRING = frozenset({wf.WorkflowState.SUCCEEDED, wf.WorkflowState.CANCELLED})
@@ -63,6 +66,8 @@ class Workflows:
     async def put(self, record: wf.WorkflowRecord, revision: int) -> int:
         """Write the record if it is still at `revision` (0: create); `Conflict` otherwise."""
         headers = {STATE_HEADER: record.state.value}
+        if record.state is wf.WorkflowState.RUNNING and wf.stopping(record):
+            headers[STOPPING_HEADER] = "1"
         if self.retention_s and record.state in EXPIRING:
             headers["Nats-TTL"] = str(self.retention_s)
         data = record.model_dump_json(exclude_defaults=True).encode()
@@ -122,6 +127,46 @@ class Workflows:
         await self._run(record, todo, now_ms)
         return record
 
+    async def abandon(self, workflow_id: str, waiting: set[str], gone: bool) -> bool:
+        """Clear a submit its submitter abandoned (`reaper/abandoned.py`): purge the `creating` record by
+        CAS, then every step job of it still waiting. False: not safe to decide yet (look again later).
+
+        `waiting`: the step jobs known to wait; `gone`: the workflows feed showed the record removed (a
+        read answering "not found" alone is not trusted: one can be served while a leader moves).
+        """
+        try:
+            record, revision = await self.get(workflow_id)
+        except NotFound:
+            if not gone:
+                return False
+            ids = set(waiting)
+        else:
+            if record.state is not wf.WorkflowState.CREATING:
+                return True  # started after all (a keyed resubmit completed it)
+            try:
+                await self.store.purge(workflow_id, revision)
+            except Conflict:
+                return True  # it moved on meanwhile; whatever it is now, it is not abandoned
+            log.warning("cleared an abandoned workflow submit", extra={"workflow": workflow_id})
+            crashpoint("workflow.abandon.after_record")
+            ids = {s.job_id for s in record.steps} | waiting
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), CHUNK):
+            await asyncio.gather(*(self._discard(j, workflow_id) for j in ordered[start : start + CHUNK]))
+        return True
+
+    async def _discard(self, job_id: str, workflow_id: str) -> None:
+        """Purge a step job that still waits (a step not created yet: fence its id)."""
+        try:
+            job, revision = await self.records.get(job_id)
+        except NotFound:
+            revision = 0
+        else:
+            if job.state is not JobState.WAITING or job.workflow is None or job.workflow.id != workflow_id:
+                return
+        with contextlib.suppress(Conflict):  # purged already, or just created: looked at again if waiting
+            await self.records.purge(job_id, revision)
+
     async def carry_out(self, before: wf.WorkflowRecord, after: wf.WorkflowRecord, now_ms: int) -> None:
         await self._run(after, wf.intents(before, after), now_ms)
 
@@ -175,11 +220,15 @@ class Workflows:
             return
         if job.parents is not None:
             return  # expanded already: its instances exist
-        items: list[JSON] = parents[record.steps[step.map_over].name]
+        source = record.steps[step.map_over].name
+        items: list[JSON] = parents[source]
+        # An instance gets its element as `item`, not the whole list again: repeated in every instance,
+        # the list would make a map's records (and every feed reading them) grow with its size squared.
+        shared = {name: result for name, result in parents.items() if name != source}
         for start in range(0, len(items), CHUNK):
             await asyncio.gather(
                 *(
-                    self._create(steps.instance(job, n, items[n], parents, now_ms))
+                    self._create(steps.instance(job, n, items[n], shared, now_ms))
                     for n in range(start, min(start + CHUNK, len(items)))
                 )
             )

@@ -140,7 +140,7 @@ def print_schedules(result: dict[str, Any]) -> None:
                 else (view["next_fires"][0]["local"] if view["next_fires"] else "-")
             )
             print(
-                f"{spec['id']:<24.24}  {cadence:<22.22}  {spec['timezone']:<18.18}  {spec['job']['capability']:<16.16}  "
+                f"{spec['id']:<24.24}  {cadence:<22.22}  {spec['timezone']:<18.18}  {_template(spec):<16.16}  "
                 f"{record.get('fired', 0):>5}  {upcoming}"
             )
         return
@@ -192,3 +192,10 @@ def print_quarantined(result: dict[str, Any]) -> None:
             f"{item['bucket']}/{item['key']} (revision {item['revision']}, {item['service']}): {item['reason']}"
         )
     print(f"{len(items)} quarantined; `jetsched doctor purge BUCKET KEY` removes one")
+
+
+def _template(spec: dict[str, Any]) -> str:
+    """What a schedule's fires make: a job's capability, or a workflow's size."""
+    if spec.get("job"):
+        return str(spec["job"]["capability"])
+    return f"workflow ({len(spec['workflow']['steps'])} steps)"

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jetsched.sdk import schedule_spec
 
 from .durations import parse_duration, parse_json
 
@@ -34,7 +39,13 @@ def add_spec_arguments(create: argparse.ArgumentParser) -> None:
     when = create.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", help="5-field cron (or 6 fields, seconds first), e.g. '0 9 * * MON-FRI'")
     when.add_argument("--every", type=parse_duration, help="a fixed interval, e.g. 30s")
-    create.add_argument("--capability", required=True, help="what each fire's job needs")
+    what = create.add_mutually_exclusive_group(required=True)
+    what.add_argument("--capability", help="what each fire's job needs")
+    what.add_argument(
+        "--workflow",
+        metavar="FILE",
+        help="start a workflow on each fire: a JSON file like a `workflows submit` body, without key",
+    )
     create.add_argument("--payload", type=parse_json, default=None, help="JSON payload of each job")
     create.add_argument("--tz", default="UTC", help="IANA time zone the cron expression is read in")
     create.add_argument("--priority", type=int, help="0-9 for each fire's job (default 5)")
@@ -61,10 +72,9 @@ def add_spec_arguments(create: argparse.ArgumentParser) -> None:
 async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
     verb = args.schedules_command
     if verb in ("create", "update"):
-        write = client.create_schedule if verb == "create" else client.update_schedule
-        return await write(
+        spec = schedule_spec(
             args.id,
-            args.capability,
+            args.capability or "",
             args.payload,
             cron=args.cron,
             every=args.every,
@@ -79,6 +89,10 @@ async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
             start_at=args.start_at,
             end_at=args.end_at,
         )
+        if args.workflow is not None:
+            del spec["job"]
+            spec["workflow"] = orjson.loads(Path(args.workflow).read_text())  # noqa: ASYNC240 - a CLI's one small read
+        return await client.request(f"jetsched.api.schedules.{verb}", spec)
     if verb == "list":
         return {"schedules": await client.schedules()}
     if verb == "preview":

@@ -4,7 +4,8 @@ A schedule record holds the user's spec and a ledger: the last nominal fire time
 (`last_fire_ms`), the job the last fire created, an optional buffered fire, and a bounded history of
 fires and misses. The timer service asks `plan(record, now, previous)` what to do and executes it: create
 the planned jobs (each under a deterministic id, `fire_job_id`, so a replay or a racing replica can never
-create one twice), then write the new ledger with a CAS. A crash between the two replays the same plan,
+create one twice) — or, for a workflow template, the planned workflows under that id —, then write the new
+ledger with a CAS. A crash between the two replays the same plan,
 whose creates then find their jobs already there — never twice, never skipped.
 
 Policies:
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from jetsched.core import cron as cronlib
-from jetsched.core import states
+from jetsched.core import states, steps
+from jetsched.core import workflows as wf
 from jetsched.core.cron import DstFold, DstGap
 from jetsched.core.errors import FieldError
 from jetsched.core.ids import encode
@@ -102,15 +104,32 @@ class JobTemplate(Model):
     labels: Labels = Field(default_factory=dict)
 
 
+class WorkflowTemplate(Model):
+    """The workflow each fire starts (a `jetsched.workflow.submit` body without a key: the fire's
+    deterministic id makes it idempotent)."""
+
+    on_failure: wf.OnFailure = wf.OnFailure.FAIL_FAST
+    steps: list[wf.StepRequest] = Field(min_length=1, max_length=wf.MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _graph(self) -> WorkflowTemplate:
+        wf.check_graph(self.steps)
+        return self
+
+
 class ScheduleSpec(Model):
-    """What a user writes: `jetsched.api.schedules.create` / `.update`."""
+    """What a user writes: `jetsched.api.schedules.create` / `.update`. Each fire creates a job (`job`)
+    or starts a workflow (`workflow`)."""
 
     id: ScheduleId
     #: A 5-field (minute first) or 6-field (second first) cron expression; or give `every_ms`.
     cron: str | None = Field(None, max_length=256)
     every_ms: int | None = Field(None, ge=1000, le=366 * 86_400_000)
     timezone: str = Field("UTC", max_length=64)
-    job: JobTemplate
+    job: JobTemplate | None = None
+    #: Left out when absent, so a job schedule's stored record reads the same to an older timer replica
+    #: (`extra="forbid"`) during a rolling upgrade.
+    workflow: WorkflowTemplate | None = Field(None, exclude_if=lambda value: value is None)
     start_at: Rfc3339 | None = None
     end_at: Rfc3339 | None = None
     #: Each fire's job starts up to this much after the nominal time (spread, deterministic per fire).
@@ -128,6 +147,10 @@ class ScheduleSpec(Model):
     def _valid(self) -> ScheduleSpec:
         if (self.cron is None) == (self.every_ms is None):
             raise FieldError("cron", "give exactly one of cron or every_ms")
+        if (self.job is None) == (self.workflow is None):
+            raise FieldError("job", "give exactly one of job or workflow")
+        if self.workflow is not None and self.jitter_ms:
+            raise FieldError("jitter_ms", "a schedule that starts a workflow takes no jitter")
         try:
             if self.cron is not None:
                 cronlib.check_cron(self.cron)
@@ -329,6 +352,7 @@ def record_fires(record: ScheduleRecord, decided: Plan, now_ms: int) -> Schedule
 def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
     """The job one fire creates: the template, due at the nominal time plus this fire's jitter."""
     spec, template = record.spec, record.spec.job
+    assert template is not None
     run_at_ms = nominal_ms + jitter_ms(spec.id, nominal_ms, spec.jitter_ms)
     request = JobRequest(
         payload=template.payload,
@@ -341,6 +365,34 @@ def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
     )
     job = states.accept(request, fire_job_id(spec.id, nominal_ms), template.capability, now_ms, None)
     return job.model_copy(update={"schedule_id": spec.id, "fire_at_ms": nominal_ms})
+
+
+def fire_workflow(
+    record: ScheduleRecord, nominal_ms: int, now_ms: int
+) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord, list[JobRecord]]:
+    """The workflow one fire starts, under the fire's id (`fire_job_id`): its record as created
+    (`creating`, for the intents of its start), as stored (`running`, its first steps released), and
+    its step jobs (`waiting`)."""
+    template = record.spec.workflow
+    assert template is not None
+    request = wf.WorkflowRequest(on_failure=template.on_failure, steps=template.steps)
+    workflow_id = fire_job_id(record.spec.id, nominal_ms)
+    trace = fire_trace(workflow_id)
+    created, ordered = wf.new_record(request, workflow_id, now_ms, trace)
+    created = created.model_copy(update={"schedule_id": record.spec.id, "fire_at_ms": nominal_ms})
+    jobs = [
+        job.model_copy(update={"schedule_id": record.spec.id, "fire_at_ms": nominal_ms})
+        for job in (steps.waiting_job(step, created, n, now_ms, trace) for n, step in enumerate(ordered))
+    ]
+    return created, wf.start(created, now_ms), jobs
+
+
+def fire_trace(fire_id: str) -> dict[str, str]:
+    """The W3C trace context a fire's workflow runs in: derived from the fire's id, so every replay and
+    racing replica gives its steps the same trace — one trace per workflow (its root span is never
+    exported: the fire is not a span of its own)."""
+    digest = hashlib.sha256(f"trace:{fire_id}".encode()).hexdigest()
+    return {"traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
 
 def new_record(spec: ScheduleSpec, now_ms: int) -> ScheduleRecord:

@@ -60,3 +60,12 @@ async def flaky(job: Job) -> int:
         raise RuntimeError("first attempts fail")
     log(job, "end")
     return job.attempt
+
+
+@task("probe.pass")
+async def pass_along(job: Job) -> dict[str, object]:
+    """Sleeps `payload` seconds; returns it with its parents' results (a workflow step's `parents`)."""
+    log(job, "start")
+    await asyncio.sleep(float(job.payload or 0))
+    log(job, "end")
+    return {"slept": job.payload, "parents": job.parents or {}}

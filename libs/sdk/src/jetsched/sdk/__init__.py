@@ -7,7 +7,7 @@ async def thumbnail(job: Job) -> dict:
     return {"resized": job.payload["url"], "attempt": job.attempt}
 """
 
-from ._client import Client
+from ._client import Client, schedule_spec
 from ._errors import Fatal, JetschedApiError, Retry, SessionConflict
 from ._tasks import Job, Tasks, default_tasks, task
 from ._worker import Worker
@@ -28,6 +28,7 @@ __all__ = [
     "chord",
     "default_tasks",
     "group",
+    "schedule_spec",
     "step",
     "task",
     "workflow_body",

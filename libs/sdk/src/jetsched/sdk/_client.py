@@ -301,6 +301,27 @@ class Client:
             subjects.api("schedules.create"), schedule_spec(schedule_id, capability, payload, **options)
         )
 
+    async def create_workflow_schedule(
+        self,
+        schedule_id: str,
+        steps: Steps | Sequence[Steps],
+        *,
+        on_failure: Literal["fail_fast", "continue"] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Create a cron or interval schedule whose every fire starts a workflow.
+
+        Args:
+            steps: the workflow, as for `submit_workflow` (step options go on each `step`).
+            options: the schedule's options as for `create_schedule` (`cron`/`every`, `timezone`,
+                `misfire`, `overlap`, `dst_gap`, `dst_fold`, …); no `jitter`. The overlap policy judges
+                the previous fire's workflow.
+        """
+        spec = schedule_spec(schedule_id, "", None, **options)
+        del spec["job"]
+        spec["workflow"] = workflow_body(steps, on_failure=on_failure)
+        return await self.request(subjects.api("schedules.create"), spec)
+
     async def update_schedule(
         self, schedule_id: str, capability: str, payload: Any = None, **options: Any
     ) -> Any:

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from jetsched.bus.records import decoded, encode
-from jetsched.core import schedules
+from jetsched.core import schedules, steps
+from jetsched.core import workflows as wf
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
 from jetsched.core.models import EmptyRequest
 from jetsched.core.schedules import PreviewRequest, ScheduleIdRequest, ScheduleRecord, ScheduleSpec
@@ -68,6 +69,8 @@ class SchedulesApi:
         if isinstance(spec, ApiError):
             return spec
         now = self.clock.now_ms()
+        if spec.workflow is not None:
+            return self._checked_workflow(spec, now)
         size = len(encode(schedules.fire_job(schedules.new_record(spec, now), now, now)))
         if size > self.record_budget:
             return ApiError(
@@ -75,6 +78,29 @@ class SchedulesApi:
                 message=f"each fire's job record would be {size} bytes; the limit is {self.record_budget}",
                 field="job.payload",
             )
+        return spec
+
+    def _checked_workflow(self, spec: ScheduleSpec, now: int) -> ScheduleSpec | ApiError:
+        """Each fire's workflow record and step jobs fit, with room to grow (as for a workflow submit)."""
+        _, flow, jobs = schedules.fire_workflow(schedules.new_record(spec, now), now, now)
+        size = len(flow.model_dump_json(exclude_defaults=True)) + wf.growth_bytes(flow)
+        if size > wf.MAX_WORKFLOW_RECORD_BYTES:
+            return ApiError(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"each fire's workflow record could grow to {size} bytes;"
+                f" the limit is {wf.MAX_WORKFLOW_RECORD_BYTES}",
+                field="workflow.steps",
+            )
+        budget = self.record_budget - steps.STEP_GROWTH_BYTES
+        for job in jobs:
+            size = len(encode(job))
+            if size > budget:
+                return ApiError(
+                    code=ErrorCode.PAYLOAD_TOO_LARGE,
+                    message=f"a step's job record would be {size} bytes; at most {budget} leave room for"
+                    " its parents' results, errors and result",
+                    field="workflow.steps.payload",
+                )
         return spec
 
     async def create(self, data: bytes) -> Reply:

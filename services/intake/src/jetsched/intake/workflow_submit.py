@@ -15,8 +15,9 @@ or the reaper's check finishes the job):
 
 A resubmit with the key finds the entry and the record: `running` or later → the same workflow,
 `duplicate: true`; `creating` → steps 3 to 6 are completed under the stored id.
-XX(#10): a `creating` workflow nobody resubmits keeps its waiting step jobs (never run, visible in
-`jobs.list`); a sweep that removes them after the clients' retry window is still to come.
+A `creating` workflow nobody resubmits is cleared by the reaper after a grace (`reaper/abandoned.py`):
+its record is purged by CAS, which fences this submit's step 4 — a submitter that slept through the
+grace answers `unavailable`, and a keyed resubmit then starts a new workflow under a new id.
 """
 
 from __future__ import annotations
@@ -155,7 +156,13 @@ class WorkflowSubmitter:
             await self.workflows.put(running, revision)
         except Conflict:
             # Its own resubmit raced it there: whichever started it, the workflow is the same.
-            stored, _ = await self.workflows.get(workflow_id)
+            try:
+                stored, _ = await self.workflows.get(workflow_id)
+            except NotFound:
+                return ApiError(
+                    code=ErrorCode.UNAVAILABLE,
+                    message=f"workflow {workflow_id} was cleared as abandoned before it started; submit again",
+                )
             return reply(stored, duplicate=True)
         crashpoint("workflow.submit.after_cas")
         await self.workflows.carry_out(record, running, now)

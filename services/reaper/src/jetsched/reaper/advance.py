@@ -12,9 +12,14 @@ costs a few CAS writes, not a thousand contending ones. One workflow is advanced
 in a process; replicas race by CAS and the loser re-reads.
 
 The check: a workflow record that changed is looked at again `CHECK_AFTER_MS` later, if this process's
-view still has step jobs of it `waiting` (or it is stopping): whatever its record decided and no job shows
-yet — a writer that died between its CAS and its intents — is carried out again (`Workflows.repair`).
-The workflows feed replays on start too, so every unfinished workflow is checked after a restart.
+view still has step jobs of it `waiting`, or its record says it is stopping (cancelled or failing fast: the
+`Jetsched-Workflow-Stopping` header): whatever its record decided and no job shows yet — a writer that
+died between its CAS and its intents — is carried out again (`Workflows.repair`): releases of waiting
+steps, and every cancellation, of waiting, ready or scheduled steps alike. The workflows feed replays on
+start too, so every unfinished workflow is checked after a restart.
+
+Abandoned submits (a record left `creating`, its steps `waiting`) are cleared after a grace
+(`abandoned.py`).
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
-from jetsched.bus.workflows import STATE_HEADER
+from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER
 from jetsched.core import workflows as wf
 from jetsched.core.errors import NotFound, Poisoned
 from jetsched.core.models import TERMINAL, JobState
 
+from .abandoned import GRACE_MS, Unstarted
+
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from jetsched.bus.feed import KeyFeed, RecordFeed
     from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.workflows import Workflows
@@ -51,7 +60,7 @@ class Advancer:
 
     name = "workflows"
 
-    def __init__(self, workflows: Workflows, clock: Clock) -> None:
+    def __init__(self, workflows: Workflows, clock: Clock, abandon_after_ms: int = GRACE_MS) -> None:
         self.workflows = workflows
         self.clock = clock
         #: Set by the service before it runs: where to set aside what cannot be read, and the feeds whose
@@ -59,22 +68,29 @@ class Advancer:
         self.quarantine: Quarantine | None = None
         self.feeds: tuple[RecordFeed, KeyFeed] | None = None
         self.pending: dict[str, list[wf.StepEvent]] = {}
-        #: Step jobs in `waiting`, per workflow (from the record feed).
+        #: Step jobs in `waiting`, per workflow (from the record feed), and each one's workflow.
         self.waiting: dict[str, set[str]] = {}
+        self.waiting_in: dict[str, str] = {}
+        #: Running workflows whose records say no step may start any more.
+        self.stopping: set[str] = set()
+        self.unstarted = Unstarted(abandon_after_ms)
         #: When to check a workflow's jobs against its record.
         self.checks: dict[str, int] = {}
         self.busy: set[str] = set()
         self.wake = asyncio.Event()
         self.advanced = 0
         self.repaired = 0
+        self.abandoned = 0
 
     def observe_job(self, change: Change) -> None:
-        workflow_id = change.workflow
+        workflow_id = change.workflow or self.waiting_in.get(change.id)  # a deletion names no workflow
         if workflow_id is None:
             return
         if change.state is JobState.WAITING:
             self.waiting.setdefault(workflow_id, set()).add(change.id)
+            self.waiting_in[change.id] = workflow_id
             return
+        self.waiting_in.pop(change.id, None)
         held = self.waiting.get(workflow_id)
         if held is not None:
             held.discard(change.id)
@@ -89,11 +105,20 @@ class Advancer:
     def observe_workflow(
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
     ) -> None:
+        now = self.clock.now_ms()
         if data is None:
+            self.stopping.discard(key)
+            self.unstarted.observe(key, None, now)
             return
-        state = wf.WorkflowState((headers or {}).get(STATE_HEADER, wf.WorkflowState.RUNNING.value))
+        headers = headers or {}
+        state = wf.WorkflowState(headers.get(STATE_HEADER, wf.WorkflowState.RUNNING.value))
+        self.unstarted.observe(key, state, now)
+        if state is wf.WorkflowState.RUNNING and STOPPING_HEADER in headers:
+            self.stopping.add(key)
+        else:
+            self.stopping.discard(key)
         if state is wf.WorkflowState.RUNNING:
-            self.checks.setdefault(key, self.clock.now_ms() + CHECK_AFTER_MS)
+            self.checks.setdefault(key, now + CHECK_AFTER_MS)
 
     async def run(self) -> None:
         assert self.feeds is not None
@@ -104,15 +129,29 @@ class Advancer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), TICK_S)
             self.wake.clear()
-            for workflow_id in self._due():
+            now = self.clock.now_ms()
+            for workflow_id, gone in self.unstarted.due(self.waiting, now):
                 if workflow_id in self.busy:
+                    self.unstarted.again(workflow_id, gone, now)
                     continue
-                self.busy.add(workflow_id)
-                await slots.acquire()
-                task = asyncio.create_task(self._turn(workflow_id))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                task.add_done_callback(lambda _: slots.release())
+                await self._spawn(tasks, slots, workflow_id, self._abandon(workflow_id, gone))
+            for workflow_id in self._due():
+                if workflow_id not in self.busy:
+                    await self._spawn(tasks, slots, workflow_id, self._turn(workflow_id))
+
+    async def _spawn(
+        self,
+        tasks: set[asyncio.Task[None]],
+        slots: asyncio.Semaphore,
+        workflow_id: str,
+        work: Coroutine[None, None, None],
+    ) -> None:
+        self.busy.add(workflow_id)
+        await slots.acquire()
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(lambda _: slots.release())
 
     def _due(self) -> list[str]:
         now = self.clock.now_ms()
@@ -149,12 +188,28 @@ class Advancer:
             if workflow_id in self.pending:
                 self.wake.set()
 
+    async def _abandon(self, workflow_id: str, gone: bool) -> None:
+        """Clear a submit nobody finished (`abandoned.py`)."""
+        try:
+            waiting = set(self.waiting.get(workflow_id, ()))
+            if await self.workflows.abandon(workflow_id, waiting, gone):
+                self.abandoned += 1
+            else:
+                self.unstarted.again(workflow_id, gone, self.clock.now_ms())
+        except Poisoned as exc:
+            self._set_aside(workflow_id, exc)
+        except Exception:
+            log_failure(log, "abandoned workflow not cleared yet", {"workflow": workflow_id})
+            self.unstarted.again(workflow_id, gone, self.clock.now_ms())
+        finally:
+            self.busy.discard(workflow_id)
+
     async def _check(self, workflow_id: str, now: int) -> None:
         waiting = self.waiting.get(workflow_id)
-        if not waiting:
-            return  # every step job has moved on from waiting: nothing was left undone
+        if not waiting and workflow_id not in self.stopping:
+            return  # every step job has moved on from waiting, and nothing is to be cancelled
         try:
-            await self.workflows.repair(workflow_id, set(waiting), now)
+            await self.workflows.repair(workflow_id, set(waiting or ()), now)
         except (NotFound, Poisoned) as exc:
             self._set_aside(workflow_id, exc)
             return

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from jetsched.bus import instruments, tracing
 from jetsched.bus.actors import log_failure
+from jetsched.bus.config import env_float
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
@@ -47,6 +48,7 @@ from jetsched.core.models import (
 )
 from jetsched.core.workers import WorkerRegistry
 
+from .abandoned import GRACE_MS
 from .advance import Advancer
 from .sweeps import Running, Verdict, stale_holdings, sweep
 from .tally import Tally, tally
@@ -84,8 +86,10 @@ class ReaperService(Service):
         self.advancer: Advancer | None = None
 
     def observe(self, change: Change) -> None:
-        if change.workflow is not None and self.advancer is not None:
-            self.advancer.observe_job(change)  # a workflow step: it may move its workflow on
+        if self.advancer is not None and (change.workflow is not None or change.state is None):
+            self.advancer.observe_job(
+                change
+            )  # a workflow step (or a removed job): it may move its workflow on
         if change.state is JobState.RUNNING:
             record = change.record()
             known = self.running.get(change.id)
@@ -98,7 +102,9 @@ class ReaperService(Service):
         self.records = Records.open(nc, self.bus.retention_s)
         self.js = js
         self.nc = nc
-        self.advancer = advancer = Advancer(Workflows(nc, self.records, self.bus.retention_s), self.clock)
+        workflows = Workflows(nc, self.records, self.bus.retention_s)
+        abandon_after_ms = int(env_float("JETSCHED_ABANDON_AFTER_S", GRACE_MS / 1000) * 1000)
+        self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined
         feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
         flows = KeyFeed(

@@ -5,19 +5,30 @@ create that finds its job already there means an earlier attempt got that far), 
 with a CAS on the schedule's revision. Die in between, and the restarted timer (or another replica) plans
 the same fires again, finds the jobs, and writes the ledger. Lose the ledger CAS to another replica, and
 re-read and re-plan: the fires already dealt with are no longer due.
+
+A schedule whose template is a workflow starts one workflow per fire, under the fire's id: its step jobs
+are created `waiting` first, then its record is created already `running` (one CAS create: the fire's
+commit point), then its first steps are released. A crash before the record leaves waiting jobs that
+the replay finds (their ids derive from the workflow's); a crash after it leaves a running workflow whose
+first steps the reaper's check releases; a racing replica's record create fails, and it moves on. The
+fire never passes through `creating`, so the reaper's sweep of abandoned submits never touches it. The
+ledger's `last_job_id` then names the workflow, whose state the overlap policy judges.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, decoded, transition
+from jetsched.bus.workflows import Workflows
 from jetsched.core import schedules, states, subjects
-from jetsched.core.errors import Conflict, NotFound, Poisoned
+from jetsched.core import workflows as wf
+from jetsched.core.errors import Conflict, NotFound, Poisoned, TransitionError
 from jetsched.core.models import TERMINAL, Control, JobRecord
 from jetsched.core.schedules import ScheduleRecord
 
@@ -33,6 +44,17 @@ PREFIX = "schedule:"
 #: How often a buffered fire checks whether the previous job has finished.
 BUFFER_POLL_MS = 1000
 CAS_TRIES = 10
+#: A fire's workflow step jobs created at once.
+CHUNK = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """The last fire's job (or workflow) and whether it is still running, for the overlap policy."""
+
+    id: str
+    running: bool
+    workflow: bool = False
 
 
 class ScheduleFirer:
@@ -41,6 +63,7 @@ class ScheduleFirer:
     ) -> None:
         self.nc = nc
         self.records = records
+        self.workflows = Workflows(nc, records, records.retention_s)
         self.store = store
         self.timers = timers
         self.clock = clock
@@ -89,13 +112,16 @@ class ScheduleFirer:
             record = decoded(ScheduleRecord, data, self.store.bucket, schedule_id, revision)
             now = self.clock.now_ms()
             previous = await self._previous(record)
-            decided = schedules.plan(record, now, previous is not None and previous.state not in TERMINAL)
+            decided = schedules.plan(record, now, previous is not None and previous.running)
             if decided.empty and decided.buffered_ms == record.buffered_ms:
                 return
             if decided.cancel_previous and previous is not None:
                 await self._cancel(previous)
             for nominal in decided.create:
-                await self._create(schedules.fire_job(record, nominal, now))
+                if record.spec.workflow is not None:
+                    await self._start(record, nominal, now)
+                else:
+                    await self._create(schedules.fire_job(record, nominal, now))
             crashpoint("timer.fire.after_create")
             updated = schedules.record_fires(record, decided, now)
             try:
@@ -109,14 +135,18 @@ class ScheduleFirer:
             return
         raise Conflict(f"schedule {schedule_id} kept changing")
 
-    async def _previous(self, record: ScheduleRecord) -> JobRecord | None:
+    async def _previous(self, record: ScheduleRecord) -> Previous | None:
+        """The last fire's job or workflow, if it can still be read."""
         if record.last_job_id is None:
             return None
         try:
+            if record.spec.workflow is not None:
+                flow, _ = await self.workflows.get(record.last_job_id)
+                return Previous(flow.id, flow.state not in wf.WORKFLOW_TERMINAL, workflow=True)
             job, _ = await self.records.get(record.last_job_id)
         except (NotFound, Poisoned):
             return None  # gone, or unreadable (quarantined by whoever reads it): nothing runs
-        return job
+        return Previous(job.id, job.state not in TERMINAL)
 
     async def _create(self, job: JobRecord) -> None:
         try:
@@ -124,7 +154,28 @@ class ScheduleFirer:
         except Conflict:
             log.info("fire's job already exists (an earlier attempt created it)", extra={"job": job.id})
 
-    async def _cancel(self, previous: JobRecord) -> None:
+    async def _start(self, record: ScheduleRecord, nominal: int, now: int) -> None:
+        """Start the fire's workflow, once however often this is replayed (see the module's docstring)."""
+        created, running, jobs = schedules.fire_workflow(record, nominal, now)
+        for start in range(0, len(jobs), CHUNK):
+            await asyncio.gather(*(self._create(job) for job in jobs[start : start + CHUNK]))
+        try:
+            await self.workflows.put(running, 0)
+        except Conflict:
+            log.info("fire's workflow already exists", extra={"workflow": running.id})
+            return
+        crashpoint("timer.fire.after_workflow")
+        await self.workflows.carry_out(created, running, now)
+
+    async def _cancel(self, previous: Previous) -> None:
+        if previous.workflow:
+            now = self.clock.now_ms()
+            try:
+                before, after = await self.workflows.change(previous.id, lambda r: wf.cancel(r, now))
+            except TransitionError:
+                return  # final already
+            await self.workflows.carry_out(before, after, now)
+            return
         job, revision = await self.records.get(previous.id)
         done = await transition(self.records, job, revision, lambda r: states.cancel(r, self.clock.now_ms()))
         if done is not None and done[0].lease is not None:

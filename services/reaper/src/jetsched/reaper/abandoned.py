@@ -1,0 +1,80 @@
+"""Abandoned submits: which workflows a dead submitter left half-made, and when to clear them. Pure.
+
+A workflow submit writes its record `creating`, then its step jobs `waiting`, then flips the record to
+`running` (`intake/workflow_submit.py`). A submitter that dies in between leaves a record the API never
+shows and step jobs nothing will release — finished only if the client resubmits with its key. When
+nobody does, the reaper clears it after `grace_ms` (well past the SDK's keyed-retry window of 30 s):
+
+1. the record is purged by CAS at its `creating` revision — the fence: a late submitter or keyed
+   resubmit can no longer start it (its CAS fails; a keyed resubmit then makes a new workflow), and a
+   record that started meanwhile makes the purge fail, leaving it alone;
+2. every step job of it still `waiting` is purged by CAS (a step id not created yet is purged at
+   revision 0, which fences its creation too).
+
+Why clear rather than complete: the client was never told "accepted", so no promise covers it, and an
+unkeyed client may well have submitted it again — starting the half-made one could run it twice.
+
+Why the reaper: it already follows both feeds (job records and workflow records), so it sees a
+`creating` record and the `waiting` jobs without reading anything; intake keeps no view of jobs.
+
+What if the reaper dies between 1 and 2? The record is gone (its purge marker stays in the feed) and
+step jobs still wait: a workflow seen *gone* while jobs of it wait is cleared `RETRY_MS` later —
+nothing else leaves waiting jobs without a record. Ages are this process's own readings (first seen `creating`),
+so a restart only makes the grace longer, and no host's clock is compared with another's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jetsched.core import workflows as wf
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+#: Default grace before a `creating` workflow is cleared: the SDK resends a keyed submit for 30 s.
+GRACE_MS = 120_000
+#: How soon the waiting jobs of a workflow seen gone are cleared, and a failed clearing is tried again.
+RETRY_MS = 2_000
+
+
+class Unstarted:
+    """Workflows whose record is `creating` or gone, by when this process first saw them so."""
+
+    def __init__(self, grace_ms: int = GRACE_MS) -> None:
+        self.grace_ms = grace_ms
+        self.creating: dict[str, int] = {}
+        self.gone: dict[str, int] = {}
+
+    def observe(self, workflow_id: str, state: wf.WorkflowState | None, now_ms: int) -> None:
+        """A workflow record as its feed shows it; `state` None: deleted, purged or expired."""
+        if state is wf.WorkflowState.CREATING:
+            self.creating.setdefault(workflow_id, now_ms)
+            self.gone.pop(workflow_id, None)
+            return
+        self.creating.pop(workflow_id, None)
+        if state is None:
+            self.gone.setdefault(workflow_id, now_ms)
+        else:
+            self.gone.pop(workflow_id, None)
+
+    def due(self, waiting: Mapping[str, object], now_ms: int) -> list[tuple[str, bool]]:
+        """The workflows to clear now, each with whether its record is already gone; taken out of the
+        view (`again` puts one back). Gone ones without waiting jobs are forgotten after the grace."""
+        found = [(w, False) for w, at in self.creating.items() if now_ms - at >= self.grace_ms]
+        for workflow_id, at in list(self.gone.items()):
+            if workflow_id in waiting:
+                if now_ms - at >= RETRY_MS:
+                    found.append((workflow_id, True))
+            elif now_ms - at >= self.grace_ms:
+                del self.gone[workflow_id]
+        for workflow_id, gone in found:
+            del (self.gone if gone else self.creating)[workflow_id]
+        return found
+
+    def again(self, workflow_id: str, gone: bool, now_ms: int) -> None:
+        """Look at a workflow again later: its clearing failed, or was not safe yet."""
+        if gone:
+            self.gone.setdefault(workflow_id, now_ms)
+        else:
+            self.creating.setdefault(workflow_id, now_ms - self.grace_ms + RETRY_MS)
