@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from jetsched.bus.crashpoints import EXIT_STATUS, POINTS
-from jetsched.devkit import procs
+from jetsched.bus.crashpoints import POINTS
+from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
@@ -22,33 +22,11 @@ from .test_workflows_crash import WORKFLOW_POINTS
 
 pytestmark = pytest.mark.slow
 
-CRASH = "JETSCHED_CRASH_AT"
-
 
 @pytest.fixture
 async def client(fleet: Fleet) -> AsyncIterator[Client]:
     async with Client(fleet.url, timeout=20) as connected:
         yield connected
-
-
-def start(fleet: Fleet, crash_service: str | None, point: str) -> procs.Proc | None:
-    target = None
-    for name in procs.SERVICES:
-        proc = fleet.service(name, env={CRASH: point} if name == crash_service else None)
-        if name == crash_service:
-            target = proc
-    return target
-
-
-async def crashed(proc: procs.Proc) -> None:
-    await eventually(lambda: not proc.alive(), timeout=30, what=f"{proc.name} reached its crash point")
-    assert proc.popen is not None
-    assert proc.popen.returncode == EXIT_STATUS
-
-
-def restart_clean(proc: procs.Proc) -> None:
-    proc.env.pop(CRASH, None)
-    proc.start()
 
 
 async def final(client: Client, job_id: str) -> dict[str, Any]:

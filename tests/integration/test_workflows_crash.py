@@ -10,12 +10,12 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from jetsched.bus.connect import connect
-from jetsched.bus.crashpoints import EXIT_STATUS
 from jetsched.bus.records import Store
 from jetsched.core import subjects
 from jetsched.core.errors import NotFound
 from jetsched.core.schedules import fire_job_id
 from jetsched.devkit import procs
+from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.intake.workflow_submit import key_id
@@ -41,29 +41,6 @@ DIAMOND = chain(
     step("a", "probe.sleep", 0.01),
     chord([step("b", "probe.sleep", 0.01), step("c", "probe.sleep", 0.01)], step("d", "probe.sleep", 0.01)),
 )
-
-
-CRASH = "JETSCHED_CRASH_AT"
-
-
-def start(fleet: Fleet, crash_service: str, point: str) -> procs.Proc:
-    """The four services, one of them set to die at `point`; that one is returned."""
-    procs_by_name = {
-        name: fleet.service(name, env={CRASH: point} if name == crash_service else None)
-        for name in procs.SERVICES
-    }
-    return procs_by_name[crash_service]
-
-
-async def crashed(proc: procs.Proc) -> None:
-    await eventually(lambda: not proc.alive(), timeout=30, what=f"{proc.name} reached its crash point")
-    assert proc.popen is not None
-    assert proc.popen.returncode == EXIT_STATUS
-
-
-def restart_clean(proc: procs.Proc) -> None:
-    proc.env.pop(CRASH, None)
-    proc.start()
 
 
 @pytest.fixture
