@@ -66,3 +66,42 @@ async def test_each_job_of_a_batch_is_its_own_trace(
     # Each job's run and outcome live in that job's trace.
     for name in ("jetsched run batched", "jetsched outcome"):
         assert {s.context.trace_id for s in finished if s.name == name and s.context} == traces
+
+
+async def test_a_cron_fire_is_a_span_its_job_continues(
+    spans: InMemorySpanExporter, stack: Stack, nats_server: NatsServer
+) -> None:
+    """A schedule's fire is a `jetsched fire <schedule>` span; the job it made runs in its trace."""
+    tasks = Tasks()
+
+    @tasks.task("fired")
+    async def fired(job: Job) -> None:
+        return None
+
+    async with Client(nats_server.url) as client, running_worker(tasks, nats_server.url):
+        await client.create_schedule("beat", "fired", every=1.0)
+        await eventually(
+            lambda: any(s.name == "jetsched outcome" for s in spans.get_finished_spans()), timeout=15
+        )
+        await client.schedule("beat", "pause")
+
+    finished = spans.get_finished_spans()
+    fire = next(s for s in finished if s.name == "jetsched fire beat")
+    assert fire.context is not None
+    assert fire.attributes is not None
+    assert fire.attributes["jetsched.schedule_id"] == "beat"
+    job_id = fire.attributes["jetsched.job_id"]
+    dispatch = next(
+        s
+        for s in finished
+        if s.name == "jetsched dispatch" and s.attributes and s.attributes["jetsched.job_id"] == job_id
+    )
+    assert dispatch.parent is not None
+    assert dispatch.parent.span_id == fire.context.span_id
+    run = next(
+        s
+        for s in finished
+        if s.name == "jetsched run fired" and s.attributes and s.attributes["jetsched.job_id"] == job_id
+    )
+    assert run.context is not None
+    assert run.context.trace_id == fire.context.trace_id

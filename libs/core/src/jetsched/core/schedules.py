@@ -363,7 +363,8 @@ def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
         labels=template.labels,
         delay_ms=max(0, run_at_ms - now_ms),
     )
-    job = states.accept(request, fire_job_id(spec.id, nominal_ms), template.capability, now_ms, None)
+    job_id = fire_job_id(spec.id, nominal_ms)
+    job = states.accept(request, job_id, template.capability, now_ms, fire_trace(job_id))
     return job.model_copy(update={"schedule_id": spec.id, "fire_at_ms": nominal_ms})
 
 
@@ -388,9 +389,9 @@ def fire_workflow(
 
 
 def fire_trace(fire_id: str) -> dict[str, str]:
-    """The W3C trace context a fire's workflow runs in: derived from the fire's id, so every replay and
-    racing replica gives its steps the same trace — one trace per workflow (its root span is never
-    exported: the fire is not a span of its own)."""
+    """The W3C trace context a fire's job or workflow runs in: derived from the fire's id, so every
+    replay and racing replica gives it the same trace. For a job the timer's `jetsched fire` span is a
+    child of it (a replayed fire shows as a second one); a workflow's root is never exported."""
     digest = hashlib.sha256(f"trace:{fire_id}".encode()).hexdigest()
     return {"traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 

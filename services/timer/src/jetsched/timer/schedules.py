@@ -22,6 +22,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from opentelemetry.trace import SpanKind
+
+from jetsched.bus import tracing
 from jetsched.bus.actors import log_failure
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, decoded, transition
@@ -121,7 +124,7 @@ class ScheduleFirer:
                 if record.spec.workflow is not None:
                     await self._start(record, nominal, now)
                 else:
-                    await self._create(schedules.fire_job(record, nominal, now))
+                    await self._fire_job(record, nominal, now)
             crashpoint("timer.fire.after_create")
             updated = schedules.record_fires(record, decided, now)
             try:
@@ -153,6 +156,18 @@ class ScheduleFirer:
             await self.records.create(job)
         except Conflict:
             log.info("fire's job already exists (an earlier attempt created it)", extra={"job": job.id})
+
+    async def _fire_job(self, record: ScheduleRecord, nominal: int, now: int) -> None:
+        """Create one fire's job inside a span of the fire, which the job's own spans continue."""
+        job = schedules.fire_job(record, nominal, now)
+        attributes: dict[str, str | int] = {
+            "jetsched.schedule_id": record.spec.id,
+            "jetsched.fire_at_ms": nominal,
+            "jetsched.job_id": job.id,
+            "jetsched.capability": job.capability,
+        }
+        with tracing.span(f"jetsched fire {record.spec.id}", job.trace, SpanKind.INTERNAL, attributes) as ctx:
+            await self._create(job.model_copy(update={"trace": ctx or job.trace}))
 
     async def _start(self, record: ScheduleRecord, nominal: int, now: int) -> None:
         """Start the fire's workflow, once however often this is replayed (see the module's docstring)."""
