@@ -459,3 +459,23 @@ def test_cli_writes_and_extends_identities(tmp_path: Path, capsys: pytest.Captur
         main(["security", "add-worker", str(directory), "Not.A.Session"])
     assert exited.value.code == 2
     assert "use 1-63 of a-z 0-9 -" in capsys.readouterr().err
+
+
+async def test_the_operator_can_follow_the_records_feed(secure: Secure) -> None:
+    """The dashboard's live view under secure mode: the operator identity follows the job records'
+    feed (headers only, as the dashboard does) and sees a submitted job go by; nothing is refused."""
+    from jetsched.bus.connect import connect as jetsched_connect
+    from jetsched.bus.feed import RecordFeed
+
+    seen: list[str] = []
+    async with _secure_stack(secure), Client(secure.url, auth=secure.auth("operator")) as operator:
+        nc = await jetsched_connect(secure.url, "dashboard", secure.auth("operator"))
+        feed = RecordFeed(nc, nc.jetstream(), lambda change: seen.append(change.id), headers_only=True)
+        try:
+            await feed.start()
+            job = await operator.submit("demo.echo", {"x": 1})
+            await eventually(lambda: job.id in seen, what="the job's change on the operator's feed")
+        finally:
+            await feed.stop()
+            await nc.close()
+    assert secure.violations() == []

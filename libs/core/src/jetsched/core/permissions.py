@@ -129,10 +129,28 @@ def client(inbox_prefix: str) -> Permissions:
 
 
 def operator(inbox_prefix: str) -> Permissions:
-    """The whole control API, plus submitting."""
+    """The whole control API, plus submitting, plus following the job records' feed (the dashboard's
+    live view): an operator reads any record through the API already, so the feed grants nothing new."""
     return Permissions(
-        publish=(subjects.API_ALL, subjects.SUBMIT_ALL, subjects.BATCH_ALL, subjects.WORKFLOW_SUBMIT),
+        publish=(
+            subjects.API_ALL,
+            subjects.SUBMIT_ALL,
+            subjects.BATCH_ALL,
+            subjects.WORKFLOW_SUBMIT,
+            *feed(subjects.JOBS_BUCKET),
+        ),
         subscribe=(f"{inbox_prefix}.>",),
+    )
+
+
+def feed(bucket: str) -> tuple[str, ...]:
+    """What following a bucket's change feed takes (`bus/feed.py`: an ephemeral consumer delivering to
+    an inbox, recreated and deleted by its follower, with flow control)."""
+    stream = subjects.kv_stream(bucket)
+    return (
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.FC.{stream}.>",
     )
 
 
@@ -169,12 +187,7 @@ def service(name: str, inbox_prefix: str, streams: tuple[str, ...]) -> Permissio
     for stream in spec.reads_streams:
         publish.append(f"{api}.STREAM.MSG.GET.{stream}")
     for bucket in feeds:
-        stream = subjects.kv_stream(bucket)
-        publish += [
-            f"{api}.CONSUMER.CREATE.{stream}",
-            f"{api}.CONSUMER.DELETE.{stream}.*",
-            f"$JS.FC.{stream}.>",
-        ]
+        publish += feed(bucket)
     return Permissions(
         publish=(*publish, *spec.publish),
         subscribe=(*spec.subscribe, f"{inbox_prefix}.>"),
