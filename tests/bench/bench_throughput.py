@@ -147,6 +147,22 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))]
 
 
+def start_stack(server: NatsServer, work: Path, concurrency: int) -> list[procs.Proc]:
+    """The four services and one bench worker as processes (logging warnings only)."""
+    env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
+    children = [procs.service(name, server.url, work, env=env).start() for name in procs.SERVICES]
+    children.append(
+        procs.worker("bench_tasks", server.url, work, "--concurrency", str(concurrency), env=env).start()
+    )
+    return children
+
+
+def process_ids(server: NatsServer, children: list[procs.Proc]) -> dict[str, int]:
+    """Every process whose CPU a figure counts: the stack's, nats-server's and this one's."""
+    assert server.proc is not None
+    return {c.name: c.pid for c in children if c.pid} | {"nats-server": server.proc.pid, "bench": os.getpid()}
+
+
 async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="jetsched-bench-"))
     monitor = free_port()
@@ -156,22 +172,13 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
         ceiling = await raw_ceiling(server.url, jobs)
         print(f"raw ceiling (1 process, 5 JetStream ops + ack per job): {ceiling:,.0f} jobs/s", flush=True)
 
-        env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
-        children = [procs.service(name, server.url, work, env=env).start() for name in procs.SERVICES]
-        children.append(
-            procs.worker("bench_tasks", server.url, work, "--concurrency", str(concurrency), env=env).start()
-        )
+        children = start_stack(server, work, concurrency)
         try:
             async with Client(server.url, timeout=30) as client:
                 await client.list(limit=1)
                 await throughput(client, 500)  # warm-up: connections, caches, JIT-free paths
 
-                assert server.proc is not None
-                server_pid = server.proc.pid
-                pids = {c.name: c.pid for c in children if c.pid} | {
-                    "nats-server": server_pid,
-                    "bench": os.getpid(),
-                }
+                pids = process_ids(server, children)
                 cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 in0, out0 = varz(monitor)
                 submit_rate, e2e_rate = await throughput(client, jobs)

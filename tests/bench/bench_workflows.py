@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from bench_throughput import process_ids, start_stack
 
 from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.sdk import Client, chain, chord, step
 
-HERE = Path(__file__).parent
 WINDOW = 200
 
 
@@ -82,19 +82,11 @@ async def main(steps: int, map_items: int, concurrency: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="jetsched-bench-wf-"))
     server = NatsServer(work / "js").start()
     print(f"nats-server {server.url}, {os.cpu_count()} cores, python {sys.version.split()[0]}", flush=True)
-    env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
-    children = [procs.service(name, server.url, work, env=env).start() for name in procs.SERVICES]
-    children.append(
-        procs.worker("bench_tasks", server.url, work, "--concurrency", str(concurrency), env=env).start()
-    )
+    children = start_stack(server, work, concurrency)
     try:
         async with Client(server.url, timeout=60) as client:
             await client.list(limit=1)
-            assert server.proc is not None
-            pids = {c.name: c.pid for c in children if c.pid} | {
-                "nats-server": server.proc.pid,
-                "bench": os.getpid(),
-            }
+            pids = process_ids(server, children)
             meter = Meter(pids)
             plain = [lambda: client.submit("bench.noop") for _ in range(steps)]
             await meter.measure(client, 300, lambda: windowed(plain[:300]))  # warm-up

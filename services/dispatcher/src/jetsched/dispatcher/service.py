@@ -249,8 +249,9 @@ class _Dispatch:
                 created_at_ms=record.created_at_ms,
                 run_at_ms=record.run_at_ms,
             )
+            destination = subjects.work(record.capability, session.session)
             await self.nc.publish(
-                subjects.work(record.capability, session.session),
+                destination,
                 work.model_dump_json(exclude_unset=True).encode(),
                 headers=headers or None,
             )
@@ -260,11 +261,7 @@ class _Dispatch:
                 span.set_attributes(
                     {
                         "jetsched.attempt": claimed.attempt,
-                        **tracing.messaging(
-                            "send",
-                            subjects.work(record.capability, session.session),
-                            f"{record.id}:{claimed.attempt}",
-                        ),
+                        **tracing.messaging("send", destination, f"{record.id}:{claimed.attempt}"),
                     }
                 )
             capability = {"capability": record.capability}
