@@ -150,6 +150,15 @@ def api_body(rng: random.Random, name: str, targets: Targets) -> tuple[dict[str,
         return shape(rng, {"session": (session_token, hostile.string_value)}, ("session",)), ()
     if name in ("schedules.create", "schedules.update"):
         return schedule_spec(rng, targets.schedule_ids), ()
+    if name in ("workflows.get", "workflows.cancel", "workflows.retry"):  # ids of nothing, or of jobs
+        return shape(rng, {"id": (lambda r: any_id(r, ids), hostile.string_value)}, ("id",)), ()
+    if name == "workflows.list":
+        fields = {
+            "state": (one_of("running", "succeeded", "failed", "cancelled"), hostile.string_value),
+            "limit": (lambda r: r.choice((1, 100, 1000)), hostile.int_value),
+            "after": (lambda r: any_id(r, ids), hostile.string_value),
+        }
+        return shape(rng, fields), ()
     if name in ("schedules.get", "schedules.pause", "schedules.resume", "schedules.delete"):
         known = targets.schedule_ids
         return shape(rng, {"id": (lambda r: any_id(r, known), hostile.string_value)}, ("id",)), ()
@@ -161,6 +170,28 @@ def api_body(rng: random.Random, name: str, targets: Targets) -> tuple[dict[str,
         preview["count"] = rng.choice((1, 1000, 1001, 0, -1, 10**400, 2**64, "5", 1e308))
         return preview, ()
     return shape(rng, {"verbose": (lambda r: True, hostile.anything)}), ()
+
+
+def workflow_body(rng: random.Random) -> dict[str, Any]:
+    """A `jetsched.workflow.submit` body: a random graph of steps whose parents are sometimes unknown,
+    cyclic or repeated, a map over a parent or not, with hostile values in any field."""
+    names = [f"s{n}" for n in range(rng.choice((1, 2, 5, 30)))]
+    steps = []
+    for n, name in enumerate(names):
+        parents = rng.sample(names[:n], k=min(n, rng.choice((0, 1, 2)))) if n else []
+        if rng.random() < 0.05:
+            parents.append(rng.choice((name, "nobody", *names)))  # itself, unknown, or a cycle
+        step: dict[str, Any] = {"name": name, "capability": capability(rng), "depends_on": parents}
+        if parents and rng.random() < 0.2:
+            step["map_over"] = rng.choice(parents)
+        fields: dict[str, tuple[Gen, Gen]] = {k: (one_of(v), hostile.anything) for k, v in step.items()}
+        steps.append(shape(rng, fields, ("name", "capability", "depends_on")))
+    body: dict[str, Any] = {"steps": steps}
+    if rng.random() < 0.3:
+        body["on_failure"] = rng.choice(("fail_fast", "continue", "explode"))
+    if rng.random() < 0.3:
+        body["key"] = rng.choice(("k", "x" * 300, "*", ">", "é"))
+    return body
 
 
 def queue_settings() -> dict[str, tuple[Gen, Gen]]:

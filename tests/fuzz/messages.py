@@ -33,7 +33,8 @@ API_NAMES = (
     "jobs.get", "jobs.list", "jobs.cancel", "dead.list", "dead.retry", "dead.purge", "stats", "queues.pause",
     "queues.resume", "queues.configure", "queues.list", "workers.list", "workers.drain", "schedules.create",
     "schedules.get", "schedules.list", "schedules.update", "schedules.pause", "schedules.resume",
-    "schedules.delete", "schedules.preview",
+    "schedules.delete", "schedules.preview", "workflows.get", "workflows.list", "workflows.cancel",
+    "workflows.retry",
 )  # fmt: skip
 UNKNOWN_API_NAMES = (
     "jobs",
@@ -47,7 +48,7 @@ UNKNOWN_API_NAMES = (
     "é",
 )
 #: Prefixes intake answers on: a request there must get a reply or a structured error.
-ANSWERED = ("jetsched.submit.", "jetsched.batch.", "jetsched.api.")
+ANSWERED = ("jetsched.submit.", "jetsched.batch.", "jetsched.api.", "jetsched.workflow.")
 HEADER_BLOCK_OVERHEAD = len(b"NATS/1.0\r\n") + len(b"\r\n")
 
 

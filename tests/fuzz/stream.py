@@ -11,7 +11,15 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from . import hostile
-from .bodies import api_body, control_body, heartbeat_body, outcome_body, submit_body, work_body
+from .bodies import (
+    api_body,
+    control_body,
+    heartbeat_body,
+    outcome_body,
+    submit_body,
+    work_body,
+    workflow_body,
+)
 from .messages import (
     API_NAMES,
     CONTROL_CAPABILITY,
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 WEIGHTS: dict[str, float] = {
     "submit": 20,
     "batch": 4,
+    "workflow": 3,
     **{f"api.{name}": 2.0 for name in API_NAMES},
     "api.unknown": 1,
     "hb": 6,
@@ -91,6 +100,8 @@ def shaped(rng: random.Random, family: str, targets: Targets) -> Message:
         if rng.random() < 0.05:
             jobs = rng.choice(([], [{}] * 1001, {"a": 1}, None, [None], ["x"]))
         return Message(family, f"jetsched.batch.{cap}", hostile.dumps({"jobs": jobs}))
+    if family == "workflow":
+        return Message(family, "jetsched.workflow.submit", hostile.dumps(workflow_body(rng)))
     if family == "api.unknown":
         return Message(family, f"jetsched.api.{rng.choice(UNKNOWN_API_NAMES)}", b"{}")
     if family.startswith("api."):
