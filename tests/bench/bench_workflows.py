@@ -61,16 +61,23 @@ class Meter:
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
+        #: CPU seconds per process over the last workload.
+        self.split: dict[str, float] = {}
 
     async def measure(self, client: Client, steps: int, work: Any) -> tuple[float, float]:
         """Run `work()`, wait until `steps` more jobs succeeded; (wall s, CPU s) spent."""
         before = await succeeded(client)
-        cpu0 = sum(cpu_seconds(p) for p in self.pids.values())
+        cpu0 = {name: cpu_seconds(p) for name, p in self.pids.items()}
         started = time.perf_counter()
         await work()
         await wait_succeeded(client, before + steps, timeout=900)
         wall = time.perf_counter() - started
-        return wall, sum(cpu_seconds(p) for p in self.pids.values()) - cpu0
+        self.split = {name: cpu_seconds(p) - cpu0[name] for name, p in self.pids.items()}
+        return wall, sum(self.split.values())
+
+    def by_process(self, count: int) -> str:
+        """The last workload's CPU per step, by process (where a step's cost goes)."""
+        return "  µs CPU per step: " + "  ".join(f"{n} {s * 1e6 / count:,.0f}" for n, s in self.split.items())
 
 
 async def windowed(calls: list[Any]) -> None:
@@ -94,22 +101,26 @@ async def main(steps: int, map_items: int, concurrency: int) -> None:
             print(
                 f"\n{steps:,} plain no-op jobs: {base_wall:.2f} s, {base_cpu * 1e6 / steps:,.0f} µs CPU per job"
             )
+            print(meter.by_process(steps))
 
             more = plain * 3
             base3_wall, base3_cpu = await meter.measure(client, len(more), lambda: windowed(more))
             per_job = base3_cpu * 1e6 / len(more)
             print(f"{len(more):,} plain no-op jobs: {base3_wall:.2f} s, {per_job:,.0f} µs CPU per job")
+            print(meter.by_process(len(more)))
 
             middle = [step(f"m{n}", "bench.noop") for n in range(steps - 2)]
             fan = chain(step("head", "bench.noop"), chord(middle, step("tail", "bench.noop")))
             wall, cpu = await meter.measure(client, steps, lambda: client.submit_workflow(fan))
             report(f"1 fan-out/fan-in workflow of {steps:,} steps", steps, wall, cpu, base_wall, base_cpu)
+            print(meter.by_process(steps))
 
             chains = steps
             three = chain(step("a", "bench.noop"), step("b", "bench.noop"), step("c", "bench.noop"))
             flows = [lambda: client.submit_workflow(three) for _ in range(chains)]
             wall, cpu = await meter.measure(client, chains * 3, lambda: windowed(flows))
             report(f"{chains:,} three-step chains", chains * 3, wall, cpu, base3_wall, base3_cpu)
+            print(meter.by_process(chains * 3))
 
             await big_map(client, meter, map_items, pids)
     finally:

@@ -3,6 +3,7 @@ the workflow still ends succeeded with every step run exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from jetsched.bus.connect import connect
 from jetsched.bus.records import Store
 from jetsched.core import subjects
-from jetsched.core.errors import NotFound
+from jetsched.core.errors import Conflict, NotFound
 from jetsched.core.schedules import fire_job_id
 from jetsched.devkit import procs
 from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
@@ -34,7 +35,8 @@ ADVANCE_POINTS = ["workflow.advance.before_cas", "workflow.advance.after_cas", "
 WORKFLOW_POINTS = (
     {p for p, _ in SUBMIT_POINTS}
     | set(ADVANCE_POINTS)
-    | {"workflow.expand.after_chunk", "workflow.abandon.after_record", "timer.fire.after_workflow"}
+    | {"workflow.expand.after_chunk", "workflow.abandon.after_record", "workflow.orphan.after_fence"}
+    | {"timer.fire.after_steps", "timer.fire.after_workflow"}
 )
 
 DIAMOND = chain(
@@ -245,3 +247,31 @@ async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, clie
         assert view["state"] == "succeeded"
         ran_once(fleet, view)
     assert len((await client.workflows())["workflows"]) == len(ids)
+
+
+async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
+    fleet: Fleet, client: Client
+) -> None:
+    """The timer dies after a fire's step jobs, before the workflow's record, and no timer comes back.
+    While the schedule may still fire it, the reaper leaves the waiting jobs to the timer's replay; once
+    the schedule is deleted, it fences the record's key and clears them: nothing is left waiting."""
+    timer = start_abandoning(fleet, {"timer": "timer.fire.after_steps"})["timer"]
+    fleet.worker()
+    await client.create_workflow_schedule("orphan", DIAMOND, every=1.0)
+    await crashed(timer)
+    jobs = (await client.list())["jobs"]
+    assert len(jobs) == 4
+    assert {j["state"] for j in jobs} == {"waiting"}
+    await asyncio.sleep(3)  # past the 1 s grace: still the timer's to finish
+    assert len((await client.list())["jobs"]) == 4
+    await client.schedule("orphan", "delete")
+    await nothing_left(fleet, client)
+    workflow_id = jobs[0]["workflow"]["id"]
+    nc = await connect(fleet.url, "test")
+    try:
+        # Fenced: a replay that came now could not create the record.
+        with pytest.raises(Conflict):
+            await Store(nc, subjects.WORKFLOWS_BUCKET).put_if(workflow_id, b"{}", 0)
+    finally:
+        await nc.close()
+    assert fleet.runs() == []

@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
+from jetsched.core import steps
 from jetsched.core.ids import timestamp_ms
+from jetsched.core.models import JobState
 from jetsched.core.schedules import (
     MISFIRE_GRACE_MS,
     ScheduleRecord,
@@ -17,6 +19,7 @@ from jetsched.core.schedules import (
     fire_job_id,
     fire_workflow,
     jitter_ms,
+    may_still_fire,
     new_record,
     plan,
     record_fires,
@@ -144,6 +147,31 @@ class TestOverlap:
         assert decided.create == [T0 + 60_000]
 
 
+class TestMayStillFire:
+    def test_a_fire_the_ledger_has_not_passed(self) -> None:
+        """A fire after the ledger's last is the timer's to (re)execute; one it recorded is not."""
+        rec = record()
+        nominal = T0 + 60_000
+        assert may_still_fire(rec, nominal)
+        decided = plan(rec, nominal + 1, False)
+        assert not may_still_fire(record_fires(rec, decided, nominal + 1), nominal)
+
+    def test_a_buffered_fire_still_fires(self) -> None:
+        """A fire held in the buffer (overlap=buffer_one) is passed in the ledger, but still to run."""
+        rec = record(overlap="buffer_one")
+        nominal = T0 + 60_000
+        held = record_fires(rec, plan(rec, nominal + 1, True), nominal + 1)
+        assert held.buffered_ms == nominal
+        assert may_still_fire(held, nominal)
+
+    def test_paused_or_revised_never(self) -> None:
+        """Pausing, or changing the schedule (which re-anchors it at the change), ends a pending fire."""
+        rec = record()
+        nominal = T0 + 60_000
+        assert not may_still_fire(revise(rec, spec(paused=True), T0 + 1), nominal)
+        assert not may_still_fire(revise(rec, spec(every_ms=30_000), nominal + 5), nominal)
+
+
 class TestIdentity:
     def test_fire_ids_deterministic_unique_and_sortable(self) -> None:
         """A fire's job id depends only on (schedule, nominal time) and sorts by that time."""
@@ -228,10 +256,18 @@ class TestWorkflowTemplate:
         with pytest.raises(ValidationError):
             spec(job=None, workflow=workflow)
 
-    def test_no_jitter(self) -> None:
-        """A schedule that starts workflows takes no jitter."""
-        with pytest.raises(ValidationError):
-            flow_spec(jitter_ms=100)
+    def test_jitter_delays_the_whole_workflow(self) -> None:
+        """With jitter, a fire's first steps are scheduled at its jittered time — the same on every
+        replay — and no step job may start before it."""
+        rec = new_record(flow_spec(jitter_ms=30_000), T0)
+        nominal = T0 + 60_000
+        _, _, jobs = fire_workflow(rec, nominal, nominal + 5)
+        at = nominal + jitter_ms("s1", nominal, 30_000)
+        assert {j.run_at_ms for j in jobs} == {at}
+        assert at > nominal + 5  # (this fire's jitter is not 0, so the release below is a delay)
+        released = steps.release(jobs[0], {}, nominal + 5)
+        assert (released.state, released.run_at_ms) == (JobState.SCHEDULED, at)
+        assert [j.run_at_ms for j in fire_workflow(rec, nominal, nominal + 900)[2]] == [at, at]
 
     def test_fire_starts_one_workflow_under_the_fire_id(self) -> None:
         """A fire's workflow has the fire's deterministic id, starts running with its roots released,

@@ -29,6 +29,7 @@ POINTS = frozenset(
         "timer.due.before_cas",
         "timer.due.after_cas",
         "timer.fire.after_create",
+        "timer.fire.after_steps",
         "timer.fire.after_workflow",
         "dispatcher.claim.before_cas",
         "dispatcher.claim.after_cas",
@@ -48,6 +49,7 @@ POINTS = frozenset(
         "workflow.release.after_cas",
         "workflow.expand.after_chunk",
         "workflow.abandon.after_record",
+        "workflow.orphan.after_fence",
     }
 )
 

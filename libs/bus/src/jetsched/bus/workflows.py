@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jetsched.core import bounds, states, steps, subjects
 from jetsched.core import workflows as wf
 from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import TERMINAL, Control, JobRecord, JobState
+from jetsched.core.schedules import ScheduleRecord, may_still_fire
 
 from .crashpoints import crashpoint
 from .records import Store, decoded, transition
@@ -48,16 +50,46 @@ EXPIRING = frozenset({wf.WorkflowState.SUCCEEDED, wf.WorkflowState.CANCELLED})
 #: Step jobs read or written at once (a 10,000-instance map is created and collected in chunks).
 CHUNK = 64
 CAS_TRIES = 20
+#: Workflow records a `Workflows` keeps as it last wrote them (`remember=True`), to start its next change
+#: of each from there instead of a read.
+REMEMBERED = 1024
+
+
+def _no_job(_: str) -> tuple[JobRecord, int] | None:
+    return None
+
+
+@dataclass(slots=True)
+class Known:
+    """What a caller already holds, sparing reads when intents are carried out. A stale entry costs only
+    a lost CAS and a re-read: every write is still guarded by the job's revision."""
+
+    #: A step job's record and revision, if the caller has seen it (e.g. in the record feed).
+    jobs: Callable[[str], tuple[JobRecord, int] | None] = _no_job
+    #: Step index → result of its current run, for steps that succeeded (filled as parents are read, so a
+    #: fan-out's children share one read of their parent).
+    results: dict[int, asyncio.Future[JSON]] = field(default_factory=dict)
+
+    def learn(self, index: int, result: JSON) -> None:
+        done: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        done.set_result(result)
+        self.results[index] = done
 
 
 class Workflows:
     """Workflow records over a `Store`, and the executor of their intents on the step jobs (`Records`)."""
 
-    def __init__(self, nc: Connection, records: Records, retention_s: int = 0) -> None:
+    def __init__(
+        self, nc: Connection, records: Records, retention_s: int = 0, remember: bool = False
+    ) -> None:
+        """`remember`: keep each record as last written here and start the next change from it (for the
+        one process that writes most changes: the reaper; it must `forget` what others write)."""
         self.nc = nc
         self.store = Store(nc, subjects.WORKFLOWS_BUCKET)
+        self.schedules = Store(nc, subjects.SCHEDULES_BUCKET)
         self.records = records
         self.retention_s = retention_s
+        self.remembered: dict[str, tuple[wf.WorkflowRecord, int]] | None = {} if remember else None
 
     async def get(self, workflow_id: str) -> tuple[wf.WorkflowRecord, int]:
         data, revision = await self.store.get(workflow_id)
@@ -82,30 +114,68 @@ class Workflows:
         """Apply `verb` by CAS (re-reading on every lost CAS); (before, after). `TransitionError` from the
         verb passes through; an unchanged record is not written. `advancing`: the crash points of
         advancement apply."""
-        record, revision = await self.get(workflow_id)
+        before, after, _ = await self._change(workflow_id, verb, advancing)
+        return before, after
+
+    async def _change(
+        self,
+        workflow_id: str,
+        verb: Callable[[wf.WorkflowRecord], wf.WorkflowRecord],
+        advancing: bool,
+    ) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord, int | None]:
+        """`change`, and the revision written (None: unchanged)."""
+        remembered = self.remembered.pop(workflow_id, None) if self.remembered is not None else None
+        record, revision = remembered or await self.get(workflow_id)
         for _ in range(CAS_TRIES):
             changed = verb(record)
             if changed == record:
-                return record, record
+                return record, record, None
             try:
                 if advancing:
                     crashpoint("workflow.advance.before_cas")
-                await self.put(changed, revision)
+                written = await self.put(changed, revision)
             except Conflict:
                 record, revision = await self.get(workflow_id)
                 continue
             if advancing:
                 crashpoint("workflow.advance.after_cas")
-            return record, changed
+            self._remember(changed, written)
+            return record, changed, written
         raise Conflict(f"workflow {workflow_id}: still changing after {CAS_TRIES} tries")
 
+    def _remember(self, record: wf.WorkflowRecord, revision: int) -> None:
+        if self.remembered is None or record.state in wf.WORKFLOW_TERMINAL:
+            return
+        if len(self.remembered) >= REMEMBERED:
+            del self.remembered[next(iter(self.remembered))]  # the longest unchanged
+        self.remembered[record.id] = (record, revision)
+
+    def forget(self, workflow_id: str, revision: int) -> None:
+        """The record is at `revision` now (the feed showed it): drop a copy older than that."""
+        if self.remembered is not None:
+            kept = self.remembered.get(workflow_id)
+            if kept is not None and kept[1] < revision:
+                del self.remembered[workflow_id]
+
     async def advance(
-        self, workflow_id: str, events: Sequence[wf.StepEvent], now_ms: int
-    ) -> wf.WorkflowRecord:
-        """Apply step outcomes to the workflow and carry out what that decides."""
-        before, after = await self.change(workflow_id, lambda r: wf.apply(r, events, now_ms), advancing=True)
-        await self.carry_out(before, after, now_ms)
-        return after
+        self, workflow_id: str, events: Sequence[wf.StepEvent], now_ms: int, known: Known | None = None
+    ) -> int | None:
+        """Apply step outcomes to the workflow and carry out what that decides; the outcomes' results
+        are handed to the children they release without reading them back. The revision written (None:
+        the outcomes changed nothing)."""
+        before, after, written = await self._change(
+            workflow_id, lambda r: wf.apply(r, events, now_ms), advancing=True
+        )
+        known = known or Known()
+        for event in events:
+            if (
+                event.outcome is wf.StepState.SUCCEEDED
+                and event.instance is None
+                and event.run == after.steps[event.index].run
+            ):
+                known.learn(event.index, event.result)
+        await self.carry_out(before, after, now_ms, known)
+        return written
 
     async def repair(self, workflow_id: str, waiting: set[str] | None, now_ms: int) -> wf.WorkflowRecord:
         """Carry out again everything the record implies (after a crash between its CAS and its intents).
@@ -124,7 +194,7 @@ class Workflows:
                 if record.steps[i.index].job_id in waiting
                 or (isinstance(i, wf.Cancel) and wf.stopping(record))
             ]
-        await self._run(record, todo, now_ms)
+        await self._run(record, todo, now_ms, Known())
         return record
 
     async def abandon(self, workflow_id: str, waiting: set[str], gone: bool) -> bool:
@@ -150,10 +220,42 @@ class Workflows:
             log.warning("cleared an abandoned workflow submit", extra={"workflow": workflow_id})
             crashpoint("workflow.abandon.after_record")
             ids = {s.job_id for s in record.steps} | waiting
+        await self._discard_all(ids, workflow_id)
+        return True
+
+    async def clear_unrecorded(self, workflow_id: str, waiting: Sequence[JobRecord]) -> bool:
+        """Clear step jobs that wait for a record never written — a timer died between a scheduled
+        workflow's step jobs and its record — once no timer will write it: the schedule is gone, paused,
+        or past that fire. The key is fenced first (purged at revision 0: a late replay's create fails,
+        and a record written meanwhile makes the fence fail, leaving it alone). False: not yet."""
+        if await self._may_still_fire(waiting):
+            return False
+        try:
+            await self.store.purge(workflow_id, 0)
+        except Conflict:
+            return True  # it has a record (or had one): the checks, or the sweep of gone ones, see to it
+        log.warning("cleared a scheduled workflow's unstarted steps", extra={"workflow": workflow_id})
+        crashpoint("workflow.orphan.after_fence")
+        await self._discard_all({j.id for j in waiting}, workflow_id)
+        return True
+
+    async def _may_still_fire(self, waiting: Sequence[JobRecord]) -> bool:
+        """Whether the schedule whose fire made these jobs may yet execute that fire again."""
+        for job in waiting:
+            if job.schedule_id is None or job.fire_at_ms is None:
+                continue
+            try:
+                data, revision = await self.schedules.get(job.schedule_id)
+            except NotFound:
+                return False  # deleted: nothing fires it again
+            schedule = decoded(ScheduleRecord, data, self.schedules.bucket, job.schedule_id, revision)
+            return may_still_fire(schedule, job.fire_at_ms)
+        return False
+
+    async def _discard_all(self, ids: set[str], workflow_id: str) -> None:
         ordered = sorted(ids)
         for start in range(0, len(ordered), CHUNK):
             await asyncio.gather(*(self._discard(j, workflow_id) for j in ordered[start : start + CHUNK]))
-        return True
 
     async def _discard(self, job_id: str, workflow_id: str) -> None:
         """Purge a step job that still waits (a step not created yet: fence its id)."""
@@ -167,24 +269,33 @@ class Workflows:
         with contextlib.suppress(Conflict):  # purged already, or just created: looked at again if waiting
             await self.records.purge(job_id, revision)
 
-    async def carry_out(self, before: wf.WorkflowRecord, after: wf.WorkflowRecord, now_ms: int) -> None:
-        await self._run(after, wf.intents(before, after), now_ms)
+    async def carry_out(
+        self,
+        before: wf.WorkflowRecord,
+        after: wf.WorkflowRecord,
+        now_ms: int,
+        known: Known | None = None,
+    ) -> None:
+        await self._run(after, wf.intents(before, after), now_ms, known or Known())
 
-    async def _run(self, record: wf.WorkflowRecord, todo: Sequence[wf.Intent], now_ms: int) -> None:
+    async def _run(
+        self, record: wf.WorkflowRecord, todo: Sequence[wf.Intent], now_ms: int, known: Known
+    ) -> None:
         for start in range(0, len(todo), CHUNK):
             await asyncio.gather(
-                *(self._one(record, intent, now_ms) for intent in todo[start : start + CHUNK])
+                *(self._one(record, intent, now_ms, known) for intent in todo[start : start + CHUNK])
             )
 
-    async def _one(self, record: wf.WorkflowRecord, intent: wf.Intent, now_ms: int) -> None:
+    async def _one(self, record: wf.WorkflowRecord, intent: wf.Intent, now_ms: int, known: Known) -> None:
         step = record.steps[intent.index]
+        seen = known.jobs(step.job_id)
         try:
-            job, revision = await self.records.get(step.job_id)
+            job, revision = seen or await self.records.get(step.job_id)
         except NotFound:
             log.warning("a workflow step's job is missing", extra={"workflow": record.id, "step": step.name})
             return
         if isinstance(intent, wf.Release):
-            await self._release(record, intent.index, job, revision, now_ms)
+            await self._release(record, intent.index, job, revision, now_ms, known)
         elif isinstance(intent, wf.Cancel):
             await self._cancel(record, intent.index, job, revision, intent.running, now_ms)
         elif isinstance(intent, wf.Collect):
@@ -196,23 +307,35 @@ class Workflows:
                 self.records, job, revision, lambda r: steps.fail(r, "MapFailed", reason, now_ms)
             )
 
-    async def _parents(self, record: wf.WorkflowRecord, index: int) -> dict[str, JSON]:
-        """Step name → result of each parent of step `index`, read from the parents' jobs."""
-        parents = [record.steps[p] for p in record.steps[index].parents]
+    async def _parents(self, record: wf.WorkflowRecord, index: int, known: Known) -> dict[str, JSON]:
+        """Step name → result of each parent of step `index`: as known, or read from the parents' jobs
+        (once per parent, however many children ask at once)."""
+        parents = record.steps[index].parents
         results: dict[str, JSON] = {}
         for start in range(0, len(parents), CHUNK):
             chunk = parents[start : start + CHUNK]
-            found = await asyncio.gather(*(self.records.get(p.job_id) for p in chunk))
-            for parent, (job, _) in zip(chunk, found, strict=True):
-                results[parent.name] = job.result
+            found = await asyncio.gather(*(self._result(record, p, known) for p in chunk))
+            for parent, result in zip(chunk, found, strict=True):
+                results[record.steps[parent].name] = result
         return results
 
+    def _result(self, record: wf.WorkflowRecord, index: int, known: Known) -> asyncio.Future[JSON]:
+        result = known.results.get(index)
+        if result is None:
+            job_id = record.steps[index].job_id
+            result = known.results[index] = asyncio.ensure_future(self._read_result(job_id))
+        return result
+
+    async def _read_result(self, job_id: str) -> JSON:
+        job, _ = await self.records.get(job_id)
+        return job.result
+
     async def _release(
-        self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, now_ms: int
+        self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, now_ms: int, known: Known
     ) -> None:
         if job.state is not JobState.WAITING:
             return
-        parents = await self._parents(record, index)
+        parents = await self._parents(record, index, known)
         step = record.steps[index]
         if step.map_over is None:
             await transition(self.records, job, revision, lambda r: steps.release(r, parents, now_ms))

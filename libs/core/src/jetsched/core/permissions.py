@@ -101,6 +101,8 @@ _SERVICES: dict[str, _Service] = {
     "reaper": _Service(
         # It advances workflows: their records, and the step jobs it releases, cancels and collects.
         writes=(*_RECORDS, *_QUARANTINE, subjects.WORKFLOWS_BUCKET),
+        # A scheduled workflow's step jobs left without a record: will the schedule fire it again?
+        reads=(subjects.SCHEDULES_BUCKET,),
         feeds=(subjects.JOBS_BUCKET, subjects.WORKFLOWS_BUCKET),
         publish=(subjects.CONTROL_ALL, f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>"),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),

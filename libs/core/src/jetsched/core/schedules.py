@@ -149,8 +149,6 @@ class ScheduleSpec(Model):
             raise FieldError("cron", "give exactly one of cron or every_ms")
         if (self.job is None) == (self.workflow is None):
             raise FieldError("job", "give exactly one of job or workflow")
-        if self.workflow is not None and self.jitter_ms:
-            raise FieldError("jitter_ms", "a schedule that starts a workflow takes no jitter")
         try:
             if self.cron is not None:
                 cronlib.check_cron(self.cron)
@@ -193,6 +191,14 @@ class ScheduleRecord(Model):
     @property
     def after_ms(self) -> int:
         return max(self.anchor_ms, self.last_fire_ms or 0)
+
+
+def may_still_fire(record: ScheduleRecord, nominal_ms: int) -> bool:
+    """Whether a timer may yet execute the fire at `nominal_ms`: the ledger has not passed it, or holds
+    it buffered. A paused schedule never will (resuming re-anchors it at the time of the resume)."""
+    if record.spec.paused:
+        return False
+    return nominal_ms > record.after_ms or record.buffered_ms == nominal_ms
 
 
 def window(spec: ScheduleSpec) -> tuple[int | None, int | None]:
@@ -373,7 +379,7 @@ def fire_workflow(
 ) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord, list[JobRecord]]:
     """The workflow one fire starts, under the fire's id (`fire_job_id`): its record as created
     (`creating`, for the intents of its start), as stored (`running`, its first steps released), and
-    its step jobs (`waiting`)."""
+    its step jobs (`waiting`, none to start before the fire's jittered time)."""
     template = record.spec.workflow
     assert template is not None
     request = wf.WorkflowRequest(on_failure=template.on_failure, steps=template.steps)
@@ -381,8 +387,12 @@ def fire_workflow(
     trace = fire_trace(workflow_id)
     created, ordered = wf.new_record(request, workflow_id, now_ms, trace)
     created = created.model_copy(update={"schedule_id": record.spec.id, "fire_at_ms": nominal_ms})
+    # Jitter delays the whole workflow: no step starts before the fire's jittered time (a released step
+    # runs at the later of its job's run_at and its own delay after release).
+    run_at_ms = nominal_ms + jitter_ms(record.spec.id, nominal_ms, record.spec.jitter_ms)
+    marks = {"schedule_id": record.spec.id, "fire_at_ms": nominal_ms, "run_at_ms": run_at_ms}
     jobs = [
-        job.model_copy(update={"schedule_id": record.spec.id, "fire_at_ms": nominal_ms})
+        job.model_copy(update=marks)
         for job in (steps.waiting_job(step, created, n, now_ms, trace) for n, step in enumerate(ordered))
     ]
     return created, wf.start(created, now_ms), jobs

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,8 @@ from .models import CapabilityName, JobRecord, JobRequest, JobState, Model
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from .types import JSON
 
 #: Steps in one workflow, and dependency edges across them.
 MAX_STEPS = 2000
@@ -294,6 +296,9 @@ class StepEvent:
     instance: int | None = None
     #: A succeeded step's result length, when its result is a list.
     items: int | None = None
+    #: A succeeded step's result, as its job holds it: carried so releasing its children needs no read of
+    #: the job. The decider never looks at it.
+    result: JSON = field(default=None, compare=False)
 
 
 _OUTCOMES = {
@@ -310,7 +315,7 @@ def event_of(record: JobRecord) -> StepEvent | None:
     if link is None or outcome is None:
         return None
     items = len(record.result) if isinstance(record.result, list) else None
-    return StepEvent(link.index, link.run, outcome, link.instance, items)
+    return StepEvent(link.index, link.run, outcome, link.instance, items, record.result)
 
 
 def stopping(record: WorkflowRecord) -> bool:

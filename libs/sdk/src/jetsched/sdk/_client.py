@@ -314,7 +314,7 @@ class Client:
         Args:
             steps: the workflow, as for `submit_workflow` (step options go on each `step`).
             options: the schedule's options as for `create_schedule` (`cron`/`every`, `timezone`,
-                `misfire`, `overlap`, `dst_gap`, `dst_fold`, …); no `jitter`. The overlap policy judges
+                `misfire`, `overlap`, `dst_gap`, `dst_fold`, `jitter`, …; jitter delays the whole workflow). The overlap policy judges
                 the previous fire's workflow.
         """
         spec = schedule_spec(schedule_id, "", None, **options)

@@ -23,7 +23,6 @@ grace answers `unavailable`, and a keyed resubmit then starts a new workflow und
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from opentelemetry.trace import SpanKind
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import StoreError, encode
+from jetsched.bus.workflows import Known
 from jetsched.core import steps
 from jetsched.core import workflows as wf
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
@@ -148,8 +148,11 @@ class WorkflowSubmitter:
                 return reply(stored, duplicate=True)
             log.info("completing a half-made workflow", extra={"workflow": workflow_id})
             record = stored
+        created: dict[str, tuple[JobRecord, int]] = {}
         for start in range(0, len(jobs), CHUNK):
-            await asyncio.gather(*(self._create(job) for job in jobs[start : start + CHUNK]))
+            chunk = jobs[start : start + CHUNK]
+            revisions = await asyncio.gather(*(self._create(job) for job in chunk))
+            created |= {job.id: (job, r) for job, r in zip(chunk, revisions, strict=True) if r is not None}
         crashpoint("workflow.submit.after_steps")
         running = wf.start(record, now)
         try:
@@ -165,7 +168,8 @@ class WorkflowSubmitter:
                 )
             return reply(stored, duplicate=True)
         crashpoint("workflow.submit.after_cas")
-        await self.workflows.carry_out(record, running, now)
+        # The roots are released from the records just written, without reading them back.
+        await self.workflows.carry_out(record, running, now, Known(created.get))
         return reply(running, duplicate=False)
 
     async def _keyed(self, entry: str, workflow_id: str) -> tuple[str, int]:
@@ -181,6 +185,9 @@ class WorkflowSubmitter:
             raise Poisoned(self.keys.bucket, entry, revision, "the key names no workflow id")
         return known, revision
 
-    async def _create(self, job: JobRecord) -> None:
-        with contextlib.suppress(Conflict):  # made by the first, interrupted, submit of this workflow
-            await self.workflows.records.create(job)
+    async def _create(self, job: JobRecord) -> int | None:
+        """The new record's revision; None if the first, interrupted, submit of this workflow made it."""
+        try:
+            return await self.workflows.records.create(job)
+        except Conflict:
+            return None

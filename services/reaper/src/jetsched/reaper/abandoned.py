@@ -18,13 +18,20 @@ Why the reaper: it already follows both feeds (job records and workflow records)
 `creating` record and the `waiting` jobs without reading anything; intake keeps no view of jobs.
 
 What if the reaper dies between 1 and 2? The record is gone (its purge marker stays in the feed) and
-step jobs still wait: a workflow seen *gone* while jobs of it wait is cleared `RETRY_MS` later —
-nothing else leaves waiting jobs without a record. Ages are this process's own readings (first seen `creating`),
+step jobs still wait: a workflow seen *gone* while jobs of it wait is cleared `RETRY_MS` later.
+
+A schedule's fire writes no `creating` record: its step jobs first, then the record, `running`
+(`timer/schedules.py`). A timer that dies in between leaves waiting jobs with *no* record, which the
+next timer's replay of the fire completes — unless none will come (the schedule was deleted, paused, or
+moved past that fire meanwhile). Step jobs still waiting for a record never seen after the grace are
+looked at: if their schedule may still fire them, again later; if not, the record's key is fenced (purged
+at revision 0, so a late replay's create fails) and the jobs are cleared as in 2. Ages are this process's own readings (first seen `creating`),
 so a restart only makes the grace longer, and no host's clock is compared with another's.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from jetsched.core import workflows as wf
@@ -38,16 +45,31 @@ GRACE_MS = 120_000
 RETRY_MS = 2_000
 
 
+class Kind(Enum):
+    """How a workflow looks unstarted."""
+
+    CREATING = "creating"  # its record says so
+    GONE = "gone"  # its record was removed while step jobs of it wait
+    UNRECORDED = "unrecorded"  # step jobs of it wait, and no record of it was ever seen
+
+
 class Unstarted:
-    """Workflows whose record is `creating` or gone, by when this process first saw them so."""
+    """Workflows whose record is `creating`, gone, or never seen, by when this process first saw them so."""
 
     def __init__(self, grace_ms: int = GRACE_MS) -> None:
         self.grace_ms = grace_ms
         self.creating: dict[str, int] = {}
         self.gone: dict[str, int] = {}
+        self.unrecorded: dict[str, int] = {}
+
+    def waiting(self, workflow_id: str, recorded: bool, now_ms: int) -> None:
+        """A step job of the workflow waits; `recorded`: a live record of it is known."""
+        if not recorded and workflow_id not in self.creating and workflow_id not in self.gone:
+            self.unrecorded.setdefault(workflow_id, now_ms)
 
     def observe(self, workflow_id: str, state: wf.WorkflowState | None, now_ms: int) -> None:
         """A workflow record as its feed shows it; `state` None: deleted, purged or expired."""
+        self.unrecorded.pop(workflow_id, None)
         if state is wf.WorkflowState.CREATING:
             self.creating.setdefault(workflow_id, now_ms)
             self.gone.pop(workflow_id, None)
@@ -58,23 +80,33 @@ class Unstarted:
         else:
             self.gone.pop(workflow_id, None)
 
-    def due(self, waiting: Mapping[str, object], now_ms: int) -> list[tuple[str, bool]]:
-        """The workflows to clear now, each with whether its record is already gone; taken out of the
-        view (`again` puts one back). Gone ones without waiting jobs are forgotten after the grace."""
-        found = [(w, False) for w, at in self.creating.items() if now_ms - at >= self.grace_ms]
+    def due(self, waiting: Mapping[str, object], now_ms: int) -> list[tuple[str, Kind]]:
+        """The workflows to clear now, each with how it looks unstarted; taken out of the view (`again`
+        puts one back). Gone or unrecorded ones without waiting jobs are forgotten."""
+        found = [(w, Kind.CREATING) for w, at in self.creating.items() if now_ms - at >= self.grace_ms]
         for workflow_id, at in list(self.gone.items()):
             if workflow_id in waiting:
                 if now_ms - at >= RETRY_MS:
-                    found.append((workflow_id, True))
+                    found.append((workflow_id, Kind.GONE))
             elif now_ms - at >= self.grace_ms:
                 del self.gone[workflow_id]
-        for workflow_id, gone in found:
-            del (self.gone if gone else self.creating)[workflow_id]
+        for workflow_id, at in list(self.unrecorded.items()):
+            if workflow_id not in waiting:
+                del self.unrecorded[workflow_id]
+            elif now_ms - at >= self.grace_ms:
+                found.append((workflow_id, Kind.UNRECORDED))
+        for workflow_id, kind in found:
+            del self._view(kind)[workflow_id]
         return found
 
-    def again(self, workflow_id: str, gone: bool, now_ms: int) -> None:
+    def again(self, workflow_id: str, kind: Kind, now_ms: int) -> None:
         """Look at a workflow again later: its clearing failed, or was not safe yet."""
-        if gone:
+        if kind is Kind.GONE:
             self.gone.setdefault(workflow_id, now_ms)
         else:
-            self.creating.setdefault(workflow_id, now_ms - self.grace_ms + RETRY_MS)
+            self._view(kind).setdefault(workflow_id, now_ms - self.grace_ms + RETRY_MS)
+
+    def _view(self, kind: Kind) -> dict[str, int]:
+        if kind is Kind.CREATING:
+            return self.creating
+        return self.gone if kind is Kind.GONE else self.unrecorded

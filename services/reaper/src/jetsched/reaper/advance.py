@@ -16,7 +16,12 @@ view still has step jobs of it `waiting`, or its record says it is stopping (can
 `Jetsched-Workflow-Stopping` header): whatever its record decided and no job shows yet — a writer that
 died between its CAS and its intents — is carried out again (`Workflows.repair`): releases of waiting
 steps, and every cancellation, of waiting, ready or scheduled steps alike. The workflows feed replays on
-start too, so every unfinished workflow is checked after a restart.
+start too, so every unfinished workflow is checked after a restart. Revisions this process wrote and
+carried out itself need no check (were it to die, its restart checks them all), so a workflow whose
+every change since its last check was this process's own is not read again.
+
+Reads spared: a released step's job is taken from the record feed (its `waiting` record, kept until it
+moves on: live work only), and its parents' results from the outcomes being applied (`Known`).
 
 Abandoned submits (a record left `creating`, its steps `waiting`) are cleared after a grace
 (`abandoned.py`).
@@ -30,12 +35,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
-from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER
+from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER, Known
 from jetsched.core import workflows as wf
 from jetsched.core.errors import NotFound, Poisoned
 from jetsched.core.models import TERMINAL, JobState
 
-from .abandoned import GRACE_MS, Unstarted
+from .abandoned import GRACE_MS, Kind, Unstarted
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from jetsched.bus.workflows import Workflows
     from jetsched.core.changes import Change
     from jetsched.core.clock import Clock
+    from jetsched.core.models import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +74,19 @@ class Advancer:
         self.quarantine: Quarantine | None = None
         self.feeds: tuple[RecordFeed, KeyFeed] | None = None
         self.pending: dict[str, list[wf.StepEvent]] = {}
-        #: Step jobs in `waiting`, per workflow (from the record feed), and each one's workflow.
-        self.waiting: dict[str, set[str]] = {}
+        #: Step jobs in `waiting`, per workflow (from the record feed, as last written), and each one's
+        #: workflow.
+        self.waiting: dict[str, dict[str, Change]] = {}
         self.waiting_in: dict[str, str] = {}
         #: Running workflows whose records say no step may start any more.
         self.stopping: set[str] = set()
         self.unstarted = Unstarted(abandon_after_ms)
         #: When to check a workflow's jobs against its record.
         self.checks: dict[str, int] = {}
+        #: Per running workflow, the revisions of its record seen in the feed since its last check, and
+        #: those this process wrote and carried out itself: a check is needed only for the others.
+        self.seen: dict[str, set[int]] = {}
+        self.own: dict[str, set[int]] = {}
         self.busy: set[str] = set()
         self.wake = asyncio.Event()
         self.advanced = 0
@@ -87,13 +98,14 @@ class Advancer:
         if workflow_id is None:
             return
         if change.state is JobState.WAITING:
-            self.waiting.setdefault(workflow_id, set()).add(change.id)
+            self.waiting.setdefault(workflow_id, {})[change.id] = change
             self.waiting_in[change.id] = workflow_id
+            self.unstarted.waiting(workflow_id, workflow_id in self.seen, self.clock.now_ms())
             return
         self.waiting_in.pop(change.id, None)
         held = self.waiting.get(workflow_id)
         if held is not None:
-            held.discard(change.id)
+            held.pop(change.id, None)
             if not held:
                 del self.waiting[workflow_id]
         if change.state in TERMINAL:
@@ -106,8 +118,10 @@ class Advancer:
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
     ) -> None:
         now = self.clock.now_ms()
+        self.workflows.forget(key, revision)
         if data is None:
             self.stopping.discard(key)
+            self._settled(key)
             self.unstarted.observe(key, None, now)
             return
         headers = headers or {}
@@ -118,7 +132,20 @@ class Advancer:
         else:
             self.stopping.discard(key)
         if state is wf.WorkflowState.RUNNING:
+            self.seen.setdefault(key, set()).add(revision)
             self.checks.setdefault(key, now + CHECK_AFTER_MS)
+        else:
+            self._settled(key)
+
+    def _settled(self, workflow_id: str) -> None:
+        self.seen.pop(workflow_id, None)
+        self.own.pop(workflow_id, None)
+
+    def _job(self, job_id: str) -> tuple[JobRecord, int] | None:
+        """A waiting step job as the feed last showed it."""
+        workflow_id = self.waiting_in.get(job_id)
+        change = self.waiting.get(workflow_id, {}).get(job_id) if workflow_id else None
+        return (change.record(), change.revision) if change is not None else None
 
     async def run(self) -> None:
         assert self.feeds is not None
@@ -130,11 +157,11 @@ class Advancer:
                 await asyncio.wait_for(self.wake.wait(), TICK_S)
             self.wake.clear()
             now = self.clock.now_ms()
-            for workflow_id, gone in self.unstarted.due(self.waiting, now):
+            for workflow_id, kind in self.unstarted.due(self.waiting, now):
                 if workflow_id in self.busy:
-                    self.unstarted.again(workflow_id, gone, now)
+                    self.unstarted.again(workflow_id, kind, now)
                     continue
-                await self._spawn(tasks, slots, workflow_id, self._abandon(workflow_id, gone))
+                await self._spawn(tasks, slots, workflow_id, self._abandon(workflow_id, kind))
             for workflow_id in self._due():
                 if workflow_id not in self.busy:
                     await self._spawn(tasks, slots, workflow_id, self._turn(workflow_id))
@@ -171,7 +198,9 @@ class Advancer:
             # XX(#10): a restart re-reads the record of every workflow with final steps in retention.
             if events:
                 try:
-                    await self.workflows.advance(workflow_id, events, now)
+                    written = await self.workflows.advance(workflow_id, events, now, Known(self._job))
+                    if written is not None:
+                        self.own.setdefault(workflow_id, set()).add(written)
                     self.advanced += 1
                 except (NotFound, Poisoned) as exc:
                     self._set_aside(workflow_id, exc)
@@ -188,36 +217,46 @@ class Advancer:
             if workflow_id in self.pending:
                 self.wake.set()
 
-    async def _abandon(self, workflow_id: str, gone: bool) -> None:
-        """Clear a submit nobody finished (`abandoned.py`)."""
+    async def _abandon(self, workflow_id: str, kind: Kind) -> None:
+        """Clear a submit nobody finished, or a fire no timer will (`abandoned.py`)."""
         try:
-            waiting = set(self.waiting.get(workflow_id, ()))
-            if await self.workflows.abandon(workflow_id, waiting, gone):
+            waiting = self.waiting.get(workflow_id, {})
+            if kind is Kind.UNRECORDED:
+                done = await self.workflows.clear_unrecorded(
+                    workflow_id, [c.record() for c in waiting.values()]
+                )
+            else:
+                done = await self.workflows.abandon(workflow_id, set(waiting), kind is Kind.GONE)
+            if done:
                 self.abandoned += 1
             else:
-                self.unstarted.again(workflow_id, gone, self.clock.now_ms())
+                self.unstarted.again(workflow_id, kind, self.clock.now_ms())
         except Poisoned as exc:
             self._set_aside(workflow_id, exc)
         except Exception:
             log_failure(log, "abandoned workflow not cleared yet", {"workflow": workflow_id})
-            self.unstarted.again(workflow_id, gone, self.clock.now_ms())
+            self.unstarted.again(workflow_id, kind, self.clock.now_ms())
         finally:
             self.busy.discard(workflow_id)
 
     async def _check(self, workflow_id: str, now: int) -> None:
+        seen, own = set(self.seen.get(workflow_id, ())), set(self.own.get(workflow_id, ()))
         waiting = self.waiting.get(workflow_id)
-        if not waiting and workflow_id not in self.stopping:
-            return  # every step job has moved on from waiting, and nothing is to be cancelled
-        try:
-            await self.workflows.repair(workflow_id, set(waiting or ()), now)
-        except (NotFound, Poisoned) as exc:
-            self._set_aside(workflow_id, exc)
-            return
-        except Exception:
-            log_failure(log, "workflow check failed; checking again", {"workflow": workflow_id})
-            self.checks[workflow_id] = now + CHECK_AFTER_MS
-            return
-        self.repaired += 1
+        if (waiting or workflow_id in self.stopping) and not seen <= own:
+            # Not every change since the last check was this process's own, carried out: look.
+            try:
+                await self.workflows.repair(workflow_id, set(waiting or ()), now)
+            except (NotFound, Poisoned) as exc:
+                self._set_aside(workflow_id, exc)
+                return
+            except Exception:
+                log_failure(log, "workflow check failed; checking again", {"workflow": workflow_id})
+                self.checks[workflow_id] = now + CHECK_AFTER_MS
+                return
+            self.repaired += 1
+        # Revisions that came while the check ran stay for the next one.
+        self.seen.get(workflow_id, set()).difference_update(seen)
+        self.own.get(workflow_id, set()).difference_update(own)
 
     def _set_aside(self, workflow_id: str, exc: Exception) -> None:
         if isinstance(exc, Poisoned) and self.quarantine is not None:

@@ -102,7 +102,7 @@ class ReaperService(Service):
         self.records = Records.open(nc, self.bus.retention_s)
         self.js = js
         self.nc = nc
-        workflows = Workflows(nc, self.records, self.bus.retention_s)
+        workflows = Workflows(nc, self.records, self.bus.retention_s, remember=True)
         abandon_after_ms = int(env_float("JETSCHED_ABANDON_AFTER_S", GRACE_MS / 1000) * 1000)
         self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined

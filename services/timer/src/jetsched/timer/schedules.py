@@ -9,7 +9,8 @@ re-read and re-plan: the fires already dealt with are no longer due.
 A schedule whose template is a workflow starts one workflow per fire, under the fire's id: its step jobs
 are created `waiting` first, then its record is created already `running` (one CAS create: the fire's
 commit point), then its first steps are released. A crash before the record leaves waiting jobs that
-the replay finds (their ids derive from the workflow's); a crash after it leaves a running workflow whose
+the replay finds (their ids derive from the workflow's) — or, if no replay will come (the schedule was
+deleted, paused or moved past the fire meanwhile), that the reaper clears (`reaper/abandoned.py`); a crash after it leaves a running workflow whose
 first steps the reaper's check releases; a racing replica's record create fails, and it moves on. The
 fire never passes through `creating`, so the reaper's sweep of abandoned submits never touches it. The
 ledger's `last_job_id` then names the workflow, whose state the overlap policy judges.
@@ -174,6 +175,7 @@ class ScheduleFirer:
         created, running, jobs = schedules.fire_workflow(record, nominal, now)
         for start in range(0, len(jobs), CHUNK):
             await asyncio.gather(*(self._create(job) for job in jobs[start : start + CHUNK]))
+        crashpoint("timer.fire.after_steps")
         try:
             await self.workflows.put(running, 0)
         except Conflict:
