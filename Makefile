@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 #: The three distributions (docs/architecture.md#distributions): jetsched, jetsched-server, jetsched-devkit.
-DISTRIBUTIONS := . services libs/devkit
+DISTRIBUTIONS := . ./services ./libs/devkit
 #: Source trees, one per package; the distributions collect them.
 PACKAGES := libs/core libs/bus libs/sdk libs/dashboard libs/devkit libs/cli services/intake services/timer services/dispatcher services/reaper
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
