@@ -2,16 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+#: The three distributions (docs/architecture.md#distributions): jetsched, jetsched-server, jetsched-devkit.
+DISTRIBUTIONS := . ./services ./libs/devkit
+#: Source trees, one per package; the distributions collect them.
 PACKAGES := libs/core libs/bus libs/sdk libs/dashboard libs/devkit libs/cli services/intake services/timer services/dispatcher services/reaper
 SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
+WHEELS ?= dist
 
-.PHONY: help install run test unit integration lint fmt typecheck bench chaos chaos-zones fuzz clean
+.PHONY: help install wheels run test unit integration lint fmt typecheck bench chaos chaos-zones fuzz clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: $(addsuffix /pyproject.toml,$(PACKAGES)) pyproject.toml
+$(VENV)/.installed: $(addsuffix /pyproject.toml,$(DISTRIBUTIONS))
 	@# The dashboard's browser test drives Debian's chromium (Playwright's own download has no route here).
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
@@ -19,10 +23,13 @@ $(VENV)/.installed: $(addsuffix /pyproject.toml,$(PACKAGES)) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q --no-build-isolation \
-		$(addprefix -e ,$(PACKAGES)) --group dev
+		$(addprefix -e ,$(DISTRIBUTIONS)) --group dev
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv, install every package (editable) with dev tools, and chromium (apt)
+install: $(VENV)/.installed  ## create .venv, install the three distributions (editable) with dev tools, and chromium (apt)
+
+wheels: $(VENV)/.installed  ## build the wheels of jetsched, jetsched-server and jetsched-devkit into $(WHEELS)/
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w $(WHEELS) $(DISTRIBUTIONS)
 
 run: $(VENV)/.installed  ## run everything: embedded nats-server, four services, demo worker, demo jobs
 	$(BIN)/jetsched dev
@@ -36,10 +43,11 @@ unit: $(VENV)/.installed  ## pure unit tests only (no I/O)
 integration: $(VENV)/.installed  ## integration tests against real nats-server processes
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed  ## ruff and mypy
+lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (lint-imports)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy $(addsuffix /src/jetsched,$(PACKAGES)) tests
+	$(BIN)/lint-imports
 
 fmt: $(VENV)/.installed  ## format the code
 	$(BIN)/ruff format $(SOURCES)
@@ -65,4 +73,4 @@ chaos-zones: $(VENV)/.installed  ## fault scenarios across 3 zones in network na
 	$(BIN)/python -m tests.zones.run $(if $(SEED),--seed $(SEED)) $(SCENARIOS)
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .jetsched build $(WHEELS)

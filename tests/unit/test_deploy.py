@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from jetsched.devkit import nats_server
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = ("intake", "timer", "dispatcher", "reaper")
-DOCKERFILES = [*sorted(ROOT.glob("services/*/Dockerfile")), DEPLOY / "worker.Dockerfile"]
+DOCKERFILES = [DEPLOY / "server.Dockerfile", DEPLOY / "worker.Dockerfile"]
 NATS_CONFIGS = sorted((DEPLOY / "nats").glob("*.conf"))
 
 
@@ -56,10 +57,82 @@ def check_nats_config(config: str, directory: Path, env: dict[str, str] | None =
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_dockerfile_copies_existing_paths(dockerfile: Path) -> None:
     """Every COPY source exists in the repository (builds run from its root)."""
-    sources = re.findall(r"^COPY (\S+) ", dockerfile.read_text(), flags=re.M)
+    sources = re.findall(r"^COPY (?!--from)(\S+) ", dockerfile.read_text(), flags=re.M)
     assert sources
     for source in sources:
         assert (ROOT / source).exists(), source
+
+
+def server_scripts() -> dict[str, str]:
+    scripts: dict[str, str] = tomllib.loads((ROOT / "services" / "pyproject.toml").read_text())["project"][
+        "scripts"
+    ]
+    return scripts
+
+
+class TestServerImage:
+    def test_builds_the_server_distribution(self) -> None:
+        """The image builds the wheels of jetsched and jetsched-server from the sources it copies."""
+        text = (DEPLOY / "server.Dockerfile").read_text()
+        assert "pip wheel --no-cache-dir --no-deps -w /wheels . ./services" in text
+        assert {"pyproject.toml", "libs", "services"} <= set(re.findall(r"^COPY (\S+) ", text, flags=re.M))
+
+    def test_every_service_runs_its_console_script(self) -> None:
+        """compose and Kubernetes run each service from the one image by its `jetsched-<name>` script."""
+        assert set(server_scripts()) == {f"jetsched-{name}" for name in SERVICES}
+        services = compose()["services"]
+        for name in SERVICES:
+            assert services[name]["image"] == "jetsched-server:0.1.0"
+            assert services[name]["build"]["dockerfile"] == "deploy/server.Dockerfile"
+            assert services[name]["command"] == [f"jetsched-{name}"]
+            (deployment,) = [
+                d
+                for d in yaml.safe_load_all((DEPLOY / "k8s" / f"{name}.yaml").read_text())
+                if d["kind"] == "Deployment"
+            ]
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert (container["image"], container["command"]) == (
+                "jetsched-server:0.1.0",
+                [f"jetsched-{name}"],
+            )
+
+
+class TestWorkerImage:
+    """deploy/worker.Dockerfile is the recipe the README gives: your module on the path, `jetsched worker` on it."""
+
+    text = (DEPLOY / "worker.Dockerfile").read_text()
+
+    def test_copies_the_build_context_onto_the_path(self) -> None:
+        """The module named by MODULE, copied with the build context, imports from any working directory."""
+        assert re.search(r"^WORKDIR /app$", self.text, flags=re.M)
+        assert re.search(r"^COPY \. \.$", self.text, flags=re.M)
+        assert re.search(r"^ENV PYTHONPATH=/app ", self.text, flags=re.M)
+        assert 'pip install --no-cache-dir "$JETSCHED"' in self.text
+
+    def test_runs_the_documented_command(self) -> None:
+        """The entry point is the README's `jetsched worker MODULE`, and the README shows the build."""
+        assert 'exec jetsched worker \\"$MODULE\\"' in self.text
+        readme = (ROOT / "README.md").read_text()
+        assert "docker build -f worker.Dockerfile --build-arg MODULE=tasks" in readme
+        assert "jetsched worker tasks" in readme
+
+    def test_the_demo_worker_is_the_readme_module(self) -> None:
+        """compose and Kubernetes build it with examples/tasks.py, the README's `tasks.py` verbatim."""
+        args = compose()["services"]["worker"]["build"]["args"]
+        assert args == {"JETSCHED": ".[otel,uvloop]", "MODULE": "examples.tasks"}
+        (statefulset,) = [
+            d
+            for d in yaml.safe_load_all((DEPLOY / "k8s" / "worker.yaml").read_text())
+            if d["kind"] == "StatefulSet"
+        ]
+        assert statefulset["spec"]["template"]["spec"]["containers"][0]["args"][0] == "examples.tasks"
+        module = (ROOT / "examples" / "tasks.py").read_text()
+        assert f"```python\n{module}```" in (ROOT / "README.md").read_text()
+
+    def test_keeps_secrets_and_virtualenvs_out(self) -> None:
+        """Built from this repository's root, the context leaves out the identities and the virtualenv."""
+        ignored = (ROOT / ".dockerignore").read_text().split()
+        assert {"deploy/creds", ".venv", ".git"} <= set(ignored)
 
 
 class TestNatsConfigs:
@@ -111,7 +184,7 @@ class TestCompose:
             assert "./creds/auth.conf:/etc/nats/auth.conf:ro" in node["volumes"]
 
     def test_every_service_and_a_worker_with_its_own_identity(self) -> None:
-        """Each service and the worker run from their Dockerfile with their own seed as a file secret."""
+        """Each service and the worker run from their image with their own seed as a file secret."""
         services = compose()["services"]
         secrets = compose()["secrets"]
         for role, name in [*((s, s) for s in SERVICES), ("worker-demo", "worker")]:

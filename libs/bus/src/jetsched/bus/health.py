@@ -83,7 +83,8 @@ class HealthServer:
             check = self.checks.get(path) if path is not None else None
             kind = "application/json"
             if path == "/metrics":
-                status, data, kind = "200 OK", telemetry.exposition(), telemetry.CONTENT_TYPE
+                status = "200 OK"
+                data, kind = telemetry.exposition()
             elif check is None:
                 status = "404 Not Found"
                 data = orjson.dumps({"ok": False, "reason": "GET /healthz, /readyz or /metrics"})

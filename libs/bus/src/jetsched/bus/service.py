@@ -16,12 +16,10 @@ import sys
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-import uvloop
-
 from jetsched.core.clock import ServerClock, SystemClock
 from jetsched.core.ids import new_ulid
 
-from . import health, logs, telemetry, topology
+from . import health, logs, loop, telemetry, topology
 from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
@@ -170,7 +168,7 @@ def main(
         await service.run()
 
     try:
-        uvloop.run(run())
+        loop.run(run())
     except ActorFailed:
         log.exception("service failed")
         sys.exit(1)

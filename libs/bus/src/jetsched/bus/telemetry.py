@@ -12,6 +12,10 @@ library user's, or one named by `OTEL_PYTHON_*_PROVIDER`), which is then left al
 - the service name from `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`, else `jetsched-<role>`;
 - `OTEL_SDK_DISABLED=true` turns it all off.
 
+The SDK, its exporters and the Prometheus client come with `jetsched[otel]` (and jetsched-server); without
+them the API's no-op providers stay, `/metrics` is empty, and exporters asked for get one warning naming
+the extra.
+
 One deliberate difference from the specification: with neither an exporter variable nor an OTLP
 endpoint set, nothing is exported (the spec would send to localhost:4318 and log a failure every few
 seconds on every machine that runs no collector).
@@ -19,21 +23,21 @@ seconds on every machine that runs no collector).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.trace.export import SpanExporter
+    from prometheus_client import CollectorRegistry
 
-#: What `/metrics` answers with (Prometheus text exposition format).
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-#: This process's metrics, as the Prometheus reader renders them (empty until `setup()`).
-registry = CollectorRegistry(auto_describe=True)
+log = logging.getLogger(__name__)
+
+#: This process's metrics, as the Prometheus reader renders them (None until `setup()` installs it).
+_registry: CollectorRegistry | None = None
 
 
 def exporters(signal: str) -> list[str]:
@@ -93,13 +97,19 @@ def setup(default_name: str, prometheus: bool = True) -> None:
     """Install tracer and meter providers for this process (see the module's docstring).
 
     `prometheus`: keep metrics for `/metrics` (a process with a health port); a client has none."""
+    global _registry
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ModuleNotFoundError:
+        if exporters("TRACES") or exporters("METRICS"):
+            log.warning("OTEL_* variables ask for exporters: pip install 'jetsched[otel]' to send anything")
+        return
 
     named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
@@ -109,8 +119,10 @@ def setup(default_name: str, prometheus: bool = True) -> None:
         readers: list[MetricReader] = []
         if prometheus:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import CollectorRegistry
 
-            readers.append(PrometheusMetricReader(registry=registry))
+            _registry = CollectorRegistry(auto_describe=True)
+            readers.append(PrometheusMetricReader(registry=_registry))
         readers += [PeriodicExportingMetricReader(_metric_exporter(n)) for n in exporters("METRICS")]
         if readers:
             metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
@@ -122,6 +134,11 @@ def setup(default_name: str, prometheus: bool = True) -> None:
         trace.set_tracer_provider(provider)
 
 
-def exposition() -> bytes:
-    """`/metrics`: every instrument of this process in Prometheus text format."""
-    return generate_latest(registry)
+def exposition() -> tuple[bytes, str]:
+    """`/metrics`: every instrument of this process in Prometheus text format, and its content type."""
+    if _registry is None:
+        return b"", "text/plain; charset=utf-8"
+    from prometheus_client import generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    return generate_latest(_registry), CONTENT_TYPE_LATEST

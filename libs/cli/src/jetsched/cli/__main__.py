@@ -9,13 +9,12 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
-import uvloop
 from nats.errors import NoRespondersError
 
-from jetsched.bus import logs, telemetry
+from jetsched.bus import logs, loop, telemetry
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
@@ -318,13 +317,20 @@ async def run_client(args: argparse.Namespace) -> Any:
         return await client.purge_dead(args.id)
 
 
+def missing(exc: ModuleNotFoundError, module: str, command: str, install: str) -> NoReturn:
+    """Exit with one line naming what to install when `module` is absent; re-raise any other absence."""
+    if exc.name != module:
+        raise exc
+    sys.exit(f"error: `jetsched {command}` is not installed here: pip install {install}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         logs.setup("worker", BusConfig.from_env().log_level)
         telemetry.setup("jetsched-worker")
         try:
-            uvloop.run(run_worker(args))
+            loop.run(run_worker(args))
         except (SessionConflict, ValueError) as exc:  # ValueError: a bad --session, no handlers
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -333,9 +339,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         return
     if args.command == "dev":
-        from jetsched.devkit import devstack
+        try:
+            from jetsched.devkit import devstack
+        except ModuleNotFoundError as exc:
+            missing(exc, "jetsched.devkit", "dev", "jetsched-devkit")
 
-        uvloop.run(
+        loop.run(
             devstack.run(
                 args.port, args.data, not args.no_demo, secure=args.secure, dashboard_port=args.dashboard_port
             )
@@ -344,9 +353,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "dashboard":
         logs.setup("dashboard")
         try:
-            uvloop.run(run_dashboard(args))
+            loop.run(run_dashboard(args))
         except KeyboardInterrupt:
             pass
+        except ModuleNotFoundError as exc:
+            missing(exc, "aiohttp", "dashboard", "'jetsched[dashboard]'")
         except (ValueError, OSError) as exc:  # a bad token, a port in use, NATS unreachable
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -361,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     # A command either answers or says in one line why not; retry notices are for long-running processes.
     logging.getLogger("jetsched.bus.connect").setLevel(logging.ERROR)
     try:
-        result = uvloop.run(run_client(args))
+        result = loop.run(run_client(args))
     except JetschedApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
