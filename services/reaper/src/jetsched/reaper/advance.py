@@ -8,7 +8,9 @@ advancement a crash interrupted is seen again. Applying it twice changes nothing
 
 Outcomes are coalesced per workflow: the events that arrive while a workflow's last advance is in flight
 are applied together, in one read and one CAS of its record — a 1,000-step fan-out that finishes at once
-costs a few CAS writes, not a thousand contending ones. One workflow is advanced by one task at a time
+costs a few CAS writes, not a thousand contending ones. A big workflow's outcomes are also gathered for a
+while after its last advance (`coalesce_ms`): every advance rewrites the whole record (~90 KB and ~4 ms of
+deciding, encoding and storing for 1,000 steps), which would otherwise cost more than the steps. One workflow is advanced by one task at a time
 in a process; replicas race by CAS and the loser re-reads.
 
 The check: a workflow record that changed is looked at again `CHECK_AFTER_MS` later, if this process's
@@ -59,6 +61,15 @@ CHECK_AFTER_MS = 2000
 #: Workflows advanced at once.
 PARALLEL = 32
 TICK_S = 0.25
+#: A workflow's outcomes are gathered for 1 ms per this many bytes of its record after its last advance,
+#: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~20 ms for a 1,000-step one.
+COALESCE_BYTES_PER_MS = 4096
+MAX_COALESCE_MS = 100
+
+
+def coalesce_ms(record_bytes: int) -> int:
+    """How long after its last advance a workflow with a record this big is advanced again."""
+    return min(MAX_COALESCE_MS, record_bytes // COALESCE_BYTES_PER_MS)
 
 
 class Advancer:
@@ -87,6 +98,9 @@ class Advancer:
         #: those this process wrote and carried out itself: a check is needed only for the others.
         self.seen: dict[str, set[int]] = {}
         self.own: dict[str, set[int]] = {}
+        #: Per running workflow, its record's size and when it was last advanced here.
+        self.sizes: dict[str, int] = {}
+        self.advanced_at: dict[str, int] = {}
         self.busy: set[str] = set()
         self.wake = asyncio.Event()
         self.advanced = 0
@@ -133,6 +147,7 @@ class Advancer:
             self.stopping.discard(key)
         if state is wf.WorkflowState.RUNNING:
             self.seen.setdefault(key, set()).add(revision)
+            self.sizes[key] = len(data)
             self.checks.setdefault(key, now + CHECK_AFTER_MS)
         else:
             self._settled(key)
@@ -140,6 +155,8 @@ class Advancer:
     def _settled(self, workflow_id: str) -> None:
         self.seen.pop(workflow_id, None)
         self.own.pop(workflow_id, None)
+        self.sizes.pop(workflow_id, None)
+        self.advanced_at.pop(workflow_id, None)
 
     def _job(self, job_id: str) -> tuple[JobRecord, int] | None:
         """A waiting step job as the feed last showed it."""
@@ -152,9 +169,10 @@ class Advancer:
         await asyncio.gather(*(feed.caught_up.wait() for feed in self.feeds))
         tasks: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(PARALLEL)
+        sleep_s = TICK_S
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), TICK_S)
+                await asyncio.wait_for(self.wake.wait(), sleep_s)
             self.wake.clear()
             now = self.clock.now_ms()
             for workflow_id, kind in self.unstarted.due(self.waiting, now):
@@ -162,9 +180,11 @@ class Advancer:
                     self.unstarted.again(workflow_id, kind, now)
                     continue
                 await self._spawn(tasks, slots, workflow_id, self._abandon(workflow_id, kind))
-            for workflow_id in self._due():
+            due, soonest = self._due()
+            for workflow_id in due:
                 if workflow_id not in self.busy:
                     await self._spawn(tasks, slots, workflow_id, self._turn(workflow_id))
+            sleep_s = TICK_S if soonest is None else min(TICK_S, max(0, soonest - now) / 1000)
 
     async def _spawn(
         self,
@@ -180,13 +200,24 @@ class Advancer:
         task.add_done_callback(tasks.discard)
         task.add_done_callback(lambda _: slots.release())
 
-    def _due(self) -> list[str]:
+    def _due(self) -> tuple[list[str], int | None]:
+        """The workflows to advance or check now, and when the soonest one held back to gather more
+        outcomes is due."""
         now = self.clock.now_ms()
-        due = [w for w in self.pending if w not in self.busy]
+        due: list[str] = []
+        soonest: int | None = None
+        for w in self.pending:
+            if w in self.busy:
+                continue
+            at = self.advanced_at.get(w, 0) + coalesce_ms(self.sizes.get(w, 0))
+            if at <= now:
+                due.append(w)
+            else:
+                soonest = at if soonest is None else min(soonest, at)
         due += [
             w for w, at in self.checks.items() if at <= now and w not in self.busy and w not in self.pending
         ]
-        return due
+        return due, soonest
 
     async def _turn(self, workflow_id: str) -> None:
         """Advance one workflow by its pending outcomes, or check it; then look again if more came."""
@@ -201,6 +232,8 @@ class Advancer:
                     written = await self.workflows.advance(workflow_id, events, now, Known(self._job))
                     if written is not None:
                         self.own.setdefault(workflow_id, set()).add(written)
+                        if workflow_id in self.sizes:  # still running, as far as the feed has shown
+                            self.advanced_at[workflow_id] = self.clock.now_ms()
                     self.advanced += 1
                 except (NotFound, Poisoned) as exc:
                     self._set_aside(workflow_id, exc)
