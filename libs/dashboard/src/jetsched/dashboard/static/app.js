@@ -137,7 +137,7 @@ const views = {
       ["finished", when(job.finished_at_ms)], ["waiting", data.waiting || ""],
       ["workflow", job.workflow ? job.workflow.id + " / " + job.workflow.step : ""], ["schedule", job.schedule_id || ""]];
     const attempts = data.timeline.map((a) => el("tr", { "data-attempt": a.attempt },
-      el("td", { class: "num" }, a.attempt), el("td", {}, a.worker || ""), el("td", {}, when(a.claimed_at_ms)),
+      el("td", { class: "num" }, a.attempt), el("td", { title: a.session ? "session " + a.session : null }, a.worker || ""), el("td", {}, when(a.claimed_at_ms)),
       el("td", {}, a.outcome ? stateCell(a.outcome) : ""),
       el("td", {}, a.errors.map((e) => el("div", {}, el("div", {}, when(e.at_ms) + " — " + e.kind + ": " + e.type + ": " + e.message),
         e.traceback ? el("pre", {}, e.traceback) : null)))));
