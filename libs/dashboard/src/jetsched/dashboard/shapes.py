@@ -32,6 +32,12 @@ def last_error(record: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def has_error_type(record: dict[str, Any], error_type: str) -> bool:
+    """Whether the job's last error is of `error_type` (what bulk dead-letter actions filter by)."""
+    error = last_error(record)
+    return error is not None and error["type"] == error_type
+
+
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """One row of a job table."""
     lease = record.get("lease") if isinstance(record.get("lease"), dict) else None
@@ -59,12 +65,10 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def page(reply: dict[str, Any], error_type: str | None = None) -> dict[str, Any]:
     """A `jobs.list`/`dead.list` reply as summaries, keeping only jobs whose last error has `error_type`."""
-    jobs = [summary(record) for record in reply.get("jobs", []) if isinstance(record, dict)]
+    records = [record for record in reply.get("jobs", []) if isinstance(record, dict)]
     if error_type is not None:
-        jobs = [
-            job for job in jobs if job["last_error"] is not None and job["last_error"]["type"] == error_type
-        ]
-    return {"jobs": jobs, "next": reply.get("next")}
+        records = [record for record in records if has_error_type(record, error_type)]
+    return {"jobs": [summary(record) for record in records], "next": reply.get("next")}
 
 
 def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
