@@ -65,3 +65,12 @@ async def test_acts_on_each_and_reports_refusals() -> None:
     assert result["failed"] == [{"id": "gone", "code": "invalid_state", "message": "not dead"}]
     assert progress == [(8, 21), (16, 21), (21, 21)]
     assert not api.dead
+
+
+async def test_pages_ask_for_no_more_than_wanted() -> None:
+    """Listing 300 of 600 reads two pages, the second asking for the 50 still wanted."""
+    api = FakeApi(["E"] * 600)
+    replies = [reply async for reply in bulk.pages(api, "dead.list", {}, total=300)]
+    assert [len(r["jobs"]) for r in replies] == [250, 50]
+    assert [body["limit"] for _, body in api.requests] == [250, 50]
+    assert replies[-1]["next"] == replies[-1]["jobs"][-1]["id"]

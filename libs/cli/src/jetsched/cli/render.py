@@ -98,16 +98,25 @@ def _attempt_line(item: dict[str, Any]) -> str:
     return line + f"  {item['outcome'] or '-'}"
 
 
-def print_jobs(page: dict[str, Any]) -> None:
-    jobs = page["jobs"]
-    print(f"{'id':<26}  {'capability':<16}  {'state':<9}  {'pri':>3}  {'att':>3}  created")
-    for job in jobs:
-        print(
-            f"{job['id']:<26}  {job['capability']:<16.16}  {job['state']:<9}  {job['priority']:>3}  "
-            f"{job.get('attempt', 0):>3}  {when(job.get('created_at_ms'))}"
-        )
-    if page.get("next"):
-        print(f"more: --after {page['next']}")
+JOBS_HEADER = f"{'id':<26}  {'capability':<16}  {'state':<9}  {'pri':>3}  {'att':>3}  created"
+
+
+def job_row(job: dict[str, Any]) -> str:
+    return (
+        f"{job['id']:<26}  {job['capability']:<16.16}  {job['state']:<9}  {job['priority']:>3}  "
+        f"{job.get('attempt', 0):>3}  {when(job.get('created_at_ms'))}"
+    )
+
+
+def print_bulk(result: dict[str, Any]) -> None:
+    """`jetsched dead retry|purge --error-type`: how many, of how many read, and each refusal."""
+    verb = "retried" if result["verb"] == "retry" else "purged"
+    print(
+        f"{verb} {len(result['done']):,} dead letters of type {result['error_type']}"
+        f" ({result['scanned']:,} dead letters read)"
+    )
+    for failure in result["failed"]:
+        print(f"not {verb}: {failure['id']}: {failure['code']}: {failure['message']}")
 
 
 def print_stats(stats: dict[str, Any]) -> None:

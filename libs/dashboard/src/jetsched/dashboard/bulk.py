@@ -36,12 +36,18 @@ PAGE = 250
 IN_FLIGHT = 8
 
 
-async def pages(client: Requester, name: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """Each reply of the list API `jetsched.api.<name>`, following its `next` cursor to the end."""
+async def pages(
+    client: Requester, name: str, body: dict[str, Any], key: str = "jobs", total: int | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Each reply of the list API `jetsched.api.<name>`, following its `next` cursor to the end or until
+    `total` items (under `key`) came; each page asks for no more than are still wanted."""
+    seen = 0
     while True:
-        reply: dict[str, Any] = await client.request(subjects.api(name), body)
+        wanted = PAGE if total is None else min(PAGE, total - seen)
+        reply: dict[str, Any] = await client.request(subjects.api(name), {**body, "limit": wanted})
         yield reply
-        if reply.get("next") is None:
+        seen += len(reply.get(key, []))
+        if reply.get("next") is None or (total is not None and seen >= total):
             return
         body = {**body, "after": reply["next"]}
 
@@ -92,15 +98,17 @@ async def act_on_dead(
     verb: str,
     ids: list[str],
     on_progress: Callable[[int, int], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`verb` (`retry` or `purge`) each dead letter; `{"done": [ids], "failed": [{"id", "code", "message"}]}`.
-    `on_progress(finished, total)` is called as they finish."""
+    """`verb` (`retry` or `purge`) each dead letter, with `extra` in each request (`dead.retry`'s
+    `attempts`); `{"done": [ids], "failed": [{"id", "code", "message"}]}`. `on_progress(finished, total)`
+    is called as they finish."""
     done: list[str] = []
     failed: list[dict[str, str]] = []
 
     async def one(job_id: str) -> None:
         try:
-            await client.request(subjects.api(f"dead.{verb}"), {"id": job_id})
+            await client.request(subjects.api(f"dead.{verb}"), {**(extra or {}), "id": job_id})
             done.append(job_id)
         except JetschedApiError as exc:
             failed.append({"id": job_id, "code": exc.code, "message": exc.message})
