@@ -17,6 +17,7 @@ import pytest
 
 from jetsched.devkit.nats_server import NatsServer, free_port
 from jetsched.devkit.stack import Stack, running_worker
+from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client, JetschedApiError, Job, Tasks
 
 
@@ -250,6 +251,16 @@ async def jetsched_on_a_terminal(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+async def indexed(client: Client, capability: str, state: str, count: int) -> None:
+    """Wait until intake's index (which lists answer from, after the records change) counts them."""
+
+    async def counted() -> bool:
+        counts: dict[str, int] = (await client.stats())["capabilities"].get(capability, {})
+        return counts.get(state) == count
+
+    await eventually(counted, timeout=20)
+
+
 async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
     stack: Stack, nats_server: NatsServer, client: Client
 ) -> None:
@@ -267,6 +278,7 @@ async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
         ids = [reply.id for reply in failing if not isinstance(reply, Exception)]
         assert all([(await client.wait(job_id))["state"] == "dead" for job_id in ids])
     os_errors, value_errors = ids[:6], ids[6:]
+    await indexed(client, "mail.send", "dead", 9)
 
     code, out, err = await jetsched_on_a_terminal(*url, "--json", "dead", "retry", "--error-type", "OSError")
     assert code == 0, err
@@ -284,6 +296,7 @@ async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
             await client.get(job_id)
 
     await client.submit_many("report", [{"n": n} for n in range(300)], delay=3600)
+    await indexed(client, "report", "scheduled", 300)
     code, out, err = await jetsched_on_a_terminal(*url, "jobs", "--state", "scheduled", "--all")
     assert code == 0, err
     assert len(out.splitlines()) == 301  # the header and every job, though a page holds 250
