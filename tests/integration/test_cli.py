@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pty
 import re
 import signal
 import socket
@@ -14,8 +16,9 @@ import orjson
 import pytest
 
 from jetsched.devkit.nats_server import NatsServer, free_port
-from jetsched.devkit.stack import Stack
-from jetsched.sdk import Client
+from jetsched.devkit.stack import Stack, running_worker
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, JetschedApiError, Job, Tasks
 
 
 async def jetsched(*args: str) -> tuple[int, str, str]:
@@ -221,3 +224,85 @@ async def test_user_errors_are_one_line(stack: Stack, nats_server: NatsServer, t
     assert code == 3
     assert "Traceback" not in err
     assert "is intake running?" in err
+
+
+async def jetsched_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the CLI as from a person's shell (stderr on a pseudo-terminal), its stdout on a pipe."""
+    master, slave = pty.openpty()
+
+    def read_terminal() -> bytes:
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the program (the terminal's other end) is gone
+            while chunk := os.read(master, 4096):
+                seen += chunk
+        return seen
+
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jetsched.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=slave
+        )
+        os.close(slave)
+        terminal = asyncio.create_task(asyncio.to_thread(read_terminal))
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        err = await asyncio.wait_for(terminal, 10)
+    finally:
+        os.close(master)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def indexed(client: Client, capability: str, state: str, count: int) -> None:
+    """Wait until intake's index (which lists answer from, after the records change) counts them."""
+
+    async def counted() -> bool:
+        counts: dict[str, int] = (await client.stats())["capabilities"].get(capability, {})
+        return counts.get(state) == count
+
+    await eventually(counted, timeout=20)
+
+
+async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
+    stack: Stack, nats_server: NatsServer, client: Client
+) -> None:
+    """Dead letters retried and purged by error type, a list longer than a page: progress on a terminal's
+    stderr, never on stdout (so `--json` stays clean) and not at all when stderr is not a terminal."""
+    url = ("--nats", nats_server.url)
+    tasks = Tasks()
+
+    @tasks.task("mail.send")
+    async def send(job: Job) -> None:
+        raise (OSError if job.payload["os"] else ValueError)("no")
+
+    async with running_worker(tasks, nats_server.url):
+        failing = await client.submit_many("mail.send", [{"os": n < 6} for n in range(9)], max_attempts=1)
+        ids = [reply.id for reply in failing if not isinstance(reply, Exception)]
+        assert all([(await client.wait(job_id))["state"] == "dead" for job_id in ids])
+    os_errors, value_errors = ids[:6], ids[6:]
+    await indexed(client, "mail.send", "dead", 9)
+
+    code, out, err = await jetsched_on_a_terminal(*url, "--json", "dead", "retry", "--error-type", "OSError")
+    assert code == 0, err
+    assert sorted(orjson.loads(out)["done"]) == sorted(os_errors)
+    assert "retried 6/6" in err
+    assert {(await client.get(job_id))["job"]["state"] for job_id in os_errors} == {"ready"}
+
+    code, out, err = await jetsched(
+        *url, "dead", "purge", "--error-type", "ValueError", "--capability", "mail.send"
+    )
+    assert (code, err) == (0, "")
+    assert "purged 3 dead letters of type ValueError" in out
+    for job_id in value_errors:
+        with pytest.raises(JetschedApiError, match="not_found"):
+            await client.get(job_id)
+
+    await client.submit_many("report", [{"n": n} for n in range(300)], delay=3600)
+    await indexed(client, "report", "scheduled", 300)
+    code, out, err = await jetsched_on_a_terminal(*url, "jobs", "--state", "scheduled", "--all")
+    assert code == 0, err
+    assert len(out.splitlines()) == 301  # the header and every job, though a page holds 250
+    assert "listed 300 jobs" in err
+    code, out, err = await jetsched(*url, "--json", "jobs", "--capability", "report", "--limit", "280")
+    assert (code, err) == (0, "")
+    listed = orjson.loads(out)
+    assert len(listed["jobs"]) == 280
+    assert listed["next"] == listed["jobs"][-1]["id"]

@@ -22,7 +22,8 @@ from jetsched.dashboard.access import TOKEN_HEADER, Access
 from jetsched.dashboard.app import Dashboard, serve
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
-from jetsched.sdk import Client, Job, Tasks
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, JetschedApiError, Job, Tasks
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -55,11 +56,14 @@ def artefacts(tmp_path: Path) -> Path:
     return where
 
 
-async def test_browser_sees_jobs_live_and_retries_a_dead_job(
+async def test_browser_sees_jobs_live_and_operates_jetsched(
     stack: Stack, client: Client, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """In Chromium: a submitted job moves to succeeded on screen without a reload; a dead job's retry is
-    refused without the operator token and done with it."""
+    refused without the operator token and done with it, and its timeline names each attempt's worker;
+    the operator pauses and resumes a queue, cancels a job, retries and purges dead letters by error type
+    (one and in bulk) and drains a worker, each effect checked through the control API. One stack and
+    one browser for all of it: a browser start costs more than the checks."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: `apt-get install -y chromium` (make install does it)")
     shots = artefacts(tmp_path)
@@ -75,8 +79,14 @@ async def test_browser_sees_jobs_live_and_retries_a_dead_job(
             raise ConnectionRefusedError("smtp.example.com:25 refused the connection")
         return "sent"
 
+    @tasks.task("ledger.post")
+    async def post(job: Job) -> str:
+        if job.attempt == 1:
+            raise (LookupError if job.payload["missing"] else TimeoutError)(f"entry {job.payload['n']}")
+        return "posted"
+
     async with (
-        running_worker(tasks, nats_server.url, labels={"region": "eu"}),
+        running_worker(tasks, nats_server.url, labels={"region": "eu"}) as worker,
         dashboard(nats_server.url, TOKEN) as url,
         async_playwright() as playwright,
     ):
@@ -123,10 +133,16 @@ async def test_browser_sees_jobs_live_and_retries_a_dead_job(
 
             await page.goto(f"{url}#/job/{dead.id}")
             await expect(page.locator("#job-state")).to_have_text("succeeded")
-            await expect(page.locator('tr[data-attempt="1"]')).to_contain_text("smtp.example.com:25 refused")
-            await expect(page.locator('tr[data-attempt="2"]')).to_contain_text("succeeded")
+            for attempt, outcome in (("1", "smtp.example.com:25 refused"), ("2", "succeeded")):
+                row = page.locator(f'tr[data-attempt="{attempt}"]')
+                await expect(row).to_contain_text(outcome)
+                await expect(row).to_contain_text(worker.worker)  # each attempt names its worker
             await page.screenshot(path=str(shots / "job-timeline.png"), full_page=True)
             await show_other_views(page, url, shots)
+            await pause_and_resume_a_queue(page, url, client, shots)
+            await cancel_a_job(page, url, client)
+            await act_on_dead_letters(page, url, client, shots)
+            await drain_a_worker(page, url, client, nats_server.url, shots)
         finally:
             await browser.close()
 
@@ -140,6 +156,102 @@ async def show_other_views(page: Page, url: str, shots: Path) -> None:
         await page.goto(f"{url}#/{view}")
         await expect(page.locator("main h1")).to_be_visible()
         await expect(page.locator("#error")).to_have_count(0)
+
+
+async def queue_paused(client: Client, capability: str) -> bool:
+    """Whether the queue is paused, as the queue settings API says (it follows the settings' bucket)."""
+    settings = await client.request("jetsched.api.queues.list", {})
+    return bool(settings["queues"].get(capability, {}).get("paused"))
+
+
+async def queue_running(client: Client, capability: str) -> bool:
+    return not await queue_paused(client, capability)
+
+
+async def pause_and_resume_a_queue(page: Page, url: str, client: Client, shots: Path) -> None:
+    """The operator pauses a queue and resumes it from the queues view; the queue settings follow."""
+    await page.goto(f"{url}#/")
+    row = page.locator('tr[data-capability="report.render"]')
+    await row.locator('button[data-action="pause"]').click()
+    await expect(page.locator("#flash-message")).to_contain_text("paused report.render")
+    await eventually(lambda: queue_paused(client, "report.render"))
+    await expect(row.locator('button[data-action="resume"]')).to_be_visible()
+    await page.screenshot(path=str(shots / "queue-paused.png"), full_page=True)
+    await row.locator('button[data-action="resume"]').click()
+    await expect(page.locator("#flash-message")).to_contain_text("resumed report.render")
+    await eventually(lambda: queue_running(client, "report.render"))
+    await expect(row.locator('button[data-action="pause"]')).to_be_visible()
+
+
+async def cancel_a_job(page: Page, url: str, client: Client) -> None:
+    """The operator cancels a job that waits to run from its page."""
+    job = await client.submit("report.render", {"later": True}, delay=3600)
+    await page.goto(f"{url}#/job/{job.id}")
+    await page.click('button[data-action="cancel"]')
+    await expect(page.locator("#flash-message")).to_contain_text(f"cancelled {job.id}")
+    assert (await client.get(job.id))["job"]["state"] == "cancelled"
+    await expect(page.locator("#job-state")).to_have_text("cancelled")
+
+
+async def act_on_dead_letters(page: Page, url: str, client: Client, shots: Path) -> None:
+    """Dead letters filtered by error type: all of one type retried at once; of another type one purged
+    from its row and the rest in bulk."""
+    replies = await client.submit_many(
+        "ledger.post", [{"n": n, "missing": n < 3} for n in range(5)], max_attempts=1, backoff=FAST
+    )
+    ids = [reply.id for reply in replies if not isinstance(reply, Exception)]
+    assert [(await client.wait(job_id))["state"] for job_id in ids] == ["dead"] * 5
+    lookups, timeouts = ids[:3], ids[3:]
+
+    await page.goto(f"{url}#/dead")
+    await page.fill("#dead-error-type", "LookupError")
+    await page.click("#dead-filter")
+    for job_id in lookups:
+        await expect(page.locator(f'tr[data-id="{job_id}"]')).to_be_visible()
+    await expect(page.locator(f'tr[data-id="{timeouts[0]}"]')).to_have_count(0)
+    await page.screenshot(path=str(shots / "dead-filtered.png"), full_page=True)
+    await page.click('button[data-action="retry all"]')
+    await expect(page.locator("#flash-message")).to_contain_text("retried 3 dead letters of type LookupError")
+    assert [(await client.wait(job_id))["state"] for job_id in lookups] == ["succeeded"] * 3
+
+    await page.fill("#dead-error-type", "TimeoutError")
+    await page.click("#dead-filter")
+    await page.locator(f'tr[data-id="{timeouts[0]}"] button[data-action="purge"]').click()
+    await expect(page.locator("#flash-message")).to_contain_text(f"purged {timeouts[0]}")
+    await page.click('button[data-action="purge all"]')
+    await expect(page.locator("#flash-message")).to_contain_text("purged 1 dead letter of type TimeoutError")
+    for job_id in timeouts:
+        with pytest.raises(JetschedApiError, match="not_found"):
+            await client.get(job_id)
+
+
+async def drain_a_worker(page: Page, url: str, client: Client, nats_url: str, shots: Path) -> None:
+    """The operator drains a worker session: it announces draining, takes nothing new, finishes the job
+    it holds and stops."""
+    spare_tasks = Tasks()
+    release = asyncio.Event()
+
+    @spare_tasks.task("spare.hold")
+    async def hold(job: Job) -> str:
+        await release.wait()
+        return "held"
+
+    async def draining(session: str) -> bool:
+        return any(w["session"] == session and w["draining"] for w in await client.workers())
+
+    async with running_worker(spare_tasks, nats_url, concurrency=1, labels={"role": "spare"}) as spare:
+        held = await client.submit("spare.hold")
+        await eventually(lambda: spare.held, timeout=20)
+        await page.goto(f"{url}#/workers")
+        row = page.locator("tr", has_text=spare.session)
+        await row.locator('button[data-action="drain"]').click()
+        await expect(page.locator("#flash-message")).to_contain_text(f"draining {spare.session}")
+        await eventually(lambda: draining(spare.session))
+        await expect(row).to_contain_text("draining")
+        await expect(row).to_contain_text("1/1")  # busy/slots: the job it holds
+        await page.screenshot(path=str(shots / "worker-draining.png"), full_page=True)
+        release.set()
+        assert (await client.wait(held.id))["state"] == "succeeded"
 
 
 async def test_changes_need_the_token_and_a_same_origin_request(

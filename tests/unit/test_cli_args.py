@@ -8,7 +8,7 @@ import pytest
 
 from jetsched.cli.__main__ import build_parser
 from jetsched.cli.durations import BadValue, parse_duration
-from jetsched.cli.render import fields, span, when
+from jetsched.cli.render import fields, print_job, span, when
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,24 @@ def test_every_argument_says_what_it_is() -> None:
 
     walk(build_parser(), "jetsched")
     assert not missing, missing
+
+
+def test_status_names_the_worker_of_every_attempt(capsys: pytest.CaptureFixture[str]) -> None:
+    """`jetsched status` lists each attempt with the worker that ran it and how it ended."""
+    error = {"attempt": 1, "at_ms": 1, "kind": "error", "type": "OSError", "message": "refused"}
+    job = {
+        "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HE",
+        "capability": "email.send",
+        "state": "succeeded",
+        "priority": 5,
+        "attempt": 2,
+        "max_attempts": 3,
+        "errors": [{**error, "worker": "host-a", "session": "s1", "claimed_at_ms": 0}],
+        "last_run": {"attempt": 2, "worker": "host-b", "session": "s2", "claimed_at_ms": 2},
+    }
+    print_job({"job": job, "last_error": None, "waiting": None})
+    attempts = [line for line in capsys.readouterr().out.splitlines() if "attempt" in line][1:]
+    assert "1  on host-a (session s1)" in attempts[0]
+    assert attempts[0].endswith("error")
+    assert "2  on host-b (session s2)" in attempts[1]
+    assert attempts[1].endswith("succeeded")

@@ -71,6 +71,10 @@ class TestClip:
         assert bounds.clip("\x01\x02\n", 100) == "\ufffd\ufffd\n"
 
 
+#: The longest worker name a heartbeat may announce, in the characters that take most bytes as JSON.
+WORST_WORKER = "\x01" * 128
+
+
 def worst_case_record(payload_bytes: int) -> JobRecord:
     """A record whose payload takes `payload_bytes` and that has gained everything it can gain."""
     request = JobRequest(payload="x" * (payload_bytes - 2))
@@ -82,7 +86,7 @@ def worst_case_record(payload_bytes: int) -> JobRecord:
     record = states.accept(request, JOB, "c" * 128, NOW, trace)
     hostile = '"\\' * 100_000
     for attempt in range(1, bounds.MAX_ERRORS + 2):
-        record = states.claim(record, "w" * 128, "s" * 64, "t", NOW)
+        record = states.claim(record, WORST_WORKER, "s" * 64, "t", NOW)
         error = OutcomeError(type=hostile, message=hostile, traceback=hostile)
         report = Outcome(
             id=JOB,
@@ -96,7 +100,7 @@ def worst_case_record(payload_bytes: int) -> JobRecord:
         )
         record = states.apply_outcome(record.model_copy(update={"max_attempts": 1000}), report, NOW, 0.5)
         record = states.due(record, NOW) if record.state.value == "scheduled" else record
-    record = states.claim(record, "w" * 128, "s" * 64, "t", NOW)
+    record = states.claim(record, WORST_WORKER, "s" * 64, "t", NOW)
     result = "r" * (bounds.MAX_RESULT_BYTES - 2)
     done = Outcome(
         id=JOB,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from jetsched.core import bounds, states
@@ -15,8 +17,12 @@ from jetsched.core.models import (
     Outcome,
     OutcomeError,
     OutcomeStatus,
+    Run,
     token_hash,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 NOW = 1_700_000_000_000
 #: The tokens these tests claim with, by the hash a record keeps of them.
@@ -254,6 +260,60 @@ class TestRescue:
         """A claim that never reached its worker is ready again without using an attempt."""
         orphaned = states.orphan(running(accepted()), NOW)
         assert (orphaned.state, orphaned.attempts_used, orphaned.lease) == (JobState.READY, 0, None)
+
+
+class TestWhoRanIt:
+    def test_each_error_names_its_worker(self) -> None:
+        """A failed attempt's error entry names the worker, session and claim time of its lease."""
+        record = accepted(backoff={"base_ms": 0})
+        record = states.apply_outcome(
+            running(record), report(running(record), OutcomeStatus.FAILED), NOW, 0.5
+        )
+        again = states.claim(record, "host-2", "s2", "t2", NOW + 30)
+        record = states.lose(again, NOW + 40, 0.5, "gone")
+        assert [(e.attempt, e.worker, e.session, e.claimed_at_ms) for e in record.errors] == [
+            (1, "host-1", "s1", NOW + 10),
+            (2, "host-2", "s2", NOW + 30),
+        ]
+
+    @pytest.mark.parametrize(
+        "end",
+        [
+            lambda r: states.apply_outcome(r, report(r, OutcomeStatus.SUCCEEDED), NOW, 0.5),
+            lambda r: states.cancel(r, NOW),
+            lambda r: states.release(r, NOW),
+            lambda r: states.time_out(r, NOW, 0.5),
+        ],
+        ids=["succeeded", "cancelled", "released", "timed-out"],
+    )
+    def test_the_last_run_outlives_its_lease(self, end: Callable[[JobRecord], JobRecord]) -> None:
+        """However an attempt ends, the lease is cleared and `last_run` keeps who ran it."""
+        ended = end(running(accepted()))
+        assert ended.lease is None
+        assert ended.last_run == Run(attempt=1, worker="host-1", session="s1", claimed_at_ms=NOW + 10)
+
+    def test_no_worker_for_an_attempt_that_never_ran(self) -> None:
+        """An expired start names no worker."""
+        record = accepted(expires_in_ms=5)
+        dead = states.expire(record, NOW + 10)
+        assert (dead.errors[-1].worker, dead.last_run) == (None, None)
+
+    def test_a_long_worker_name_is_cut_in_the_history(self) -> None:
+        """The error history keeps a worker name within its bound, whatever its characters."""
+        record = states.claim(accepted(), "\u00e9" * 128, "s1", "t1", NOW)
+        lost = states.lose(record, NOW, 0.5, "gone")
+        assert lost.errors[-1].worker is not None
+        assert bounds.json_bytes(lost.errors[-1].worker) <= bounds.MAX_ERROR_WORKER_BYTES
+
+    def test_records_from_before_parse(self) -> None:
+        """A stored record whose errors name no worker and that has no `last_run` still reads."""
+        stored = states.lose(running(accepted()), NOW, 0.5, "gone").model_dump(mode="json")
+        del stored["last_run"]
+        for error in stored["errors"]:
+            for name in ("worker", "session", "claimed_at_ms"):
+                del error[name]
+        old = JobRecord.model_validate(stored)
+        assert (old.last_run, old.errors[-1].worker) == (None, None)
 
 
 class TestCancelAndRevive:

@@ -242,6 +242,26 @@ class TestShapes:
         assert timeline[1]["worker"] == "host-a"
         assert [a["outcome"] for a in timeline] == ["error", "error"]
 
+    def test_timeline_names_the_worker_of_every_attempt(self) -> None:
+        """Past attempts take their worker from their errors, the last one from `last_run` once its
+        lease is gone; an old record's errors without a worker leave it unknown."""
+        first, second = self.RECORD["errors"]
+        record = {
+            **self.RECORD,
+            "state": "succeeded",
+            "attempt": 3,
+            "lease": None,
+            "last_run": {"attempt": 3, "worker": "host-c", "session": "s3", "claimed_at_ms": 7},
+            "errors": [first, {**second, "worker": "host-b", "session": "s2", "claimed_at_ms": 5}],
+        }
+        timeline = shapes.timeline(record)
+        assert [(a["worker"], a["session"], a["claimed_at_ms"]) for a in timeline] == [
+            (None, None, None),
+            ("host-b", "s2", 5),
+            ("host-c", "s3", 7),
+        ]
+        assert [a["outcome"] for a in timeline] == ["error", "error", "succeeded"]
+
     def test_timeline_of_a_success(self) -> None:
         """The last attempt of a succeeded job is shown as succeeded, with its finish time."""
         record = {

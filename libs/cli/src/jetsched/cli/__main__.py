@@ -22,10 +22,13 @@ from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, defa
 
 from .dashboard import add_dashboard_command, run_dashboard
 from .durations import parse_duration, parse_json
+from .listing import Table, add_list_arguments, dead_bulk, list_command
 from .render import (
+    JOBS_HEADER,
     fields,
+    job_row,
+    print_bulk,
     print_job,
-    print_jobs,
     print_progress,
     print_quarantined,
     print_schedules,
@@ -36,6 +39,7 @@ from .schedules import add_schedule_commands, run_schedules
 from .security import add_security_commands, run_security
 from .workflows import add_workflow_commands, print_workflows, run_workflows
 
+JOBS_TABLE = Table(JOBS_HEADER, job_row)
 #: Queue limits `queues configure --clear` can remove (the others have defaults, not "none").
 CLEARABLE = ("max_running", "max_running_per_key", "rate_per_s", "rate_per_key_per_s", "aging_ms")
 
@@ -138,10 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list jobs")
     jobs.add_argument("--state", help="scheduled, ready, running, succeeded, dead, cancelled")
     jobs.add_argument("--capability", help="only jobs of this capability")
-    jobs.add_argument(
-        "--limit", type=int, default=50, help="at most this many (default 50; --after pages on)"
-    )
-    jobs.add_argument("--after", help="cursor: the last id of the previous page")
+    add_list_arguments(jobs, "matching jobs", 50)
 
     commands.add_parser("stats", help="job counts by state and capability, worker slots")
     for verb, text in (
@@ -185,14 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = commands.add_parser("dead", help="the dead letters: list, retry, purge")
     dead_commands = dead.add_subparsers(dest="dead_command", required=True)
-    dead_list = dead_commands.add_parser("list")
-    dead_list.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    dead_list.add_argument("--after", help="the cursor a previous page printed")
-    dead_retry = dead_commands.add_parser("retry")
-    dead_retry.add_argument("id", help="the dead job to run again")
-    dead_retry.add_argument("--attempts", type=int, help="further attempts (default: the job's max_attempts)")
-    dead_purge = dead_commands.add_parser("purge")
-    dead_purge.add_argument("id", help="the dead job to delete for good")
+    dead_list = dead_commands.add_parser("list", help="dead jobs, oldest first")
+    add_list_arguments(dead_list, "dead letters", 50)
+    dead_list.add_argument("--capability", help="only this capability's dead letters")
+    dead_list.add_argument(
+        "--error-type", help="only those whose last error is of this type, e.g. ConnectionRefusedError"
+    )
+    for verb, what in (("retry", "run again"), ("purge", "delete for good")):
+        one_or_many = dead_commands.add_parser(
+            verb,
+            help=f"{what} one dead job, or every dead job of an error type",
+            description=f"Examples: jetsched dead {verb} 01KBZ3R6X9T2M0Q7D5W8C4N1HE; "
+            f"jetsched dead {verb} --error-type ConnectionRefusedError --capability email.send "
+            "(shows progress on a terminal)",
+        )
+        target = one_or_many.add_mutually_exclusive_group(required=True)
+        target.add_argument("id", nargs="?", help=f"the dead job to {what}")
+        target.add_argument("--error-type", help=f"{what} every dead job whose last error is of this type")
+        one_or_many.add_argument("--capability", help="with --error-type: only this capability's")
+        if verb == "retry":
+            one_or_many.add_argument(
+                "--attempts", type=int, help="further attempts (default: the job's max_attempts)"
+            )
 
     doctor = commands.add_parser("doctor", help="stored items services set aside as unreadable; purge them")
     doctor_commands = doctor.add_subparsers(dest="doctor_command")
@@ -272,7 +287,9 @@ async def run_client(args: argparse.Namespace) -> Any:
         if command == "status":
             return await client.get(args.id)
         if command == "jobs":
-            return await client.list(args.state, args.capability, args.limit, args.after)
+            body = {"state": args.state, "capability": args.capability}
+            filters = {k: v for k, v in body.items() if v is not None}
+            return await list_command(client, args, "jobs.list", filters, JOBS_TABLE)
         if command == "cancel":
             return await client.cancel(args.id)
         if command == "stats":
@@ -311,7 +328,12 @@ async def run_client(args: argparse.Namespace) -> Any:
                 return await client.request("jetsched.api.doctor.purge", body)
             return await client.request("jetsched.api.doctor.list", {})
         if args.dead_command == "list":
-            return await client.dead(args.limit, args.after)
+            filters = {"capability": args.capability} if args.capability else {}
+            return await list_command(
+                client, args, "dead.list", filters, JOBS_TABLE, error_type=args.error_type
+            )
+        if args.error_type is not None:
+            return await dead_bulk(client, args)
         if args.dead_command == "retry":
             return await client.retry_dead(args.id, args.attempts)
         return await client.purge_dead(args.id)
@@ -325,7 +347,10 @@ def missing(exc: ModuleNotFoundError, module: str, command: str, install: str) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "dead_command", None) in ("retry", "purge") and args.id and args.capability:
+        parser.error("--capability goes with --error-type (one job is named by its id alone)")
     if args.command == "worker":
         logs.setup("worker", BusConfig.from_env().log_level)
         telemetry.setup("jetsched-worker")
@@ -388,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     except (TimeoutError, OSError) as exc:
         print(f"error: no reply from jetsched at {redact(args.nats)}: {exc!r}", file=sys.stderr)
         sys.exit(3)
+    if result is None:  # a list printed page by page as it came
+        return
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif args.command == "stats":
@@ -398,10 +425,10 @@ def main(argv: list[str] | None = None) -> None:
         print_workflows(result, args.workflows_command)
     elif args.command == "workers":
         print_workers(result)
+    elif args.command == "dead" and "done" in result:
+        print_bulk(result)
     elif "quarantined" in result:
         print_quarantined(result)
-    elif "jobs" in result:
-        print_jobs(result)
     elif "job" in result:
         print_job(result)
     else:

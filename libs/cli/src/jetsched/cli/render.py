@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from jetsched.dashboard.shapes import timeline
+
 
 def when(ms: int | None, now_ms: int | None = None) -> str:
     """An instant as people read it: absolute (UTC) and relative, `2026-11-29 10:29:19.123Z (3m ago)`."""
@@ -79,24 +81,42 @@ def print_job(view: dict[str, Any]) -> None:
     if view.get("last_error"):
         error = view["last_error"]
         rows.append(("last error", f"[{error['kind']}] {error['type']}: {error['message']}"))
-    for error in job.get("errors", [])[:-1]:
-        rows.append(
-            ("  earlier", f"attempt {error['attempt']} [{error['kind']}] {error['type']}: {error['message']}")
-        )
+    for item in timeline(job):
+        rows.append(("attempt", _attempt_line(item)))
+        rows += [("", f"  [{e['kind']}] {e['type']}: {e['message']}") for e in item["errors"]]
     for name, value in rows:
         print(f"{name:>11}  {value}")
 
 
-def print_jobs(page: dict[str, Any]) -> None:
-    jobs = page["jobs"]
-    print(f"{'id':<26}  {'capability':<16}  {'state':<9}  {'pri':>3}  {'att':>3}  created")
-    for job in jobs:
-        print(
-            f"{job['id']:<26}  {job['capability']:<16.16}  {job['state']:<9}  {job['priority']:>3}  "
-            f"{job.get('attempt', 0):>3}  {when(job.get('created_at_ms'))}"
-        )
-    if page.get("next"):
-        print(f"more: --after {page['next']}")
+def _attempt_line(item: dict[str, Any]) -> str:
+    """`2  on host-a-4242 (session 01kbz…), claimed 2026-… (3m ago)  error`, as far as the record knows."""
+    line = f"{item['attempt']:>2}"
+    if item["worker"] is not None:
+        line += f"  on {item['worker']} (session {item['session']})"
+    if item["claimed_at_ms"] is not None:
+        line += f", claimed {when(item['claimed_at_ms'])}"
+    return line + f"  {item['outcome'] or '-'}"
+
+
+JOBS_HEADER = f"{'id':<26}  {'capability':<16}  {'state':<9}  {'pri':>3}  {'att':>3}  created"
+
+
+def job_row(job: dict[str, Any]) -> str:
+    return (
+        f"{job['id']:<26}  {job['capability']:<16.16}  {job['state']:<9}  {job['priority']:>3}  "
+        f"{job.get('attempt', 0):>3}  {when(job.get('created_at_ms'))}"
+    )
+
+
+def print_bulk(result: dict[str, Any]) -> None:
+    """`jetsched dead retry|purge --error-type`: how many, of how many read, and each refusal."""
+    verb = "retried" if result["verb"] == "retry" else "purged"
+    print(
+        f"{verb} {len(result['done']):,} dead letters of type {result['error_type']}"
+        f" ({result['scanned']:,} dead letters read)"
+    )
+    for failure in result["failed"]:
+        print(f"not {verb}: {failure['id']}: {failure['code']}: {failure['message']}")
 
 
 def print_stats(stats: dict[str, Any]) -> None:

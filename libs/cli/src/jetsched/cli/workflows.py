@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .listing import Table, add_list_arguments, list_command
+
 if TYPE_CHECKING:
     import argparse
 
@@ -30,8 +32,7 @@ def add_workflow_commands(commands: Any) -> None:
         choices=("running", "succeeded", "failed", "cancelled"),
         help="only workflows in this state",
     )
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    listing.add_argument("--after", help="the cursor a previous page printed")
+    add_list_arguments(listing, "workflows", 100)
     for verb, text in (
         ("get", "one workflow as JSON"),
         ("show", "draw the graph with each step's state, attempt and timing"),
@@ -47,7 +48,8 @@ async def run_workflows(client: Client, args: argparse.Namespace) -> Any:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()  # noqa: ASYNC240 - a CLI's one small read
         return await client.request("jetsched.workflow.submit", orjson.loads(text))
     if verb == "list":
-        return await client.workflows(args.state, args.limit, args.after)
+        body = {"state": args.state} if args.state else {}
+        return await list_command(client, args, "workflows.list", body, WORKFLOWS_TABLE, key="workflows")
     if verb == "cancel":
         return await client.cancel_workflow(args.id)
     if verb == "retry":
@@ -108,14 +110,11 @@ def draw(view: dict[str, Any]) -> list[str]:
     return lines
 
 
+WORKFLOWS_TABLE = Table(f"{'id':<26}  state", lambda item: f"{item['id']:<26}  {item['state']}")
+
+
 def print_workflows(result: dict[str, Any], verb: str) -> None:
     if verb == "show":
         print("\n".join(draw(result["workflow"])))
-    elif verb == "list":
-        print(f"{'id':<26}  state")
-        for item in result["workflows"]:
-            print(f"{item['id']:<26}  {item['state']}")
-        if result.get("next"):
-            print(f"more: --after {result['next']}")
     else:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

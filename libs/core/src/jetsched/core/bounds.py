@@ -33,13 +33,18 @@ MAX_ERRORS = 20
 MAX_ERROR_TYPE_BYTES = 256
 MAX_ERROR_MESSAGE_BYTES = 2048
 MAX_TRACEBACK_BYTES = 8192
+#: Encoded bytes kept of the name of the worker that ran a failed attempt.
+MAX_ERROR_WORKER_BYTES = 256
 #: Trace context carried in headers and stored with a job: `tracestate` and `baggage` are bounded.
 MAX_TRACESTATE_BYTES = 512
 MAX_BAGGAGE_BYTES = 8192
-#: Headroom for everything else a record or message may gain (lease, timestamps, keys, headers).
+#: Headroom for everything else a record or message may gain (lease, last run, timestamps, keys, headers).
 SLACK_BYTES = 8192
-#: The most one error history entry can take, encoded.
-ERROR_ENTRY_BYTES = MAX_ERROR_TYPE_BYTES + MAX_ERROR_MESSAGE_BYTES + MAX_TRACEBACK_BYTES + 256
+#: The most one error history entry can take, encoded: its texts and worker name, and 384 bytes for the
+#: rest (keys, attempt, times, kind, session id).
+ERROR_ENTRY_BYTES = (
+    MAX_ERROR_TYPE_BYTES + MAX_ERROR_MESSAGE_BYTES + MAX_TRACEBACK_BYTES + MAX_ERROR_WORKER_BYTES + 384
+)
 #: The most a record can grow after it was created.
 GROWTH_BYTES = (
     MAX_ERRORS * ERROR_ENTRY_BYTES + MAX_RESULT_BYTES + MAX_TRACESTATE_BYTES + MAX_BAGGAGE_BYTES + SLACK_BYTES

@@ -209,6 +209,15 @@ class ErrorKind(StrEnum):
     RELEASED = "released"
 
 
+class Run(Model):
+    """Who ran an attempt: what a record keeps of a lease once the attempt is over."""
+
+    attempt: int
+    worker: str
+    session: str
+    claimed_at_ms: int
+
+
 class ErrorInfo(Model):
     attempt: int
     at_ms: int
@@ -216,6 +225,12 @@ class ErrorInfo(Model):
     type: str = ""
     message: str = ""
     traceback: str | None = None
+    #: Who ran the failed attempt, from its lease (the worker's name cut to `MAX_ERROR_WORKER_BYTES`).
+    #: None when no worker did (an expired start, a workflow step failed before it ran) and in records
+    #: written before attempts kept their worker.
+    worker: str | None = None
+    session: str | None = None
+    claimed_at_ms: int | None = None
 
 
 class WorkflowLink(Model):
@@ -265,6 +280,9 @@ class JobRecord(Model):
     concurrency_key: str | None = None
     key: str | None = None
     lease: Lease | None = None
+    #: Who ran the latest attempt once its lease is gone: the lease is cleared when an attempt ends, and
+    #: a succeeded or cancelled attempt leaves no error entry to name its worker.
+    last_run: Run | None = None
     errors: tuple[ErrorInfo, ...] = ()
     result: JSONValue = None
     created_at_ms: int

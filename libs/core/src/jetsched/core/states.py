@@ -38,6 +38,7 @@ from .models import (
     Outcome,
     OutcomeError,
     OutcomeStatus,
+    Run,
     token_hash,
 )
 
@@ -138,9 +139,16 @@ def fence(rec: JobRecord, attempt: int, hashed_token: str) -> None:
 
 
 def error_info(
-    attempt: int, now_ms: int, kind: ErrorKind, type: str, message: str, traceback: str | None = None
+    attempt: int,
+    now_ms: int,
+    kind: ErrorKind,
+    type: str,
+    message: str,
+    traceback: str | None = None,
+    lease: Lease | None = None,
 ) -> ErrorInfo:
-    """An error history entry, its texts cut to their bounds (the traceback keeps its end)."""
+    """An error history entry, its texts cut to their bounds (the traceback keeps its end), naming the
+    worker of the attempt's `lease` when it had one."""
     return ErrorInfo(
         attempt=attempt,
         at_ms=now_ms,
@@ -148,6 +156,9 @@ def error_info(
         type=bounds.clip(type, bounds.MAX_ERROR_TYPE_BYTES),
         message=bounds.clip(message, bounds.MAX_ERROR_MESSAGE_BYTES),
         traceback=bounds.clip(traceback, bounds.MAX_TRACEBACK_BYTES, keep_end=True) if traceback else None,
+        worker=None if lease is None else bounds.clip(lease.worker, bounds.MAX_ERROR_WORKER_BYTES),
+        session=None if lease is None else lease.session,
+        claimed_at_ms=None if lease is None else lease.claimed_at_ms,
     )
 
 
@@ -171,12 +182,16 @@ def apply_outcome(rec: JobRecord, outcome: Outcome, now_ms: int, rand: float) ->
         problem = result_problem(outcome.result)
         if problem is None:
             return _finish(rec, JobState.SUCCEEDED, now_ms, result=outcome.result)
-        info = error_info(outcome.attempt, now_ms, ErrorKind.ERROR, "ResultRejected", problem)
+        info = error_info(
+            outcome.attempt, now_ms, ErrorKind.ERROR, "ResultRejected", problem, lease=rec.lease
+        )
         return fail(rec, info, now_ms, rand)
     if status is OutcomeStatus.RELEASED:
         return release(rec, now_ms)
     err = outcome.error or OutcomeError()
-    info = error_info(outcome.attempt, now_ms, _KINDS[status], err.type, err.message, err.traceback)
+    info = error_info(
+        outcome.attempt, now_ms, _KINDS[status], err.type, err.message, err.traceback, rec.lease
+    )
     return fail(rec, info, now_ms, rand, retry_delay_ms=outcome.retry_delay_ms)
 
 
@@ -191,6 +206,7 @@ def release(rec: JobRecord, now_ms: int) -> JobRecord:
             "TooManyReleases",
             f"handed back unrun {rec.releases + 1} times (the limit is {MAX_RELEASES}): workers keep"
             " refusing or never receiving it — check their capacity, labels and drains",
+            lease=rec.lease,
         )
         return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-bounds.MAX_ERRORS :])
     return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
@@ -227,7 +243,7 @@ def lose(rec: JobRecord, now_ms: int, rand: float, message: str) -> JobRecord:
     node lost), and the job should run again within seconds. Further losses back off like failures, so a
     job that keeps killing its workers (a poison pill) slows down and ends dead after `max_attempts`.
     """
-    info = error_info(rec.attempt, now_ms, ErrorKind.LOST, "WorkerLost", message)
+    info = error_info(rec.attempt, now_ms, ErrorKind.LOST, "WorkerLost", message, lease=rec.lease)
     first_loss = not any(e.kind is ErrorKind.LOST for e in rec.errors)
     return fail(rec, info, now_ms, rand, retry_delay_ms=0 if first_loss else None)
 
@@ -264,6 +280,7 @@ def time_out(rec: JobRecord, now_ms: int, rand: float) -> JobRecord:
         ErrorKind.TIMEOUT,
         "TimeoutError",
         f"ran past its timeout of {rec.timeout_s}s without a report (stopped by the reaper)",
+        lease=rec.lease,
     )
     return fail(rec, info, now_ms, rand)
 
@@ -295,13 +312,24 @@ def _require(rec: JobRecord, state: JobState, verb: str) -> None:
         raise TransitionError(f"cannot {verb} {rec.id}: it is {rec.state}, not {state}")
 
 
+def _end_lease(rec: JobRecord) -> dict[str, object]:
+    """Clear the lease, keeping who ran the attempt as `last_run`."""
+    lease = rec.lease
+    if lease is None:
+        return {"lease": None}
+    run = Run(
+        attempt=lease.attempt, worker=lease.worker, session=lease.session, claimed_at_ms=lease.claimed_at_ms
+    )
+    return {"lease": None, "last_run": run}
+
+
 def _requeue(rec: JobRecord, now_ms: int, run_at_ms: int, **changes: object) -> JobRecord:
     state = JobState.SCHEDULED if run_at_ms > now_ms else JobState.READY
     first = rec.ready_since_ms if rec.ready_since_ms is not None else rec.run_at_ms
     return rec.model_copy(
         update={
             "state": state,
-            "lease": None,
+            **_end_lease(rec),
             "run_at_ms": run_at_ms,
             "updated_at_ms": now_ms,
             "ready_since_ms": first,
@@ -313,7 +341,7 @@ def _requeue(rec: JobRecord, now_ms: int, run_at_ms: int, **changes: object) -> 
 def _finish(
     rec: JobRecord, state: JobState, now_ms: int, result: JSON = None, **changes: object
 ) -> JobRecord:
-    update = {"state": state, "lease": None, "finished_at_ms": now_ms, "updated_at_ms": now_ms, **changes}
+    update = {"state": state, **_end_lease(rec), "finished_at_ms": now_ms, "updated_at_ms": now_ms, **changes}
     if state is JobState.SUCCEEDED:
         update["result"] = result
     return rec.model_copy(update=update)

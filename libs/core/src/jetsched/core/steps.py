@@ -60,6 +60,7 @@ def rerun(previous: JobRecord, workflow: WorkflowRecord, index: int, now_ms: int
             "ready_since_ms": None,
             "expires_at_ms": None,
             "lease": None,
+            "last_run": None,
             "errors": (),
             "result": None,
             "parents": None,

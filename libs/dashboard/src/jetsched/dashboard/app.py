@@ -21,7 +21,7 @@ from nats.errors import NoRespondersError
 from jetsched.bus.connect import redact
 from jetsched.sdk import Client, JetschedApiError
 
-from . import params, shapes
+from . import bulk, params, shapes
 from .access import TOKEN_HEADER, Access, allowed_hosts, host_ok, origin_ok
 from .events import KEEPALIVE, frame
 from .live import Hub
@@ -262,38 +262,9 @@ class Dashboard:
         except orjson.JSONDecodeError:
             raise params.BadParam("body", "a JSON object") from None
         capability, kind = params.bulk(body)
-        verb = request.match_info["verb"]
-        ids, scanned, truncated = await self._dead_ids(capability, kind)
-        done: list[str] = []
-        failed: list[dict[str, str]] = []
-        for job_id in ids:
-            try:
-                await self._api(f"dead.{verb}", {"id": job_id})
-                done.append(job_id)
-            except JetschedApiError as exc:
-                failed.append({"id": job_id, "code": exc.code, "message": exc.message})
-        return _json({"done": done, "failed": failed, "scanned": scanned, "truncated": truncated})
-
-    async def _dead_ids(self, capability: str | None, kind: str) -> tuple[list[str], int, bool]:
-        """Ids of dead letters whose last error is of type `kind` (at most `BULK_MAX`, of `BULK_SCAN`)."""
-        ids: list[str] = []
-        scanned, after = 0, None
-        while scanned < BULK_SCAN:
-            body: dict[str, Any] = {"limit": 250}
-            if capability is not None:
-                body["capability"] = capability
-            if after is not None:
-                body["after"] = after
-            reply = await self._api("dead.list", body)
-            page = shapes.page(reply, kind)
-            scanned += len(reply.get("jobs", []))
-            ids += [job["id"] for job in page["jobs"]]
-            after = reply.get("next")
-            if len(ids) >= BULK_MAX:
-                return ids[:BULK_MAX], scanned, True
-            if after is None:
-                return ids, scanned, False
-        return ids, scanned, True
+        found = await bulk.dead_of_type(self.client, kind, capability, limit=BULK_MAX, max_scan=BULK_SCAN)
+        result = await bulk.act_on_dead(self.client, request.match_info["verb"], found.ids)
+        return _json({**result, "scanned": found.scanned, "truncated": found.truncated})
 
 
 async def serve(

@@ -32,6 +32,12 @@ def last_error(record: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def has_error_type(record: dict[str, Any], error_type: str) -> bool:
+    """Whether the job's last error is of `error_type` (what bulk dead-letter actions filter by)."""
+    error = last_error(record)
+    return error is not None and error["type"] == error_type
+
+
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """One row of a job table."""
     lease = record.get("lease") if isinstance(record.get("lease"), dict) else None
@@ -59,36 +65,45 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def page(reply: dict[str, Any], error_type: str | None = None) -> dict[str, Any]:
     """A `jobs.list`/`dead.list` reply as summaries, keeping only jobs whose last error has `error_type`."""
-    jobs = [summary(record) for record in reply.get("jobs", []) if isinstance(record, dict)]
+    records = [record for record in reply.get("jobs", []) if isinstance(record, dict)]
     if error_type is not None:
-        jobs = [
-            job for job in jobs if job["last_error"] is not None and job["last_error"]["type"] == error_type
-        ]
-    return {"jobs": jobs, "next": reply.get("next")}
+        records = [record for record in records if has_error_type(record, error_type)]
+    return {"jobs": [summary(record) for record in records], "next": reply.get("next")}
 
 
 def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every attempt of a job, oldest first: its errors (with tracebacks) and, for the attempt that holds
-    or last held the lease, its worker, session and claim time.
+    """Every attempt of a job, oldest first: its errors (with tracebacks), the worker and session that ran
+    it and when it was claimed, and how it ended.
 
-    The record keeps the last 20 errors and the current lease; an older attempt that left no error (a
-    release) or whose error was pushed out shows only its number."""
+    The worker comes from the attempt's error entries, from `last_run` (the latest attempt once its lease
+    ended) or from the lease (the attempt running now). The record keeps the last 20 errors; an older
+    attempt whose error was pushed out, or that left none (a release), shows only its number, as do
+    attempts in records written before errors named their worker."""
     attempts: dict[int, dict[str, Any]] = {}
 
     def entry(n: int) -> dict[str, Any]:
-        return attempts.setdefault(n, {"attempt": n, "errors": [], "worker": None, "claimed_at_ms": None})
+        return attempts.setdefault(
+            n, {"attempt": n, "errors": [], "worker": None, "session": None, "claimed_at_ms": None}
+        )
+
+    def run_by(item: dict[str, Any], holder: dict[str, Any]) -> None:
+        if holder.get("worker") is not None:
+            item.update(
+                worker=holder["worker"],
+                session=holder.get("session"),
+                claimed_at_ms=holder.get("claimed_at_ms"),
+            )
 
     for n in range(1, int(record.get("attempt") or 0) + 1):
         entry(n)
     for error in record.get("errors") or []:
         if isinstance(error, dict) and isinstance(error.get("attempt"), int):
-            entry(error["attempt"])["errors"].append(error)
-    lease = record.get("lease")
-    if isinstance(lease, dict) and isinstance(lease.get("attempt"), int):
-        current = entry(lease["attempt"])
-        current.update(
-            worker=lease.get("worker"), session=lease.get("session"), claimed_at_ms=lease.get("claimed_at_ms")
-        )
+            item = entry(error["attempt"])
+            item["errors"].append(error)
+            run_by(item, error)
+    for holder in (record.get("last_run"), record.get("lease")):
+        if isinstance(holder, dict) and isinstance(holder.get("attempt"), int):
+            run_by(entry(holder["attempt"]), holder)
     state, last = record.get("state"), int(record.get("attempt") or 0)
     for n, item in attempts.items():
         if item["errors"]:

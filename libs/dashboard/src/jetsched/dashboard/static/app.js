@@ -77,8 +77,9 @@ async function act(path, body, okText) {
       flash("refused: " + (reply.error ? reply.error.code + ": " + reply.error.message : response.statusText));
       return null;
     }
-    flash(okText, true);
+    flash(typeof okText === "function" ? okText(reply) : okText, true);
     render();
+    refreshSoon();  // what the API shows catches up a moment later (settings watchers, worker heartbeats)
     return reply;
   } catch (err) {
     flash("failed: " + err.message);
@@ -119,7 +120,7 @@ const views = {
     const rows = data.workers.map((w) => el("tr", {},
       el("td", {}, w.worker), el("td", { class: "mono" }, w.session), el("td", {}, (w.capabilities || []).join(", ")),
       el("td", {}, Object.entries(w.labels || {}).map(([k, v]) => k + "=" + v).join(" ")),
-      el("td", { class: "num" }, (w.running || []).length + "/" + w.concurrency),
+      el("td", { class: "num" }, (w.running ?? 0) + "/" + w.concurrency),
       el("td", {}, w.draining ? "draining" : ""), el("td", {}, ago(w.seen_ms_ago) + " ago"),
       el("td", {}, w.draining ? "" : actionButton("Drain", "/api/workers/" + encodeURIComponent(w.session) + "/drain", "draining " + w.session, true))));
     return [el("h1", {}, "Workers"), table(["worker", "session", "capabilities", "labels", "busy/slots", "", "seen", ""], rows)];
@@ -137,7 +138,7 @@ const views = {
       ["finished", when(job.finished_at_ms)], ["waiting", data.waiting || ""],
       ["workflow", job.workflow ? job.workflow.id + " / " + job.workflow.step : ""], ["schedule", job.schedule_id || ""]];
     const attempts = data.timeline.map((a) => el("tr", { "data-attempt": a.attempt },
-      el("td", { class: "num" }, a.attempt), el("td", {}, a.worker || ""), el("td", {}, when(a.claimed_at_ms)),
+      el("td", { class: "num" }, a.attempt), el("td", { title: a.session ? "session " + a.session : null }, a.worker || ""), el("td", {}, when(a.claimed_at_ms)),
       el("td", {}, a.outcome ? stateCell(a.outcome) : ""),
       el("td", {}, a.errors.map((e) => el("div", {}, el("div", {}, when(e.at_ms) + " — " + e.kind + ": " + e.type + ": " + e.message),
         e.traceback ? el("pre", {}, e.traceback) : null)))));
@@ -162,15 +163,17 @@ const views = {
     const kind = query.get("error_type") || "";
     const capInput = el("input", { id: "dead-capability", placeholder: "capability", value: query.get("capability") || "" });
     const typeInput = el("input", { id: "dead-error-type", placeholder: "error type", value: kind });
-    const apply = el("button", { onclick: () => {
+    const apply = el("button", { id: "dead-filter", onclick: () => {
       const q = new URLSearchParams();
       if (capInput.value) q.set("capability", capInput.value);
       if (typeInput.value) q.set("error_type", typeInput.value);
       location.hash = "#/dead?" + q.toString();
     } }, "Filter");
     const bulkBody = { error_type: kind, ...(query.get("capability") ? { capability: query.get("capability") } : {}) };
-    const bulk = kind ? [actionButton("Retry all", "/api/dead/bulk/retry", "retried dead letters of type " + kind, false, bulkBody),
-      actionButton("Purge all", "/api/dead/bulk/purge", "purged dead letters of type " + kind, true, bulkBody)] : [];
+    const bulkDone = (verb) => (r) => verb + " " + r.done.length + (r.done.length === 1 ? " dead letter" : " dead letters") + " of type " + kind
+      + (r.failed.length ? "; " + r.failed.length + " refused" : "") + (r.truncated ? "; more remain: run it again" : "");
+    const bulk = kind ? [actionButton("Retry all", "/api/dead/bulk/retry", bulkDone("retried"), false, bulkBody),
+      actionButton("Purge all", "/api/dead/bulk/purge", bulkDone("purged"), true, bulkBody)] : [];
     const rows = data.jobs.map((j) => el("tr", { "data-id": j.id },
       el("td", {}, jobLink(j.id)), el("td", {}, j.capability), el("td", { class: "num" }, j.attempt),
       el("td", {}, j.last_error ? j.last_error.type : ""), el("td", {}, j.last_error ? j.last_error.message : ""),
@@ -305,7 +308,7 @@ async function render() {
       for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === "#/" + current.name);
       try {
         const nodes = await views[current.name](current.arg);
-        if (!again) view.replaceChildren(...nodes.flat().filter((n) => n));
+        if (!again) replaceView(nodes.flat().filter((n) => n));
       } catch (err) {
         view.replaceChildren(el("p", { class: "muted", id: "error" }, "could not load: " + err.message));
       }
@@ -313,6 +316,18 @@ async function render() {
   } finally {
     rendering = false;
   }
+}
+
+// A live refresh must not undo what someone is typing: inputs they changed keep their text and focus.
+function replaceView(nodes) {
+  const typed = [...view.querySelectorAll("input[id]")].filter((i) => i.value !== i.defaultValue);
+  const focused = document.activeElement && document.activeElement.id;
+  view.replaceChildren(...nodes);
+  for (const old of typed) {
+    const fresh = document.getElementById(old.id);
+    if (fresh) fresh.value = old.value;
+  }
+  if (focused && view.querySelector("#" + CSS.escape(focused))) document.getElementById(focused).focus();
 }
 
 function refreshSoon() {
