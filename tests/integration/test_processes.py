@@ -62,6 +62,11 @@ async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) 
     await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
     assert worker.popen is not None
     os.kill(worker.popen.pid, signal.SIGTERM)
+
+    async def draining() -> bool:  # the signal handled (a loaded machine may take a moment)
+        return any(w["draining"] for w in await proc_client.workers())
+
+    await eventually(draining, timeout=10, what="the worker announces draining")
     queued = await proc_client.submit("probe.sleep", 0.01)
     assert await asyncio.to_thread(worker.popen.wait, 20) == 0
     record = await proc_client.wait(reply.id, timeout=5)
