@@ -365,6 +365,13 @@ class WorkMessage(Model):
 HELD_BEYOND_CONCURRENCY = 64
 
 
+class JobChanged(Model):
+    """Announced on `changed(job id)` after every stored write of the job's record (a hint, not the truth)."""
+
+    state: JobState
+    attempt: int = 0
+
+
 class Heartbeat(Model):
     """A worker session's periodic announcement (core NATS `jetsched.hb.<session>`)."""
 

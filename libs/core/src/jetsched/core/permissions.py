@@ -115,7 +115,8 @@ def inbox(public_key: str) -> str:
 
 
 def client(inbox_prefix: str) -> Permissions:
-    """Submits jobs and workflows and reads them back by id; nothing else."""
+    """Submits jobs and workflows and reads them back by id, and hears when a job it knows changes
+    (`changed` subjects name a digest of the id, so listening to all of them reveals no id)."""
     return Permissions(
         publish=(
             subjects.SUBMIT_ALL,
@@ -124,7 +125,7 @@ def client(inbox_prefix: str) -> Permissions:
             subjects.api("jobs.get"),
             subjects.api("workflows.get"),
         ),
-        subscribe=(f"{inbox_prefix}.>",),
+        subscribe=(f"{inbox_prefix}.>", subjects.CHANGED_ALL),
     )
 
 
@@ -139,7 +140,7 @@ def operator(inbox_prefix: str) -> Permissions:
             subjects.WORKFLOW_SUBMIT,
             *feed(subjects.JOBS_BUCKET),
         ),
-        subscribe=(f"{inbox_prefix}.>",),
+        subscribe=(f"{inbox_prefix}.>", subjects.CHANGED_ALL),
     )
 
 
@@ -188,6 +189,8 @@ def service(name: str, inbox_prefix: str, streams: tuple[str, ...]) -> Permissio
         publish.append(f"{api}.STREAM.MSG.GET.{stream}")
     for bucket in feeds:
         publish += feed(bucket)
+    # Every service writes job records, and `Records` announces each write.
+    publish.append(subjects.CHANGED_ALL)
     return Permissions(
         publish=(*publish, *spec.publish),
         subscribe=(*spec.subscribe, f"{inbox_prefix}.>"),

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,6 +101,18 @@ def control(session: SessionId) -> str:
 
 
 CONTROL_ALL = f"{PREFIX}.control.*"
+
+
+def changed(job_id: str) -> str:
+    """Subject a service announces each write of a job's record on (core NATS, best-effort).
+
+    Named by a digest of the id, not the id: whoever may listen to every job's changes learns no job id,
+    so cannot read records it was not told about; whoever knows an id computes its subject.
+    """
+    return f"{PREFIX}.changed.{hashlib.sha256(job_id.encode()).hexdigest()[:32]}"
+
+
+CHANGED_ALL = f"{PREFIX}.changed.*"
 
 
 def kv_stream(bucket: str) -> str:
