@@ -136,7 +136,7 @@ async def test_dev_restarts_a_child_that_dies(tmp_path: Path) -> None:
         assert restarted != pids["timer"]
         async with Client(f"nats://127.0.0.1:{port}") as client:
             reply = await client.submit("demo.add", {"numbers": [1, 2]}, delay=0.2)
-            assert (await client.wait(reply.id, timeout=20))["result"] == 3
+            assert (await client.wait(reply.id, timeout=20)).result == 3
         proc.send_signal(signal.SIGTERM)
         rest, _ = await proc.communicate()
     assert proc.returncode == 0, "".join(lines) + rest.decode()

@@ -105,13 +105,13 @@ async def test_browser_sees_jobs_live_and_retries_a_dead_job(
 
             # A dead letter: refused without the token, retried with it.
             dead = await client.submit("email.send", {"to": "a@example.com"}, max_attempts=1, backoff=FAST)
-            assert (await client.wait(dead.id))["state"] == "dead"
+            assert (await client.wait(dead.id)).state == "dead"
             await page.goto(f"{url}#/dead")
             row = page.locator(f'tr[data-id="{dead.id}"]')
             await expect(row).to_contain_text("ConnectionRefusedError")
             await row.locator('button[data-action="retry"]').click()
             await expect(page.locator("#flash-message")).to_contain_text("refused: forbidden")
-            assert (await client.get(dead.id))["job"]["state"] == "dead"
+            assert (await client.get(dead.id)).state == "dead"
             await page.screenshot(path=str(shots / "dead-refused.png"), full_page=True)
 
             await page.fill("#token", TOKEN)
@@ -119,7 +119,7 @@ async def test_browser_sees_jobs_live_and_retries_a_dead_job(
             await expect(page.locator("#role")).to_have_text("operator")
             await row.locator('button[data-action="retry"]').click()
             await expect(page.locator("#flash-message")).to_contain_text(f"retried {dead.id}")
-            assert (await client.wait(dead.id))["state"] == "succeeded"
+            assert (await client.wait(dead.id)).state == "succeeded"
 
             await page.goto(f"{url}#/job/{dead.id}")
             await expect(page.locator("#job-state")).to_have_text("succeeded")

@@ -86,7 +86,7 @@ async def test_intake_dies_during_workflow_submit(
     assert view["state"] == "succeeded"
     ran_once(fleet, view)
     assert [w["id"] for w in (await client.workflows())["workflows"]] == [reply["id"]]
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
 
 
 @pytest.mark.parametrize("point", ADVANCE_POINTS)
@@ -148,7 +148,7 @@ async def nothing_left(fleet: Fleet, client: Client, key: str | None = None) -> 
     """No job and no workflow visible; with `key`, the record its entry names is gone from the bucket."""
 
     async def empty() -> bool:
-        return not (await client.list())["jobs"] and not (await client.workflows())["workflows"]
+        return not (await client.list()).jobs and not (await client.workflows())["workflows"]
 
     await eventually(empty, timeout=30, what="the abandoned submit's step jobs cleared")
     if key is None:
@@ -186,7 +186,7 @@ async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: 
     view = await finished(client, reply["id"])
     assert view["state"] == "succeeded"
     ran_once(fleet, view)
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
 
 
 async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, client: Client) -> None:
@@ -199,7 +199,7 @@ async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, clie
     await crashed(started["intake"])
     restart_clean(started["intake"])
     await crashed(started["reaper"])
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
     restart_clean(started["reaper"])
     await nothing_left(fleet, client)
 
@@ -213,12 +213,12 @@ async def test_lost_cancel_of_a_ready_step_is_redone(fleet: Fleet, client: Clien
     reply = await client.submit_workflow(flow)
     await crashed(reaper)
     idle = reply["steps"]["idle"]
-    assert (await client.get(idle))["job"]["state"] == "ready"
+    assert (await client.get(idle)).state == "ready"
     restart_clean(reaper)
     view = await finished(client, reply["id"])
     assert view["state"] == "failed"
     assert view["steps"]["idle"]["state"] == "cancelled"
-    assert (await client.get(idle))["job"]["state"] == "cancelled"
+    assert (await client.get(idle)).state == "cancelled"
 
 
 async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, client: Client) -> None:

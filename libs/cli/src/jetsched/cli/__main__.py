@@ -19,6 +19,7 @@ from jetsched.bus import logs, telemetry
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
+from jetsched.core import subjects
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
 from .dashboard import add_dashboard_command, run_dashboard
@@ -247,6 +248,12 @@ async def run_worker(args: argparse.Namespace) -> None:
     await worker.run(install_signal_handlers=True)
 
 
+async def _wire_job(client: Client, job_id: str) -> Any:
+    """A `jobs.get` reply as sent: the CLI prints the protocol's records (what `--json` promises), not the
+    SDK's typed views of them."""
+    return await client.request(subjects.api("jobs.get"), {"id": job_id})
+
+
 async def run_client(args: argparse.Namespace) -> Any:
     async with Client(args.nats, timeout=args.request_timeout, auth=NatsAuth.from_args(args)) as client:
         command = args.command
@@ -267,13 +274,21 @@ async def run_client(args: argparse.Namespace) -> Any:
             )
             if args.wait:
                 print(f"submitted {reply.id}", file=sys.stderr)
-                job = await client.wait(reply.id, timeout=3600, poll=0.1, on_change=print_progress)
-                return {"job": job, "waiting": None, "last_error": None}
-            return reply.model_dump(mode="json")
+                await client.wait(reply.id, timeout=3600, on_change=print_progress)
+                return await _wire_job(client, reply.id)
+            return reply.reply.model_dump(mode="json")
         if command == "status":
-            return await client.get(args.id)
+            return await _wire_job(client, args.id)
         if command == "jobs":
-            return await client.list(args.state, args.capability, args.limit, args.after)
+            body = {
+                "state": args.state,
+                "capability": args.capability,
+                "limit": args.limit,
+                "after": args.after,
+            }
+            return await client.request(
+                subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None}
+            )
         if command == "cancel":
             return await client.cancel(args.id)
         if command == "stats":
@@ -312,7 +327,10 @@ async def run_client(args: argparse.Namespace) -> Any:
                 return await client.request("jetsched.api.doctor.purge", body)
             return await client.request("jetsched.api.doctor.list", {})
         if args.dead_command == "list":
-            return await client.dead(args.limit, args.after)
+            body = {"limit": args.limit, "after": args.after}
+            return await client.request(
+                subjects.api("dead.list"), {k: v for k, v in body.items() if v is not None}
+            )
         if args.dead_command == "retry":
             return await client.retry_dead(args.id, args.attempts)
         return await client.purge_dead(args.id)

@@ -7,8 +7,10 @@ async def thumbnail(job: Job) -> dict:
     return {"resized": job.payload["url"], "attempt": job.attempt}
 """
 
-from ._client import Client, schedule_spec
-from ._errors import Fatal, JetschedApiError, Retry, SessionConflict
+from ._client import Client, JobOptions, current_client, schedule_spec
+from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
+from ._handle import JobHandle
+from ._models import JobError, JobInfo, JobLease, JobPage
 from ._tasks import Job, Tasks, default_tasks, task
 from ._worker import Worker
 from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
@@ -18,6 +20,13 @@ __all__ = [
     "Fatal",
     "JetschedApiError",
     "Job",
+    "JobError",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
+    "JobLease",
+    "JobOptions",
+    "JobPage",
     "Retry",
     "SessionConflict",
     "Step",
@@ -26,6 +35,7 @@ __all__ = [
     "Worker",
     "chain",
     "chord",
+    "current_client",
     "default_tasks",
     "group",
     "schedule_spec",

@@ -4,12 +4,16 @@ Exception
 ├── Retry              raised by a handler: run this job again after `delay` seconds
 ├── Fatal              raised by a handler: do not retry; the job is dead at once
 ├── JetschedApiError   a submit or API request was refused (`code`, `message`, `field`)
+├── JobFailed          the job awaited through a handle ended dead or cancelled (`job`)
 └── SessionConflict    another worker process runs under this worker's session (identity)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import JobInfo
 
 
 class Retry(Exception):
@@ -37,6 +41,16 @@ class JetschedApiError(Exception):
     def from_body(cls, error: dict[str, Any]) -> JetschedApiError:
         """From a reply's `{"code", "message", "field"}`."""
         return cls(error.get("code", "unknown"), error.get("message", ""), error.get("field"))
+
+
+class JobFailed(Exception):
+    """The job ended without a result (dead or cancelled); `job` is its record, `job.last_error` why."""
+
+    def __init__(self, job: JobInfo) -> None:
+        error = job.last_error
+        why = f": {error.type}: {error.message}" if error is not None else ""
+        super().__init__(f"job {job.id} ended {job.state}{why}")
+        self.job = job
 
 
 class SessionConflict(Exception):

@@ -1,0 +1,90 @@
+"""The Pythonic SDK against the real services: pushed results, and the change announcements that make
+waiting cheap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from nats.aio.msg import Msg
+
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Records, Store
+from jetsched.core import states, subjects
+from jetsched.core.clock import SystemClock
+from jetsched.core.models import JobChanged
+from jetsched.devkit.nats_server import NatsServer
+from jetsched.devkit.stack import Stack, running_worker
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, Fatal, Job, JobFailed, Tasks
+
+
+async def test_result_raises_for_a_dead_job(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A job that ends dead makes `result()` raise `JobFailed`, carrying the record and its last error."""
+    tasks = Tasks()
+
+    @tasks.task("doomed")
+    def doomed(job: Job) -> None:
+        raise Fatal("no such address")
+
+    async with running_worker(tasks, nats_server.url):
+        handle = await client.submit("doomed")
+        with pytest.raises(JobFailed, match="no such address") as failed:
+            await handle.result(timeout=10)
+    assert failed.value.job.state == "dead"
+
+
+async def test_wait_is_pushed_not_polled(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """With the safety re-read an hour away, a wait still returns as soon as the job finishes: every
+    write of a record is announced on its `changed` subject, and the wait hears it."""
+    tasks = Tasks()
+    gate = asyncio.Event()
+
+    @tasks.task("gated")
+    async def gated(job: Job) -> str:
+        await gate.wait()
+        return "done"
+
+    async with running_worker(tasks, nats_server.url):
+        reply = await client.submit("gated")
+        seen: list[str] = []
+        waiting = asyncio.create_task(
+            client.wait(reply.id, timeout=20, poll=3600, on_change=lambda j: seen.append(j.state))
+        )
+        await eventually(lambda: seen[-1:] == ["running"], timeout=10, what="the wait saw it running")
+        began = time.monotonic()
+        gate.set()
+        job = await waiting
+    assert job.result == "done"
+    assert time.monotonic() - began < 5
+    assert seen == ["ready", "running", "succeeded"] or seen == ["running", "succeeded"]
+
+
+async def test_a_lost_announcement_costs_time_not_the_wait(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """A write whose announcement never went out (its writer died in between) is found by the wait's
+    next read: written here through records that announce nothing."""
+    reply = await client.submit("nobody.serves.this")
+    nc = await connect(nats_server.url, "test-silent-writer")
+    try:
+        silent = Records(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET))
+        announcements: list[JobChanged] = []
+
+        async def heard(msg: Msg) -> None:
+            announcements.append(JobChanged.model_validate_json(msg.data))
+
+        listening = await nc.subscribe(subjects.changed(reply.id), cb=heard)
+        seen: list[str] = []
+        waiting = asyncio.create_task(
+            client.wait(reply.id, timeout=20, poll=0.2, on_change=lambda j: seen.append(j.state))
+        )
+        await eventually(lambda: seen, what="the wait's first read")
+        record, revision = await silent.get(reply.id)
+        await silent.update(states.cancel(record, SystemClock().now_ms()), revision)
+        assert (await waiting).state == "cancelled"
+        assert announcements == []
+        await listening.unsubscribe()
+    finally:
+        await nc.close()
