@@ -1,5 +1,5 @@
-"""The Pythonic SDK against the real services: pushed results, and the change announcements that make
-waiting cheap."""
+"""The Pythonic SDK against the real services: tasks that submit themselves, pushed results, the
+blocking client, and the change announcements that make waiting cheap."""
 
 from __future__ import annotations
 
@@ -17,7 +17,33 @@ from jetsched.core.models import JobChanged
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, Fatal, Job, JobFailed, Tasks
+from jetsched.sdk import Client, Fatal, Job, JobFailed, SyncClient, Tasks, current_job
+
+mail = Tasks()
+
+
+@mail.task("email.send", priority=8, max_attempts=2)
+async def send_email(to: str, subject: str = "hello") -> dict[str, object]:
+    return {"to": to, "subject": subject, "attempt": current_job().attempt}
+
+
+async def test_a_task_submits_itself_with_its_defaults(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """`await fn.submit(**fields)` stores a job with the decorator's defaults; the result is pushed."""
+    async with running_worker(mail, nats_server.url):
+        handle = await send_email.submit("a@example.com", subject="welcome")
+        assert await handle.result(timeout=10) == {"to": "a@example.com", "subject": "welcome", "attempt": 1}
+        urgent = await send_email.with_options(priority=9, key="once").submit(to="b@example.com")
+        again = await send_email.with_options(key="once").submit(to="b@example.com")
+        await urgent.result(timeout=10)
+    job = await handle.info()
+    assert (job.priority, job.max_attempts, job.payload) == (
+        8,
+        2,
+        {"to": "a@example.com", "subject": "welcome"},
+    )
+    assert ((await urgent.info()).priority, again.duplicate, again.id) == (9, True, urgent.id)
 
 
 async def test_result_raises_for_a_dead_job(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -88,3 +114,19 @@ async def test_a_lost_announcement_costs_time_not_the_wait(
         await listening.unsubscribe()
     finally:
         await nc.close()
+
+
+async def test_the_blocking_client(stack: Stack, nats_server: NatsServer) -> None:
+    """`SyncClient` offers the same calls without an event loop, from any thread."""
+
+    def from_plain_code() -> tuple[object, str, int]:
+        with SyncClient(nats_server.url) as sync:
+            handle = sync.submit("email.send", {"to": "c@example.com"})
+            result = handle.result(timeout=10)
+            job = sync.get(handle.id)
+            return result, job.state, len(sync.list(capability="email.send").jobs)
+
+    async with running_worker(mail, nats_server.url):
+        result, state, listed = await asyncio.to_thread(from_plain_code)
+    assert result == {"to": "c@example.com", "subject": "hello", "attempt": 1}
+    assert (state, listed) == ("succeeded", 1)

@@ -1,17 +1,23 @@
-"""The jetsched Python SDK: submit jobs with `Client`, run them with `Worker` and `@task`.
+"""The jetsched Python SDK: submit jobs with `Client` (or `SyncClient`), run them with `Worker` and `@task`.
 
-from jetsched.sdk import task, Job
+from jetsched.sdk import task
 
-@task("thumbnail")
-async def thumbnail(job: Job) -> dict:
-    return {"resized": job.payload["url"], "attempt": job.attempt}
+@task("thumbnail", priority=7)
+async def thumbnail(url: str) -> dict:
+    return {"resized": url}
+
+handle = await thumbnail.submit(url="https://…")   # through the open Client
+print(await handle.result())
+
+docs/sdk.md is the guide.
 """
 
 from ._client import Client, JobOptions, current_client, schedule_spec
 from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._models import JobError, JobInfo, JobLease, JobPage
-from ._tasks import Job, Tasks, default_tasks, task
+from ._sync import SyncClient, SyncJobHandle
+from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
 from ._worker import Worker
 from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 
@@ -27,15 +33,20 @@ __all__ = [
     "JobLease",
     "JobOptions",
     "JobPage",
+    "JobTask",
     "Retry",
     "SessionConflict",
     "Step",
     "Steps",
+    "SyncClient",
+    "SyncJobHandle",
+    "Task",
     "Tasks",
     "Worker",
     "chain",
     "chord",
     "current_client",
+    "current_job",
     "default_tasks",
     "group",
     "schedule_spec",
