@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -17,7 +18,21 @@ from jetsched.core.models import JobChanged
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, Fatal, Job, JobFailed, SyncClient, Tasks, current_job
+from jetsched.sdk import (
+    Client,
+    Fatal,
+    Job,
+    JobFailed,
+    Middleware,
+    Retry,
+    Submit,
+    SyncClient,
+    Tasks,
+    current_job,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 mail = Tasks()
 
@@ -130,3 +145,54 @@ async def test_the_blocking_client(stack: Stack, nats_server: NatsServer) -> Non
         result, state, listed = await asyncio.to_thread(from_plain_code)
     assert result == {"to": "c@example.com", "subject": "hello", "attempt": 1}
     assert (state, listed) == ("succeeded", 1)
+
+
+class Recorder(Middleware):
+    """Writes down what passes, raises every submit's priority, and doubles results."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    async def submit(self, call: Submit, call_next: Callable[[Submit], Awaitable[Any]]) -> Any:
+        self.log.append(f"{self.name} submit {call.kind} {call.capability}")
+        call.body["priority"] = 9
+        return await call_next(call)
+
+    async def run(self, job: Job, call_next: Callable[[Job], Awaitable[Any]]) -> Any:
+        self.log.append(f"{self.name} run {job.capability} {job.attempt}")
+        try:
+            return 2 * await call_next(job)
+        except Retry:
+            self.log.append(f"{self.name} saw a retry")
+            raise
+
+
+async def test_middleware_wraps_submits_and_runs(stack: Stack, nats_server: NatsServer) -> None:
+    """Client hooks see each submit and may change its body; worker hooks wrap each handler run, see
+    what it raised, and may change what it returned. The first listed is the outermost."""
+    log: list[str] = []
+    tasks = Tasks()
+
+    @tasks.task("twice")
+    def twice(job: Job) -> int:
+        if job.attempt == 1:
+            raise Retry(delay=0)
+        return int(job.payload)
+
+    middleware = [Recorder("outer", log), Recorder("inner", log)]
+    async with (
+        Client(nats_server.url, middleware=middleware) as client,
+        running_worker(tasks, nats_server.url, middleware=middleware),
+    ):
+        job = await (await client.submit("twice", 5)).wait(timeout=10)
+    assert (job.result, job.priority) == (20, 9)
+    assert log == [
+        "outer submit job twice",
+        "inner submit job twice",
+        "outer run twice 1",
+        "inner run twice 1",
+        "inner saw a retry",
+        "outer saw a retry",
+        "outer run twice 2",
+        "inner run twice 2",
+    ]

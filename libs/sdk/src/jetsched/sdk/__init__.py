@@ -15,6 +15,7 @@ docs/sdk.md is the guide.
 from ._client import Client, JobOptions, current_client, schedule_spec
 from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
+from ._middleware import Middleware, Submit, Tracing
 from ._models import JobError, JobInfo, JobLease, JobPage
 from ._sync import SyncClient, SyncJobHandle
 from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
@@ -34,14 +35,17 @@ __all__ = [
     "JobOptions",
     "JobPage",
     "JobTask",
+    "Middleware",
     "Retry",
     "SessionConflict",
     "Step",
     "Steps",
+    "Submit",
     "SyncClient",
     "SyncJobHandle",
     "Task",
     "Tasks",
+    "Tracing",
     "Worker",
     "chain",
     "chord",

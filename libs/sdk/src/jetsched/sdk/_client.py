@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 import orjson
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
-from jetsched.bus import telemetry, tracing
+from jetsched.bus import telemetry
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
 from jetsched.core import subjects
@@ -20,6 +18,7 @@ from jetsched.core.models import SubmitReply
 
 from ._errors import JetschedApiError
 from ._handle import JobHandle
+from ._middleware import Middleware, Submit, Tracing, chained
 from ._models import JobInfo, JobPage
 from ._workflows import Steps, workflow_body
 
@@ -41,17 +40,26 @@ class Client:
         nats_url: comma-separated NATS URLs.
         timeout: seconds to wait for each reply.
         auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
+        middleware: hooks around every submit (`Middleware.submit`), the first outermost; the client's
+            tracing (`Tracing`) always wraps them.
     """
 
     #: How long a keyed submit is resent through a storage failover before its error is raised.
     keyed_retry_s = 30.0
 
     def __init__(
-        self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, auth: NatsAuth | None = None
+        self,
+        nats_url: str = DEFAULT_NATS_URL,
+        timeout: float = 5.0,
+        auth: NatsAuth | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
         self.auth = auth
+        self.middleware = (Tracing(), *middleware)
+        #: A submit request through every middleware's `submit` hook, then onto the wire.
+        self._submit = chained([m.submit for m in self.middleware], self._sent)
         self._nc: Connection | None = None
 
     async def __aenter__(self) -> Client:
@@ -120,17 +128,15 @@ class Client:
         resent until it is stored, for up to `keyed_retry_s` seconds: the key makes that safe. Without a
         key the error is raised, since a timed-out submit may have been stored.
         """
-        body = _submit_body(payload, key, options)
-        span = f"jetsched submit {capability}"
-        subject = subjects.submit(capability)
+        call = Submit("job", capability, subjects.submit(capability), _submit_body(payload, key, options))
         if key is None:
-            return self._handle(await self._traced(span, capability, subject, body))
+            return self._handle(await self._submit(call))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.keyed_retry_s
         delay = 0.05
         while True:
             try:
-                return self._handle(await self._traced(span, capability, subject, body))
+                return self._handle(await self._submit(call))
             except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
                 if isinstance(exc, JetschedApiError) and exc.code != "unavailable":
                     raise
@@ -159,9 +165,7 @@ class Client:
             _submit_body(payload, None if keys is None else keys[n], options)
             for n, payload in enumerate(payloads)
         ]
-        data = await self._traced(
-            f"jetsched submit batch {capability}", capability, subjects.batch(capability), {"jobs": jobs}
-        )
+        data = await self._submit(Submit("batch", capability, subjects.batch(capability), {"jobs": jobs}))
         return [
             JetschedApiError.from_body(item["error"]) if "error" in item else self._handle(item)
             for item in data["jobs"]
@@ -170,17 +174,8 @@ class Client:
     def _handle(self, reply: Any) -> JobHandle[Any]:
         return JobHandle(self, SubmitReply.model_validate(reply))
 
-    async def _traced(self, span: str, capability: str, subject: str, body: dict[str, Any]) -> Any:
-        """A submit request in a producer span, whose context travels in the request's headers."""
-        attributes: dict[str, str | int] = {
-            "jetsched.capability": capability,
-            **tracing.messaging("publish", subject, str(body.get("key") or "")),
-        }
-        with tracing.span(span, tracing.carrier(), SpanKind.PRODUCER, attributes) as headers:
-            reply = await self.request(subject, body, headers or None)
-            if isinstance(reply, dict) and isinstance(reply.get("id"), str):
-                trace.get_current_span().set_attribute("jetsched.job_id", reply["id"])
-            return reply
+    async def _sent(self, call: Submit) -> Any:
+        return await self.request(call.subject, call.body, call.headers or None)
 
     async def submit_workflow(
         self,
@@ -200,14 +195,13 @@ class Client:
 
         A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
         """
-        body = workflow_body(steps, key, on_failure)
-        span = "jetsched submit workflow"
+        call = Submit("workflow", "workflow", subjects.WORKFLOW_SUBMIT, workflow_body(steps, key, on_failure))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.keyed_retry_s
         delay = 0.05
         while True:
             try:
-                reply: dict[str, Any] = await self._traced(span, "workflow", subjects.WORKFLOW_SUBMIT, body)
+                reply: dict[str, Any] = await self._submit(call)
                 return reply
             except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
                 if key is None or (isinstance(exc, JetschedApiError) and exc.code != "unavailable"):

@@ -46,10 +46,11 @@ from jetsched.core.permissions import WORKER_NAME_RE
 from jetsched.core.states import result_problem
 
 from ._errors import Fatal, Retry, SessionConflict
+from ._middleware import Middleware, chained
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from nats.aio.msg import Msg
 
@@ -75,6 +76,7 @@ class Worker:
         auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
         http_port: serve `/healthz` and `/readyz` (ready while connected and taking work) on this port,
             for probes; 0 picks a free one (`http_port` then names it); None (default): not served.
+        middleware: hooks around every handler run (`Middleware.run`), the first outermost.
 
     Raises:
         SessionConflict: from `run()`, when another process heartbeats under the same session.
@@ -93,8 +95,10 @@ class Worker:
         session: str | None = None,
         auth: NatsAuth | None = None,
         http_port: int | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.tasks = tasks or default_tasks
+        self.middleware = tuple(middleware)
         if not self.tasks.handlers:
             raise ValueError("no handlers registered: decorate functions with @task('capability')")
         self.nats_url = nats_url
@@ -348,10 +352,7 @@ class Worker:
         try:
             self.executed += 1
             async with asyncio.timeout(work.timeout_s):
-                if inspect.iscoroutinefunction(handler):
-                    running: Awaitable[Any] = handler(job)
-                else:
-                    running = loop.run_in_executor(self._threads, handler, job)
+                running = chained([m.run for m in self.middleware], self._invoker(handler))(job)
                 if work.heartbeat_timeout_s is None:
                     result = await running
                 else:
@@ -384,6 +385,16 @@ class Worker:
         except Exception as exc:
             status, fields["error"] = OutcomeStatus.FAILED, _error(exc)
         return self._outcome(work, status, fields)
+
+    def _invoker(self, handler: Handler) -> Callable[[Job], Awaitable[Any]]:
+        """The innermost call of the middleware chain: the handler, a plain `def` in a worker thread."""
+        if inspect.iscoroutinefunction(handler):
+            return handler
+
+        async def in_thread(job: Job) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+
+        return in_thread
 
     def _outcome(self, work: WorkMessage, status: OutcomeStatus, fields: dict[str, Any]) -> Outcome:
         return Outcome(
