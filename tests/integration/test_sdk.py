@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 from nats.aio.msg import Msg
 
@@ -23,6 +25,7 @@ from jetsched.sdk import (
     Fatal,
     Job,
     JobFailed,
+    JobInfo,
     Middleware,
     Retry,
     Submit,
@@ -196,3 +199,60 @@ async def test_middleware_wraps_submits_and_runs(stack: Stack, nats_server: Nats
         "outer run twice 2",
         "inner run twice 2",
     ]
+
+
+async def test_progress_shows_in_jobs_get(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A handler's `job.progress()` appears in `jobs.get` while it runs and stays after; reports are
+    throttled (a tight loop of them neither slows the job nor floods NATS), the last value is not lost,
+    and a report without the lease token changes nothing."""
+    tasks = Tasks()
+    gate = asyncio.Event()
+
+    @tasks.task("crunch")
+    async def crunch(job: Job) -> str:
+        job.progress({"done": 1, "of": 3})
+        await gate.wait()
+        for n in range(5000):
+            job.progress({"done": 2, "of": 3, "n": n})
+        job.progress({"done": 3, "of": 3})
+        return "crunched"
+
+    nc = await connect(nats_server.url, "test-progress-listener")
+    heard: list[bytes] = []
+
+    async def listen(msg: Msg) -> None:
+        heard.append(msg.data)
+
+    try:
+        async with running_worker(tasks, nats_server.url):
+            reply = await client.submit("crunch")
+            await nc.subscribe(subjects.progress(reply.id), cb=listen)
+            running = await eventually(
+                lambda: _with_progress(client, reply.id), timeout=10, what="progress in jobs.get"
+            )
+            assert running is not None
+            assert running.progress is not None
+            assert (running.state, running.progress.value, running.progress.attempt) == (
+                "running",
+                {"done": 1, "of": 3},
+                1,
+            )
+            forged = {"id": reply.id, "attempt": 1, "token": "guessed", "seq": 99, "value": "forged"}
+            await nc.publish(subjects.progress(reply.id), orjson.dumps(forged))
+            began = time.monotonic()
+            gate.set()
+            done = await reply.wait(timeout=10)
+            assert time.monotonic() - began < 2
+        assert done.result == "crunched"
+        final = await client.get(reply.id)
+        assert final.progress is not None
+        assert final.progress.value == {"done": 3, "of": 3}
+        assert final.progress.at <= datetime.now(UTC)
+        assert len(heard) <= 4  # the first, then within the throttle: one trailing report and the last
+    finally:
+        await nc.close()
+
+
+async def _with_progress(client: Client, job_id: str) -> JobInfo | None:
+    job = await client.get(job_id)
+    return job if job.progress is not None else None

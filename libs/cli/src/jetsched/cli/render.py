@@ -76,6 +76,9 @@ def print_job(view: dict[str, Any]) -> None:
     ]
     if view.get("waiting"):
         rows.append(("waiting", view["waiting"]))
+    if view.get("progress"):
+        progress = view["progress"]
+        rows.append(("progress", f"{orjson.dumps(progress['value']).decode()} ({when(progress['at_ms'])})"))
     if job.get("result") is not None:
         rows.append(("result", orjson.dumps(job["result"]).decode()))
     if view.get("last_error"):

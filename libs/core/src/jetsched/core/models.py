@@ -365,6 +365,26 @@ class WorkMessage(Model):
 HELD_BEYOND_CONCURRENCY = 64
 
 
+class ProgressReport(Model):
+    """A worker's report of an attempt's progress, fenced like an outcome by (`attempt`, `token`)."""
+
+    id: JobId
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
+    token: str = Field(max_length=128)
+    #: Counts the attempt's reports from 1: a report older than the stored one is dropped.
+    seq: int = Field(ge=1, le=2**53)
+    value: JSONValue = None
+
+
+class Progress(Model):
+    """What the `progress` bucket keeps for a job: its latest accepted report, stamped by intake."""
+
+    attempt: int
+    seq: int
+    value: JSONValue = None
+    at_ms: int
+
+
 class JobChanged(Model):
     """Announced on `changed(job id)` after every stored write of the job's record (a hint, not the truth)."""
 

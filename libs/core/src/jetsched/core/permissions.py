@@ -63,6 +63,7 @@ _SERVICES: dict[str, _Service] = {
             subjects.SCHEDULES_BUCKET,
             subjects.QUEUES_BUCKET,
             subjects.WORKFLOWS_BUCKET,
+            subjects.PROGRESS_BUCKET,
         ),
         feeds=(
             subjects.JOBS_BUCKET,
@@ -81,6 +82,7 @@ _SERVICES: dict[str, _Service] = {
             subjects.WORKFLOW_SUBMIT,
             subjects.API_ALL,
             subjects.HEARTBEAT_ALL,
+            subjects.PROGRESS_ALL,
         ),
         responses=True,
     ),
@@ -158,13 +160,13 @@ def feed(bucket: str) -> tuple[str, ...]:
 def worker(name: str, inbox_prefix: str) -> Permissions:
     """Worker identity `name`, which runs as session `name`: its own work, control and heartbeats only.
 
-    It may report outcomes for any job: a report is applied only with the lease token, which travels
-    only in the work message to the session holding the lease (docs/security.md)."""
+    It may report outcomes and progress for any job: a report is applied only with the lease token,
+    which travels only in the work message to the session holding the lease (docs/security.md)."""
     if not WORKER_NAME_RE.match(name):
         raise ValueError(f"worker name {name!r}: use 1-63 of a-z 0-9 - (it is the session id)")
     work = tuple(subjects.work(".".join(["*"] * n), name) for n in range(1, MAX_CAPABILITY_TOKENS + 1))
     return Permissions(
-        publish=(subjects.heartbeat(name), subjects.OUTCOME_ALL),
+        publish=(subjects.heartbeat(name), subjects.OUTCOME_ALL, subjects.PROGRESS_ALL),
         # Its own heartbeats too: hearing one from another process reveals a second copy of the identity.
         subscribe=(*work, subjects.control(name), subjects.heartbeat(name), f"{inbox_prefix}.>"),
     )

@@ -30,6 +30,8 @@ QUARANTINE_BUCKET = "quarantine"
 KEYS_BUCKET = "job_keys"
 #: KV bucket of workflow records (the DAG and where each step stands), one key per workflow id.
 WORKFLOWS_BUCKET = "workflows"
+#: KV bucket of the latest progress an attempt reported (`job.progress()`), one key per job id.
+PROGRESS_BUCKET = "progress"
 #: Stream of worker outcome reports (durable before the reaper applies them).
 OUTCOMES_STREAM = "JETSCHED_OUTCOMES"
 #: Durable consumer (and queue group) the reaper replicas share on the outcomes stream.
@@ -85,6 +87,14 @@ def outcome(capability: Capability, job_id: str) -> str:
 
 
 OUTCOME_ALL = f"{PREFIX}.outcome.>"
+
+
+def progress(job_id: str) -> str:
+    """Subject a worker reports an attempt's progress on (core NATS, best-effort; intake stores it)."""
+    return f"{PREFIX}.progress.{job_id}"
+
+
+PROGRESS_ALL = f"{PREFIX}.progress.*"
 
 
 def heartbeat(session: SessionId) -> str:

@@ -16,7 +16,7 @@ from ._client import Client, JobOptions, current_client, schedule_spec
 from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing
-from ._models import JobError, JobInfo, JobLease, JobPage
+from ._models import JobError, JobInfo, JobLease, JobPage, JobProgress
 from ._sync import SyncClient, SyncJobHandle
 from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
 from ._worker import Worker
@@ -34,6 +34,7 @@ __all__ = [
     "JobLease",
     "JobOptions",
     "JobPage",
+    "JobProgress",
     "JobTask",
     "Middleware",
     "Retry",

@@ -54,6 +54,17 @@ class JobError(View):
     traceback: str | None = None
 
 
+class JobProgress(View):
+    """What the job's latest attempt last reported with `job.progress()`."""
+
+    attempt: int
+    #: The report's number within its attempt.
+    seq: int
+    value: Any = None
+    #: When intake stored it.
+    at: datetime
+
+
 class JobLease(View):
     """Which worker session holds the running attempt."""
 
@@ -104,6 +115,8 @@ class JobInfo(View):
     last_error: JobError | None = None
     #: Why a job that has not started waits (no capable worker, a paused queue, its due time).
     waiting: str | None = None
+    #: What its latest attempt last reported with `job.progress()`, if anything.
+    progress: JobProgress | None = None
 
     @property
     def finished(self) -> bool:
@@ -112,10 +125,9 @@ class JobInfo(View):
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> JobInfo:
-        """From a `jobs.get` reply: `{"job", "last_error", "waiting"}`."""
-        return cls.model_validate(
-            {**reply["job"], "last_error": reply.get("last_error"), "waiting": reply.get("waiting")}
-        )
+        """From a `jobs.get` reply: `{"job", "last_error", "waiting", "progress"}`."""
+        extra = {name: reply.get(name) for name in ("last_error", "waiting", "progress")}
+        return cls.model_validate({**reply["job"], **extra})
 
 
 class JobPage(View):

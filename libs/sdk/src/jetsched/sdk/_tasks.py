@@ -50,9 +50,23 @@ class Job:
     _on_heartbeat: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
     parents: dict[str, Any] = field(default_factory=dict)
     item: Any = None
+    _on_progress: Callable[[Any], None] = field(default=lambda _: None, repr=False, compare=False)
 
     def heartbeat(self) -> None:
-        """Report progress: the attempt is alive (resets its heartbeat timeout)."""
+        """Say the attempt is alive (resets its heartbeat timeout)."""
+        self._on_heartbeat()
+
+    def progress(self, value: Any) -> None:
+        """Report how far the attempt has got — any JSON: `0.4`, `{"done": 3, "of": 10}`, `"uploading"` —
+        shown by `jobs.get` (`JobInfo.progress`) while it runs and after. Also a heartbeat.
+
+        Best-effort and cheap: at most one report per 250 ms goes out (the latest value), the last one
+        when the handler returns; the handler never waits for it.
+
+        Raises:
+            ValueError: `value` is not JSON jetsched can store, or is over about 3.5 KiB.
+        """
+        self._on_progress(value)
         self._on_heartbeat()
 
 

@@ -47,6 +47,7 @@ from jetsched.core.states import result_problem
 
 from ._errors import Fatal, Retry, SessionConflict
 from ._middleware import Middleware, chained
+from ._progress import ProgressSender
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
@@ -316,10 +317,13 @@ class Worker:
                 "job started", extra={"job": work.id, "capability": work.capability, "attempt": work.attempt}
             )
             began = time.perf_counter()
+            assert self._nc is not None
+            progress = ProgressSender(self._nc, work)
             try:
-                outcome = await self._call(work, handler)
+                outcome = await self._call(work, handler, progress)
             finally:
                 self.executing.discard(key)
+            await progress.finish()
             instruments.handler_time.record(
                 time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
             )
@@ -332,7 +336,7 @@ class Worker:
             await self._report(work, outcome, hdrs)
             crashpoint("worker.after_report")
 
-    async def _call(self, work: WorkMessage, handler: Handler | None) -> Outcome:
+    async def _call(self, work: WorkMessage, handler: Handler | None, progress: ProgressSender) -> Outcome:
         loop = asyncio.get_running_loop()
         beats = [loop.time()]
         job = Job(
@@ -345,6 +349,7 @@ class Worker:
             lambda: beats.__setitem__(0, loop.time()),
             parents=work.parents or {},
             item=work.item,
+            _on_progress=progress.report,
         )
         fields: dict[str, Any] = {}
         if handler is None:
