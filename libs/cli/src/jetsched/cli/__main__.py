@@ -22,6 +22,7 @@ from jetsched.bus.connect import ConnectionLost, Unreachable, redact
 from jetsched.core import subjects
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
+from . import reload
 from .dashboard import add_dashboard_command, run_dashboard
 from .durations import parse_duration, parse_json
 from .render import (
@@ -92,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the handlers a module registers with @task")
     worker.add_argument("module", help="import path of the module with your @task handlers")
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
+    worker.add_argument(
+        "--capabilities",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="A,B",
+        help="serve only these of the module's tasks (default: all)",
+    )
+    worker.add_argument(
+        "--reload", action="store_true", help="development: restart when the module's source files change"
+    )
     worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
     worker.add_argument(
         "--heartbeat-ms", type=int, default=500, help="how often to tell the reaper it is alive (default 500)"
@@ -234,8 +244,9 @@ async def run_worker(args: argparse.Namespace) -> None:
             f"cannot import {args.module!r} (run from the directory that holds it): {exc}"
         ) from exc
     labels = dict(label.split("=", 1) for label in args.label)
+    tasks = default_tasks if args.capabilities is None else default_tasks.only(args.capabilities)
     worker = Worker(
-        default_tasks,
+        tasks,
         nats_url=args.nats,
         concurrency=args.concurrency,
         labels=labels,
@@ -338,6 +349,10 @@ async def run_client(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "worker" and args.reload:
+        logs.setup("worker", BusConfig.from_env().log_level)
+        child_argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--reload"]
+        sys.exit(reload.supervise(child_argv, reload.watched_root(args.module, Path.cwd())))
     if args.command == "worker":
         logs.setup("worker", BusConfig.from_env().log_level)
         telemetry.setup("jetsched-worker")

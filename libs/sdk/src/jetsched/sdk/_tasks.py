@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
 
@@ -257,6 +257,23 @@ class Tasks:
             return Task(fn, name, defaults)
 
         return register
+
+    def only(self, capabilities: Iterable[str]) -> Tasks:
+        """A registry of these capabilities' handlers alone (what a worker serving some of a module's
+        tasks runs).
+
+        Raises:
+            ValueError: a capability has no handler here.
+        """
+        wanted = list(capabilities)
+        missing = [name for name in wanted if name not in self.handlers]
+        if missing:
+            known = ", ".join(sorted(self.handlers)) or "none"
+            raise ValueError(f"no handler for {', '.join(missing)} (registered: {known})")
+        subset = Tasks()
+        subset.handlers = {name: self.handlers[name] for name in wanted}
+        subset._functions = {name: self._functions[name] for name in wanted}
+        return subset
 
 
 #: The registry `@task` fills and `jetsched worker MODULE` runs.
