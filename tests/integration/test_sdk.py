@@ -256,3 +256,19 @@ async def test_progress_shows_in_jobs_get(stack: Stack, client: Client, nats_ser
 async def _with_progress(client: Client, job_id: str) -> JobInfo | None:
     job = await client.get(job_id)
     return job if job.progress is not None else None
+
+
+async def test_a_snooze_spends_no_attempt(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """`Retry(delay, spend_attempt=False)` runs the job again after the delay without counting the
+    attempt: a job allowed one attempt snoozes twice and still succeeds, with no errors recorded."""
+    tasks = Tasks()
+
+    @tasks.task("patient", max_attempts=1)
+    def patient(job: Job) -> int:
+        if job.attempt < 3:
+            raise Retry(delay=0.05, spend_attempt=False)
+        return job.attempt
+
+    async with running_worker(tasks, nats_server.url):
+        job = await (await patient.submit()).wait(timeout=10)
+    assert (job.state, job.result, job.attempt, job.snoozes, job.errors) == ("succeeded", 3, 3, 2, ())

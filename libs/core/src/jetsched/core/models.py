@@ -250,6 +250,8 @@ class JobRecord(Model):
     attempt: int = 0
     #: Claims handed back without running (worker drain, over-delivery); they do not use up attempts.
     releases: int = 0
+    #: Attempts the handler ended by asking to run later without spending an attempt (`snoozed`).
+    snoozes: int = 0
     max_attempts: int
     timeout_s: float
     heartbeat_timeout_s: float | None = None
@@ -287,7 +289,7 @@ class JobRecord(Model):
 
     @property
     def attempts_used(self) -> int:
-        return self.attempt - self.releases
+        return self.attempt - self.releases - self.snoozes
 
     @property
     def queued_at(self) -> int:
@@ -306,6 +308,9 @@ class OutcomeStatus(StrEnum):
     FATAL = "fatal"
     #: The handler raised `Retry(delay)`: run again after `retry_delay_ms` (counts as an attempt).
     RETRY = "retry"
+    #: The handler raised `Retry(delay, spend_attempt=False)`: run again after `retry_delay_ms`,
+    #: without counting the attempt (Oban's snooze).
+    SNOOZED = "snoozed"
     #: The attempt ran past `timeout_s` and was cancelled by the worker.
     TIMEOUT = "timeout"
     #: The worker hands the job back unrun (draining, or over capacity): ready again, no attempt used.

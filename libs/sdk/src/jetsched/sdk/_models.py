@@ -86,6 +86,8 @@ class JobInfo(View):
     attempt: int = 0
     #: Claims handed back unrun (they use no attempt).
     releases: int = 0
+    #: Attempts that ended in `Retry(spend_attempt=False)` (they use no attempt either).
+    snoozes: int = 0
     max_attempts: int
     timeout_s: float
     heartbeat_timeout_s: float | None = None

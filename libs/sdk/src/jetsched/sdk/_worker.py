@@ -383,8 +383,11 @@ class Worker:
                 type="TimeoutError", message=f"ran past its timeout of {work.timeout_s}s"
             )
         except Retry as exc:
-            status, fields["retry_delay_ms"] = OutcomeStatus.RETRY, round(exc.delay * 1000)
-            fields["error"] = _error(exc)
+            fields["retry_delay_ms"] = round(exc.delay * 1000)
+            if exc.spend_attempt:
+                status, fields["error"] = OutcomeStatus.RETRY, _error(exc)
+            else:
+                status = OutcomeStatus.SNOOZED
         except Fatal as exc:
             status, fields["error"] = OutcomeStatus.FATAL, _error(exc)
         except Exception as exc:
@@ -461,6 +464,7 @@ _LEVELS = {
     OutcomeStatus.SUCCEEDED: logging.INFO,
     OutcomeStatus.RELEASED: logging.INFO,
     OutcomeStatus.RETRY: logging.INFO,
+    OutcomeStatus.SNOOZED: logging.INFO,
     OutcomeStatus.FAILED: logging.WARNING,
     OutcomeStatus.TIMEOUT: logging.WARNING,
     OutcomeStatus.FATAL: logging.ERROR,
