@@ -142,12 +142,14 @@ async def test_the_blocking_client(stack: Stack, nats_server: NatsServer) -> Non
             handle = sync.submit("email.send", {"to": "c@example.com"})
             result = handle.result(timeout=10)
             job = sync.get(handle.id)
+            typed = sync.submit_task(send_email.with_options(key="from-sync"), to="d@example.com")
+            assert typed.result(timeout=10) == {"to": "d@example.com", "subject": "hello", "attempt": 1}
             return result, job.state, len(sync.list(capability="email.send").jobs)
 
     async with running_worker(mail, nats_server.url):
         result, state, listed = await asyncio.to_thread(from_plain_code)
     assert result == {"to": "c@example.com", "subject": "hello", "attempt": 1}
-    assert (state, listed) == ("succeeded", 1)
+    assert (state, listed) == ("succeeded", 2)
 
 
 class Recorder(Middleware):

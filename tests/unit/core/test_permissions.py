@@ -49,6 +49,8 @@ class TestWorker:
         [
             (subjects.heartbeat("alpha"), True),
             (subjects.outcome("email.send", "01J"), True),
+            (subjects.progress("01J"), True),
+            (subjects.changed("01J"), False),
             (subjects.heartbeat("beta"), False),
             ("$KV.jobs.X", False),
             ("$JS.API.STREAM.PURGE.KV_jobs", False),
@@ -56,7 +58,7 @@ class TestWorker:
         ],
     )
     def test_publish(self, subject: str, expected: bool) -> None:
-        """A worker publishes its heartbeats and outcomes only."""
+        """A worker publishes its heartbeats, outcomes and progress only."""
         assert allowed(self.grant.publish, subject) is expected
 
     @pytest.mark.parametrize("name", ["", "Alpha", "a.b", "a b", "-a", "a" * 64])
@@ -99,3 +101,13 @@ def test_services_never_purge_or_delete_streams(service: str) -> None:
     assert allowed(grant.publish, subjects.changed("01KBZ3R6X9T2M0Q7D5W8C4N1HE"))
     other = next(s for s in permissions.SERVICES if s != service)
     assert not allowed(grant.publish, f"$KV.leases.{other}.shard.0")
+
+
+def test_intake_takes_progress_reports_and_keeps_them() -> None:
+    """Intake receives progress reports and writes the progress bucket; no other service does."""
+    for name in permissions.SERVICES:
+        grant = permissions.service(name, "_INBOX_US", ())
+        takes = allowed(grant.subscribe, subjects.progress("01J")) and allowed(
+            grant.publish, "$KV.progress.01J"
+        )
+        assert takes is (name == "intake"), name

@@ -91,6 +91,7 @@ class TestOptions:
 
         urgent = handler.with_options(priority=9, key="k")
         assert urgent.defaults == {"priority": 9, "max_attempts": 2}
+        assert urgent.with_options(priority=1)._key == "k"  # a further override keeps the key
         assert handler.defaults == {"priority": 3, "max_attempts": 2}
         assert urgent.capability == "cap"
 

@@ -146,9 +146,10 @@ class Records:
     due and acts only on what it says — and, while the record is still at the revision the entry names,
     waits for the write it announced (it may land late).
 
-    Every stored write is then announced on `subjects.changed(id)` (core NATS, `{"state", "attempt"}`) for
-    clients waiting on the job. Only a hint: die between the write and the announcement and it is never
-    sent, so a waiter subscribes first, then reads the record, and re-reads now and then.
+    Every stored update (not the creation: nobody waits on an id before its submit is answered) is then
+    announced on `subjects.changed(id)` (core NATS, `{"state", "attempt"}`) for clients waiting on the
+    job. Only a hint: die between the write and the announcement and it is never sent, so a waiter
+    subscribes first, then reads the record, and re-reads now and then.
     """
 
     def __init__(
@@ -186,7 +187,7 @@ class Records:
             await self.timers.put(record.id, f"{due} {revision}".encode())
             crashpoint("records.after_timer_entry")
         stored = await self.store.put_if(record.id, encode(record), revision, self._headers(record))
-        if self._announce is not None:
+        if self._announce is not None and revision:
             # Best-effort by design: a lost announcement delays a waiter until its next read, no more.
             with contextlib.suppress(NatsError):
                 change = orjson.dumps({"state": record.state, "attempt": record.attempt})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from jetsched.bus.config import DEFAULT_NATS_URL
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ._errors import JetschedApiError
     from ._models import JobInfo
+    from ._tasks import JobTask, Task
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -121,6 +122,21 @@ class SyncClient:
         """Submit many jobs in one request (see `Client.submit_many`)."""
         done = self.run(lambda c: c.submit_many(capability, payloads, keys=keys, **options))
         return [SyncJobHandle(self, item) if isinstance(item, JobHandle) else item for item in done]
+
+    @overload
+    def submit_task(self, task: JobTask[R], payload: Any = None, /) -> SyncJobHandle[R]: ...
+
+    @overload
+    def submit_task(self, task: Task[P, R], /, *args: P.args, **kwargs: P.kwargs) -> SyncJobHandle[R]: ...
+
+    def submit_task(
+        self, task: JobTask[Any] | Task[..., Any], /, *args: Any, **kwargs: Any
+    ) -> SyncJobHandle[Any]:
+        """Submit a job for an `@task` function as its `submit` would, with its defaults and checked
+        against its signature: `jetsched.submit_task(send_email, to="a@example.com")`."""
+        return SyncJobHandle(
+            self, self.run(lambda client: task.with_options(client=client).submit(*args, **kwargs))
+        )
 
     get = _blocking(Client.get)
     wait = _blocking(Client.wait)

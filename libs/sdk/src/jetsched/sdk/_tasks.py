@@ -100,7 +100,7 @@ class _Submitter:
         bound = object.__new__(type(self))
         bound.__dict__.update(self.__dict__)
         bound.defaults = {**self.defaults, **options}
-        bound._key = key
+        bound._key = key or self._key
         bound._client = client or self._client
         return bound
 
