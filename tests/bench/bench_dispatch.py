@@ -76,7 +76,7 @@ async def order_errors(
             await asyncio.sleep(0.0015)
         await wait_succeeded(client, before + len(ready_at), timeout=300)
         views = await asyncio.gather(*(client.get(i) for i in ready_at))
-        jobs = [(ready_at[v["job"]["id"]][0], ready_at[v["job"]["id"]][1], v["job"]["result"]) for v in views]
+        jobs = [(ready_at[v.id][0], ready_at[v.id][1], v.result) for v in views]
         inversions = 0
         for priority, _, start in jobs:
             if any(p > priority and ready + 0.005 < start < other for p, ready, other in jobs):

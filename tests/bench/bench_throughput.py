@@ -127,7 +127,7 @@ async def latency(client: Client, rate: int, seconds: float) -> list[float]:
     await asyncio.gather(*tasks)
     await wait_succeeded(client, before + len(sent), timeout=120)
     records = await asyncio.gather(*(client.get(i) for i in sent))
-    return sorted((view["job"]["result"] - sent[view["job"]["id"]]) * 1000 for view in records)
+    return sorted((view.result - sent[view.id]) * 1000 for view in records)
 
 
 async def delayed_lateness(client: Client, count: int, rate: int) -> list[float]:
@@ -140,7 +140,7 @@ async def delayed_lateness(client: Client, count: int, rate: int) -> list[float]
         await asyncio.sleep(1 / rate)
     await wait_succeeded(client, before + count, timeout=120)
     views = await asyncio.gather(*(client.get(i) for i in ids))
-    return sorted(view["job"]["result"] * 1000 - view["job"]["run_at_ms"] for view in views)
+    return sorted(view.result * 1000 - view.run_at.timestamp() * 1000 for view in views)
 
 
 def pct(values: list[float], p: float) -> float:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jetsched.core import schedules
+from jetsched.core import schedules, subjects
 from jetsched.core.schedules import ScheduleSpec
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.nats_server import NatsServer
@@ -209,7 +209,7 @@ class Soak:
         while pending and time.monotonic() < deadline:
             for job_id in list(pending):
                 try:
-                    record = (await client.get(job_id))["job"]
+                    record = (await client.request(subjects.api("jobs.get"), {"id": job_id}))["job"]
                 except Exception:
                     continue
                 if record["state"] in ("succeeded", "dead", "cancelled"):
@@ -270,7 +270,8 @@ class Soak:
         jobs: list[dict[str, Any]] = []
         after: str | None = None
         while True:
-            page = await client.list(limit=1000, capability="probe.sleep", after=after)
+            body = {"limit": 1000, "capability": "probe.sleep", "after": after}
+            page = await client.request(subjects.api("jobs.list"), {k: v for k, v in body.items() if v})
             jobs += [j for j in page["jobs"] if j.get("schedule_id")]
             if (after := page["next"]) is None:
                 break

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jetsched.core import subjects
 from jetsched.core.workflows import step_job_id
 from jetsched.sdk import chain, chord, step
 
@@ -146,7 +147,7 @@ class WorkflowLoad:
             if s.get("map_over") is None:
                 jobs[name] = [s["job_id"]]
                 continue
-            link = (await client.get(s["job_id"]))["job"]["workflow"]
+            link = (await client.request(subjects.api("jobs.get"), {"id": s["job_id"]}))["job"]["workflow"]
             count = s.get("instances") or 0
             jobs[name] = [step_job_id(workflow_id, link["index"], link["run"], n) for n in range(count)]
         return jobs
@@ -178,7 +179,7 @@ class WorkflowLoad:
         for job_id in (j for ids in jobs.values() for j in ids):
             if len(starts[job_id]) < 2:
                 continue
-            record = (await client.get(job_id))["job"]
+            record = (await client.request(subjects.api("jobs.get"), {"id": job_id}))["job"]
             kinds = {e["kind"] for e in record.get("errors", [])}
             cause = "+".join(sorted(kinds)) or ("released" if record.get("releases") else "unexplained")
             self.report.twice[f"{workflow_id}/{job_id}"] = cause

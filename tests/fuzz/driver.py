@@ -278,9 +278,9 @@ class Fuzz:
         except Exception as exc:
             self.report.e2e_failures += 1
             return [f"end-to-end job failed: {exc!r}"[:300]]
-        if record["state"] != "succeeded":
+        if record.state != "succeeded":
             self.report.e2e_failures += 1
-            return [f"end-to-end job ended {record['state']}: {record.get('errors')}"[:300]]
+            return [f"end-to-end job ended {record.state}: {record.errors}"[:300]]
         return []
 
     async def get(self, job_id: str) -> dict[str, Any] | None:

@@ -2,8 +2,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+def ms(when: datetime | None) -> int:
+    """An instant of the SDK's views back in the wire's epoch milliseconds (schedule ledgers use them)."""
+    assert when is not None
+    return round(when.timestamp() * 1000)
 
 
 @dataclass

@@ -68,5 +68,5 @@ async def test_protocol_is_enough_for_a_foreign_worker(stack: Stack, nats_server
     finally:
         beating.cancel()
         await nc.close()
-    assert (done["state"], done["result"]) == ("succeeded", "HELLO")
-    assert (retried["state"], retried["attempt"], retried["errors"][0]["type"]) == ("succeeded", 2, "Oops")
+    assert (done.state, done.result) == ("succeeded", "HELLO")
+    assert (retried.state, retried.attempt, retried.errors[0].type) == ("succeeded", 2, "Oops")

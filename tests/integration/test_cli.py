@@ -139,7 +139,7 @@ async def test_dev_restarts_a_child_that_dies(tmp_path: Path) -> None:
         assert restarted != pids["timer"]
         async with Client(f"nats://127.0.0.1:{port}") as client:
             reply = await client.submit("demo.add", {"numbers": [1, 2]}, delay=0.2)
-            assert (await client.wait(reply.id, timeout=20))["result"] == 3
+            assert (await client.wait(reply.id, timeout=20)).result == 3
         proc.send_signal(signal.SIGTERM)
         rest, _ = await proc.communicate()
     assert proc.returncode == 0, "".join(lines) + rest.decode()
@@ -276,7 +276,7 @@ async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
     async with running_worker(tasks, nats_server.url):
         failing = await client.submit_many("mail.send", [{"os": n < 6} for n in range(9)], max_attempts=1)
         ids = [reply.id for reply in failing if not isinstance(reply, Exception)]
-        assert all([(await client.wait(job_id))["state"] == "dead" for job_id in ids])
+        assert all([(await client.wait(job_id)).state == "dead" for job_id in ids])
     os_errors, value_errors = ids[:6], ids[6:]
     await indexed(client, "mail.send", "dead", 9)
 
@@ -284,7 +284,7 @@ async def test_bulk_actions_and_long_lists_show_progress_on_a_terminal(
     assert code == 0, err
     assert sorted(orjson.loads(out)["done"]) == sorted(os_errors)
     assert "retried 6/6" in err
-    assert {(await client.get(job_id))["job"]["state"] for job_id in os_errors} == {"ready"}
+    assert {(await client.get(job_id)).state for job_id in os_errors} == {"ready"}
 
     code, out, err = await jetsched(
         *url, "dead", "purge", "--error-type", "ValueError", "--capability", "mail.send"

@@ -23,6 +23,8 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
+from .conftest import ms
+
 pytestmark = pytest.mark.slow
 
 #: How early a start may be against the true due time: the server-time probe's reply flight and the
@@ -69,27 +71,27 @@ async def test_skewed_hosts_start_nothing_early(fleet: Fleet, skew_ms: int) -> N
                 due[reply.id] = at
         records = [await client.wait(job_id, timeout=30) for job_id in due]
         await client.schedule("skewed-cron", "pause")
-        fires = [j for j in (await client.list(limit=1000))["jobs"] if j.get("schedule_id") == "skewed-cron"]
+        fires = [j for j in (await client.list(limit=1000)).jobs if j.schedule_id == "skewed-cron"]
         await eventually(
-            lambda: all(fleet.started(j["id"]) for j in fires if j["state"] == "succeeded"),
+            lambda: all(fleet.started(j.id) for j in fires if j.state == "succeeded"),
             timeout=10,
             what="cron fires logged",
         )
-    assert {r["state"] for r in records} == {"succeeded"}
+    assert {r.state for r in records} == {"succeeded"}
     starts = {job_id: min(r.at for r in fleet.started(job_id)) for job_id in due}
     early = {j: round(due[j] - at, 4) for j, at in starts.items() if at < due[j] - EARLY_S}
     late = {j: round(at - due[j], 3) for j, at in starts.items() if at > due[j] + LATE_S}
     assert not early, f"started before their due time (s): {early}"
     assert not late, f"started late (s): {late}"
 
-    nominal = sorted(j["fire_at_ms"] for j in fires)
+    nominal = sorted(ms(j.fire_at) for j in fires)
     assert len(nominal) >= 3
     assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
     for job in fires:
-        runs = fleet.started(job["id"])
-        assert len(runs) <= 1, f"cron fire {job['fire_at_ms']} ran {len(runs)} times"
+        runs = fleet.started(job.id)
+        assert len(runs) <= 1, f"cron fire {job.fire_at} ran {len(runs)} times"
         if runs:
-            assert runs[0].at >= job["fire_at_ms"] / 1000 - EARLY_S, f"fired early: {job}"
+            assert runs[0].at >= ms(job.fire_at) / 1000 - EARLY_S, f"fired early: {job}"
     assert took_shards(fleet) == settled, "a shard lease changed hands while every replica was alive"
 
 

@@ -50,7 +50,7 @@ async def test_end_to_end_on_r3(cluster: NatsCluster) -> None:
             )
         )
         records = [await client.wait(r.id, timeout=60) for r in replies]
-    assert [r["result"] for r in records] == [n * 2 for n in range(40)]
+    assert [r.result for r in records] == [n * 2 for n in range(40)]
 
     nc = await nats.connect(cluster.urls.split(","))
     js = nc.jetstream()

@@ -7,7 +7,6 @@ crash, and when it did run twice its record says why (a lost worker, a released 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -16,7 +15,7 @@ from jetsched.bus.crashpoints import POINTS
 from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client
+from jetsched.sdk import Client, JobInfo
 
 from .test_workflows_crash import WORKFLOW_POINTS
 
@@ -29,15 +28,15 @@ async def client(fleet: Fleet) -> AsyncIterator[Client]:
         yield connected
 
 
-async def final(client: Client, job_id: str) -> dict[str, Any]:
+async def final(client: Client, job_id: str) -> JobInfo:
     return await client.wait(job_id, timeout=40)
 
 
-def explained(record: dict[str, Any], runs: int) -> None:
+def explained(record: JobInfo, runs: int) -> None:
     """At most one extra run, and an extra run is accounted for in the record."""
     assert runs <= 2
     if runs == 2:
-        assert record["errors"] or record.get("releases", 0), record
+        assert record.errors or record.releases, record
 
 
 SERVICE_POINTS = [
@@ -65,11 +64,11 @@ async def test_service_dies_mid_transition(
     await crashed(target)
     restart_clean(target)
     record = await final(client, reply.id)
-    assert record["state"] == "succeeded"
+    assert record.state == "succeeded"
     assert len(fleet.started(reply.id)) == 1
     if point == "dispatcher.claim.after_cas":
         # The claim never reached the worker: handed back without using an attempt.
-        assert (record["attempt"], record["releases"]) == (2, 1)
+        assert (record.attempt, record.releases) == (2, 1)
 
 
 @pytest.mark.parametrize(("point", "duplicate"), KEYED_SUBMIT_POINTS)
@@ -92,9 +91,9 @@ async def test_intake_dies_during_keyed_submit(
     reply = await client.submit("probe.sleep", 0.01, key="order-7")
     assert reply.duplicate is duplicate
     record = await final(client, reply.id)
-    assert record["state"] == "succeeded"
+    assert record.state == "succeeded"
     assert len(fleet.started(reply.id)) == 1
-    assert len((await client.list())["jobs"]) == 1
+    assert len((await client.list()).jobs) == 1
 
 
 async def test_intake_dies_between_timer_entry_and_record(fleet: Fleet, client: Client) -> None:
@@ -115,9 +114,9 @@ async def test_intake_dies_between_timer_entry_and_record(fleet: Fleet, client: 
     reply = await client.submit("probe.sleep", 0.01, key="later-1", delay=0.5)
     assert (reply.state, reply.duplicate) == ("scheduled", False)
     record = await final(client, reply.id)
-    assert record["state"] == "succeeded"
+    assert record.state == "succeeded"
     (run,) = fleet.started(reply.id)
-    assert run.at * 1000 >= record["run_at_ms"]
+    assert run.at >= record.run_at.timestamp()
 
 
 async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> None:
@@ -136,7 +135,7 @@ async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> Non
     await impatient.close()
     await crashed(intake)
     restart_clean(intake)
-    assert (await client.get(reply.id))["job"]["state"] == "cancelled"
+    assert (await client.get(reply.id)).state == "cancelled"
 
     async def worker_idle() -> bool:
         return bool((await client.stats())["workers"]["busy"] == 0)
@@ -179,8 +178,8 @@ async def test_reaper_dies_after_rescue_cas(fleet: Fleet, client: Client) -> Non
     restart_clean(reaper)
     fleet.worker()
     record = await final(client, reply.id)
-    assert record["state"] == "succeeded"
-    assert record["errors"][0]["kind"] == "lost"
+    assert record.state == "succeeded"
+    assert record.errors[0].kind == "lost"
     explained(record, len(fleet.started(reply.id)))
 
 
@@ -193,11 +192,11 @@ async def test_worker_dies_mid_job(fleet: Fleet, client: Client, point: str, run
     await crashed(dying)
     fleet.worker()
     record = await final(client, reply.id)
-    assert record["state"] == "succeeded"
+    assert record.state == "succeeded"
     assert len(fleet.started(reply.id)) == runs
     explained(record, runs)
     if point != "worker.after_report":
-        assert record["errors"][0]["kind"] == "lost"
+        assert record.errors[0].kind == "lost"
 
 
 def test_every_point_is_exercised() -> None:

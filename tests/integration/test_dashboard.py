@@ -115,13 +115,13 @@ async def test_browser_sees_jobs_live_and_operates_jetsched(
 
             # A dead letter: refused without the token, retried with it.
             dead = await client.submit("email.send", {"to": "a@example.com"}, max_attempts=1, backoff=FAST)
-            assert (await client.wait(dead.id))["state"] == "dead"
+            assert (await client.wait(dead.id)).state == "dead"
             await page.goto(f"{url}#/dead")
             row = page.locator(f'tr[data-id="{dead.id}"]')
             await expect(row).to_contain_text("ConnectionRefusedError")
             await row.locator('button[data-action="retry"]').click()
             await expect(page.locator("#flash-message")).to_contain_text("refused: forbidden")
-            assert (await client.get(dead.id))["job"]["state"] == "dead"
+            assert (await client.get(dead.id)).state == "dead"
             await page.screenshot(path=str(shots / "dead-refused.png"), full_page=True)
 
             await page.fill("#token", TOKEN)
@@ -129,7 +129,7 @@ async def test_browser_sees_jobs_live_and_operates_jetsched(
             await expect(page.locator("#role")).to_have_text("operator")
             await row.locator('button[data-action="retry"]').click()
             await expect(page.locator("#flash-message")).to_contain_text(f"retried {dead.id}")
-            assert (await client.wait(dead.id))["state"] == "succeeded"
+            assert (await client.wait(dead.id)).state == "succeeded"
 
             await page.goto(f"{url}#/job/{dead.id}")
             await expect(page.locator("#job-state")).to_have_text("succeeded")
@@ -189,7 +189,7 @@ async def cancel_a_job(page: Page, url: str, client: Client) -> None:
     await page.goto(f"{url}#/job/{job.id}")
     await page.click('button[data-action="cancel"]')
     await expect(page.locator("#flash-message")).to_contain_text(f"cancelled {job.id}")
-    assert (await client.get(job.id))["job"]["state"] == "cancelled"
+    assert (await client.get(job.id)).state == "cancelled"
     await expect(page.locator("#job-state")).to_have_text("cancelled")
 
 
@@ -200,7 +200,7 @@ async def act_on_dead_letters(page: Page, url: str, client: Client, shots: Path)
         "ledger.post", [{"n": n, "missing": n < 3} for n in range(5)], max_attempts=1, backoff=FAST
     )
     ids = [reply.id for reply in replies if not isinstance(reply, Exception)]
-    assert [(await client.wait(job_id))["state"] for job_id in ids] == ["dead"] * 5
+    assert [(await client.wait(job_id)).state for job_id in ids] == ["dead"] * 5
     lookups, timeouts = ids[:3], ids[3:]
 
     await page.goto(f"{url}#/dead")
@@ -212,7 +212,7 @@ async def act_on_dead_letters(page: Page, url: str, client: Client, shots: Path)
     await page.screenshot(path=str(shots / "dead-filtered.png"), full_page=True)
     await page.click('button[data-action="retry all"]')
     await expect(page.locator("#flash-message")).to_contain_text("retried 3 dead letters of type LookupError")
-    assert [(await client.wait(job_id))["state"] for job_id in lookups] == ["succeeded"] * 3
+    assert [(await client.wait(job_id)).state for job_id in lookups] == ["succeeded"] * 3
 
     await page.fill("#dead-error-type", "TimeoutError")
     await page.click("#dead-filter")
@@ -251,7 +251,7 @@ async def drain_a_worker(page: Page, url: str, client: Client, nats_url: str, sh
         await expect(row).to_contain_text("1/1")  # busy/slots: the job it holds
         await page.screenshot(path=str(shots / "worker-draining.png"), full_page=True)
         release.set()
-        assert (await client.wait(held.id))["state"] == "succeeded"
+        assert (await client.wait(held.id)).state == "succeeded"
 
 
 async def test_changes_need_the_token_and_a_same_origin_request(

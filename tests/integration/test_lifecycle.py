@@ -38,8 +38,10 @@ async def test_success(stack: Stack, client: Client, nats_server: NatsServer, ex
     async with running_worker(tasks, nats_server.url):
         reply = await client.submit("math.add", [1, 2, 3])
         record = await client.wait(reply.id)
-    assert (record["state"], record["result"], record["attempt"]) == ("succeeded", 6, 1)
-    assert record["created_at_ms"] <= record["started_at_ms"] <= record["finished_at_ms"]
+    assert (record.state, record.result, record.attempt) == ("succeeded", 6, 1)
+    assert record.started_at
+    assert record.finished_at
+    assert record.created_at <= record.started_at <= record.finished_at
     assert executions.runs == [(reply.id, 1)]
 
 
@@ -54,7 +56,7 @@ async def test_sync_handler_runs_in_thread(stack: Stack, client: Client, nats_se
 
     async with running_worker(tasks, nats_server.url):
         record = await client.wait((await client.submit("blocking")).id)
-    assert record["result"].startswith("jetsched-job")
+    assert record.result.startswith("jetsched-job")
 
 
 async def test_retries_with_backoff_then_dead(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -70,18 +72,19 @@ async def test_retries_with_backoff_then_dead(stack: Stack, client: Client, nats
     async with running_worker(tasks, nats_server.url):
         reply = await client.submit("flaky", max_attempts=3, backoff={**FAST, "base_ms": 100})
         record = await client.wait(reply.id)
-    assert record["state"] == "dead"
-    assert [(e["attempt"], e["kind"], e["message"]) for e in record["errors"]] == [
+    assert record.state == "dead"
+    assert [(e.attempt, e.kind, e.message) for e in record.errors] == [
         (1, "error", "failure 1"),
         (2, "error", "failure 2"),
         (3, "error", "failure 3"),
     ]
-    assert "ValueError" in record["errors"][0]["traceback"]
+    assert "ValueError" in (record.errors[0].traceback or "")
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.1
     assert gaps[1] >= 0.2
     view = await client.get(reply.id)
-    assert view["last_error"]["message"] == "failure 3"
+    assert view.last_error
+    assert view.last_error.message == "failure 3"
 
 
 async def test_flaky_succeeds_on_retry(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -96,7 +99,7 @@ async def test_flaky_succeeds_on_retry(stack: Stack, client: Client, nats_server
 
     async with running_worker(tasks, nats_server.url):
         record = await client.wait((await client.submit("flaky", backoff=FAST)).id)
-    assert (record["state"], record["result"], len(record["errors"])) == ("succeeded", 3, 2)
+    assert (record.state, record.result, len(record.errors)) == ("succeeded", 3, 2)
 
 
 async def test_fatal_and_retry_after(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -118,8 +121,8 @@ async def test_fatal_and_retry_after(stack: Stack, client: Client, nats_server: 
     async with running_worker(tasks, nats_server.url):
         dead = await client.wait((await client.submit("fatal", max_attempts=10)).id)
         done = await client.wait((await client.submit("later")).id)
-    assert (dead["state"], dead["attempt"], dead["errors"][0]["kind"]) == ("dead", 1, "fatal")
-    assert (done["state"], done["result"]) == ("succeeded", 2)
+    assert (dead.state, dead.attempt, dead.errors[0].kind) == ("dead", 1, "fatal")
+    assert (done.state, done.result) == ("succeeded", 2)
     assert starts[2] - starts[1] >= 0.3
 
 
@@ -133,8 +136,8 @@ async def test_timeout(stack: Stack, client: Client, nats_server: NatsServer) ->
 
     async with running_worker(tasks, nats_server.url):
         record = await client.wait((await client.submit("slow", timeout=0.2, max_attempts=1)).id)
-    assert record["state"] == "dead"
-    assert record["errors"][0]["kind"] == "timeout"
+    assert record.state == "dead"
+    assert record.errors[0].kind == "timeout"
 
 
 async def test_delayed_never_early(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -150,8 +153,9 @@ async def test_delayed_never_early(stack: Stack, client: Client, nats_server: Na
         replies = [await client.submit("at", delay=d) for d in (0.05, 0.2, 0.4, 0.2, 0.05)]
         records = [await client.wait(r.id) for r in replies]
     for record in records:
-        assert record["started_at_ms"] >= record["run_at_ms"]
-        assert started[record["id"]] >= record["run_at_ms"]
+        assert record.started_at
+        assert record.started_at >= record.run_at
+        assert started[record.id] >= record.run_at.timestamp() * 1000
 
 
 async def test_waits_for_a_capable_worker(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -171,11 +175,11 @@ async def test_waits_for_a_capable_worker(stack: Stack, client: Client, nats_ser
         reply = await client.submit("rare")
         await asyncio.sleep(0.3)  # give a wrong dispatch the chance to happen
         view = await client.get(reply.id)
-        assert view["job"]["state"] == "ready"
-        assert view["waiting"] == "no live worker with capability 'rare'"
+        assert view.state == "ready"
+        assert view.waiting == "no live worker with capability 'rare'"
         async with running_worker(rare, nats_server.url):
             record = await client.wait(reply.id)
-    assert record["result"] == "ran"
+    assert record.result == "ran"
 
 
 async def test_concurrency_never_exceeded(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -222,7 +226,7 @@ async def test_cancel(stack: Stack, client: Client, nats_server: NatsServer) -> 
         assert (await client.cancel(now.id))["state"] == "cancelled"
         await asyncio.wait_for(interrupted.wait(), 10)
         view = await client.get(now.id)
-    assert view["job"]["state"] == "cancelled"
+    assert view.state == "cancelled"
     with pytest.raises(Exception, match="invalid_state"):
         await client.cancel(now.id)
 
@@ -244,15 +248,15 @@ async def test_dead_letters(stack: Stack, client: Client, nats_server: NatsServe
         await client.wait(first.id)
         await client.wait(second.id)
         dead = await client.dead()
-        assert {j["id"] for j in dead["jobs"]} == {first.id, second.id}
+        assert {j.id for j in dead.jobs} == {first.id, second.id}
         healed = True
         assert (await client.retry_dead(first.id))["state"] == "ready"
         record = await client.wait(first.id)
-        assert (record["state"], record["result"], record["attempt"]) == ("succeeded", "fixed", 2)
+        assert (record.state, record.result, record.attempt) == ("succeeded", "fixed", 2)
         assert (await client.purge_dead(second.id))["purged"] is True
         with pytest.raises(Exception, match="not_found"):
             await client.get(second.id)
-    assert [j["id"] for j in (await client.dead())["jobs"]] == []
+    assert [j.id for j in (await client.dead()).jobs] == []
 
 
 async def test_list_pages(stack: Stack, client: Client) -> None:
@@ -260,14 +264,14 @@ async def test_list_pages(stack: Stack, client: Client) -> None:
     ids = [(await client.submit("x" if n % 2 else "y", delay=60)).id for n in range(7)]
     await eventually(lambda: _count(client, "x", 3), what="index caught up")
     first = await client.list(state="scheduled", capability="x", limit=2)
-    second = await client.list(state="scheduled", capability="x", limit=2, after=first["next"])
-    listed = [j["id"] for j in first["jobs"] + second["jobs"]]
+    second = await client.list(state="scheduled", capability="x", limit=2, after=first.next)
+    listed = [j.id for j in first.jobs + second.jobs]
     assert listed == [i for n, i in enumerate(ids) if n % 2]
-    assert second["next"] is None
+    assert second.next is None
 
 
 async def _count(client: Client, capability: str, n: int) -> bool:
-    return len((await client.list(capability=capability))["jobs"]) == n
+    return len((await client.list(capability=capability)).jobs) == n
 
 
 async def test_a_record_landing_after_its_timer_entry_came_due_still_runs(
@@ -293,4 +297,4 @@ async def test_a_record_landing_after_its_timer_entry_came_due_still_runs(
     await nc.close()
     async with running_worker(tasks, nats_server.url):
         final = await client.wait(record.id, timeout=20)
-    assert (final["state"], final["result"]) == ("succeeded", 1)
+    assert (final.state, final.result) == ("succeeded", 1)

@@ -97,7 +97,7 @@ async def test_prometheus_scrapes_every_process(
             ran = [await client.submit("probe.sleep", 0.05) for _ in range(20)]
             later = await client.submit("probe.sleep", 0, delay=1.0)
             for reply in [*ran, later]:
-                assert (await client.wait(reply.id, timeout=30))["state"] == "succeeded"
+                assert (await client.wait(reply.id, timeout=30)).state == "succeeded"
             await eventually(
                 lambda: prometheus.value("count(up == 1)") == len(prometheus_ports), timeout=30, what="all up"
             )
@@ -105,7 +105,7 @@ async def test_prometheus_scrapes_every_process(
             await eventually(lambda: prometheus.value(handled) == 21, timeout=30, what="the workers' runs")
             # Then a job that kills its worker (taking that worker's own series with it) and ends dead.
             doomed = await client.submit("probe.poison", None, max_attempts=1)
-            assert (await client.wait(doomed.id, timeout=30))["state"] == "dead"
+            assert (await client.wait(doomed.id, timeout=30)).state == "dead"
         expected = {
             "sum(jetsched_jobs_submitted_total)": 22,
             'sum(jetsched_jobs_submitted_total{capability="probe.sleep"})': 21,

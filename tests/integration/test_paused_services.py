@@ -34,8 +34,8 @@ async def test_a_resumed_dispatcher_sends_no_stale_work(fleet: Fleet) -> None:
         await eventually(lambda: stopped(paused), timeout=20, what="the dispatcher paused after its claim")
         fleet.service("dispatcher")  # takes the shard once the paused one's lease lapses
         record = await client.wait(reply.id, timeout=30)
-        assert record["state"] == "succeeded"
-        assert record["releases"] == 1  # the unsent claim was handed back, using no attempt
+        assert record.state == "succeeded"
+        assert record.releases == 1  # the unsent claim was handed back, using no attempt
         assert paused.pid is not None
         os.kill(paused.pid, signal.SIGCONT)
         await eventually(
@@ -43,5 +43,5 @@ async def test_a_resumed_dispatcher_sends_no_stale_work(fleet: Fleet) -> None:
         )
         assert paused.alive()
         fresh = await client.submit("probe.sleep", 0)
-        assert (await client.wait(fresh.id, timeout=30))["state"] == "succeeded"
+        assert (await client.wait(fresh.id, timeout=30)).state == "succeeded"
     assert len(fleet.started(reply.id)) == 1

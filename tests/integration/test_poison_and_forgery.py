@@ -14,7 +14,7 @@ from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
 from jetsched.reaper.service import ReaperService
-from jetsched.sdk import Client, Job, Tasks
+from jetsched.sdk import Client, Job, JobInfo, Tasks
 
 
 @pytest.mark.slow
@@ -24,19 +24,17 @@ async def test_poison_pill_ends_dead(fleet: Fleet) -> None:
     async with Client(fleet.url, timeout=20) as client:
         reply = await client.submit("probe.poison", max_attempts=3, backoff={"base_ms": 0})
 
-        async def respawn_until_final() -> dict[str, object]:
+        async def respawn_until_final() -> JobInfo:
             while True:
                 worker = fleet.worker()
                 while worker.alive():
                     view = await client.get(reply.id)
-                    if view["job"]["state"] == "dead":
+                    if view.state == "dead":
                         return view
                     await asyncio.sleep(0.05)
 
         view = await asyncio.wait_for(respawn_until_final(), 60)
-    job = view["job"]
-    assert isinstance(job, dict)
-    assert [e["kind"] for e in job["errors"]] == ["lost", "lost", "lost"]
+    assert [e.kind for e in view.errors] == ["lost", "lost", "lost"]
     assert len(fleet.started(reply.id)) == 3
 
 
@@ -55,7 +53,7 @@ async def test_forged_stale_and_malformed_input(stack: Stack, nats_server: NatsS
     async with Client(nats_server.url) as client, running_worker(tasks, nats_server.url) as worker:
         reply = await client.submit("held")
         await eventually(lambda: _state(client, reply.id, "running"), what="job running")
-        before = (await client.get(reply.id))["job"]
+        before = await client.get(reply.id)
 
         outcome = subjects.outcome("held", reply.id)
         forged = {
@@ -67,7 +65,8 @@ async def test_forged_stale_and_malformed_input(stack: Stack, nats_server: NatsS
             "result": "forged",
             "finished_at_ms": 0,
         }
-        assert "token" not in before["lease"], "the lease token is readable by clients"
+        lease = (await client.request(subjects.api("jobs.get"), {"id": reply.id}))["job"]["lease"]
+        assert "token" not in lease, "the lease token is readable by clients"
         stale = {**forged, "attempt": 0}
         for body in (
             b'{"id": "trunc',
@@ -96,12 +95,12 @@ async def test_forged_stale_and_malformed_input(stack: Stack, nats_server: NatsS
 
         reapers = [s for s in stack.services if isinstance(s, ReaperService)]
         await eventually(lambda: reapers[0].stale_reports >= 2, what="forged and stale reports rejected")
-        assert (await client.get(reply.id))["job"] == before
+        assert await client.get(reply.id) == before
         release.set()
         record = await client.wait(reply.id)
     await nc.close()
-    assert (record["state"], record["result"], record["attempt"]) == ("succeeded", "genuine", 1)
+    assert (record.state, record.result, record.attempt) == ("succeeded", "genuine", 1)
 
 
 async def _state(client: Client, job_id: str, state: str) -> bool:
-    return bool((await client.get(job_id))["job"]["state"] == state)
+    return bool((await client.get(job_id)).state == state)

@@ -35,8 +35,8 @@ async def test_services_as_processes(fleet: Fleet, proc_client: Client) -> None:
     worker = fleet.worker("--concurrency", "4")
     replies = [await proc_client.submit("probe.sleep", 0.01) for _ in range(20)]
     records = [await proc_client.wait(r.id, timeout=30) for r in replies]
-    assert {r["state"] for r in records} == {"succeeded"}
-    assert {r["result"] for r in records} == {worker.pid}
+    assert {r.state for r in records} == {"succeeded"}
+    assert {r.result for r in records} == {worker.pid}
 
 
 async def test_killed_worker_job_restarts_elsewhere(fleet: Fleet, proc_client: Client) -> None:
@@ -48,8 +48,8 @@ async def test_killed_worker_job_restarts_elsewhere(fleet: Fleet, proc_client: C
     killed_at = time.time()
     survivor = fleet.worker()
     record = await proc_client.wait(reply.id, timeout=30)
-    assert (record["state"], record["result"], record["attempt"]) == ("succeeded", survivor.pid, 2)
-    assert record["errors"][0]["kind"] == "lost"
+    assert (record.state, record.result, record.attempt) == ("succeeded", survivor.pid, 2)
+    assert record.errors[0].kind == "lost"
     restart = next(r.at for r in fleet.started(reply.id) if r.pid == survivor.pid)
     print(f"worker death → rerun {restart - killed_at:.2f}s")
     assert restart - killed_at < 3.0
@@ -70,8 +70,8 @@ async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) 
     queued = await proc_client.submit("probe.sleep", 0.01)
     assert await asyncio.to_thread(worker.popen.wait, 20) == 0
     record = await proc_client.wait(reply.id, timeout=5)
-    assert (record["state"], record["attempt"], record["result"]) == ("succeeded", 1, worker.pid)
-    assert (await proc_client.get(queued.id))["job"]["state"] == "ready"
+    assert (record.state, record.attempt, record.result) == ("succeeded", 1, worker.pid)
+    assert (await proc_client.get(queued.id)).state == "ready"
 
 
 async def test_drain_timeout_hands_work_back(fleet: Fleet, proc_client: Client) -> None:
@@ -84,7 +84,7 @@ async def test_drain_timeout_hands_work_back(fleet: Fleet, proc_client: Client) 
     assert await asyncio.to_thread(worker.popen.wait, 20) == 0
     successor = fleet.worker()
     record = await proc_client.wait(reply.id, timeout=30)
-    assert (record["state"], record["result"], record["releases"]) == ("succeeded", successor.pid, 1)
+    assert (record.state, record.result, record.releases) == ("succeeded", successor.pid, 1)
 
 
 async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) -> None:
@@ -95,7 +95,7 @@ async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) 
         proc.restart()
     replies += [await proc_client.submit("probe.sleep", 0.01) for _ in range(20)]
     records = [await proc_client.wait(r.id, timeout=60) for r in replies]
-    assert {r["state"] for r in records} == {"succeeded"}
+    assert {r.state for r in records} == {"succeeded"}
 
 
 async def test_restarted_intake_lists_only_from_a_complete_index(fleet: Fleet, proc_client: Client) -> None:
@@ -108,8 +108,8 @@ async def test_restarted_intake_lists_only_from_a_complete_index(fleet: Fleet, p
     listed, after = 0, None
     while True:
         page = await proc_client.list(state="ready", capability="nobody.home", limit=1000, after=after)
-        listed += len(page["jobs"])
-        if (after := page["next"]) is None:
+        listed += len(page.jobs)
+        if (after := page.next) is None:
             break
     assert listed == 2000
 
@@ -125,7 +125,7 @@ async def test_nats_outage_does_not_rescue_healthy_jobs(
     await asyncio.sleep(3.0)  # longer than a session's deadline (2 s), on purpose
     nats_server.start()
     record = await proc_client.wait(reply.id, timeout=30)
-    assert (record["state"], record["attempt"], record["errors"]) == ("succeeded", 1, [])
+    assert (record.state, record.attempt, record.errors) == ("succeeded", 1, ())
     assert len(fleet.started(reply.id)) == 1
 
 
@@ -148,7 +148,7 @@ async def test_views_recover_at_once_after_a_nats_restart(
         await eventually(lambda: _answers(probe), timeout=5, what="intake answering")
     reply = await proc_client.submit("probe.sleep", 0.0, delay=0.5)
     record = await proc_client.wait(reply.id, timeout=30)
-    assert record["state"] == "succeeded"
+    assert record.state == "succeeded"
     assert time.monotonic() - restarted < 8.0
 
     async def fired_since() -> bool:

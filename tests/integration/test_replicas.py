@@ -40,11 +40,11 @@ async def test_two_of_everything(nats_server: NatsServer, executions: Executions
         )
         records = [await client.wait(reply.id, timeout=60) for reply in replies]
 
-    assert all(record["state"] == "succeeded" for record in records)
+    assert all(record.state == "succeeded" for record in records)
     runs = executions.per_job()
-    expected = {record["id"]: 2 if record["result"] % 3 == 0 else 1 for record in records}
+    expected = {record.id: 2 if record.result % 3 == 0 else 1 for record in records}
     assert dict(runs) == expected
     assert len(set(executions.runs)) == len(executions.runs), "an attempt ran twice"
     for record in records:
         # Attempts beyond the runs are claims handed back unrun (two dispatchers racing for one slot).
-        assert record["attempt"] == runs[record["id"]] + record.get("releases", 0)
+        assert record.attempt == runs[record.id] + record.releases

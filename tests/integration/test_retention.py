@@ -28,8 +28,8 @@ async def test_finished_jobs_expire_dead_letters_stay(nats_server: NatsServer) -
         dead = await client.submit("r", "fail", max_attempts=1)
         cancelled = await client.submit("r", delay=60)
         await client.cancel(cancelled.id)
-        assert (await client.wait(ok.id))["state"] == "succeeded"
-        assert (await client.wait(dead.id))["state"] == "dead"
+        assert (await client.wait(ok.id)).state == "succeeded"
+        assert (await client.wait(dead.id)).state == "dead"
 
         async def gone(job_id: str) -> bool:
             try:
@@ -40,8 +40,8 @@ async def test_finished_jobs_expire_dead_letters_stay(nats_server: NatsServer) -
 
         await eventually(lambda: gone(ok.id), timeout=10, what="succeeded job expired")
         await eventually(lambda: gone(cancelled.id), timeout=10, what="cancelled job expired")
-        assert (await client.get(dead.id))["job"]["state"] == "dead"
-        listed = {j["id"] for j in (await client.list())["jobs"]}
+        assert (await client.get(dead.id)).state == "dead"
+        listed = {j.id for j in (await client.list()).jobs}
         assert listed == {dead.id}
         with pytest.raises(JetschedApiError, match="not_found"):
             await client.get(ok.id)

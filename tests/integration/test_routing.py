@@ -29,14 +29,14 @@ async def test_labels_route_and_do_not_block(stack: Stack, client: Client, nats_
     async with running_worker(recorder(seen, "cpu"), nats_server.url, labels={"gpu": "none"}):
         gpu_job = await client.submit("render", priority=9, labels={"gpu": "a100"})
         plain = await client.submit("render", priority=1)
-        assert (await client.wait(plain.id))["result"] == "cpu"
+        assert (await client.wait(plain.id)).result == "cpu"
         view = await client.get(gpu_job.id)
-        assert view["job"]["state"] == "ready"
-        assert view["waiting"] == "no live worker with capability 'render' and labels gpu=a100"
+        assert view.state == "ready"
+        assert view.waiting == "no live worker with capability 'render' and labels gpu=a100"
         async with running_worker(
             recorder(seen, "a100"), nats_server.url, labels={"gpu": "a100", "zone": "eu"}
         ):
-            assert (await client.wait(gpu_job.id))["result"] == "a100"
+            assert (await client.wait(gpu_job.id)).result == "a100"
 
 
 async def test_pause_and_resume(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -49,7 +49,7 @@ async def test_pause_and_resume(stack: Stack, client: Client, nats_server: NatsS
         await asyncio.sleep(0.3)  # nothing may run while paused
         assert seen == []
         await client.pause("render", paused=False)
-        assert (await client.wait(reply.id))["state"] == "succeeded"
+        assert (await client.wait(reply.id)).state == "succeeded"
 
 
 async def test_drain_worker_from_the_api(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -62,7 +62,7 @@ async def test_drain_worker_from_the_api(stack: Stack, client: Client, nats_serv
     await asyncio.wait_for(running, 20)
     reply = await client.submit("render")
     await asyncio.sleep(0.3)
-    assert (await client.get(reply.id))["job"]["state"] == "ready"
+    assert (await client.get(reply.id)).state == "ready"
 
 
 @pytest.mark.parametrize("replicas", [1, 2, 3])
@@ -91,11 +91,11 @@ async def test_priority_order_with_dispatcher_replicas(nats_server: NatsServer, 
 
 
 async def _waiting(client: Client, job_id: str, word: str) -> bool:
-    return word in ((await client.get(job_id))["waiting"] or "")
+    return word in ((await client.get(job_id)).waiting or "")
 
 
 async def _state(client: Client, job_id: str, state: str) -> bool:
-    return bool((await client.get(job_id))["job"]["state"] == state)
+    return bool((await client.get(job_id)).state == state)
 
 
 async def _listed(client: Client, session: str) -> bool:

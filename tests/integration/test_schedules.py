@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,9 @@ from jetsched.core.schedules import fire_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, JetschedApiError, Job, Tasks
+from jetsched.sdk import Client, JetschedApiError, Job, JobInfo, Tasks
+
+from .conftest import ms
 
 
 def tick_tasks(seen: list[tuple[str, int]]) -> Tasks:
@@ -26,8 +27,8 @@ def tick_tasks(seen: list[tuple[str, int]]) -> Tasks:
     return tasks
 
 
-async def jobs_of(client: Client, schedule_id: str) -> list[dict[str, Any]]:
-    return [j for j in (await client.list(limit=1000))["jobs"] if j.get("schedule_id") == schedule_id]
+async def jobs_of(client: Client, schedule_id: str) -> list[JobInfo]:
+    return [j for j in (await client.list(limit=1000)).jobs if j.schedule_id == schedule_id]
 
 
 async def test_interval_schedule_fires_once_per_nominal_time(nats_server: NatsServer) -> None:
@@ -45,9 +46,9 @@ async def test_interval_schedule_fires_once_per_nominal_time(nats_server: NatsSe
         view = await client.schedule("every-second")
         jobs = await jobs_of(client, "every-second")
     record = view["schedule"]
-    nominal = sorted(j["fire_at_ms"] for j in jobs)
+    nominal = sorted(ms(j.fire_at) for j in jobs)
     assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
-    assert {j["id"] for j in jobs} == {fire_job_id("every-second", t) for t in nominal}
+    assert {j.id for j in jobs} == {fire_job_id("every-second", t) for t in nominal}
     assert max(Counter(job_id for job_id, _ in seen).values()) == 1
     assert record["fired"] == len(jobs)
     assert [e["job_id"] for e in record["history"]][-len(jobs) :] == [
@@ -180,5 +181,5 @@ async def test_overlap_policies(stack: Stack, client: Client, nats_server: NatsS
         assert record["buffered_ms"] is not None or any("buffer" in why for why in reasons)
     else:
         assert interrupted, "the previous run was not cancelled"
-        cancelled = [(await client.get(job_id))["job"]["state"] for job_id in interrupted]
+        cancelled = [(await client.get(job_id)).state for job_id in interrupted]
         assert set(cancelled) == {"cancelled"}

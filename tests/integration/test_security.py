@@ -309,7 +309,7 @@ async def test_end_to_end_over_tls(secure_tls: Secure) -> None:
         async with Client(secure_tls.url, auth=secure_tls.auth("client")) as client:
             reply = await client.submit("demo.echo", {"n": 1}, delay=0.2)
             job = await client.wait(reply.id, timeout=20)
-            assert (job["state"], job["result"]) == ("succeeded", {"n": 1})
+            assert (job.state, job.result) == ("succeeded", {"n": 1})
         async with Client(secure_tls.url, auth=secure_tls.auth("operator")) as operator:
             assert (await operator.stats())["jobs"] == {"succeeded": 1}
     assert secure_tls.violations() == []
@@ -324,7 +324,7 @@ async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
     ):
 
         async def state(job_id: str, wanted: str) -> bool:
-            return bool((await operator.get(job_id))["job"]["state"] == wanted)
+            return bool((await operator.get(job_id)).state == wanted)
 
         blocked = await operator.submit("demo.block")
         await eventually(lambda: state(blocked.id, "running"), what="the blocking job to run")
@@ -368,7 +368,7 @@ async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
 
 async def _fired(operator: Client) -> bool:
     last = (await operator.schedule("tick"))["schedule"].get("last_job_id")
-    return last is not None and (await operator.get(last))["job"]["state"] == "succeeded"
+    return last is not None and (await operator.get(last)).state == "succeeded"
 
 
 async def test_tls_requires_a_client_certificate(secure_tls: Secure) -> None:

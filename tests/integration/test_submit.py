@@ -101,7 +101,7 @@ async def test_idempotency_key(stack: Stack, client: Client) -> None:
     assert (first.duplicate, second.duplicate) == (False, True)
     other = await client.submit("b", {"n": 1}, key="order-42")
     assert other.id != first.id
-    assert len((await client.list())["jobs"]) == 2
+    assert len((await client.list()).jobs) == 2
 
 
 async def test_half_done_keyed_submit_is_completed(
@@ -134,8 +134,8 @@ async def test_batch_submit_stores_each_valid_job(
     assert all(not isinstance(r, JetschedApiError) and r.state == "ready" for r in replies)
     ids = [r.id for r in replies if not isinstance(r, JetschedApiError)]
     assert len(set(ids)) == 5
-    jobs = [(await client.get(job_id))["job"] for job_id in ids]
-    assert [(j["payload"], j["priority"]) for j in jobs] == [({"n": n}, 7) for n in range(5)]
+    jobs = [(await client.get(job_id)) for job_id in ids]
+    assert [(j.payload, j.priority) for j in jobs] == [({"n": n}, 7) for n in range(5)]
 
     body = orjson.dumps({"jobs": [{"payload": 1}, {"priority": 99}, {"payload": 3, "delay_ms": 60000}]})
     reply = await bare_request(nats_server.url, "jetsched.batch.b", body)
@@ -145,7 +145,7 @@ async def test_batch_submit_stores_each_valid_job(
     assert bad == {
         "error": {"code": "invalid_field", "message": bad["error"]["message"], "field": "jobs.1.priority"}
     }
-    assert len((await client.list(capability="b"))["jobs"]) == 2
+    assert len((await client.list(capability="b")).jobs) == 2
 
 
 async def test_batch_keys_deduplicate_within_and_across_batches(stack: Stack, client: Client) -> None:
@@ -157,11 +157,11 @@ async def test_batch_keys_deduplicate_within_and_across_batches(stack: Stack, cl
     assert replies[2].id == replies[0].id
     assert replies[3].id == replies[1].id
     assert sum(not r.duplicate for r in replies) == 2
-    assert len((await client.list(capability="a"))["jobs"]) == 2
+    assert len((await client.list(capability="a")).jobs) == 2
 
 
 async def test_bad_batch_is_refused_whole(stack: Stack, client: Client) -> None:
     with pytest.raises(JetschedApiError) as info:
         await client.request(subjects.batch("a"), {"jobs": []})
     assert (info.value.code, info.value.field) == ("invalid_field", "jobs")
-    assert (await client.list())["jobs"] == []
+    assert (await client.list()).jobs == []

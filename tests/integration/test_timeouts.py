@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import nats
 import orjson
@@ -20,9 +21,11 @@ async def test_unstarted_job_expires(stack: Stack, client: Client) -> None:
     later = await client.submit("nobody.home", delay=0.2, expires_in=0.2)
     first, second = await client.wait(now.id, timeout=10), await client.wait(later.id, timeout=10)
     for record in (first, second):
-        assert (record["state"], record["errors"][0]["kind"]) == ("dead", "expired")
-        assert record["finished_at_ms"] > record["expires_at_ms"]
-    assert second["expires_at_ms"] == second["run_at_ms"] + 200
+        assert (record.state, record.errors[0].kind) == ("dead", "expired")
+        assert record.finished_at
+        assert record.expires_at
+        assert record.finished_at > record.expires_at
+    assert second.expires_at == second.run_at + timedelta(milliseconds=200)
 
 
 async def test_deadline_does_not_touch_started_jobs(
@@ -38,7 +41,7 @@ async def test_deadline_does_not_touch_started_jobs(
 
     async with running_worker(tasks, nats_server.url):
         record = await client.wait((await client.submit("slowish", expires_in=0.2)).id)
-    assert (record["state"], record["result"]) == ("succeeded", "done")
+    assert (record.state, record.result) == ("succeeded", "done")
 
 
 async def test_heartbeat_timeout(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -69,8 +72,8 @@ async def test_heartbeat_timeout(stack: Stack, client: Client, nats_server: Nats
             for cap in ("chatty", "chatty.sync", "quiet")
         ]
         records = [await client.wait(i) for i in ids]
-    assert [r["state"] for r in records] == ["succeeded", "succeeded", "dead"]
-    assert (records[2]["errors"][0]["kind"], records[2]["errors"][0]["type"]) == (
+    assert [r.state for r in records] == ["succeeded", "succeeded", "dead"]
+    assert (records[2].errors[0].kind, records[2].errors[0].type) == (
         "timeout",
         "HeartbeatTimeout",
     )
@@ -114,6 +117,6 @@ async def test_reaper_times_out_a_worker_that_never_reports(stack: Stack, nats_s
     finally:
         beating.cancel()
         await nc.close()
-    assert (record["state"], record["errors"][0]["kind"]) == ("dead", "timeout")
-    assert "reaper" in record["errors"][0]["message"]
+    assert (record.state, record.errors[0].kind) == ("dead", "timeout")
+    assert "reaper" in record.errors[0].message
     assert controls == [{"op": "cancel", "id": reply.id, "attempt": 1}]

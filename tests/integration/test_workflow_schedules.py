@@ -10,7 +10,9 @@ from jetsched.core.schedules import fire_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, Job, Tasks, chain, step
+from jetsched.sdk import Client, Job, JobInfo, Tasks, chain, step
+
+from .conftest import ms
 
 
 def flow_tasks(seen: list[tuple[str, int]], parents: list[Any]) -> Tasks:
@@ -46,10 +48,10 @@ async def test_workflow_schedule_starts_one_workflow_per_nominal_time(nats_serve
         await eventually(lambda: len(parents) >= 4, timeout=20, what="four workflows finished")
         await client.schedule("flows", "pause")
         record = (await client.schedule("flows"))["schedule"]
-        jobs = [j for j in (await client.list(limit=1000))["jobs"] if j.get("schedule_id") == "flows"]
-        by_fire: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        jobs = [j for j in (await client.list(limit=1000)).jobs if j.schedule_id == "flows"]
+        by_fire: dict[int, list[JobInfo]] = defaultdict(list)
         for job in jobs:
-            by_fire[job["fire_at_ms"]].append(job)
+            by_fire[ms(job.fire_at)].append(job)
         nominal = sorted(by_fire)
         views = {t: (await client.workflow(fire_job_id("flows", t)))["workflow"] for t in nominal}
         await eventually(

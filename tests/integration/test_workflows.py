@@ -125,8 +125,8 @@ async def test_waiting_step_is_visible(stack: Stack, client: Client, nats_server
     async with running_worker(tasks_for(Counter(), gate), nats_server.url):
         reply = await client.submit_workflow(flow)
         got = await client.get(reply["steps"]["second"])
-        assert got["job"]["state"] == "waiting"
-        assert "waiting for its parents" in got["waiting"]
+        assert got.state == "waiting"
+        assert "waiting for its parents" in (got.waiting or "")
         gate.set()
         assert (await finished(client, reply["id"]))["state"] == "succeeded"
 
@@ -175,10 +175,11 @@ async def test_map_over(stack: Stack, client: Client, nats_server: NatsServer) -
     assert view["steps"]["doubled"]["result"] == [0, 2, 4, 6, 8]
     assert view["steps"]["doubled"]["instances"] == 5
     assert view["steps"]["total"]["result"]["parents"] == {"doubled": [0, 2, 4, 6, 8]}
-    link = (await client.get(view["steps"]["doubled"]["job_id"]))["job"]["workflow"]
-    last = (await client.get(step_job_id(reply["id"], link["index"], link["run"], 4)))["job"]
-    assert last["item"] == 4
-    assert "numbers" not in (last.get("parents") or {})  # its element, not the whole list again
+    link = (await client.get(view["steps"]["doubled"]["job_id"])).workflow
+    assert link is not None
+    last = await client.get(step_job_id(reply["id"], link["index"], link["run"], 4))
+    assert last.item == 4
+    assert "numbers" not in (last.parents or {})  # its element, not the whole list again
     assert len(runs) == 1 + 5 + 1
     assert set(runs.values()) == {1}
 
@@ -216,7 +217,7 @@ async def test_refused(stack: Stack, client: Client, steps: list[dict[str, Any]]
         await client.request("jetsched.workflow.submit", {"steps": steps})
     assert (caught.value.code, caught.value.field) == ("invalid_field", field)
     assert (await client.workflows())["workflows"] == []
-    assert (await client.list())["jobs"] == []
+    assert (await client.list()).jobs == []
 
 
 async def test_cancel_then_retry(stack: Stack, client: Client, nats_server: NatsServer) -> None:

@@ -88,7 +88,7 @@ async def test_intake_dies_during_workflow_submit(
     assert view["state"] == "succeeded"
     ran_once(fleet, view)
     assert [w["id"] for w in (await client.workflows())["workflows"]] == [reply["id"]]
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
 
 
 @pytest.mark.parametrize("point", ADVANCE_POINTS)
@@ -150,7 +150,7 @@ async def nothing_left(fleet: Fleet, client: Client, key: str | None = None) -> 
     """No job and no workflow visible; with `key`, the record its entry names is gone from the bucket."""
 
     async def empty() -> bool:
-        return not (await client.list())["jobs"] and not (await client.workflows())["workflows"]
+        return not (await client.list()).jobs and not (await client.workflows())["workflows"]
 
     await eventually(empty, timeout=30, what="the abandoned submit's step jobs cleared")
     if key is None:
@@ -188,7 +188,7 @@ async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: 
     view = await finished(client, reply["id"])
     assert view["state"] == "succeeded"
     ran_once(fleet, view)
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
 
 
 async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, client: Client) -> None:
@@ -201,7 +201,7 @@ async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, clie
     await crashed(started["intake"])
     restart_clean(started["intake"])
     await crashed(started["reaper"])
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
     restart_clean(started["reaper"])
     await nothing_left(fleet, client)
 
@@ -215,12 +215,12 @@ async def test_lost_cancel_of_a_ready_step_is_redone(fleet: Fleet, client: Clien
     reply = await client.submit_workflow(flow)
     await crashed(reaper)
     idle = reply["steps"]["idle"]
-    assert (await client.get(idle))["job"]["state"] == "ready"
+    assert (await client.get(idle)).state == "ready"
     restart_clean(reaper)
     view = await finished(client, reply["id"])
     assert view["state"] == "failed"
     assert view["steps"]["idle"]["state"] == "cancelled"
-    assert (await client.get(idle))["job"]["state"] == "cancelled"
+    assert (await client.get(idle)).state == "cancelled"
 
 
 async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, client: Client) -> None:
@@ -259,14 +259,15 @@ async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
     fleet.worker()
     await client.create_workflow_schedule("orphan", DIAMOND, every=1.0)
     await crashed(timer)
-    jobs = (await client.list())["jobs"]
+    jobs = (await client.list()).jobs
     assert len(jobs) == 4
-    assert {j["state"] for j in jobs} == {"waiting"}
+    assert {j.state for j in jobs} == {"waiting"}
     await asyncio.sleep(3)  # past the 1 s grace: still the timer's to finish
-    assert len((await client.list())["jobs"]) == 4
+    assert len((await client.list()).jobs) == 4
     await client.schedule("orphan", "delete")
     await nothing_left(fleet, client)
-    workflow_id = jobs[0]["workflow"]["id"]
+    assert jobs[0].workflow is not None
+    workflow_id = jobs[0].workflow["id"]
     nc = await connect(fleet.url, "test")
     try:
         # Fenced: a replay that came now could not create the record.

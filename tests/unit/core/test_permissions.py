@@ -49,6 +49,8 @@ class TestWorker:
         [
             (subjects.heartbeat("alpha"), True),
             (subjects.outcome("email.send", "01J"), True),
+            (subjects.progress("01J"), True),
+            (subjects.changed("01J"), False),
             (subjects.heartbeat("beta"), False),
             ("$KV.jobs.X", False),
             ("$JS.API.STREAM.PURGE.KV_jobs", False),
@@ -56,7 +58,7 @@ class TestWorker:
         ],
     )
     def test_publish(self, subject: str, expected: bool) -> None:
-        """A worker publishes its heartbeats and outcomes only."""
+        """A worker publishes its heartbeats, outcomes and progress only."""
         assert allowed(self.grant.publish, subject) is expected
 
     @pytest.mark.parametrize("name", ["", "Alpha", "a.b", "a b", "-a", "a" * 64])
@@ -67,7 +69,7 @@ class TestWorker:
 
 
 def test_client_submits_and_reads_by_id() -> None:
-    """A client may submit and get a job; no other API, no outcomes, no storage."""
+    """A client may submit and get a job and hear of its changes; no other API, no outcomes, no storage."""
     grant = permissions.client("_INBOX_UC")
     assert allowed(grant.publish, subjects.submit("email.send"))
     assert allowed(grant.publish, subjects.api("jobs.get"))
@@ -77,7 +79,17 @@ def test_client_submits_and_reads_by_id() -> None:
         "$JS.API.STREAM.MSG.GET.KV_jobs",
     ):
         assert not allowed(grant.publish, subject)
-    assert grant.subscribe == ("_INBOX_UC.>",)
+    assert grant.subscribe == ("_INBOX_UC.>", subjects.CHANGED_ALL)
+    assert not allowed(grant.publish, subjects.changed("01KBZ3R6X9T2M0Q7D5W8C4N1HE"))
+
+
+def test_changed_subject_hides_the_id() -> None:
+    """A job's change subject is one token derived from its id, which it does not contain."""
+    job_id = "01KBZ3R6X9T2M0Q7D5W8C4N1HE"
+    subject = subjects.changed(job_id)
+    assert matches(subjects.CHANGED_ALL, subject)
+    assert job_id.lower() not in subject.lower()
+    assert subject == subjects.changed(job_id) != subjects.changed(job_id[:-1] + "F")
 
 
 @pytest.mark.parametrize("service", permissions.SERVICES)
@@ -86,5 +98,16 @@ def test_services_never_purge_or_delete_streams(service: str) -> None:
     grant = permissions.service(service, "_INBOX_US", ("KV_jobs", subjects.OUTCOMES_STREAM))
     for verb in ("PURGE", "DELETE"):
         assert not allowed(grant.publish, f"$JS.API.STREAM.{verb}.KV_jobs")
+    assert allowed(grant.publish, subjects.changed("01KBZ3R6X9T2M0Q7D5W8C4N1HE"))
     other = next(s for s in permissions.SERVICES if s != service)
     assert not allowed(grant.publish, f"$KV.leases.{other}.shard.0")
+
+
+def test_intake_takes_progress_reports_and_keeps_them() -> None:
+    """Intake receives progress reports and writes the progress bucket; no other service does."""
+    for name in permissions.SERVICES:
+        grant = permissions.service(name, "_INBOX_US", ())
+        takes = allowed(grant.subscribe, subjects.progress("01J")) and allowed(
+            grant.publish, "$KV.progress.01J"
+        )
+        assert takes is (name == "intake"), name

@@ -234,6 +234,41 @@ class TestOutcome:
         assert failed.errors[-1].traceback.endswith("END")
 
 
+class TestSnooze:
+    def snoozed(self, record: JobRecord, delay_ms: int = 1234) -> JobRecord:
+        return states.apply_outcome(
+            record, report(record, OutcomeStatus.SNOOZED, retry_delay_ms=delay_ms), NOW, 0.9
+        )
+
+    def test_runs_again_after_the_delay_without_spending_an_attempt(self) -> None:
+        """A snooze reschedules after exactly its delay, records no error, and leaves the attempts unspent."""
+        record = self.snoozed(running(accepted(max_attempts=1)))
+        assert (record.state, record.run_at_ms, record.errors) == (JobState.SCHEDULED, NOW + 1234, ())
+        assert (record.attempt, record.snoozes, record.attempts_used) == (1, 1, 0)
+
+    def test_a_job_may_snooze_any_number_of_times_then_fail_on_its_own_attempts(self) -> None:
+        """Snoozes never end a job; its real failures still do, after `max_attempts` of them."""
+        record = accepted(max_attempts=1)
+        for n in range(1, 6):
+            record = self.snoozed(running(record), delay_ms=0)
+            assert (record.state, record.snoozes) == (JobState.READY, n)
+        final = running(record)
+        failed = states.apply_outcome(final, report(final, OutcomeStatus.FAILED), NOW, 0.5)
+        assert (failed.state, failed.attempt, failed.attempts_used) == (JobState.DEAD, 6, 1)
+
+    def test_a_start_deadline_no_longer_applies(self) -> None:
+        """The job started, which is what `expires_in` asked; the snoozed run is not expired later."""
+        record = self.snoozed(running(accepted(expires_in_ms=100)))
+        assert record.expires_at_ms is None
+
+    def test_fenced_like_any_report(self) -> None:
+        """A snooze without the attempt's token changes nothing."""
+        record = running(accepted())
+        forged = report(record, OutcomeStatus.SNOOZED).model_copy(update={"token": "guessed"})
+        with pytest.raises(Fenced):
+            states.apply_outcome(record, forged, NOW, 0.5)
+
+
 class TestRescue:
     def test_lost_worker_counts_an_attempt(self) -> None:
         """A job of a lost session is retried at once, as a failed attempt of kind `lost`."""

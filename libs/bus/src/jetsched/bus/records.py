@@ -16,10 +16,12 @@ from the record (see docs/architecture.md, "crash windows").
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 
 from jetsched.core import subjects
@@ -143,16 +145,24 @@ class Records:
     writes and the entry is merely early or unneeded: the timer reads the record when the entry comes
     due and acts only on what it says — and, while the record is still at the revision the entry names,
     waits for the write it announced (it may land late).
+
+    Every stored update (not the creation: nobody waits on an id before its submit is answered) is then
+    announced on `subjects.changed(id)` (core NATS, `{"state", "attempt"}`) for clients waiting on the
+    job. Only a hint: die between the write and the announcement and it is never sent, so a waiter
+    subscribes first, then reads the record, and re-reads now and then.
     """
 
-    def __init__(self, store: Store, timers: Store, retention_s: int = 0) -> None:
+    def __init__(
+        self, store: Store, timers: Store, retention_s: int = 0, announce: Connection | None = None
+    ) -> None:
         self.store = store
         self.timers = timers
         self.retention_s = retention_s
+        self._announce = announce
 
     @classmethod
     def open(cls, nc: Connection, retention_s: int = 0) -> Records:
-        return cls(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET), retention_s)
+        return cls(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET), retention_s, nc)
 
     def _headers(self, record: JobRecord) -> dict[str, str]:
         headers = headers_of(record)
@@ -176,7 +186,13 @@ class Records:
         if due is not None:
             await self.timers.put(record.id, f"{due} {revision}".encode())
             crashpoint("records.after_timer_entry")
-        return await self.store.put_if(record.id, encode(record), revision, self._headers(record))
+        stored = await self.store.put_if(record.id, encode(record), revision, self._headers(record))
+        if self._announce is not None and revision:
+            # Best-effort by design: a lost announcement delays a waiter until its next read, no more.
+            with contextlib.suppress(NatsError):
+                change = orjson.dumps({"state": record.state, "attempt": record.attempt})
+                await self._announce.publish(subjects.changed(record.id), change)
+        return stored
 
     async def purge(self, job_id: str, revision: int) -> None:
         await self.store.purge(job_id, revision)

@@ -60,6 +60,7 @@ def streams(replicas: int) -> list[api.StreamConfig]:
         _kv_stream(subjects.LEASES_BUCKET, replicas, 1024),
         _kv_stream(subjects.QUEUES_BUCKET, replicas, 1024),
         _kv_stream(subjects.QUARANTINE_BUCKET, replicas, 4096),
+        _kv_stream(subjects.PROGRESS_BUCKET, replicas, 8192, ttls=True),
         _kv_stream(subjects.WORKFLOWS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         api.StreamConfig(
             name=subjects.OUTCOMES_STREAM,

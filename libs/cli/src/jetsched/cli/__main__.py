@@ -18,8 +18,10 @@ from jetsched.bus import logs, loop, telemetry
 from jetsched.bus.auth import NatsAuth, add_auth_arguments
 from jetsched.bus.config import BusConfig, env_int
 from jetsched.bus.connect import ConnectionLost, Unreachable, redact
+from jetsched.core import subjects
 from jetsched.sdk import Client, JetschedApiError, SessionConflict, Worker, default_tasks
 
+from . import reload
 from .dashboard import add_dashboard_command, run_dashboard
 from .durations import parse_duration, parse_json
 from .listing import Table, add_list_arguments, dead_bulk, list_command
@@ -94,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the handlers a module registers with @task")
     worker.add_argument("module", help="import path of the module with your @task handlers")
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
+    worker.add_argument(
+        "--capabilities",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="A,B",
+        help="serve only these of the module's tasks (default: all)",
+    )
+    worker.add_argument(
+        "--reload", action="store_true", help="development: restart when the module's source files change"
+    )
     worker.add_argument("--label", action="append", default=[], metavar="K=V", help="a label to announce")
     worker.add_argument(
         "--heartbeat-ms", type=int, default=500, help="how often to tell the reaper it is alive (default 500)"
@@ -247,8 +258,9 @@ async def run_worker(args: argparse.Namespace) -> None:
             f"cannot import {args.module!r} (run from the directory that holds it): {exc}"
         ) from exc
     labels = dict(label.split("=", 1) for label in args.label)
+    tasks = default_tasks if args.capabilities is None else default_tasks.only(args.capabilities)
     worker = Worker(
-        default_tasks,
+        tasks,
         nats_url=args.nats,
         concurrency=args.concurrency,
         labels=labels,
@@ -259,6 +271,12 @@ async def run_worker(args: argparse.Namespace) -> None:
         http_port=args.http_port,
     )
     await worker.run(install_signal_handlers=True)
+
+
+async def _wire_job(client: Client, job_id: str) -> Any:
+    """A `jobs.get` reply as sent: the CLI prints the protocol's records (what `--json` promises), not the
+    SDK's typed views of them."""
+    return await client.request(subjects.api("jobs.get"), {"id": job_id})
 
 
 async def run_client(args: argparse.Namespace) -> Any:
@@ -281,11 +299,11 @@ async def run_client(args: argparse.Namespace) -> Any:
             )
             if args.wait:
                 print(f"submitted {reply.id}", file=sys.stderr)
-                job = await client.wait(reply.id, timeout=3600, poll=0.1, on_change=print_progress)
-                return {"job": job, "waiting": None, "last_error": None}
-            return reply.model_dump(mode="json")
+                await client.wait(reply.id, timeout=3600, on_change=print_progress)
+                return await _wire_job(client, reply.id)
+            return reply.reply.model_dump(mode="json")
         if command == "status":
-            return await client.get(args.id)
+            return await _wire_job(client, args.id)
         if command == "jobs":
             body = {"state": args.state, "capability": args.capability}
             filters = {k: v for k, v in body.items() if v is not None}
@@ -349,6 +367,10 @@ def missing(exc: ModuleNotFoundError, module: str, command: str, install: str) -
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "worker" and args.reload:
+        logs.setup("worker", BusConfig.from_env().log_level)
+        child_argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--reload"]
+        sys.exit(reload.supervise(child_argv, reload.watched_root(args.module, Path.cwd())))
     if getattr(args, "dead_command", None) in ("retry", "purge") and args.id and args.capability:
         parser.error("--capability goes with --error-type (one job is named by its id alone)")
     if args.command == "worker":

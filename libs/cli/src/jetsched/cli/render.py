@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from jetsched.dashboard.shapes import timeline
+
+if TYPE_CHECKING:
+    from jetsched.sdk import JobInfo
 
 
 def when(ms: int | None, now_ms: int | None = None) -> str:
@@ -45,19 +48,18 @@ def fields(result: dict[str, Any]) -> str:
     )
 
 
-def print_progress(job: dict[str, Any]) -> None:
+def print_progress(job: JobInfo) -> None:
     """One line on stderr as a waited-for job moves (`submit --wait`): time, state, attempt, why."""
-    state, attempt = job["state"], job.get("attempt", 0)
+    state, attempt = job.state.value, job.attempt
     line = f"{time.strftime('%H:%M:%S')}  {state}"
     if state == "running":
-        lease = job.get("lease") or {}
-        line += f" (attempt {attempt} of {job['max_attempts']} on {lease.get('worker', '?')})"
-    elif state == "scheduled" and job.get("run_at_ms"):
-        line += f" until {when(job['run_at_ms'])}"
-    errors = job.get("errors") or []
-    if errors and errors[-1].get("attempt") == attempt and state != "running":
-        error = errors[-1]
-        line += f" — attempt {attempt}: [{error['kind']}] {error['type']}: {error['message']}"[:300]
+        worker = job.lease.worker if job.lease else "?"
+        line += f" (attempt {attempt} of {job.max_attempts} on {worker})"
+    elif state == "scheduled":
+        line += f" until {when(round(job.run_at.timestamp() * 1000))}"
+    error = job.last_error
+    if error is not None and error.attempt == attempt and state != "running":
+        line += f" — attempt {attempt}: [{error.kind}] {error.type}: {error.message}"[:300]
     print(line, file=sys.stderr, flush=True)
 
 
@@ -76,6 +78,9 @@ def print_job(view: dict[str, Any]) -> None:
     ]
     if view.get("waiting"):
         rows.append(("waiting", view["waiting"]))
+    if view.get("progress"):
+        progress = view["progress"]
+        rows.append(("progress", f"{orjson.dumps(progress['value']).decode()} ({when(progress['at_ms'])})"))
     if job.get("result") is not None:
         rows.append(("result", orjson.dumps(job["result"]).decode()))
     if view.get("last_error"):

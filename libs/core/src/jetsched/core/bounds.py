@@ -29,6 +29,8 @@ INT_MAX = 2**63 - 1
 MAX_RESULT_BYTES = 64 * 1024
 #: A job keeps this many entries of error history.
 MAX_ERRORS = 20
+#: A progress report, the whole message (its value is what a handler passed to `job.progress()`).
+MAX_PROGRESS_BYTES = 4096
 #: Encoded bytes kept of an error's type, message and traceback (the traceback keeps its end).
 MAX_ERROR_TYPE_BYTES = 256
 MAX_ERROR_MESSAGE_BYTES = 2048

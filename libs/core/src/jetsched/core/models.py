@@ -265,6 +265,8 @@ class JobRecord(Model):
     attempt: int = 0
     #: Claims handed back without running (worker drain, over-delivery); they do not use up attempts.
     releases: int = 0
+    #: Attempts the handler ended by asking to run later without spending an attempt (`snoozed`).
+    snoozes: int = 0
     max_attempts: int
     timeout_s: float
     heartbeat_timeout_s: float | None = None
@@ -305,7 +307,7 @@ class JobRecord(Model):
 
     @property
     def attempts_used(self) -> int:
-        return self.attempt - self.releases
+        return self.attempt - self.releases - self.snoozes
 
     @property
     def queued_at(self) -> int:
@@ -324,6 +326,9 @@ class OutcomeStatus(StrEnum):
     FATAL = "fatal"
     #: The handler raised `Retry(delay)`: run again after `retry_delay_ms` (counts as an attempt).
     RETRY = "retry"
+    #: The handler raised `Retry(delay, spend_attempt=False)`: run again after `retry_delay_ms`,
+    #: without counting the attempt (Oban's snooze).
+    SNOOZED = "snoozed"
     #: The attempt ran past `timeout_s` and was cancelled by the worker.
     TIMEOUT = "timeout"
     #: The worker hands the job back unrun (draining, or over capacity): ready again, no attempt used.
@@ -381,6 +386,33 @@ class WorkMessage(Model):
 #: Jobs a heartbeat may list beyond its concurrency: attempts past their handler whose reports are
 #: still being stored, and work messages over capacity on their way back (`released`).
 HELD_BEYOND_CONCURRENCY = 64
+
+
+class ProgressReport(Model):
+    """A worker's report of an attempt's progress, fenced like an outcome by (`attempt`, `token`)."""
+
+    id: JobId
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
+    token: str = Field(max_length=128)
+    #: Counts the attempt's reports from 1: a report older than the stored one is dropped.
+    seq: int = Field(ge=1, le=2**53)
+    value: JSONValue = None
+
+
+class Progress(Model):
+    """What the `progress` bucket keeps for a job: its latest accepted report, stamped by intake."""
+
+    attempt: int
+    seq: int
+    value: JSONValue = None
+    at_ms: int
+
+
+class JobChanged(Model):
+    """Announced on `changed(job id)` after every stored write of the job's record (a hint, not the truth)."""
+
+    state: JobState
+    attempt: int = 0
 
 
 class Heartbeat(Model):

@@ -63,6 +63,7 @@ _SERVICES: dict[str, _Service] = {
             subjects.SCHEDULES_BUCKET,
             subjects.QUEUES_BUCKET,
             subjects.WORKFLOWS_BUCKET,
+            subjects.PROGRESS_BUCKET,
         ),
         feeds=(
             subjects.JOBS_BUCKET,
@@ -81,6 +82,7 @@ _SERVICES: dict[str, _Service] = {
             subjects.WORKFLOW_SUBMIT,
             subjects.API_ALL,
             subjects.HEARTBEAT_ALL,
+            subjects.PROGRESS_ALL,
         ),
         responses=True,
     ),
@@ -117,7 +119,8 @@ def inbox(public_key: str) -> str:
 
 
 def client(inbox_prefix: str) -> Permissions:
-    """Submits jobs and workflows and reads them back by id; nothing else."""
+    """Submits jobs and workflows and reads them back by id, and hears when a job it knows changes
+    (`changed` subjects name a digest of the id, so listening to all of them reveals no id)."""
     return Permissions(
         publish=(
             subjects.SUBMIT_ALL,
@@ -126,7 +129,7 @@ def client(inbox_prefix: str) -> Permissions:
             subjects.api("jobs.get"),
             subjects.api("workflows.get"),
         ),
-        subscribe=(f"{inbox_prefix}.>",),
+        subscribe=(f"{inbox_prefix}.>", subjects.CHANGED_ALL),
     )
 
 
@@ -141,7 +144,7 @@ def operator(inbox_prefix: str) -> Permissions:
             subjects.WORKFLOW_SUBMIT,
             *feed(subjects.JOBS_BUCKET),
         ),
-        subscribe=(f"{inbox_prefix}.>",),
+        subscribe=(f"{inbox_prefix}.>", subjects.CHANGED_ALL),
     )
 
 
@@ -159,13 +162,13 @@ def feed(bucket: str) -> tuple[str, ...]:
 def worker(name: str, inbox_prefix: str) -> Permissions:
     """Worker identity `name`, which runs as session `name`: its own work, control and heartbeats only.
 
-    It may report outcomes for any job: a report is applied only with the lease token, which travels
-    only in the work message to the session holding the lease (docs/security.md)."""
+    It may report outcomes and progress for any job: a report is applied only with the lease token,
+    which travels only in the work message to the session holding the lease (docs/security.md)."""
     if not WORKER_NAME_RE.match(name):
         raise ValueError(f"worker name {name!r}: use 1-63 of a-z 0-9 - (it is the session id)")
     work = tuple(subjects.work(".".join(["*"] * n), name) for n in range(1, MAX_CAPABILITY_TOKENS + 1))
     return Permissions(
-        publish=(subjects.heartbeat(name), subjects.OUTCOME_ALL),
+        publish=(subjects.heartbeat(name), subjects.OUTCOME_ALL, subjects.PROGRESS_ALL),
         # Its own heartbeats too: hearing one from another process reveals a second copy of the identity.
         subscribe=(*work, subjects.control(name), subjects.heartbeat(name), f"{inbox_prefix}.>"),
     )
@@ -190,6 +193,8 @@ def service(name: str, inbox_prefix: str, streams: tuple[str, ...]) -> Permissio
         publish.append(f"{api}.STREAM.MSG.GET.{stream}")
     for bucket in feeds:
         publish += feed(bucket)
+    # Every service writes job records, and `Records` announces each write.
+    publish.append(subjects.CHANGED_ALL)
     return Permissions(
         publish=(*publish, *spec.publish),
         subscribe=(*spec.subscribe, f"{inbox_prefix}.>"),

@@ -188,6 +188,8 @@ def apply_outcome(rec: JobRecord, outcome: Outcome, now_ms: int, rand: float) ->
         return fail(rec, info, now_ms, rand)
     if status is OutcomeStatus.RELEASED:
         return release(rec, now_ms)
+    if status is OutcomeStatus.SNOOZED:
+        return snooze(rec, now_ms, outcome.retry_delay_ms or 0)
     err = outcome.error or OutcomeError()
     info = error_info(
         outcome.attempt, now_ms, _KINDS[status], err.type, err.message, err.traceback, rec.lease
@@ -210,6 +212,16 @@ def release(rec: JobRecord, now_ms: int) -> JobRecord:
         )
         return _finish(rec, JobState.DEAD, now_ms, errors=(*rec.errors, info)[-bounds.MAX_ERRORS :])
     return _requeue(rec, now_ms, now_ms, releases=rec.releases + 1)
+
+
+def snooze(rec: JobRecord, now_ms: int, delay_ms: int) -> JobRecord:
+    """running → scheduled (or ready) after `delay_ms`, without using an attempt: the handler asked to run
+    later (a rate limit, a resource not ready). Nothing is added to the errors: nothing failed.
+
+    The start deadline (`expires_at_ms`) is dropped: the job did start, which is all it promised.
+    """
+    _require(rec, JobState.RUNNING, "snooze")
+    return _requeue(rec, now_ms, now_ms + delay_ms, snoozes=rec.snoozes + 1, expires_at_ms=None)
 
 
 _KINDS = {

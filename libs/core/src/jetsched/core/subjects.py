@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ QUARANTINE_BUCKET = "quarantine"
 KEYS_BUCKET = "job_keys"
 #: KV bucket of workflow records (the DAG and where each step stands), one key per workflow id.
 WORKFLOWS_BUCKET = "workflows"
+#: KV bucket of the latest progress an attempt reported (`job.progress()`), one key per job id.
+PROGRESS_BUCKET = "progress"
 #: Stream of worker outcome reports (durable before the reaper applies them).
 OUTCOMES_STREAM = "JETSCHED_OUTCOMES"
 #: Durable consumer (and queue group) the reaper replicas share on the outcomes stream.
@@ -86,6 +89,14 @@ def outcome(capability: Capability, job_id: str) -> str:
 OUTCOME_ALL = f"{PREFIX}.outcome.>"
 
 
+def progress(job_id: str) -> str:
+    """Subject a worker reports an attempt's progress on (core NATS, best-effort; intake stores it)."""
+    return f"{PREFIX}.progress.{job_id}"
+
+
+PROGRESS_ALL = f"{PREFIX}.progress.*"
+
+
 def heartbeat(session: SessionId) -> str:
     """Subject a worker session announces itself on (core NATS, not stored)."""
     return f"{PREFIX}.hb.{session}"
@@ -100,6 +111,18 @@ def control(session: SessionId) -> str:
 
 
 CONTROL_ALL = f"{PREFIX}.control.*"
+
+
+def changed(job_id: str) -> str:
+    """Subject a service announces each write of a job's record on (core NATS, best-effort).
+
+    Named by a digest of the id, not the id: whoever may listen to every job's changes learns no job id,
+    so cannot read records it was not told about; whoever knows an id computes its subject.
+    """
+    return f"{PREFIX}.changed.{hashlib.sha256(job_id.encode()).hexdigest()[:32]}"
+
+
+CHANGED_ALL = f"{PREFIX}.changed.*"
 
 
 def kv_stream(bucket: str) -> str:

@@ -57,18 +57,17 @@ async def run_demo(client: Client) -> None:
             for job_id, capability in ids.items():
                 if job_id in finished:
                     continue
-                view = await client.get(job_id)
-                job = view["job"]
-                now = (job["state"], job.get("attempt", 0))
+                job = await client.get(job_id)
+                now = (job.state.value, job.attempt)
                 if seen.get(job_id) != now:
                     seen[job_id] = now
                     detail = ""
-                    if job["state"] == "succeeded":
-                        detail = f" result={job.get('result')!r}"
-                    elif view["last_error"]:
-                        detail = f" last error: {view['last_error']['message']}"
-                    say(f"{job_id} {capability:<10} {job['state']:<9} attempt {now[1]}{detail}")
-                if job["state"] in ("succeeded", "dead", "cancelled"):
+                    if job.state == "succeeded":
+                        detail = f" result={job.result!r}"
+                    elif job.last_error:
+                        detail = f" last error: {job.last_error.message}"
+                    say(f"{job_id} {capability:<10} {job.state.value:<9} attempt {now[1]}{detail}")
+                if job.finished:
                     finished.add(job_id)
             await asyncio.sleep(0.05)
     say("demo complete: every job reached a final state")

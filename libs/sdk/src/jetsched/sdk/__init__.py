@@ -1,15 +1,24 @@
-"""The jetsched Python SDK: submit jobs with `Client`, run them with `Worker` and `@task`.
+"""The jetsched Python SDK: submit jobs with `Client` (or `SyncClient`), run them with `Worker` and `@task`.
 
-from jetsched.sdk import task, Job
+from jetsched.sdk import task
 
-@task("thumbnail")
-async def thumbnail(job: Job) -> dict:
-    return {"resized": job.payload["url"], "attempt": job.attempt}
+@task("thumbnail", priority=7)
+async def thumbnail(url: str) -> dict:
+    return {"resized": url}
+
+handle = await thumbnail.submit(url="https://…")   # through the open Client
+print(await handle.result())
+
+docs/sdk.md is the guide.
 """
 
-from ._client import Client, schedule_spec
-from ._errors import Fatal, JetschedApiError, Retry, SessionConflict
-from ._tasks import Job, Tasks, default_tasks, task
+from ._client import Client, JobOptions, current_client, schedule_spec
+from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
+from ._handle import JobHandle
+from ._middleware import Middleware, Submit, Tracing
+from ._models import JobError, JobInfo, JobLease, JobPage, JobProgress
+from ._sync import SyncClient, SyncJobHandle
+from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
 from ._worker import Worker
 from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 
@@ -18,14 +27,31 @@ __all__ = [
     "Fatal",
     "JetschedApiError",
     "Job",
+    "JobError",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
+    "JobLease",
+    "JobOptions",
+    "JobPage",
+    "JobProgress",
+    "JobTask",
+    "Middleware",
     "Retry",
     "SessionConflict",
     "Step",
     "Steps",
+    "Submit",
+    "SyncClient",
+    "SyncJobHandle",
+    "Task",
     "Tasks",
+    "Tracing",
     "Worker",
     "chain",
     "chord",
+    "current_client",
+    "current_job",
     "default_tasks",
     "group",
     "schedule_spec",

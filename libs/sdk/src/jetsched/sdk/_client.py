@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
-from jetsched.bus import telemetry, tracing
+from jetsched.bus import telemetry
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
 from jetsched.core import subjects
-from jetsched.core.models import TERMINAL, JobState, SubmitReply
+from jetsched.core.models import SubmitReply
 
 from ._errors import JetschedApiError
+from ._handle import JobHandle
+from ._middleware import Middleware, Submit, Tracing, chained
+from ._models import JobInfo, JobPage
 from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
+
+    from nats.aio.msg import Msg
 
     from jetsched.bus.auth import NatsAuth
     from jetsched.bus.direct import Connection
@@ -35,17 +40,26 @@ class Client:
         nats_url: comma-separated NATS URLs.
         timeout: seconds to wait for each reply.
         auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
+        middleware: hooks around every submit (`Middleware.submit`), the first outermost; the client's
+            tracing (`Tracing`) always wraps them.
     """
 
     #: How long a keyed submit is resent through a storage failover before its error is raised.
     keyed_retry_s = 30.0
 
     def __init__(
-        self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, auth: NatsAuth | None = None
+        self,
+        nats_url: str = DEFAULT_NATS_URL,
+        timeout: float = 5.0,
+        auth: NatsAuth | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
         self.auth = auth
+        self.middleware = (Tracing(), *middleware)
+        #: A submit request through every middleware's `submit` hook, then onto the wire.
+        self._submit = chained([m.submit for m in self.middleware], self._sent)
         self._nc: Connection | None = None
 
     async def __aenter__(self) -> Client:
@@ -64,9 +78,11 @@ class Client:
             telemetry.setup("jetsched-client", prometheus=False)
             # Reconnects go on forever once connected; the first connection must not wait forever.
             self._nc = await connect(self.nats_url, "jetsched-client", self.auth, timeout=self.timeout)
+            _open.append(self)
 
     async def close(self) -> None:
         if self._nc is not None:
+            _open.remove(self)
             await self._nc.drain()
             self._nc = None
 
@@ -91,8 +107,8 @@ class Client:
 
     async def submit(
         self, capability: str, payload: Any = None, *, key: str | None = None, **options: Unpack[JobOptions]
-    ) -> SubmitReply:
-        """Submit a job; returns once it is stored (`id`, `state`, `duplicate`).
+    ) -> JobHandle[Any]:
+        """Submit a job; returns once it is stored: a handle with `id`, `state`, `duplicate` and `result()`.
 
         Args:
             capability: which workers may run it.
@@ -112,17 +128,15 @@ class Client:
         resent until it is stored, for up to `keyed_retry_s` seconds: the key makes that safe. Without a
         key the error is raised, since a timed-out submit may have been stored.
         """
-        body = _submit_body(payload, key, options)
-        span = f"jetsched submit {capability}"
-        subject = subjects.submit(capability)
+        call = Submit("job", capability, subjects.submit(capability), _submit_body(payload, key, options))
         if key is None:
-            return SubmitReply.model_validate(await self._traced(span, capability, subject, body))
+            return self._handle(await self._submit(call))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.keyed_retry_s
         delay = 0.05
         while True:
             try:
-                return SubmitReply.model_validate(await self._traced(span, capability, subject, body))
+                return self._handle(await self._submit(call))
             except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
                 if isinstance(exc, JetschedApiError) and exc.code != "unavailable":
                     raise
@@ -138,11 +152,11 @@ class Client:
         *,
         keys: Sequence[str] | None = None,
         **options: Unpack[JobOptions],
-    ) -> list[SubmitReply | JetschedApiError]:
+    ) -> list[JobHandle[Any] | JetschedApiError]:
         """Submit up to 1,000 jobs of one capability in one request; returns once all are stored.
 
         Each payload becomes one job with the options given (as for `submit`); `keys`, if given, holds an
-        idempotency key per payload. Returns, in order, each job's reply or the error that job alone got
+        idempotency key per payload. Returns, in order, each job's handle or the error that job alone got
         (the others are stored regardless); resubmitting failed items with their keys is safe.
         """
         if keys is not None and len(keys) != len(payloads):
@@ -151,25 +165,17 @@ class Client:
             _submit_body(payload, None if keys is None else keys[n], options)
             for n, payload in enumerate(payloads)
         ]
-        data = await self._traced(
-            f"jetsched submit batch {capability}", capability, subjects.batch(capability), {"jobs": jobs}
-        )
+        data = await self._submit(Submit("batch", capability, subjects.batch(capability), {"jobs": jobs}))
         return [
-            JetschedApiError.from_body(item["error"]) if "error" in item else SubmitReply.model_validate(item)
+            JetschedApiError.from_body(item["error"]) if "error" in item else self._handle(item)
             for item in data["jobs"]
         ]
 
-    async def _traced(self, span: str, capability: str, subject: str, body: dict[str, Any]) -> Any:
-        """A submit request in a producer span, whose context travels in the request's headers."""
-        attributes: dict[str, str | int] = {
-            "jetsched.capability": capability,
-            **tracing.messaging("publish", subject, str(body.get("key") or "")),
-        }
-        with tracing.span(span, tracing.carrier(), SpanKind.PRODUCER, attributes) as headers:
-            reply = await self.request(subject, body, headers or None)
-            if isinstance(reply, dict) and isinstance(reply.get("id"), str):
-                trace.get_current_span().set_attribute("jetsched.job_id", reply["id"])
-            return reply
+    def _handle(self, reply: Any) -> JobHandle[Any]:
+        return JobHandle(self, SubmitReply.model_validate(reply))
+
+    async def _sent(self, call: Submit) -> Any:
+        return await self.request(call.subject, call.body, call.headers or None)
 
     async def submit_workflow(
         self,
@@ -189,14 +195,13 @@ class Client:
 
         A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
         """
-        body = workflow_body(steps, key, on_failure)
-        span = "jetsched submit workflow"
+        call = Submit("workflow", "workflow", subjects.WORKFLOW_SUBMIT, workflow_body(steps, key, on_failure))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.keyed_retry_s
         delay = 0.05
         while True:
             try:
-                reply: dict[str, Any] = await self._traced(span, "workflow", subjects.WORKFLOW_SUBMIT, body)
+                reply: dict[str, Any] = await self._submit(call)
                 return reply
             except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
                 if key is None or (isinstance(exc, JetschedApiError) and exc.code != "unavailable"):
@@ -231,10 +236,13 @@ class Client:
         result: dict[str, Any] = await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
         return result
 
-    async def get(self, job_id: str) -> dict[str, Any]:
-        """`{"job": record, "last_error": ..., "waiting": reason or None}`."""
-        result: dict[str, Any] = await self.request(subjects.api("jobs.get"), {"id": job_id})
-        return result
+    async def get(self, job_id: str) -> JobInfo:
+        """The job's record, with its last error and why it waits (if it does).
+
+        Raises:
+            JetschedApiError: `not_found` (never submitted, purged, or expired after the retention).
+        """
+        return JobInfo.from_reply(await self.request(subjects.api("jobs.get"), {"id": job_id}))
 
     async def list(
         self,
@@ -242,13 +250,12 @@ class Client:
         capability: str | None = None,
         limit: int = 100,
         after: str | None = None,
-    ) -> dict[str, Any]:
-        """`{"jobs": [records], "next": cursor or None}`."""
+    ) -> JobPage:
+        """A page of jobs in id (submission) order; pass its `next` as `after` for the next page."""
         body = {"state": state, "capability": capability, "limit": limit, "after": after}
-        result: dict[str, Any] = await self.request(
-            subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None}
+        return JobPage.model_validate(
+            await self.request(subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None})
         )
-        return result
 
     async def stats(self) -> dict[str, Any]:
         """`{"jobs": {state: n}, "capabilities": {cap: {state: n}}, "workers": {...}}`."""
@@ -260,7 +267,7 @@ class Client:
         verb = "queues.pause" if paused else "queues.resume"
         return await self.request(subjects.api(verb), {"capability": capability})
 
-    async def configure_queue(self, capability: str, **settings: Any) -> Any:
+    async def configure_queue(self, /, capability: str, **settings: Any) -> Any:
         """Set a capability's queue settings: `max_running`, `max_running_per_key`, `rate_per_s`,
         `rate_per_key_per_s`, `burst`, `paused` (unset ones go back to their defaults)."""
         return await self.request(subjects.api("queues.configure"), {"capability": capability, **settings})
@@ -277,12 +284,12 @@ class Client:
         result: dict[str, Any] = await self.request(subjects.api("jobs.cancel"), {"id": job_id})
         return result
 
-    async def dead(self, limit: int = 100, after: str | None = None) -> dict[str, Any]:
+    async def dead(self, limit: int = 100, after: str | None = None) -> JobPage:
+        """A page of dead jobs, as `list`."""
         body = {"limit": limit, "after": after}
-        result: dict[str, Any] = await self.request(
-            subjects.api("dead.list"), {k: v for k, v in body.items() if v is not None}
+        return JobPage.model_validate(
+            await self.request(subjects.api("dead.list"), {k: v for k, v in body.items() if v is not None})
         )
-        return result
 
     async def retry_dead(self, job_id: str, attempts: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": job_id} if attempts is None else {"id": job_id, "attempts": attempts}
@@ -294,7 +301,7 @@ class Client:
         return result
 
     async def create_schedule(
-        self, schedule_id: str, capability: str, payload: Any = None, **options: Any
+        self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
     ) -> Any:
         """Create a cron or interval schedule; see `schedule_spec` for the options."""
         return await self.request(
@@ -303,6 +310,7 @@ class Client:
 
     async def create_workflow_schedule(
         self,
+        /,
         schedule_id: str,
         steps: Steps | Sequence[Steps],
         *,
@@ -323,7 +331,7 @@ class Client:
         return await self.request(subjects.api("schedules.create"), spec)
 
     async def update_schedule(
-        self, schedule_id: str, capability: str, payload: Any = None, **options: Any
+        self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
     ) -> Any:
         """Replace a schedule's spec (it applies from now; the fire history is kept)."""
         return await self.request(
@@ -346,23 +354,62 @@ class Client:
         self,
         job_id: str,
         timeout: float = 30.0,
-        poll: float = 0.02,
-        on_change: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Poll until the job is terminal; returns its record. Raises `TimeoutError`.
+        poll: float = 1.0,
+        on_change: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
+        """Wait until the job is finished (succeeded, dead or cancelled); returns its record.
 
-        `on_change` is called with the record each time its state or attempt changes (progress)."""
+        Pushed, not polled: the record is read when the services announce a change of it
+        (`jetsched.changed.…`, docs/protocol.md). The announcement is best-effort, so the wait listens
+        before its first read (a change in between is heard) and reads again after `poll` seconds without
+        one, doubling up to 8 s: a lost announcement costs time, never the wait.
+
+        Args:
+            on_change: called with the record each time its state or attempt changes.
+
+        Raises:
+            TimeoutError: not finished within `timeout` seconds.
+        """
+        assert self._nc is not None, "use `async with Client(...)` or call connect() first"
+        changed = asyncio.Event()
+
+        async def heard(_: Msg) -> None:
+            changed.set()
+
+        sub = await self._nc.subscribe(subjects.changed(job_id), cb=heard)
         seen: tuple[str, int] | None = None
-        async with asyncio.timeout(timeout):
-            while True:
-                record: dict[str, Any] = (await self.get(job_id))["job"]
-                now = (record["state"], record.get("attempt", 0))
-                if on_change is not None and now != seen:
-                    on_change(record)
-                seen = now
-                if JobState(record["state"]) in TERMINAL:
-                    return record
-                await asyncio.sleep(poll)
+        quiet = poll
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    job = await self.get(job_id)
+                    if on_change is not None and (job.state, job.attempt) != seen:
+                        on_change(job)
+                    seen = (job.state, job.attempt)
+                    if job.finished:
+                        return job
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), quiet)
+                    quiet = poll if changed.is_set() else min(quiet * 2, max(poll, 8.0))
+        finally:
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+
+
+#: Connected clients, oldest first: `@task` functions submit through the newest (`current_client`).
+_open: list[Client] = []
+
+
+def current_client() -> Client:
+    """The most recently connected client that is still open: what `Task.submit` uses by default.
+
+    Raises:
+        RuntimeError: no client is connected in this process.
+    """
+    if not _open:
+        raise RuntimeError("no jetsched Client is connected: open one with `async with Client(url):`")
+    return _open[-1]
 
 
 def schedule_spec(
@@ -442,11 +489,16 @@ class JobOptions(TypedDict, total=False):
     backoff: dict[str, Any] | None
 
 
-def _submit_body(payload: Any, key: str | None, options: JobOptions) -> dict[str, Any]:
-    """A submit body on the wire: the payload and the options that are set (intake defaults the rest)."""
+def check_options(options: Mapping[str, object]) -> None:
+    """Refuse what is not a job option (a typo would otherwise vanish without a trace)."""
     unknown = options.keys() - JobOptions.__annotations__.keys()
     if unknown:
         raise TypeError(f"unknown job options: {', '.join(sorted(unknown))}")
+
+
+def _submit_body(payload: Any, key: str | None, options: JobOptions) -> dict[str, Any]:
+    """A submit body on the wire: the payload and the options that are set (intake defaults the rest)."""
+    check_options(options)
     delay, run_at, expires_in = options.get("delay"), options.get("run_at"), options.get("expires_in")
     wire = {
         "priority": options.get("priority"),

@@ -46,10 +46,12 @@ from jetsched.core.permissions import WORKER_NAME_RE
 from jetsched.core.states import result_problem
 
 from ._errors import Fatal, Retry, SessionConflict
+from ._middleware import Middleware, chained
+from ._progress import ProgressSender
 from ._tasks import Handler, Job, Tasks, default_tasks
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from nats.aio.msg import Msg
 
@@ -75,6 +77,7 @@ class Worker:
         auth: credentials and TLS (default: anonymous, plain; see docs/security.md).
         http_port: serve `/healthz` and `/readyz` (ready while connected and taking work) on this port,
             for probes; 0 picks a free one (`http_port` then names it); None (default): not served.
+        middleware: hooks around every handler run (`Middleware.run`), the first outermost.
 
     Raises:
         SessionConflict: from `run()`, when another process heartbeats under the same session.
@@ -93,8 +96,10 @@ class Worker:
         session: str | None = None,
         auth: NatsAuth | None = None,
         http_port: int | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.tasks = tasks or default_tasks
+        self.middleware = tuple(middleware)
         if not self.tasks.handlers:
             raise ValueError("no handlers registered: decorate functions with @task('capability')")
         self.nats_url = nats_url
@@ -312,10 +317,13 @@ class Worker:
                 "job started", extra={"job": work.id, "capability": work.capability, "attempt": work.attempt}
             )
             began = time.perf_counter()
+            assert self._nc is not None
+            progress = ProgressSender(self._nc, work)
             try:
-                outcome = await self._call(work, handler)
+                outcome = await self._call(work, handler, progress)
             finally:
                 self.executing.discard(key)
+            await progress.finish()
             instruments.handler_time.record(
                 time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
             )
@@ -328,7 +336,7 @@ class Worker:
             await self._report(work, outcome, hdrs)
             crashpoint("worker.after_report")
 
-    async def _call(self, work: WorkMessage, handler: Handler | None) -> Outcome:
+    async def _call(self, work: WorkMessage, handler: Handler | None, progress: ProgressSender) -> Outcome:
         loop = asyncio.get_running_loop()
         beats = [loop.time()]
         job = Job(
@@ -341,6 +349,7 @@ class Worker:
             lambda: beats.__setitem__(0, loop.time()),
             parents=work.parents or {},
             item=work.item,
+            _on_progress=progress.report,
         )
         fields: dict[str, Any] = {}
         if handler is None:
@@ -348,10 +357,7 @@ class Worker:
         try:
             self.executed += 1
             async with asyncio.timeout(work.timeout_s):
-                if inspect.iscoroutinefunction(handler):
-                    running: Awaitable[Any] = handler(job)
-                else:
-                    running = loop.run_in_executor(self._threads, handler, job)
+                running = chained([m.run for m in self.middleware], self._invoker(handler))(job)
                 if work.heartbeat_timeout_s is None:
                     result = await running
                 else:
@@ -377,13 +383,26 @@ class Worker:
                 type="TimeoutError", message=f"ran past its timeout of {work.timeout_s}s"
             )
         except Retry as exc:
-            status, fields["retry_delay_ms"] = OutcomeStatus.RETRY, round(exc.delay * 1000)
-            fields["error"] = _error(exc)
+            fields["retry_delay_ms"] = round(exc.delay * 1000)
+            if exc.spend_attempt:
+                status, fields["error"] = OutcomeStatus.RETRY, _error(exc)
+            else:
+                status = OutcomeStatus.SNOOZED
         except Fatal as exc:
             status, fields["error"] = OutcomeStatus.FATAL, _error(exc)
         except Exception as exc:
             status, fields["error"] = OutcomeStatus.FAILED, _error(exc)
         return self._outcome(work, status, fields)
+
+    def _invoker(self, handler: Handler) -> Callable[[Job], Awaitable[Any]]:
+        """The innermost call of the middleware chain: the handler, a plain `def` in a worker thread."""
+        if inspect.iscoroutinefunction(handler):
+            return handler
+
+        async def in_thread(job: Job) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+
+        return in_thread
 
     def _outcome(self, work: WorkMessage, status: OutcomeStatus, fields: dict[str, Any]) -> Outcome:
         return Outcome(
@@ -445,6 +464,7 @@ _LEVELS = {
     OutcomeStatus.SUCCEEDED: logging.INFO,
     OutcomeStatus.RELEASED: logging.INFO,
     OutcomeStatus.RETRY: logging.INFO,
+    OutcomeStatus.SNOOZED: logging.INFO,
     OutcomeStatus.FAILED: logging.WARNING,
     OutcomeStatus.TIMEOUT: logging.WARNING,
     OutcomeStatus.FATAL: logging.ERROR,

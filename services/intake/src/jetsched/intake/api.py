@@ -46,9 +46,11 @@ if TYPE_CHECKING:
     from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Records, Store
     from jetsched.core.clock import Clock
+    from jetsched.core.models import Progress
     from jetsched.core.workers import WorkerRegistry
 
     from .index import JobIndex
+    from .progress import ProgressBook
     from .schedules_api import SchedulesApi
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,15 @@ PAGES_AT_ONCE = 4
 Reply = dict[str, Any] | ApiError
 
 
-def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int, paused: set[str]) -> dict[str, Any]:
-    """The `jobs.get` view: the record, its last error, and why it is waiting (if it is)."""
+def describe(
+    record: JobRecord,
+    registry: WorkerRegistry,
+    now_ms: int,
+    paused: set[str],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The `jobs.get` view: the record, its last error, why it is waiting (if it is), and the progress its
+    latest attempt reported (if any)."""
     waiting = None
     if record.state is JobState.READY:
         if record.capability in paused:
@@ -88,6 +97,7 @@ def describe(record: JobRecord, registry: WorkerRegistry, now_ms: int, paused: s
         "job": record.model_dump(mode="json"),
         "last_error": record.errors[-1].model_dump(mode="json") if record.errors else None,
         "waiting": waiting,
+        "progress": None if progress is None else progress.model_dump(mode="json"),
     }
 
 
@@ -102,7 +112,9 @@ class ControlApi:
         schedules: SchedulesApi,
         queue_store: Store,
         quarantine: Quarantine,
+        progress: ProgressBook,
     ) -> None:
+        self.progress = progress
         self.queue_store = queue_store
         self.quarantine = quarantine
         self._pages = asyncio.Semaphore(PAGES_AT_ONCE)
@@ -286,7 +298,8 @@ class ControlApi:
         if isinstance(request, ApiError):
             return request
         record, _ = await self.records.get(request.id)
-        return describe(record, self.registry, self.clock.now_ms(), self.paused)
+        progress = await self.progress.current(record)
+        return describe(record, self.registry, self.clock.now_ms(), self.paused, progress)
 
     async def list(self, data: bytes) -> Reply:
         request = parse(ListRequest, data, MAX_API_BYTES)

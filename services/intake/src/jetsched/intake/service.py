@@ -21,6 +21,7 @@ from . import metrics
 from .api import ControlApi
 from .config import IntakeConfig
 from .index import JobIndex
+from .progress import ProgressBook
 from .schedules_api import SchedulesApi
 from .submit import Submitter
 from .workflow_submit import WorkflowSubmitter
@@ -102,7 +103,10 @@ class IntakeService(Service):
         quarantine = self.quarantined
         schedules = SchedulesApi(Store(nc, subjects.SCHEDULES_BUCKET), self.clock, budget)
         queues = Store(nc, subjects.QUEUES_BUCKET)
-        api = ControlApi(nc, records, self.index, self.registry, self.clock, schedules, queues, quarantine)
+        book = ProgressBook(records, Store(nc, subjects.PROGRESS_BUCKET), self.clock, self.bus.retention_s)
+        api = ControlApi(
+            nc, records, self.index, self.registry, self.clock, schedules, queues, quarantine, book
+        )
         flows = WorkflowsApi(workflows, self.clock, nc.max_payload)
         api.routes.update(flows.routes())
         feeds = [
@@ -134,5 +138,6 @@ class IntakeService(Service):
 
         return [
             Subscriber(nc, subjects.API_ALL, on_api, queue=subjects.INTAKE_QUEUE, ready=views_complete),
+            Subscriber(nc, subjects.PROGRESS_ALL, book.on_report, queue=subjects.INTAKE_QUEUE),
             HeartbeatListener(nc, self.registry, self.clock),
         ]
