@@ -76,9 +76,19 @@ class LogScanner:
             for n, line in enumerate(lines):
                 if line.startswith("Traceback"):  # plain text on stderr: name it by its exception line
                     found.append(f"{proc.name}: {raised(lines[n + 1 :])}")
-                elif LOG_MARKERS.search(line) and line.startswith("{"):
+                elif LOG_MARKERS.search(line) and line.startswith("{") and not job_outcome(line):
                     found.append(f"{proc.name}: {summarise(line)}")
         return found
+
+
+def job_outcome(line: str) -> bool:
+    """A worker's line for a finished attempt: a hostile payload makes a handler raise, and its traceback
+    is the job's own error (kept in its record), not a fault of the worker."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "outcome" in entry and str(entry.get("msg", "")).startswith("job ")
 
 
 def raised(after: list[str]) -> str:

@@ -25,7 +25,6 @@ from jetsched.core import bounds, states, steps, subjects
 from jetsched.core import workflows as wf
 from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import TERMINAL, Control, JobRecord, JobState
-from jetsched.core.schedules import ScheduleRecord, may_still_fire
 
 from .crashpoints import crashpoint
 from .records import Store, decoded, transition
@@ -86,7 +85,6 @@ class Workflows:
         one process that writes most changes: the reaper; it must `forget` what others write)."""
         self.nc = nc
         self.store = Store(nc, subjects.WORKFLOWS_BUCKET)
-        self.schedules = Store(nc, subjects.SCHEDULES_BUCKET)
         self.records = records
         self.retention_s = retention_s
         self.remembered: dict[str, tuple[wf.WorkflowRecord, int]] | None = {} if remember else None
@@ -223,34 +221,18 @@ class Workflows:
         await self._discard_all(ids, workflow_id)
         return True
 
-    async def clear_unrecorded(self, workflow_id: str, waiting: Sequence[JobRecord]) -> bool:
+    async def clear_unrecorded(self, workflow_id: str, waiting: Sequence[JobRecord]) -> None:
         """Clear step jobs that wait for a record never written — a timer died between a scheduled
-        workflow's step jobs and its record — once no timer will write it: the schedule is gone, paused,
-        or past that fire. The key is fenced first (purged at revision 0: a late replay's create fails,
-        and a record written meanwhile makes the fence fail, leaving it alone). False: not yet."""
-        if await self._may_still_fire(waiting):
-            return False
+        workflow's step jobs and its record — once no timer will write it (the caller knows). The key is
+        fenced first (purged at revision 0: a late replay's create fails, and a record written meanwhile
+        makes the fence fail, leaving it alone)."""
         try:
             await self.store.purge(workflow_id, 0)
         except Conflict:
-            return True  # it has a record (or had one): the checks, or the sweep of gone ones, see to it
+            return  # it has a record (or had one): the checks, or the sweep of gone ones, see to it
         log.warning("cleared a scheduled workflow's unstarted steps", extra={"workflow": workflow_id})
         crashpoint("workflow.orphan.after_fence")
         await self._discard_all({j.id for j in waiting}, workflow_id)
-        return True
-
-    async def _may_still_fire(self, waiting: Sequence[JobRecord]) -> bool:
-        """Whether the schedule whose fire made these jobs may yet execute that fire again."""
-        for job in waiting:
-            if job.schedule_id is None or job.fire_at_ms is None:
-                continue
-            try:
-                data, revision = await self.schedules.get(job.schedule_id)
-            except NotFound:
-                return False  # deleted: nothing fires it again
-            schedule = decoded(ScheduleRecord, data, self.schedules.bucket, job.schedule_id, revision)
-            return may_still_fire(schedule, job.fire_at_ms)
-        return False
 
     async def _discard_all(self, ids: set[str], workflow_id: str) -> None:
         ordered = sorted(ids)

@@ -37,10 +37,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
+from jetsched.bus.records import Store, decoded
 from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER, Known
+from jetsched.core import subjects
 from jetsched.core import workflows as wf
 from jetsched.core.errors import NotFound, Poisoned
 from jetsched.core.models import TERMINAL, JobState
+from jetsched.core.schedules import ScheduleRecord, may_still_fire
 
 from .abandoned import GRACE_MS, Kind, Unstarted
 
@@ -79,6 +82,7 @@ class Advancer:
 
     def __init__(self, workflows: Workflows, clock: Clock, abandon_after_ms: int = GRACE_MS) -> None:
         self.workflows = workflows
+        self.schedules = Store(workflows.nc, subjects.SCHEDULES_BUCKET)
         self.clock = clock
         #: Set by the service before it runs: where to set aside what cannot be read, and the feeds whose
         #: replay must be complete before outcomes are judged.
@@ -255,9 +259,10 @@ class Advancer:
         try:
             waiting = self.waiting.get(workflow_id, {})
             if kind is Kind.UNRECORDED:
-                done = await self.workflows.clear_unrecorded(
-                    workflow_id, [c.record() for c in waiting.values()]
-                )
+                jobs = [c.record() for c in waiting.values()]
+                done = not await self._fires_again(jobs)
+                if done:
+                    await self.workflows.clear_unrecorded(workflow_id, jobs)
             else:
                 done = await self.workflows.abandon(workflow_id, set(waiting), kind is Kind.GONE)
             if done:
@@ -271,6 +276,20 @@ class Advancer:
             self.unstarted.again(workflow_id, kind, self.clock.now_ms())
         finally:
             self.busy.discard(workflow_id)
+
+    async def _fires_again(self, jobs: list[JobRecord]) -> bool:
+        """Whether the schedule whose fire made these step jobs may yet execute that fire (a timer's
+        replay then writes their workflow's record)."""
+        for job in jobs:
+            if job.schedule_id is None or job.fire_at_ms is None:
+                continue
+            try:
+                data, revision = await self.schedules.get(job.schedule_id)
+            except NotFound:
+                return False  # deleted: nothing fires it again
+            schedule = decoded(ScheduleRecord, data, self.schedules.bucket, job.schedule_id, revision)
+            return may_still_fire(schedule, job.fire_at_ms)
+        return False
 
     async def _check(self, workflow_id: str, now: int) -> None:
         seen, own = set(self.seen.get(workflow_id, ())), set(self.own.get(workflow_id, ()))
