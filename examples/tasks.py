@@ -7,7 +7,7 @@ async def send_email(job: Job) -> dict:
     if "@" not in job.payload["to"]:
         raise Fatal("not an address")          # no retry: straight to the dead letters
     if job.payload.get("throttled"):
-        raise Retry(delay=30)                  # run again in 30 s
+        raise Retry(delay=30)                  # run again in 30 s; spends an attempt (spend_attempt=False: not)
     return {"sent_to": job.payload["to"]}      # any other exception retries with backoff
 
 @task("report.render")
