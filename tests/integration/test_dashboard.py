@@ -23,7 +23,7 @@ from jetsched.dashboard.app import Dashboard, serve
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, JetschedApiError, Job, Tasks
+from jetsched.sdk import Client, JetschedApiError, Job, Tasks, chain, chord, step
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -139,6 +139,7 @@ async def test_browser_sees_jobs_live_and_operates_jetsched(
                 await expect(row).to_contain_text(worker.worker)  # each attempt names its worker
             await page.screenshot(path=str(shots / "job-timeline.png"), full_page=True)
             await show_other_views(page, url, shots)
+            await show_a_workflow(page, url, client, shots)
             await pause_and_resume_a_queue(page, url, client, shots)
             await cancel_a_job(page, url, client)
             await act_on_dead_letters(page, url, client, shots)
@@ -156,6 +157,30 @@ async def show_other_views(page: Page, url: str, shots: Path) -> None:
         await page.goto(f"{url}#/{view}")
         await expect(page.locator("main h1")).to_be_visible()
         await expect(page.locator("#error")).to_have_count(0)
+
+
+async def show_a_workflow(page: Page, url: str, client: Client, shots: Path) -> None:
+    """A workflow's page draws its graph, every step in its state, and its steps' table."""
+    flow = chain(
+        step("fetch", "report.render", {"n": 0}),
+        chord(
+            [step("left", "report.render", {"n": 1}), step("right", "report.render", {"n": 2})],
+            step("merge", "report.render", {"n": 3}),
+        ),
+    )
+    reply = await client.submit_workflow(flow)
+
+    async def done() -> bool:
+        return bool((await client.workflow(reply["id"]))["workflow"]["state"] == "succeeded")
+
+    await eventually(done, timeout=20, what="the workflow succeeded")
+    await page.goto(f"{url}#/workflow/{reply['id']}")
+    for name in ("fetch", "left", "right", "merge"):
+        node = page.locator(f'svg.graph g[data-step="{name}"]')
+        await expect(node).to_contain_text("succeeded")
+    await expect(page.locator("svg.graph line")).to_have_count(4)  # fetch→left, fetch→right, both→merge
+    await expect(page.locator("main table")).to_contain_text("merge")
+    await page.screenshot(path=str(shots / "workflow.png"), full_page=True)
 
 
 async def queue_paused(client: Client, capability: str) -> bool:
@@ -214,8 +239,8 @@ async def act_on_dead_letters(page: Page, url: str, client: Client, shots: Path)
     await expect(page.locator("#flash-message")).to_contain_text("retried 3 dead letters of type LookupError")
     assert [(await client.wait(job_id)).state for job_id in lookups] == ["succeeded"] * 3
 
-    await page.fill("#dead-error-type", "TimeoutError")
-    await page.click("#dead-filter")
+    # By address this time (the form was used above): a filtered view can be linked to.
+    await page.goto(f"{url}#/dead?error_type=TimeoutError")
     await page.locator(f'tr[data-id="{timeouts[0]}"] button[data-action="purge"]').click()
     await expect(page.locator("#flash-message")).to_contain_text(f"purged {timeouts[0]}")
     await page.click('button[data-action="purge all"]')
