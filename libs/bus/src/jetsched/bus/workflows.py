@@ -175,13 +175,23 @@ class Workflows:
         await self.carry_out(before, after, now_ms, known)
         return written
 
-    async def repair(self, workflow_id: str, waiting: set[str] | None, now_ms: int) -> wf.WorkflowRecord:
+    async def repair(
+        self,
+        workflow_id: str,
+        waiting: set[str] | None,
+        now_ms: int,
+        seen: int = 0,
+        known: Known | None = None,
+    ) -> wf.WorkflowRecord:
         """Carry out again everything the record implies (after a crash between its CAS and its intents).
 
         `waiting`: the step jobs known to be waiting; releases, collections and cancellations of jobs not
-        among them are skipped (they happened). None: check every job the intents name.
+        among them are skipped (they happened). None: check every job the intents name. `seen`: the
+        latest revision the caller knows of — a record this process wrote at it (or later) is used
+        without reading it back: everything it implies is re-derived from it alike.
         """
-        record, _ = await self.get(workflow_id)
+        kept = self.remembered.get(workflow_id) if self.remembered is not None else None
+        record, _ = kept if kept is not None and seen and kept[1] >= seen else await self.get(workflow_id)
         if record.state is wf.WorkflowState.CREATING:
             return record
         todo = wf.intents(wf.blank(record), record)
@@ -192,7 +202,7 @@ class Workflows:
                 if record.steps[i.index].job_id in waiting
                 or (isinstance(i, wf.Cancel) and wf.stopping(record))
             ]
-        await self._run(record, todo, now_ms, Known())
+        await self._run(record, todo, now_ms, known or Known())
         return record
 
     async def abandon(self, workflow_id: str, waiting: set[str], gone: bool) -> bool:

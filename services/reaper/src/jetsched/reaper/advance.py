@@ -151,7 +151,8 @@ class Advancer:
             self.stopping.discard(key)
         if state is wf.WorkflowState.RUNNING:
             self.seen.setdefault(key, set()).add(revision)
-            self.sizes[key] = len(data)
+            # The feed is headers-only: JetStream then names the record's size in a header.
+            self.sizes[key] = int(headers.get("Nats-Msg-Size", len(data)))
             self.checks.setdefault(key, now + CHECK_AFTER_MS)
         else:
             self._settled(key)
@@ -297,7 +298,9 @@ class Advancer:
         if (waiting or workflow_id in self.stopping) and not seen <= own:
             # Not every change since the last check was this process's own, carried out: look.
             try:
-                await self.workflows.repair(workflow_id, set(waiting or ()), now)
+                await self.workflows.repair(
+                    workflow_id, set(waiting or ()), now, max(seen, default=0), Known(self._job)
+                )
             except (NotFound, Poisoned) as exc:
                 self._set_aside(workflow_id, exc)
                 return
