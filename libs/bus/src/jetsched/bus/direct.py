@@ -51,7 +51,7 @@ class Connection(Client):
     def __init__(self) -> None:
         super().__init__()
         self._direct: dict[int, DirectHandler] = {}
-        self._waiting: dict[bytes, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self._waiting: dict[bytes, asyncio.Future[tuple[bytes, bytes, bytes]]] = {}
         self._deadlines: dict[bytes, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._reply_prefix = ""
@@ -120,26 +120,37 @@ class Connection(Client):
         self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
     ) -> tuple[bytes, bytes]:
         """One request: the reply's (payload, raw header block). `NoRespondersError`, `TimeoutError`."""
+        data, header_block, _ = await self.request_routed(subject, payload, timeout, headers)
+        return data, header_block
+
+    async def request_routed(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
+    ) -> tuple[bytes, bytes, bytes]:
+        """`request_raw`, plus the tokens the replier appended to the reply subject (b"" if none).
+
+        A replier may have the answer sent by someone else to `<reply>.<tokens>`: intake has JetStream
+        ack a stored record straight to the client, naming the job in the tokens (docs/protocol.md).
+        """
         if not self._reply_prefix:
-            prefix = f"{self._inbox_prefix.decode()}.{self._nuid.next().decode()}."
-            await self.subscribe_direct(prefix + "*", self._on_reply)
+            prefix = self.new_inbox() + "."
+            await self.subscribe_direct(prefix + ">", self._on_reply)
             self._reply_prefix = prefix
             self._sweeper = asyncio.create_task(self._expire_requests())  # held: a task needs a reference
         self._token += 1
         token = str(self._token)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bytes, bytes]] = loop.create_future()
+        future: asyncio.Future[tuple[bytes, bytes, bytes]] = loop.create_future()
         key = token.encode()
         self._waiting[key] = future
         self._deadlines[key] = loop.time() + timeout
         try:
             await self.publish(subject, payload, reply=self._reply_prefix + token, headers=headers)
-            data, header_block = await future
+            data, header_block, tail = await future
         finally:
             del self._waiting[key], self._deadlines[key]
         if header_block.startswith(_NO_RESPONDERS):
             raise NoRespondersError
-        return data, header_block
+        return data, header_block, tail
 
     async def _expire_requests(self) -> None:
         # One sweep for all requests instead of a timer each: a timeout fires up to a sweep late.
@@ -153,9 +164,10 @@ class Connection(Client):
                     future.set_exception(TimeoutError())
 
     def _on_reply(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        future = self._waiting.get(subject[subject.rfind(b".") + 1 :])
+        token, _, tail = subject[len(self._reply_prefix) :].partition(b".")
+        future = self._waiting.get(token)
         if future is not None and not future.done():
-            future.set_result((data, headers))
+            future.set_result((data, headers, tail))
 
     def add_reconnect_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` after every reconnect; returns a function that removes it."""
