@@ -1,8 +1,9 @@
 """`make bench`: throughput, latency and NATS cost of jetsched on an embedded nats-server.
 
 Prints, for JOBS no-op jobs through the whole pipeline (four service processes and one worker process):
-submit rate, end-to-end completion rate, NATS messages per job; submit→start latency percentiles at a
-steady RATE jobs/s; and the raw ceiling measured in the same run: one process doing publish + KV create +
+submit rate, end-to-end completion rate, NATS messages per job; sequential submits per second from one
+client (against a bare request/reply round trip in the same run); submit→start latency percentiles at a
+steady RATE jobs/s; the CPU cost per message of the nats-py port's fast path against the public one; and the raw ceiling measured in the same run: one process doing publish + KV create +
 fetch + CAS + ack + CAS per job as fast as nats-py allows. Nothing here is asserted.
 """
 
@@ -25,6 +26,8 @@ import uvloop
 from nats.aio.msg import Msg
 from nats.js import api
 
+from jetsched.bus import natspy
+from jetsched.bus.direct import Connection
 from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer, free_port
 from jetsched.sdk import Client
@@ -67,6 +70,50 @@ async def raw_ceiling(url: str, jobs: int) -> float:
     elapsed = time.perf_counter() - started
     await nc.close()
     return jobs / elapsed
+
+
+async def round_trip_reference(url: str, count: int) -> float:
+    """Sequential nats-py request/reply round trips per second to an echo in this process: the machine's
+    pace in the same run, which the sequential submit rate is compared with."""
+    nc = await nats.connect(url)
+
+    async def echo(msg: Msg) -> None:
+        await msg.respond(b'{"id": "x"}')
+
+    await nc.subscribe("bench.echo", cb=echo)
+    started = time.perf_counter()
+    for _ in range(count):
+        await nc.request("bench.echo", b"{}", timeout=5)
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return count / elapsed
+
+
+async def sequential(client: Client, count: int) -> float:
+    """One `await client.submit()` after another: submits per second."""
+    started = time.perf_counter()
+    for _ in range(count):
+        await client.submit("bench.noop")
+    return count / (time.perf_counter() - started)
+
+
+async def port_cost(url: str, connection: type[Connection], count: int) -> float:
+    """CPU µs per request and reply through one connection (both ends in this process), pipelined."""
+    nc = connection()
+    await nc.connect(url)
+
+    def echo(subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        asyncio.get_running_loop().create_task(nc.publish(reply.decode(), data))
+
+    await nc.subscribe_direct("bench.port", echo)
+    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    await nc.request_raw("bench.port", b"x" * 200, 5, headers)
+    cpu0 = time.process_time()
+    for _ in range(0, count, BATCH):
+        await asyncio.gather(*(nc.request_raw("bench.port", b"x" * 200, 5, headers) for _ in range(BATCH)))
+    cpu = time.process_time() - cpu0
+    await nc.close()
+    return cpu * 1e6 / count
 
 
 async def succeeded(client: Client) -> int:
@@ -172,6 +219,14 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
         ceiling = await raw_ceiling(server.url, jobs)
         print(f"raw ceiling (1 process, 5 JetStream ops + ack per job): {ceiling:,.0f} jobs/s", flush=True)
 
+        fast = await port_cost(server.url, natspy.FastConnection, 20_000)
+        public = await port_cost(server.url, Connection, 20_000)
+        print(
+            f"nats-py port: {fast:.0f} µs CPU per request+reply on the fast path, {public:.0f} on the public"
+            f" one ({public / fast:.2f}×)",
+            flush=True,
+        )
+
         children = start_stack(server, work, concurrency)
         try:
             async with Client(server.url, timeout=30) as client:
@@ -212,6 +267,13 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
                 print(
                     f"  p50 {pct(delayed, 50):.2f} ms   p99 {pct(delayed, 99):.2f} ms   max {delayed[-1]:.2f} ms   "
                     f"min {delayed[0]:.2f} ms (negative would be early)"
+                )
+
+                reference = await round_trip_reference(server.url, 3000)
+                one_by_one = await sequential(client, 3000)
+                print(
+                    f"\nsequential submits from one client: {one_by_one:,.0f}/s"
+                    f" ({one_by_one / reference:.2f}× a bare nats-py request/reply, {reference:,.0f}/s, same run)"
                 )
 
                 lat = await latency(client, rate, seconds)

@@ -45,6 +45,29 @@ async def test_bare_client_submit_and_get(stack: Stack, nats_server: NatsServer)
     assert view["waiting"] == "no live worker with capability 'email.send'"
 
 
+async def test_store_acked_submit(stack: Stack, nats_server: NatsServer) -> None:
+    """Asked for it, an unkeyed submit is answered by JetStream's ack of the stored record, on the reply
+    subject with the job's id and state appended; a keyed one is still answered by intake."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox + ".>")
+        asking = {subjects.REPLY_HEADER: subjects.REPLY_BY_STORE}
+        await nc.publish("jetsched.submit.a", b'{"delay_ms": 60000}', reply=inbox + ".1", headers=asking)
+        ack = await replies.next_msg(timeout=5)
+        job_id, _, state = ack.subject.removeprefix(inbox + ".1.").partition(".")
+        assert state == "scheduled"
+        assert orjson.loads(ack.data)["stream"] == subjects.kv_stream(subjects.JOBS_BUCKET)
+        view = await bare_request(nats_server.url, "jetsched.api.jobs.get", orjson.dumps({"id": job_id}))
+        assert view["job"]["state"] == "scheduled"  # type: ignore[index]
+        await nc.publish("jetsched.submit.a", b'{"key": "k"}', reply=inbox + ".2", headers=asking)
+        reply = await replies.next_msg(timeout=5)
+        assert reply.subject == inbox + ".2"
+        assert set(orjson.loads(reply.data)) == {"id", "state", "duplicate"}
+    finally:
+        await nc.close()
+
+
 async def test_delayed_submit_is_scheduled(stack: Stack, client: Client) -> None:
     """A delayed job is accepted as scheduled."""
     assert (await client.submit("a", delay=60)).state == "scheduled"

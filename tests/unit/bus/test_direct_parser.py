@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.errors import MaxPayloadError
 
-from jetsched.bus.direct import Connection, _Parser, parse_headers
+from jetsched.bus.direct import parse_headers
+from jetsched.bus.natspy import FastConnection, _Parser
 
 
 class FakeConnection:
@@ -76,7 +77,7 @@ def test_parse_headers() -> None:
     }
 
 
-class RecordingConnection(Connection):
+class RecordingConnection(FastConnection):
     """A client that keeps what it would write instead of sending it."""
 
     def __init__(self) -> None:

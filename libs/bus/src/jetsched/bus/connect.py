@@ -19,12 +19,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .direct import Connection
+from . import natspy
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from .auth import NatsAuth
+    from .direct import Connection
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ async def connect(
     Raises:
         Unreachable: no server answered within `timeout`; the message names the URL and the last error.
     """
-    nc = Connection()
+    nc = natspy.connection()
     narrator = _Narrator(nc, redact(url))
     connecting = asyncio.create_task(
         nc.connect(

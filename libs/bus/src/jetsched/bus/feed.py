@@ -30,10 +30,9 @@ from nats.js import api
 from jetsched.core import subjects
 from jetsched.core.changes import Change
 
-from .direct import parse_headers
+from .direct import DirectSubscription, parse_headers
 
 if TYPE_CHECKING:
-    from nats.aio.subscription import Subscription
     from nats.js import JetStreamContext
 
     from .direct import Connection
@@ -75,7 +74,7 @@ class KeyFeed:
         self._headers_only = headers_only
         self._handler = handler
         self._prefix_len = len(f"$KV.{bucket}.")
-        self._sub: Subscription | None = None
+        self._sub: DirectSubscription | None = None
         self._consumer: str | None = None
         #: The next consumer sequence expected, and the last stream sequence handled.
         self._dseq = 1

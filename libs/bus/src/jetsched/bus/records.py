@@ -78,6 +78,22 @@ class Store:
         """Write `value` if the key is at `revision` (0: never existed); returns the new revision."""
         return await self._write(key, value, {**(headers or {}), _EXPECT: str(revision)})
 
+    async def send_if(
+        self, key: str, value: bytes, revision: int, reply: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """`put_if` whose JetStream ack (the new revision, or why not) goes to `reply` instead of here.
+
+        Returns once the write is sent; only whoever listens on `reply` learns whether it was stored.
+        """
+        if not _KEY.match(key):
+            raise Unstorable(f"{self.bucket}/{key[:64]!r} is not a valid key")
+        try:
+            await self._nc.publish(
+                self._prefix + key, value, reply, {**(headers or {}), _EXPECT: str(revision)}
+            )
+        except MaxPayloadError as exc:
+            raise Unstorable(f"{self.bucket}/{key}: {exc}") from None
+
     async def put(self, key: str, value: bytes) -> int:
         """Write `value` whatever the key holds; returns the new revision."""
         return await self._write(key, value, None)
@@ -176,17 +192,21 @@ class Records:
         data, revision = await self.store.get(job_id)
         return decoded(JobRecord, data, self.store.bucket, job_id, revision), revision
 
-    async def create(self, record: JobRecord) -> int:
-        """Store a new record; `Conflict` if the id was ever used."""
-        return await self.update(record, 0)
+    async def create(self, record: JobRecord, data: bytes | None = None) -> int:
+        """Store a new record (`data`: its encoding, if already made); `Conflict` if the id was ever used."""
+        return await self.update(record, 0, data)
 
-    async def update(self, record: JobRecord, revision: int) -> int:
+    async def create_acked_to(self, record: JobRecord, data: bytes, reply: str) -> None:
+        """`create`, with JetStream's ack sent to `reply` (see `Store.send_if`); returns once sent."""
+        await self._timer_entry(record, 0)
+        await self.store.send_if(record.id, data, 0, reply, self._headers(record))
+
+    async def update(self, record: JobRecord, revision: int, data: bytes | None = None) -> int:
         """Replace the record if it is still at `revision` (0: create); `Conflict` otherwise."""
-        due = timer_due(record)
-        if due is not None:
-            await self.timers.put(record.id, f"{due} {revision}".encode())
-            crashpoint("records.after_timer_entry")
-        stored = await self.store.put_if(record.id, encode(record), revision, self._headers(record))
+        await self._timer_entry(record, revision)
+        stored = await self.store.put_if(
+            record.id, encode(record) if data is None else data, revision, self._headers(record)
+        )
         if self._announce is not None and revision:
             # Best-effort by design: a lost announcement delays a waiter until its next read, no more.
             with contextlib.suppress(NatsError):
@@ -196,6 +216,12 @@ class Records:
 
     async def purge(self, job_id: str, revision: int) -> None:
         await self.store.purge(job_id, revision)
+
+    async def _timer_entry(self, record: JobRecord, revision: int) -> None:
+        due = timer_due(record)
+        if due is not None:
+            await self.timers.put(record.id, f"{due} {revision}".encode())
+            crashpoint("records.after_timer_entry")
 
 
 def encode(record: JobRecord) -> bytes:

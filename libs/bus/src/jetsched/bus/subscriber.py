@@ -38,16 +38,18 @@ class Request(Msg):
     """A message whose reply goes out without the request's headers, once."""
 
     responded = False
+    #: The connection it came in on (nats-py's own reference, `_client`, is private).
+    nc: Connection
 
     async def respond(self, data: bytes) -> None:
         if not self.reply or self.responded:
             return
         self.responded = True
         try:
-            await self._client.publish(self.reply, data)
+            await self.nc.publish(self.reply, data)
         except MaxPayloadError:
             message = f"the reply ({len(data)} bytes) is over the server's message limit; ask for less"
-            await self._client.publish(
+            await self.nc.publish(
                 self.reply, ApiError(code=ErrorCode.REPLY_TOO_LARGE, message=message).body()
             )
 
@@ -96,6 +98,7 @@ class Subscriber:
             data,
             parse_headers(headers),
         )
+        msg.nc = self._nc
         if len(self._tasks) < self._max_in_flight:
             self._start(msg)
         elif self._backlog_bytes + len(data) <= MAX_BACKLOG_BYTES:

@@ -49,6 +49,10 @@ def submit(capability: Capability) -> str:
 
 
 SUBMIT_ALL = f"{PREFIX}.submit.>"
+#: A submit request's header, and its value, by which a client asks for JetStream's ack of the stored
+#: record as the reply, sent to `<reply>.<job id>.<state>` (docs/protocol.md, "Replied by the store").
+REPLY_HEADER = "Jetsched-Reply"
+REPLY_BY_STORE = "store-ack"
 
 
 def batch(capability: Capability) -> str:

@@ -88,22 +88,25 @@ class Client:
 
     async def request(self, subject: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         """Send one request; return the decoded reply or raise `JetschedApiError`."""
+        data, _ = await self._request(subject, body, headers)
+        return _decoded(data)
+
+    async def _request(
+        self, subject: str, body: dict[str, Any], headers: dict[str, str] | None
+    ) -> tuple[bytes, bytes]:
+        """The reply's body and the tokens appended to the reply subject (`Connection.request_routed`)."""
         assert self._nc is not None, "use `async with Client(...)` or call connect() first"
         payload = orjson.dumps(body)
         deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
             try:
-                reply, _ = await self._nc.request_raw(subject, payload, self.timeout, headers)
-                break
+                data, _, tail = await self._nc.request_routed(subject, payload, self.timeout, headers)
+                return data, tail
             except NoRespondersError:
                 # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.05)
-        data = orjson.loads(reply)
-        if isinstance(data, dict) and "error" in data:
-            raise JetschedApiError.from_body(data["error"])
-        return data
 
     async def submit(
         self, capability: str, payload: Any = None, *, key: str | None = None, **options: Unpack[JobOptions]
@@ -175,7 +178,12 @@ class Client:
         return JobHandle(self, SubmitReply.model_validate(reply))
 
     async def _sent(self, call: Submit) -> Any:
-        return await self.request(call.subject, call.body, call.headers or None)
+        if call.kind != "job" or "key" in call.body:
+            return await self.request(call.subject, call.body, call.headers or None)
+        # Without a key, the reply may be JetStream's ack of the stored record (docs/protocol.md).
+        headers = {**call.headers, subjects.REPLY_HEADER: subjects.REPLY_BY_STORE}
+        data, tail = await self._request(call.subject, call.body, headers)
+        return _decoded(data) if not tail else _stored(orjson.loads(data), tail)
 
     async def submit_workflow(
         self,
@@ -494,6 +502,23 @@ def check_options(options: Mapping[str, object]) -> None:
     unknown = options.keys() - JobOptions.__annotations__.keys()
     if unknown:
         raise TypeError(f"unknown job options: {', '.join(sorted(unknown))}")
+
+
+def _decoded(reply: bytes) -> Any:
+    data = orjson.loads(reply)
+    if isinstance(data, dict) and "error" in data:
+        raise JetschedApiError.from_body(data["error"])
+    return data
+
+
+def _stored(ack: dict[str, Any], tail: bytes) -> dict[str, Any]:
+    """A submit reply from JetStream's ack of the record, sent to `<reply>.<job id>.<state>`."""
+    error = ack.get("error")
+    if error is not None:
+        # Not stored (or not known to be), as intake reports a failed create.
+        raise JetschedApiError("unavailable", f"the job could not be stored: {error.get('description')}")
+    job_id, _, state = tail.decode().partition(".")
+    return {"id": job_id, "state": state, "duplicate": False}
 
 
 def _submit_body(payload: Any, key: str | None, options: JobOptions) -> dict[str, Any]:

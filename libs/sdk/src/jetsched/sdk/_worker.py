@@ -193,7 +193,7 @@ class Worker:
             return
         subscriptions = [own]
         subscriptions += [
-            await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)
+            (await nc.subscribe_direct(subjects.work(capability, self.session), self._on_work)).sub
             for capability in self.tasks.handlers
         ]
         subscriptions.append(await nc.subscribe(subjects.control(self.session), cb=self._on_control))

@@ -64,7 +64,16 @@ class IntakeService(Service):
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes, budget)
 
         async def on_submit(msg: Request) -> None:
-            reply = await submitter.submit(msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers)
+            by_store = (
+                msg.reply
+                and msg.headers
+                and msg.headers.get(subjects.REPLY_HEADER) == subjects.REPLY_BY_STORE
+            )
+            reply = await submitter.submit(
+                msg.subject[_SUBMIT_PREFIX:], msg.data, msg.headers, msg.reply if by_store else ""
+            )
+            if reply is None:
+                return
             if isinstance(reply, ApiError):
                 await msg.respond(reply.body())
             else:

@@ -52,8 +52,10 @@ class Submitter:
         self.record_budget = record_budget
 
     async def submit(
-        self, capability: str, data: bytes, headers: dict[str, str] | None
-    ) -> SubmitReply | ApiError:
+        self, capability: str, data: bytes, headers: dict[str, str] | None, ack_to: str = ""
+    ) -> SubmitReply | ApiError | None:
+        """`ack_to`: where JetStream is to ack an unkeyed job's record (docs/protocol.md, "Replied by the
+        store"); None is returned once it is sent, and the ack is the only reply. Otherwise the reply."""
         began = time.perf_counter()
         request = parse_submit(capability, data, self.max_request_bytes, header_bytes(headers))
         if isinstance(request, ApiError):
@@ -64,7 +66,7 @@ class Submitter:
             **tracing.messaging("process", subjects.submit(capability), request.key or "", len(data)),
         }
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
-            reply = await self._stored(capability, request, carrier or None)
+            reply = await self._stored(capability, request, carrier or None, ack_to)
             if isinstance(reply, SubmitReply):
                 trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
         # The capability only once it is known valid: metric attributes must stay a bounded set.
@@ -99,6 +101,7 @@ class Submitter:
             # Each job of a batch is a trace of its own, linked to the batch's span.
             with tracing.linked_root("jetsched submit", batch, SpanKind.CONSUMER, attributes) as own:
                 reply = await self._stored(capability, item, own or None)
+                assert reply is not None, "only a submit acked by the store has no reply from here"
                 if isinstance(reply, SubmitReply):
                     trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
                 return reply
@@ -122,11 +125,11 @@ class Submitter:
         return replies
 
     async def _stored(
-        self, capability: str, request: JobRequest, trace: dict[str, str] | None
-    ) -> SubmitReply | ApiError:
+        self, capability: str, request: JobRequest, trace: dict[str, str] | None, ack_to: str = ""
+    ) -> SubmitReply | ApiError | None:
         try:
-            reply = await self._store(capability, request, trace)
-            if isinstance(reply, SubmitReply) and not reply.duplicate:
+            reply = await self._store(capability, request, trace, ack_to)
+            if reply is None or (isinstance(reply, SubmitReply) and not reply.duplicate):
                 instruments.submitted.add(1, {"capability": capability})
             return reply
         except (NatsError, TimeoutError, StoreError) as exc:
@@ -137,11 +140,12 @@ class Submitter:
             return ApiError(code=ErrorCode.QUARANTINED, message=str(exc), field="key")
 
     async def _store(
-        self, capability: str, request: JobRequest, trace: dict[str, str] | None
-    ) -> SubmitReply | ApiError:
+        self, capability: str, request: JobRequest, trace: dict[str, str] | None, ack_to: str = ""
+    ) -> SubmitReply | ApiError | None:
         now = self.clock.now_ms()
         record = states.accept(request, new_ulid(now), capability, now, trace)
-        size = len(encode(record))
+        data = encode(record)
+        size = len(data)
         if size > self.record_budget:
             return ApiError(
                 code=ErrorCode.PAYLOAD_TOO_LARGE,
@@ -149,6 +153,10 @@ class Submitter:
                 " for its lease, errors and result within the server's message limit",
                 field="payload",
             )
+        if ack_to and request.key is None:
+            # The store's own ack is the reply: one hop less, and it cannot come before the record is.
+            await self.records.create_acked_to(record, data, f"{ack_to}.{record.id}.{record.state.value}")
+            return None
         entry, key_revision = None, 0
         if request.key is not None:
             entry = key_id(capability, request.key)
@@ -170,8 +178,9 @@ class Submitter:
                     return duplicate
                 log.info("completing a half-done keyed submit", extra={"job": job_id})
                 record = record.model_copy(update={"id": job_id})
+                data = encode(record)
         try:
-            await self.records.create(record)
+            await self.records.create(record, data)
             crashpoint("intake.submit.after_create")
         except Conflict:
             # A keyed submit racing its own retry (the other stored the job), or a key whose job has
