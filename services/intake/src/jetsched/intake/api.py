@@ -37,6 +37,7 @@ from jetsched.core.models import (
 )
 
 from .doctor_api import DoctorApi
+from .signals import signals
 from .validate import parse
 
 if TYPE_CHECKING:
@@ -269,29 +270,7 @@ class ControlApi:
     def signals(self) -> dict[str, dict[str, Any]]:
         """Per capability: ready, running, oldest ready age, free worker slots, paused — what autoscalers read."""
         now = self.clock.now_ms()
-        oldest = self.index.oldest_ready_ms()
-        per_capability = self.index.stats()
-        free: dict[str, int] = {}
-        for session in self.registry.sessions.values():
-            spare = max(0, session.heartbeat.concurrency - len(session.heartbeat.running))
-            for capability in session.heartbeat.capabilities:
-                free[capability] = free.get(capability, 0) + spare
-
-        def ready(capability: str) -> int:
-            return per_capability.get(capability, {}).get("ready", 0)
-
-        return {
-            capability: {
-                "ready": ready(capability),
-                # Ready jobs no live worker can take at all: visible, not silently stuck.
-                "unroutable": ready(capability) if not self.registry.capable(capability, now) else 0,
-                "running": per_capability.get(capability, {}).get("running", 0),
-                "oldest_ready_age_ms": now - oldest[capability] if capability in oldest else 0,
-                "free_worker_slots": free.get(capability, 0),
-                "paused": capability in self.paused,
-            }
-            for capability in sorted(set(per_capability) | set(free))
-        }
+        return signals(self.index.stats(), self.index.oldest_ready_ms(), self.registry, self.paused, now)
 
     async def get(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)
