@@ -15,7 +15,6 @@ forever.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING, Any
@@ -304,7 +303,7 @@ class _Sweeper:
         started = service.clock.now_ms()
         suspects: dict[tuple[str, str, int], int] = {}
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await service.clock.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
             if self.outage.since_last_check() or not self.feed.healthy:
                 # Cut off from NATS, or from the cluster's storage (our feed cannot be served: we may be
