@@ -90,7 +90,9 @@ def test_three_wheels_with_their_entry_points(wheels: dict[str, Path]) -> None:
         assert f"jetsched-{service} = jetsched.{service}.__main__:main" in entry_points(
             wheels["jetsched_server"]
         )
-    assert "[pytest11]\njetsched.devkit.fixtures = jetsched.devkit.fixtures" in entry_points(wheels["jetsched_devkit"])
+    assert "[pytest11]\njetsched.devkit.fixtures = jetsched.devkit.fixtures" in entry_points(
+        wheels["jetsched_devkit"]
+    )
 
 
 def test_the_client_wheel_alone(wheels: dict[str, Path], tmp_path: Path) -> None:

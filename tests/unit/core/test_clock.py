@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jetsched.bus.server_time import parse_stamp
-from jetsched.core.clock import ServerClock, SystemClock
+from jetsched.core.clock import FakeClock, ServerClock, SystemClock
 
 
 class FakeLocal(SystemClock):
@@ -113,3 +115,38 @@ class TestStamps:
     def test_anything_else_is_refused(self, text: str) -> None:
         with pytest.raises(ValueError, match="not an RFC 3339 time"):
             parse_stamp(text)
+
+
+class TestFakeClock:
+    async def test_autojump_sleep_moves_time_on_at_once(self) -> None:
+        """A sleep on an autojumping clock passes at once, moving the clock by its duration."""
+        clock = FakeClock(start_ms=1_000)
+        await clock.sleep(0.25)
+        await clock.sleep(1.5)
+        assert (clock.now_ms(), clock.slept) == (2_750, [0.25, 1.5])
+
+    async def test_sleepers_wake_when_advanced_past_their_time(self) -> None:
+        """Without autojump, sleepers wait for the test to advance the clock, and wake in order."""
+        clock = FakeClock(autojump=False)
+        woke: list[str] = []
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await clock.sleep(seconds)
+            woke.append(name)
+
+        tasks = [asyncio.create_task(sleeper("late", 2.0)), asyncio.create_task(sleeper("early", 1.0))]
+        await asyncio.sleep(0)
+        clock.advance(0.999)
+        await asyncio.sleep(0)
+        assert woke == []
+        clock.advance(0.001)
+        await asyncio.sleep(0)
+        assert woke == ["early"]
+        clock.advance(5)
+        await asyncio.gather(*tasks)
+        assert woke == ["early", "late"]
+
+    async def test_a_zero_sleep_never_waits(self) -> None:
+        """A sleep of no time returns even on a clock nobody advances."""
+        clock = FakeClock(autojump=False)
+        await asyncio.wait_for(clock.sleep(0), timeout=1)

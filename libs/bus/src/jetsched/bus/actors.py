@@ -16,12 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nats.errors import Error as NatsError
 
+from jetsched.core.clock import SystemClock
+
 from .records import StoreError
+
+if TYPE_CHECKING:
+    from jetsched.core.clock import Clock
 
 #: What a failover looks like from here; anything else is a bug and counts.
 TRANSIENT = (TimeoutError, NatsError, StoreError)
@@ -51,10 +55,17 @@ class ActorFailed(Exception):
 
 
 class Supervisor:
-    def __init__(self, max_restarts: int = 5, window_s: float = 60.0, backoff_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        max_restarts: int = 5,
+        window_s: float = 60.0,
+        backoff_s: float = 0.1,
+        clock: Clock | None = None,
+    ) -> None:
         self.max_restarts = max_restarts
         self.window_s = window_s
         self.backoff_s = backoff_s
+        self.clock = clock or SystemClock()
 
     async def run(self, actors: list[Actor]) -> None:
         """Run every actor until one fails for good (raises `ActorFailed`) or this task is cancelled."""
@@ -70,7 +81,7 @@ class Supervisor:
         crashes: list[float] = []
         interrupted = 0
         while True:
-            started = time.monotonic()
+            started = self.clock.now_ms() / 1000
             try:
                 await actor.run()
                 return
@@ -78,21 +89,21 @@ class Supervisor:
                 raise
             except TRANSIENT as exc:
                 # Consecutive interruptions back off (to 2 s) so a long outage does not spin.
-                interrupted = 1 if time.monotonic() - started > 10 else interrupted + 1
+                interrupted = 1 if self.clock.now_ms() / 1000 - started > 10 else interrupted + 1
                 log.warning(
                     "actor interrupted by storage; restarting",
                     extra={"actor": actor.name, "error": repr(exc), "in_a_row": interrupted},
                 )
-                await asyncio.sleep(min(self.backoff_s * 2 ** (interrupted - 1), 2.0))
+                await self.clock.sleep(min(self.backoff_s * 2 ** (interrupted - 1), 2.0))
             except Exception as exc:
-                now = time.monotonic()
+                now = self.clock.now_ms() / 1000
                 crashes = [t for t in crashes if now - t < self.window_s] + [now]
                 log.exception("actor crashed", extra={"actor": actor.name, "crashes": len(crashes)})
                 if len(crashes) >= self.max_restarts:
                     raise ActorFailed(
                         f"actor {actor.name} crashed {len(crashes)} times in {self.window_s}s"
                     ) from exc
-                await asyncio.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))
+                await self.clock.sleep(min(self.backoff_s * 2 ** (len(crashes) - 1), 5.0))
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:

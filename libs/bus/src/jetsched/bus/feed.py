@@ -31,6 +31,7 @@ from jetsched.core import subjects
 from jetsched.core.changes import Change
 
 from .direct import DirectSubscription, parse_headers
+from .retry import Backoff, retry
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -172,21 +173,19 @@ class KeyFeed:
         self._recreating = asyncio.create_task(self._recreate())
 
     async def _recreate(self) -> None:
-        delay = 0.05
-        while True:
+        async def once() -> None:
             await self._drop_consumer(wait=False)
-            try:
-                # Short tries: while a stream leader is elected requests go unanswered, and the feed
-                # must come back within a try of the new leader, not after JetStream's 5 s default.
-                await self._create(timeout=RECREATE_TIMEOUT_S)
-                return
-            except Exception as exc:
-                log.warning(
-                    "feed consumer not recreated; retrying",
-                    extra={"stream": self._stream, "error": repr(exc), "retry_s": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.25)
+            # Short tries: while a stream leader is elected requests go unanswered, and the feed must
+            # come back within a try of the new leader, not after JetStream's 5 s default.
+            await self._create(timeout=RECREATE_TIMEOUT_S)
+
+        def waiting(exc: BaseException, delay: float) -> None:
+            log.warning(
+                "feed consumer not recreated; retrying",
+                extra={"stream": self._stream, "error": repr(exc), "retry_s": delay},
+            )
+
+        await retry(once, backoff=Backoff(0.05, 0.25), on_retry=waiting)
 
     async def _watch(self) -> None:
         while not self._nc.is_closed:

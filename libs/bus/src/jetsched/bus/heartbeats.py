@@ -6,7 +6,6 @@ few: one per worker session per interval) and drops sessions that fall silent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -70,7 +69,7 @@ class HeartbeatListener:
         outage = Outage(self.nc)
         try:
             while True:
-                await asyncio.sleep(EXPIRE_INTERVAL_S)
+                await self.clock.sleep(EXPIRE_INTERVAL_S)
                 now = self.clock.now_ms()
                 if outage.since_last_check() or (self.cut_off is not None and self.cut_off()):
                     # We could not hear anyone: a missed heartbeat is our outage, not the worker's death.

@@ -12,7 +12,6 @@ replicas briefly owning one shard is harmless: everything done for a shard is it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
     from nats.js import JetStreamContext
 
-    from jetsched.core.clock import SystemClock
+    from jetsched.core.clock import Clock
 
     from .direct import Connection
 
@@ -49,7 +48,7 @@ class ShardLeaser:
         service: str,
         instance: str,
         shards: int,
-        clock: SystemClock,
+        clock: Clock,
         on_change: Callable[[set[int]], None],
         ttl_ms: int = DEFAULT_TTL_MS,
     ) -> None:
@@ -81,7 +80,7 @@ class ShardLeaser:
             await feed.caught_up.wait()
             while True:
                 await self.tick()
-                await asyncio.sleep(self.table.ttl_ms / 4000)
+                await self.clock.sleep(self.table.ttl_ms / 4000)
         finally:
             await feed.stop()
             with contextlib.suppress(Exception):

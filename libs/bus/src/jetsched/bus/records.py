@@ -29,6 +29,7 @@ from jetsched.core.changes import headers_of, timer_due
 from jetsched.core.errors import Conflict, NotFound, Poisoned, TransitionError
 from jetsched.core.models import JobRecord, JobState
 
+from .cas import cas_update
 from .crashpoints import crashpoint
 from .direct import parse_headers
 
@@ -252,13 +253,14 @@ async def transition(
     Returns (record before, record after, new revision), or None once `verb` no longer applies to the
     stored record (it raised `TransitionError`) — someone else moved the job on.
     """
-    for _ in range(tries):
-        try:
-            changed = verb(record)
-        except TransitionError:
-            return None
-        try:
-            return record, changed, await records.update(changed, revision)
-        except Conflict:
-            record, revision = await records.get(record.id)
-    raise Conflict(f"{record.id}: still changing after {tries} tries")
+    try:
+        return await cas_update(
+            lambda: records.get(record.id),
+            verb,
+            records.update,
+            tries=tries,
+            current=(record, revision),
+            what=record.id,
+        )
+    except TransitionError:
+        return None

@@ -8,7 +8,6 @@ nothing replicated. The jobs stream's leader is asked, as it is the clock the re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import datetime
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from jetsched.core import subjects
+
+from .retry import retry
 
 if TYPE_CHECKING:
     from jetsched.core.clock import ServerClock
@@ -54,16 +55,12 @@ async def probe(nc: Connection, clock: ServerClock, stream: str | None = None) -
 
 async def sync(nc: Connection, clock: ServerClock) -> None:
     """Until the first observation lands (the cluster may still be electing the stream's leader)."""
-    delay = 0.05
-    while True:
-        try:
-            await probe(nc, clock)
-            log.info("server time learnt", extra={"offset_ms": clock.offset_ms()})
-            return
-        except Exception as exc:
-            log.warning("server time not learnt yet; retrying", extra={"error": repr(exc), "retry_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+
+    def waiting(exc: BaseException, delay: float) -> None:
+        log.warning("server time not learnt yet; retrying", extra={"error": repr(exc), "retry_s": delay})
+
+    await retry(lambda: probe(nc, clock), on_retry=waiting, clock=clock.local)
+    log.info("server time learnt", extra={"offset_ms": clock.offset_ms()})
 
 
 class ServerTimeProbe:
@@ -77,7 +74,7 @@ class ServerTimeProbe:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(PROBE_S)
+            await self.clock.sleep(PROBE_S)
             try:
                 await probe(self.nc, self.clock)
             except Exception as exc:  # a failover or a cut: the last bounds stand meanwhile

@@ -16,7 +16,7 @@ import sys
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from jetsched.core.clock import ServerClock, SystemClock
+from jetsched.core.clock import LocalClock, ServerClock, SystemClock
 from jetsched.core.ids import new_ulid
 
 from . import health, logs, loop, telemetry, topology
@@ -24,6 +24,7 @@ from .actors import Actor, ActorFailed, Supervisor
 from .config import BusConfig, add_bus_arguments, bus_config
 from .connect import ConnectionLost, connect, unless_lost
 from .quarantine import Quarantine
+from .retry import Backoff, retry
 from .server_time import ServerTimeProbe, sync
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 class Service(ABC):
     name: str = "service"
 
-    def __init__(self, bus: BusConfig, clock: SystemClock | None = None) -> None:
+    def __init__(self, bus: BusConfig, clock: LocalClock | None = None) -> None:
         self.bus = bus
         #: This host's clock: for durations the service measures itself (a lease's silence).
         self.local = clock or SystemClock()
@@ -75,15 +76,15 @@ class Service(ABC):
     async def _declare(self, js: JetStreamContext) -> None:
         # A cluster still electing its leaders (or a replica count it cannot place yet) refuses
         # declarations for a while; keep trying, so services can start in any order.
-        delay = 0.1
-        while True:
-            try:
-                await topology.declare(js, self.bus.replicas)
-                return
-            except Exception as exc:
-                log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        def waiting(exc: BaseException, delay: float) -> None:
+            log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
+
+        await retry(
+            lambda: topology.declare(js, self.bus.replicas),
+            backoff=Backoff(0.1, 2.0),
+            on_retry=waiting,
+            clock=self.local,
+        )
 
     async def run(self) -> None:
         """Connect and serve until `stop()`. Raises `ConnectionLost` if NATS closes the connection for good."""
@@ -119,7 +120,7 @@ class Service(ABC):
             if not starting.done():
                 return  # stopped while starting (storage not ready, views replaying): nothing to drain
             actors = [*starting.result(), ServerTimeProbe(nc, self.clock)]
-            supervised = asyncio.create_task(Supervisor().run(actors))
+            supervised = asyncio.create_task(Supervisor(clock=self.local).run(actors))
             self.started.set()
             log.info(
                 "started",

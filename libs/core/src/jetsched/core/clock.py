@@ -9,10 +9,16 @@ Hosts' clocks disagree, so nothing that decides *when* a job may start reads a h
 timestamps the servers put on what they store and answer — and only ever errs behind it (`docs/
 architecture.md`, "Time"). Durations a process measures for itself (a lease's or a session's silence)
 keep the local clock: they compare its own readings, which no offset can help or harm.
+
+Waiting is the clock's too (`sleep`): a loop that waits out a backoff, a lease's renewal period or a
+sweep interval asks its clock, so a test hands it a `FakeClock` and checks the timing without waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import math
 import os
 import time
@@ -25,6 +31,15 @@ SKEW_ENV = "JETSCHED_CLOCK_SKEW_MS"
 
 class Clock(Protocol):
     def now_ms(self) -> int: ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock."""
+
+
+class LocalClock(Clock, Protocol):
+    """A process's own clock, also read to sub-millisecond precision (durations it measures itself)."""
+
+    def now(self) -> float: ...
 
 
 class SystemClock:
@@ -42,6 +57,9 @@ class SystemClock:
     def now_ms(self) -> int:
         return int((time.monotonic() + self._offset) * 1000)
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
 
 class ServerClock:
     """Epoch milliseconds as the NATS servers' clocks read them: a lower bound, never ahead of them.
@@ -56,7 +74,7 @@ class ServerClock:
 
     WINDOW_MS = 60_000
 
-    def __init__(self, local: SystemClock) -> None:
+    def __init__(self, local: LocalClock) -> None:
         self.local = local
         #: (local ms, offset µs), offsets strictly decreasing: the sliding window's maximum at the front.
         #: Microseconds, because rounding each bound to whole milliseconds would put two processes'
@@ -89,3 +107,47 @@ class ServerClock:
         reading = (math.floor(self.local.now() * 1_000_000) + self._offset_us()) // 1000
         self._last = max(self._last, reading)
         return self._last
+
+    async def sleep(self, seconds: float) -> None:
+        await self.local.sleep(seconds)
+
+
+class FakeClock:
+    """A clock a test moves (trio's `MockClock`): nothing waits in real time.
+
+    With `autojump` (the default) a `sleep` moves the clock on by its duration at once, as if the wait
+    had passed — a backoff loop runs through all its waits in no time, and `slept` records them. Without
+    it, sleepers wait until the test calls `advance` past their wake-up time.
+    """
+
+    def __init__(self, start_ms: int = 0, autojump: bool = True) -> None:
+        self._now_us = start_ms * 1000
+        self.autojump = autojump
+        #: Every sleep asked for, in seconds, in order.
+        self.slept: list[float] = []
+        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now_us / 1_000_000
+
+    def now_ms(self) -> int:
+        return self._now_us // 1000
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, waking the sleepers due by then."""
+        self._now_us += round(seconds * 1_000_000)
+        while self._sleepers and self._sleepers[0][0] <= self._now_us:
+            _, _, woken = heapq.heappop(self._sleepers)
+            if not woken.done():
+                woken.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.autojump or seconds <= 0:
+            self.advance(max(seconds, 0))
+            await asyncio.sleep(0)  # still a turn of the loop, as a real sleep is
+            return
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now_us + round(seconds * 1_000_000), next(self._order), woken))
+        await woken

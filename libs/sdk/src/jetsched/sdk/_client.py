@@ -13,6 +13,7 @@ from nats.errors import NoRespondersError
 from jetsched.bus import telemetry
 from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect
+from jetsched.bus.retry import Backoff, retry
 from jetsched.core import subjects
 from jetsched.core.models import SubmitReply
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
     from jetsched.bus.auth import NatsAuth
     from jetsched.bus.direct import Connection
+
+#: Resending a request nobody received: soon and evenly (intake restarting takes a moment).
+NOBODY_BACKOFF = Backoff(0.05, 0.05)
 
 
 class Client:
@@ -96,17 +100,16 @@ class Client:
     ) -> tuple[bytes, bytes]:
         """The reply's body and the tokens appended to the reply subject (`Connection.request_routed`)."""
         assert self._nc is not None, "use `async with Client(...)` or call connect() first"
+        nc = self._nc
         payload = orjson.dumps(body)
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        while True:
-            try:
-                data, _, tail = await self._nc.request_routed(subject, payload, self.timeout, headers)
-                return data, tail
-            except NoRespondersError:
-                # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
+        data, _, tail = await retry(
+            lambda: nc.request_routed(subject, payload, self.timeout, headers),
+            on=NoRespondersError,
+            backoff=NOBODY_BACKOFF,
+            within_s=self.timeout,
+        )
+        return data, tail
 
     async def submit(
         self, capability: str, payload: Any = None, *, key: str | None = None, **options: Unpack[JobOptions]
@@ -134,19 +137,17 @@ class Client:
         call = Submit("job", capability, subjects.submit(capability), _submit_body(payload, key, options))
         if key is None:
             return self._handle(await self._submit(call))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.keyed_retry_s
-        delay = 0.05
-        while True:
-            try:
-                return self._handle(await self._submit(call))
-            except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
-                if isinstance(exc, JetschedApiError) and exc.code != "unavailable":
-                    raise
-                if loop.time() + delay > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        return self._handle(await self._keyed(call))
+
+    async def _keyed(self, call: Submit) -> Any:
+        """Submit a keyed call, resent through a storage failover for up to `keyed_retry_s`: the key
+        makes a resend safe even after a timeout (the first may have been stored)."""
+        return await retry(
+            lambda: self._submit(call),
+            on=(JetschedApiError, TimeoutError, NoRespondersError),
+            unless=lambda exc: isinstance(exc, JetschedApiError) and exc.code != "unavailable",
+            within_s=self.keyed_retry_s,
+        )
 
     async def submit_many(
         self,
@@ -204,20 +205,8 @@ class Client:
         A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
         """
         call = Submit("workflow", "workflow", subjects.WORKFLOW_SUBMIT, workflow_body(steps, key, on_failure))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.keyed_retry_s
-        delay = 0.05
-        while True:
-            try:
-                reply: dict[str, Any] = await self._submit(call)
-                return reply
-            except (JetschedApiError, TimeoutError, NoRespondersError) as exc:
-                if key is None or (isinstance(exc, JetschedApiError) and exc.code != "unavailable"):
-                    raise
-                if loop.time() + delay > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        reply: dict[str, Any] = await (self._submit(call) if key is None else self._keyed(call))
+        return reply
 
     async def workflow(self, workflow_id: str) -> dict[str, Any]:
         """`{"workflow": {"id", "state", "steps": {name: {"job_id", "state", "result"?, …}}, …}}`."""

@@ -38,8 +38,9 @@ from jetsched.bus.config import DEFAULT_NATS_URL
 from jetsched.bus.connect import connect, unless_lost
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.direct import parse_headers
+from jetsched.bus.retry import Backoff, retry
 from jetsched.core import subjects
-from jetsched.core.clock import SystemClock
+from jetsched.core.clock import LocalClock, SystemClock
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
 from jetsched.core.permissions import WORKER_NAME_RE
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     from jetsched.bus.direct import Connection
 
 log = logging.getLogger("jetsched.worker")
+
+#: Waits between tries to store an outcome (until it is stored: the job must not run again for nothing).
+REPORT_BACKOFF = Backoff(0.05, 2.0)
 
 
 class Worker:
@@ -120,7 +124,8 @@ class Worker:
         self._http_port = http_port
         #: The port /healthz and /readyz listen on, once they do (`http_port`; 0 picks a free one).
         self.http_port: int | None = None
-        self.clock = SystemClock()
+        #: What heartbeats, heartbeat timeouts and report retries wait on (a test may put a `FakeClock`).
+        self.clock: LocalClock = SystemClock()
         self.held: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Attempts whose handler is running: what `concurrency` bounds (a held attempt may be past its
         #: handler, waiting for its outcome to be stored; that takes no slot).
@@ -249,7 +254,7 @@ class Worker:
         while True:
             with contextlib.suppress(NatsError):
                 await self._beat()
-            await asyncio.sleep(self.heartbeat_ms / 1000)
+            await self.clock.sleep(self.heartbeat_ms / 1000)
 
     def _on_work(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         try:
@@ -337,8 +342,8 @@ class Worker:
             crashpoint("worker.after_report")
 
     async def _call(self, work: WorkMessage, handler: Handler | None, progress: ProgressSender) -> Outcome:
-        loop = asyncio.get_running_loop()
-        beats = [loop.time()]
+        clock = self.clock
+        beats = [clock.now()]
         job = Job(
             work.id,
             work.attempt,
@@ -346,7 +351,7 @@ class Worker:
             work.payload,
             work.priority,
             work.created_at_ms,
-            lambda: beats.__setitem__(0, loop.time()),
+            lambda: beats.__setitem__(0, clock.now()),
             parents=work.parents or {},
             item=work.item,
             _on_progress=progress.report,
@@ -361,7 +366,7 @@ class Worker:
                 if work.heartbeat_timeout_s is None:
                     result = await running
                 else:
-                    result = await _watch(running, work.heartbeat_timeout_s, beats)
+                    result = await _watch(running, work.heartbeat_timeout_s, beats, clock)
             problem = result_problem(result)
             if problem is not None:
                 raise ValueError(problem)
@@ -420,38 +425,43 @@ class Worker:
         headers = {**headers, "Nats-Msg-Id": f"{work.id}:{work.attempt}:{work.token}"}
         subject = subjects.outcome(work.capability, work.id)
         body = outcome.model_dump_json(exclude_none=True).encode()
-        delay = 0.05
         nc = self._nc
         assert nc is not None
-        while True:
-            try:
-                reply, _ = await nc.request_raw(subject, body, 5.0, headers)
-                ack = orjson.loads(reply)
-                if "error" in ack:
-                    raise NatsError(f"outcome not stored: {ack['error'].get('description')}")
-                return
-            except (NatsError, TimeoutError) as exc:
-                log.warning("outcome not stored yet; retrying", extra={"job": work.id, "error": repr(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+
+        async def store() -> None:
+            reply, _ = await nc.request_raw(subject, body, 5.0, headers)
+            ack = orjson.loads(reply)
+            if "error" in ack:
+                raise NatsError(f"outcome not stored: {ack['error'].get('description')}")
+
+        def waiting(exc: BaseException, _: float) -> None:
+            log.warning("outcome not stored yet; retrying", extra={"job": work.id, "error": repr(exc)})
+
+        await retry(
+            store, on=(NatsError, TimeoutError), backoff=REPORT_BACKOFF, on_retry=waiting, clock=self.clock
+        )
 
 
 class _NoHeartbeat(Exception):
     """The handler stopped calling `job.heartbeat()`."""
 
 
-async def _watch(running: Awaitable[Any], timeout_s: float, beats: list[float]) -> Any:
-    """Await the handler, cancelling it if `beats[0]` (its last heartbeat) grows older than `timeout_s`."""
+async def _watch(running: Awaitable[Any], timeout_s: float, beats: list[float], clock: LocalClock) -> Any:
+    """Await the handler, cancelling it if `beats[0]` (its last heartbeat on `clock`) grows older than
+    `timeout_s`."""
     task = asyncio.ensure_future(running)
-    loop = asyncio.get_running_loop()
     try:
         while True:
-            remaining = beats[0] + timeout_s - loop.time()
+            remaining = beats[0] + timeout_s - clock.now()
             if remaining <= 0:
                 task.cancel()
                 raise _NoHeartbeat(f"no heartbeat for {timeout_s}s")
-            done, _ = await asyncio.wait({task}, timeout=remaining)
-            if done:
+            waiting = asyncio.ensure_future(clock.sleep(remaining))
+            try:
+                await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+            if task.done():
                 return task.result()
     except asyncio.CancelledError:
         task.cancel()

@@ -3,9 +3,10 @@
 Claim then send: the claim (`ready → running`, attempt n, lease to a session, token) is a CAS; only the
 winner sends the work message — and only while the claim is still what the record says: a dispatcher
 paused or cut off after asking for its claim (SIGSTOP, a partition) may get the answer long after the
-reaper has handed the job to someone else, so a claim answered more than `STALE_CLAIM_S` after it was
-asked is checked against the record's revision before anything is sent. What if the dispatcher dies between the two? The record says running on a
-live session that never got the job; that session's heartbeats never list it, and the reaper hands it back
+reaper has handed the job to someone else, so a claim answered more than `claims.STALE_CLAIM_S` after it
+was asked is checked against the record's revision before anything is sent. What if the dispatcher dies
+between the two? The record says running on a live session that never got the job; that session's
+heartbeats never list it, and the reaper hands it back
 (`orphan`, no attempt used). A work message sent twice (a stale replica) carries the same attempt and
 token, and the worker runs a (job, attempt) once.
 """
@@ -33,10 +34,11 @@ from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import QueueSettings, WorkMessage
+from jetsched.core.models import QueueSettings
 from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
+from .claims import Expire, decide, stale, work_message
 from .queues import Board, Claim
 
 if TYPE_CHECKING:
@@ -54,9 +56,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SHARDS = 16
 #: Claims in flight at once (CAS round trips pipelined).
 MAX_IN_FLIGHT = 512
-#: A claim answered later than this after it was asked is re-read before its work is sent. Far below the
-#: reaper's orphan grace (1.5 s after it sees the claim), far above a claim's round trip (~1 ms).
-STALE_CLAIM_S = 0.25
 
 
 class DispatcherService(Service):
@@ -196,18 +195,15 @@ class _Dispatch:
             "jetsched dispatch", record.trace, SpanKind.PRODUCER, attributes, link=record.retry_of
         )
         with dispatching as headers:
-            if states.expired(record, service.clock.now_ms()):
+            lease = decide(record, session, secrets.token_hex(8), service.clock.now_ms())
+            if isinstance(lease, Expire):
                 service.board.settle(claim, None)
                 await transition(
                     self.records, record, claim.revision, lambda r: states.expire(r, service.clock.now_ms())
                 )
                 return
-            token = secrets.token_hex(8)
-            claimed = states.claim(
-                record, session.worker, session.session, token, service.clock.now_ms(), session.incarnation
-            )
-            loop = asyncio.get_running_loop()
-            asked = loop.time()
+            claimed = lease.claimed
+            asked = service.local.now()
             try:
                 crashpoint("dispatcher.claim.before_cas")
                 revision = await self.records.update(claimed, claim.revision)
@@ -231,24 +227,9 @@ class _Dispatch:
                 return
             service.board.settle(claim, revision)
             crashpoint("dispatcher.claim.after_cas")
-            if loop.time() - asked > STALE_CLAIM_S and not await self._still_claimed(record.id, revision):
+            if stale(asked, service.local.now()) and not await self._still_claimed(record.id, revision):
                 return
-            # Built from a validated record: construct without validating again (hot path). A workflow
-            # step's parents' results and a map instance's item go along only when there are some.
-            step = {} if record.workflow is None else {"parents": record.parents or {}, "item": record.item}
-            work = WorkMessage.model_construct(
-                **step,
-                id=record.id,
-                capability=record.capability,
-                attempt=claimed.attempt,
-                token=token,
-                payload=record.payload,
-                priority=record.priority,
-                timeout_s=record.timeout_s,
-                heartbeat_timeout_s=record.heartbeat_timeout_s,
-                created_at_ms=record.created_at_ms,
-                run_at_ms=record.run_at_ms,
-            )
+            work = work_message(record, lease)
             destination = subjects.work(record.capability, session.session)
             await self.nc.publish(
                 destination,
@@ -266,6 +247,6 @@ class _Dispatch:
                 )
             capability = {"capability": record.capability}
             instruments.started.add(1, capability)
-            instruments.claim_latency.record(loop.time() - asked, capability)
+            instruments.claim_latency.record(service.local.now() - asked, capability)
             waited = (claimed.started_at_ms or record.queued_at) - record.queued_at
             instruments.queue_wait.record(max(0, waited) / 1000, capability)

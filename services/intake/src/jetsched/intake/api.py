@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from nats.errors import Error as NatsError
 
+from jetsched.bus.cas import KeptChanging, cas_update
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import StoreError
+from jetsched.bus.stored import StoredModel
 from jetsched.core import states, subjects
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned, TransitionError
+from jetsched.core.errors import ApiError, ErrorCode, NotFound, Poisoned, TransitionError
 from jetsched.core.models import (
     CapabilityRequest,
     ConfigureRequest,
@@ -37,6 +39,7 @@ from jetsched.core.models import (
 )
 
 from .doctor_api import DoctorApi
+from .signals import signals
 from .validate import parse
 
 if TYPE_CHECKING:
@@ -185,21 +188,14 @@ class ControlApi:
         request = parse(CapabilityRequest, data, MAX_API_BYTES)
         if isinstance(request, ApiError):
             return request
-        for _ in range(CAS_TRIES):
-            try:
-                raw, revision = await self.queue_store.get(request.capability)
-                settings = QueueSettings.model_validate_json(raw)
-            except NotFound:
-                settings, revision = QueueSettings(), 0
-            changed = settings.model_copy(update={"paused": paused})
-            try:
-                await self.queue_store.put_if(
-                    request.capability, changed.model_dump_json().encode(), revision
-                )
-            except Conflict:
-                continue
-            return {"capability": request.capability, **changed.model_dump(mode="json")}
-        return ApiError(code=ErrorCode.UNAVAILABLE, message="the queue settings kept changing; try again")
+        queue = StoredModel(self.queue_store, request.capability, QueueSettings, missing=QueueSettings)
+        try:
+            _, changed, _ = await cas_update(
+                queue.read, lambda s: s.model_copy(update={"paused": paused}), queue.write, tries=CAS_TRIES
+            )
+        except KeptChanging:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message="the queue settings kept changing; try again")
+        return {"capability": request.capability, **changed.model_dump(mode="json")}
 
     async def configure(self, data: bytes) -> Reply:
         """Set a capability's queue settings (limits, rates, paused) as a whole."""
@@ -269,29 +265,7 @@ class ControlApi:
     def signals(self) -> dict[str, dict[str, Any]]:
         """Per capability: ready, running, oldest ready age, free worker slots, paused — what autoscalers read."""
         now = self.clock.now_ms()
-        oldest = self.index.oldest_ready_ms()
-        per_capability = self.index.stats()
-        free: dict[str, int] = {}
-        for session in self.registry.sessions.values():
-            spare = max(0, session.heartbeat.concurrency - len(session.heartbeat.running))
-            for capability in session.heartbeat.capabilities:
-                free[capability] = free.get(capability, 0) + spare
-
-        def ready(capability: str) -> int:
-            return per_capability.get(capability, {}).get("ready", 0)
-
-        return {
-            capability: {
-                "ready": ready(capability),
-                # Ready jobs no live worker can take at all: visible, not silently stuck.
-                "unroutable": ready(capability) if not self.registry.capable(capability, now) else 0,
-                "running": per_capability.get(capability, {}).get("running", 0),
-                "oldest_ready_age_ms": now - oldest[capability] if capability in oldest else 0,
-                "free_worker_slots": free.get(capability, 0),
-                "paused": capability in self.paused,
-            }
-            for capability in sorted(set(per_capability) | set(free))
-        }
+        return signals(self.index.stats(), self.index.oldest_ready_ms(), self.registry, self.paused, now)
 
     async def get(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)
@@ -361,34 +335,43 @@ class ControlApi:
         request = parse(GetRequest, data, MAX_API_BYTES)
         if isinstance(request, ApiError):
             return request
-        for _ in range(CAS_TRIES):
-            record, revision = await self.records.get(request.id)
+
+        def dead(record: JobRecord) -> JobRecord:
             if record.state is not JobState.DEAD:
-                return ApiError(
-                    code=ErrorCode.INVALID_STATE, message=f"job is {record.state}, not dead", field="id"
-                )
-            try:
-                await self.records.purge(record.id, revision)
-            except Conflict:
-                continue
-            return {"id": record.id, "purged": True}
-        return ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+                raise TransitionError(f"job is {record.state}, not dead")
+            return record
+
+        try:
+            await cas_update(
+                lambda: self.records.get(request.id),
+                dead,
+                lambda record, revision: self.records.purge(record.id, revision),
+                tries=CAS_TRIES,
+            )
+        except TransitionError as exc:
+            return ApiError(code=ErrorCode.INVALID_STATE, message=str(exc), field="id")
+        except KeptChanging:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+        return {"id": request.id, "purged": True}
 
     async def _transition(
         self, job_id: str, verb: Callable[[JobRecord, int], JobRecord]
     ) -> tuple[JobRecord, JobRecord | ApiError]:
-        for _ in range(CAS_TRIES):
-            record, revision = await self.records.get(job_id)
-            try:
-                changed = verb(record, self.clock.now_ms())
-            except TransitionError as exc:
-                return record, ApiError(code=ErrorCode.INVALID_STATE, message=str(exc), field="id")
-            try:
-                await self.records.update(changed, revision)
-            except Conflict:
-                continue
-            return record, changed
-        return record, ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+        seen: list[JobRecord] = []  # the record last decided on, for a refusal's reply
+
+        def decide(record: JobRecord) -> JobRecord:
+            seen[:] = [record]
+            return verb(record, self.clock.now_ms())
+
+        try:
+            before, changed, _ = await cas_update(
+                lambda: self.records.get(job_id), decide, self.records.update, tries=CAS_TRIES
+            )
+        except TransitionError as exc:
+            return seen[0], ApiError(code=ErrorCode.INVALID_STATE, message=str(exc), field="id")
+        except KeptChanging:
+            return seen[0], ApiError(code=ErrorCode.UNAVAILABLE, message="the job kept changing; try again")
+        return before, changed
 
     async def _get_or_none(self, job_id: str) -> JobRecord | None:
         try:

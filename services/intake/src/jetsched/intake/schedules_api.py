@@ -9,6 +9,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from jetsched.bus.cas import KeptChanging, cas_update
 from jetsched.bus.records import decoded, encode
 from jetsched.core import schedules, steps
 from jetsched.core import workflows as wf
@@ -147,14 +148,16 @@ class SchedulesApi:
         request = parse(ScheduleIdRequest, data, MAX_BYTES)
         if isinstance(request, ApiError):
             return request
-        for _ in range(CAS_TRIES):
-            _, revision = await self._read(request.id)
-            try:
-                await self.store.purge(request.id, revision)
-            except Conflict:
-                continue
-            return {"id": request.id, "deleted": True}
-        return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")
+        try:
+            await cas_update(
+                lambda: self._read(request.id),
+                lambda record: record,
+                lambda _, revision: self.store.purge(request.id, revision),
+                tries=CAS_TRIES,
+            )
+        except KeptChanging:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")
+        return {"id": request.id, "deleted": True}
 
     async def preview(self, data: bytes) -> Reply:
         request = parse(PreviewRequest, data, MAX_BYTES)
@@ -180,12 +183,15 @@ class SchedulesApi:
         return decoded(ScheduleRecord, data, self.store.bucket, schedule_id, revision), revision
 
     async def _revise(self, schedule_id: str, change: Callable[[ScheduleSpec], ScheduleSpec]) -> Reply:
-        for _ in range(CAS_TRIES):
-            record, revision = await self._read(schedule_id)
-            revised = schedules.revise(record, change(record.spec), self.clock.now_ms())
-            try:
-                await self.store.put_if(schedule_id, revised.model_dump_json().encode(), revision)
-            except Conflict:
-                continue
-            return self.view(revised)
-        return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")
+        try:
+            _, revised, _ = await cas_update(
+                lambda: self._read(schedule_id),
+                lambda record: schedules.revise(record, change(record.spec), self.clock.now_ms()),
+                lambda revised, revision: self.store.put_if(
+                    schedule_id, revised.model_dump_json().encode(), revision
+                ),
+                tries=CAS_TRIES,
+            )
+        except KeptChanging:
+            return ApiError(code=ErrorCode.UNAVAILABLE, message="the schedule kept changing; try again")
+        return self.view(revised)

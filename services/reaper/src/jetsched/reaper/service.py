@@ -15,7 +15,6 @@ forever.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from jetsched.bus.records import Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.bus.workflows import Workflows
-from jetsched.core import states, subjects
+from jetsched.core import subjects
 from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import (
     Control,
@@ -48,6 +47,7 @@ from jetsched.core.models import (
 )
 from jetsched.core.workers import WorkerRegistry
 
+from . import actions
 from .abandoned import GRACE_MS
 from .advance import Advancer
 from .sweeps import Running, Verdict, stale_holdings, sweep
@@ -68,8 +68,6 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 0.25
 #: How soon a report that could not be applied (storage failover, job not found yet) comes back.
 REDELIVER_S = 1.0
-#: Deliveries of a report for a job nobody can find before it is dropped.
-UNKNOWN_DELIVERIES = 5
 
 
 class ReaperService(Service):
@@ -167,9 +165,7 @@ class ReaperService(Service):
             else:
                 record, revision = await self.records.get(outcome.id)
         except NotFound:
-            # A leader that has just changed can answer "not found" for a record it will have in a moment:
-            # a report is dropped only once the job has stayed unknown over several deliveries.
-            if msg.metadata.num_delivered < UNKNOWN_DELIVERIES:
+            if actions.unknown_report(msg.metadata.num_delivered) is actions.Unknown.NAK:
                 await msg.nak(delay=REDELIVER_S)
             else:
                 log.info("outcome for an unknown job dropped", extra={"job": outcome.id})
@@ -188,14 +184,9 @@ class ReaperService(Service):
             rand = random.random()
             crashpoint("reaper.outcome.before_cas")
             ran = tracing.clean(msg.headers) or None  # the attempt's run span, which the report carries
-
-            def verb(r: JobRecord) -> JobRecord:
-                after = states.apply_outcome(r, outcome, now, rand)
-                if after.state in (JobState.READY, JobState.SCHEDULED):
-                    after = after.model_copy(update={"retry_of": ran})  # the next attempt links to it
-                return after
-
-            done = await transition(self.records, record, revision, verb)
+            done = await transition(
+                self.records, record, revision, lambda r: actions.apply_outcome(r, outcome, now, rand, ran)
+            )
             crashpoint("reaper.outcome.after_cas")
         if done is None:
             self.stale_reports += 1
@@ -213,8 +204,7 @@ class ReaperService(Service):
             record, _ = await self.records.get(job_id)
         except NotFound:
             record = None
-        lease = record.lease if record is not None else None
-        if lease is not None and lease.session == session_id and lease.attempt == attempt:
+        if not actions.must_stop(record, session_id, attempt):
             return
         log.warning(
             "telling a worker to stop a stale attempt",
@@ -235,6 +225,7 @@ class ReaperService(Service):
         return True
 
     async def rescue(self, entry: Running, verdict: Verdict) -> None:
+        """Rescue a running job on the sweep's verdict (`actions.rescue`), unless its report is on its way."""
         assert self.records is not None
         record = entry.record
         if await self.report_pending(record):
@@ -242,23 +233,14 @@ class ReaperService(Service):
             # or failed by its worker, whatever the heartbeats suggest. Rescuing would run it again.
             return
         now = self.clock.now_ms()
+        rand = random.random()
         lease = record.lease
         assert lease is not None
-
-        def verb(r: JobRecord) -> JobRecord:
-            # Re-check the lease on every retry: only *this* attempt of this session is being rescued.
-            states.fence(r, lease.attempt, lease.token_hash)
-            if verdict is Verdict.LOST:
-                return states.lose(
-                    r, now, random.random(), f"worker session {lease.session} ({lease.worker}) lost"
-                )
-            if verdict is Verdict.TIMEOUT:
-                return states.time_out(r, now, random.random())
-            return states.orphan(r, now)
-
-        done = await transition(self.records, record, entry.revision, verb)
+        done = await transition(
+            self.records, record, entry.revision, lambda r: actions.rescue(r, lease, verdict, now, rand)
+        )
         crashpoint("reaper.rescue.after_cas")
-        if done is not None and verdict is Verdict.TIMEOUT:
+        if done is not None and verdict in actions.STOPS_WORKER:
             await self.stop_stale(lease.session, record.id, lease.attempt)
         if done is not None:
             instruments.rescued.add(1, {"capability": record.capability, "verdict": verdict.value})
@@ -321,7 +303,7 @@ class _Sweeper:
         started = service.clock.now_ms()
         suspects: dict[tuple[str, str, int], int] = {}
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await service.clock.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
             if self.outage.since_last_check() or not self.feed.healthy:
                 # Cut off from NATS, or from the cluster's storage (our feed cannot be served: we may be

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind
 
@@ -31,18 +31,18 @@ from jetsched.bus.feed import KeyFeed
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import Records, Store, Unstorable, transition
 from jetsched.bus.service import Service
-from jetsched.core import states, subjects
-from jetsched.core.changes import timer_due
+from jetsched.core import subjects
 from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
+from .entries import RETRY_MS, Arm, Entry, Fire, Forget, after_fire, decide, fire
 from .ownership import OwnedTimers
 from .schedules import PREFIX as SCHEDULE_PREFIX
 from .schedules import ScheduleFirer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Coroutine
 
     from nats.js import JetStreamContext
 
@@ -55,26 +55,10 @@ log = logging.getLogger(__name__)
 #: A timer entry's record is read this long before it comes due.
 PREFETCH_MS = 100
 READ_PREFIX = "read:"
-#: How soon an entry whose announced write has not landed is looked at again (at first; then less often).
-RECHECK_MS = 50
-#: After this long an announced write that never landed is given up (its writer died or failed).
-ABANDON_MS = 3_600_000
 #: A removed timer entry's marker is kept this long (long enough for every replica's view to see it).
 ENTRY_MARKER_TTL_S = 3600
 #: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
 DEFAULT_SHARDS = 16
-
-
-class Entry(NamedTuple):
-    """A timer entry as this replica knows it."""
-
-    #: The entry's own revision (it is removed by a CAS on it).
-    revision: int
-    #: When this replica saw it written (its own clock).
-    seen_ms: int
-    #: The record revision its writer was replacing (0: creating): until the record is past it, the
-    #: write the entry announces may still land.
-    base: int
 
 
 class TimerService(Service):
@@ -148,14 +132,8 @@ class TimerService(Service):
         with contextlib.suppress(Exception):
             self.prefetched[job_id] = await self.records.get(job_id)
 
-    def _verb(self, record: JobRecord) -> Callable[[JobRecord], JobRecord]:
-        """What a timer means: a scheduled job is due; a ready one has passed its start deadline."""
-        if record.state is JobState.SCHEDULED:
-            return lambda r: states.due(r, self.clock.now_ms())
-        return lambda r: states.expire(r, self.clock.now_ms())
-
     async def _fire(self, job_id: str, entry: Entry) -> None:
-        """A timer entry came due: act on what the record says now."""
+        """A timer entry came due: act on what the record says now (`entries.decide`)."""
         assert self.records is not None
         try:
             cached = self.prefetched.pop(job_id, None)
@@ -168,49 +146,40 @@ class TimerService(Service):
             return  # nothing to act on until the record is rewritten (its new entry arms it again)
         except Exception:
             log_failure(log, "could not read a due job; re-arming", {"job": job_id})
-            self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
+            self.timers.want(job_id, job_id, self.clock.now_ms() + RETRY_MS)
             return
-        due = None if record is None else timer_due(record)
-        if record is None or due is None:
-            if revision > entry.base or (record is None and entry.base > 0):
-                # The record moved on past the write this entry announced (or is gone): nothing waits.
-                await self._forget(job_id, entry.revision)
-                return
-            # The write this entry announced has not landed: on its way (the entry goes first), or it
-            # failed. A late write can still land, so look again, less often as the entry ages.
-            now = self.clock.now_ms()
-            age = now - entry.seen_ms
-            if age < ABANDON_MS:
-                self.timers.want(job_id, job_id, now + min(max(age // 4, RECHECK_MS), 60_000))
-            else:
-                await self._forget(job_id, entry.revision)
+        decision = decide(record, revision, entry, self.clock.now_ms())
+        if not isinstance(decision, Fire):
+            await self._carry_out(job_id, entry, decision)
             return
-        if due > self.clock.now_ms():  # an older entry than the record's time: wait for that
-            self.timers.want(job_id, job_id, due)
-            return
+        assert record is not None
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
         with tracing.span("jetsched due", record.trace, SpanKind.INTERNAL, attributes):
             try:
                 crashpoint("timer.due.before_cas")
-                done = await transition(self.records, record, revision, self._verb(record))
+                done = await transition(
+                    self.records, record, revision, lambda r: fire(r, decision.verb, self.clock.now_ms())
+                )
                 crashpoint("timer.due.after_cas")
             except Unstorable as exc:  # refused for good (a record stored past today's bounds)
                 self.quarantined.report(subjects.JOBS_BUCKET, record.id, revision, str(exc))
                 return
             except Exception:
                 log_failure(log, "could not make a due job ready; re-arming", {"job": record.id})
-                self.timers.want(record.id, record.id, self.clock.now_ms() + 1000)
+                self.timers.want(record.id, record.id, self.clock.now_ms() + RETRY_MS)
                 return
-        if done is None:
-            # Moved on under us: look again in a second (then the entry is dropped, or fires).
-            self.timers.want(job_id, job_id, self.clock.now_ms() + 1000)
-            return
-        if done[1].state is JobState.READY and record.state is JobState.SCHEDULED:
-            late = max(0, done[1].updated_at_ms - due) / 1000
+        if done is not None and done[1].state is JobState.READY and record.state is JobState.SCHEDULED:
+            late = max(0, done[1].updated_at_ms - decision.due_ms) / 1000
             instruments.timer_lateness.record(late, {"capability": record.capability})
-        if timer_due(done[1]) is None:
+        await self._carry_out(
+            job_id, entry, after_fire(None if done is None else done[1], self.clock.now_ms())
+        )
+
+    async def _carry_out(self, job_id: str, entry: Entry, decision: Forget | Arm | None) -> None:
+        if isinstance(decision, Forget):
             await self._forget(job_id, entry.revision)
-        # else: the new record waits for a time of its own; its entry was written with it.
+        elif isinstance(decision, Arm):
+            self.timers.want(job_id, job_id, decision.at_ms)
 
     async def _forget(self, job_id: str, entry: int) -> None:
         """Remove a timer entry nothing waits for (unless a newer one replaced it meanwhile)."""
