@@ -15,8 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsError
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, get_current_span
 
 from jetsched.bus import instruments, tracing
 from jetsched.bus.crashpoints import crashpoint
@@ -68,7 +67,7 @@ class Submitter:
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
             reply = await self._stored(capability, request, carrier or None, ack_to)
             if isinstance(reply, SubmitReply):
-                trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
+                get_current_span().set_attribute("jetsched.job_id", reply.id)
         # The capability only once it is known valid: metric attributes must stay a bounded set.
         outcome = {"outcome": "refused"} if isinstance(reply, ApiError) else {"capability": capability}
         instruments.submit_latency.record(time.perf_counter() - began, outcome)
@@ -103,7 +102,7 @@ class Submitter:
                 reply = await self._stored(capability, item, own or None)
                 assert reply is not None, "only a submit acked by the store has no reply from here"
                 if isinstance(reply, SubmitReply):
-                    trace.get_current_span().set_attribute("jetsched.job_id", reply.id)
+                    get_current_span().set_attribute("jetsched.job_id", reply.id)
                 return reply
 
         with tracing.span("jetsched submit batch", headers, SpanKind.CONSUMER, attributes) as carrier:
@@ -155,6 +154,7 @@ class Submitter:
             )
         if ack_to and request.key is None:
             # The store's own ack is the reply: one hop less, and it cannot come before the record is.
+            get_current_span().set_attribute("jetsched.job_id", record.id)
             await self.records.create_acked_to(record, data, f"{ack_to}.{record.id}.{record.state.value}")
             return None
         entry, key_revision = None, 0
