@@ -51,6 +51,8 @@ class IntakeService(Service):
         self.index = JobIndex()
         self._unregister: Callable[[], None] | None = None
         self.registry = WorkerRegistry()
+        #: The control API, once set up (its `routes` are the names docs/protocol.md lists).
+        self.api: ControlApi | None = None
 
     async def drain(self) -> None:
         if self._unregister is not None:
@@ -118,6 +120,7 @@ class IntakeService(Service):
         )
         flows = WorkflowsApi(workflows, self.clock, nc.max_payload)
         api.routes.update(flows.routes())
+        self.api = api
         feeds = [
             KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue, quarantine=quarantine),
             RecordFeed(
