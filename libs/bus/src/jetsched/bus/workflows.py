@@ -26,6 +26,7 @@ from jetsched.core import workflows as wf
 from jetsched.core.errors import Conflict, NotFound, TransitionError
 from jetsched.core.models import TERMINAL, Control, JobRecord, JobState
 
+from .cas import cas_update
 from .crashpoints import crashpoint
 from .records import Store, decoded, transition
 
@@ -73,6 +74,14 @@ class Known:
         done: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
         done.set_result(result)
         self.results[index] = done
+
+
+class _Unchanged(Exception):
+    """The verb leaves the record as it is: nothing to write."""
+
+    def __init__(self, record: wf.WorkflowRecord) -> None:
+        super().__init__(record.id)
+        self.record = record
 
 
 class Workflows:
@@ -123,23 +132,33 @@ class Workflows:
     ) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord, int | None]:
         """`change`, and the revision written (None: unchanged)."""
         remembered = self.remembered.pop(workflow_id, None) if self.remembered is not None else None
-        record, revision = remembered or await self.get(workflow_id)
-        for _ in range(CAS_TRIES):
+
+        def decide(record: wf.WorkflowRecord) -> wf.WorkflowRecord:
             changed = verb(record)
             if changed == record:
-                return record, record, None
-            try:
-                if advancing:
-                    crashpoint("workflow.advance.before_cas")
-                written = await self.put(changed, revision)
-            except Conflict:
-                record, revision = await self.get(workflow_id)
-                continue
+                raise _Unchanged(record)
+            return changed
+
+        async def write(changed: wf.WorkflowRecord, revision: int) -> int:
             if advancing:
-                crashpoint("workflow.advance.after_cas")
-            self._remember(changed, written)
-            return record, changed, written
-        raise Conflict(f"workflow {workflow_id}: still changing after {CAS_TRIES} tries")
+                crashpoint("workflow.advance.before_cas")
+            return await self.put(changed, revision)
+
+        try:
+            before, after, written = await cas_update(
+                lambda: self.get(workflow_id),
+                decide,
+                write,
+                tries=CAS_TRIES,
+                current=remembered,
+                what=f"workflow {workflow_id}",
+            )
+        except _Unchanged as same:
+            return same.record, same.record, None
+        if advancing:
+            crashpoint("workflow.advance.after_cas")
+        self._remember(after, written)
+        return before, after, written
 
     def _remember(self, record: wf.WorkflowRecord, revision: int) -> None:
         if self.remembered is None or record.state in wf.WORKFLOW_TERMINAL:
