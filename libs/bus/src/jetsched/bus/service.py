@@ -78,7 +78,7 @@ class Service(ABC):
         delay = 0.1
         while True:
             try:
-                await topology.declare(js, self.bus.replicas)
+                await topology.declare(js, self.bus.replicas, self.bus.retention_s, self.bus.history_bytes)
                 return
             except Exception as exc:
                 log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
