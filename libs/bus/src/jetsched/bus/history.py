@@ -16,9 +16,9 @@ The move (`Records.retire`), and what a crash anywhere in it leaves:
    places; the feed replays it on restart (or another replica sees it) and writes it again — deduplicated
    within the stream's window, and after that replacing itself (one message per subject), so history
    never holds a job twice.
-2. Purge the key by CAS on the finished revision, leaving a marker that expires after `fence_s`. A lost
-   CAS means the record changed since (it cannot: finished states are final), so nothing is removed that
-   was not first stored.
+2. Purge the key by CAS on the finished revision, leaving a marker that expires after `fence_s`. The
+   CAS removes only the revision that was stored first; it loses only to another replica's purge (or
+   spuriously, nats-server #7281: then the reaper tries again).
 
 A reader looks in the bucket first, then in history (`Records.get`). Because the history write comes
 before the purge, at every moment the record is in one place or the other — looked at in that order it

@@ -190,18 +190,17 @@ class Records:
     async def get(self, job_id: str) -> tuple[JobRecord, int]:
         """The record and its revision; `NotFound`, or `Poisoned` if what is stored cannot be decoded.
 
-        A record retired to history comes with its history sequence as the revision. It is final
-        (succeeded or cancelled), so no transition applies to it and no CAS is ever made with that number.
+        A record retired to history comes with revision 0: it is no longer in the bucket, so it matches no
+        revision a reader holds; it is final (succeeded or cancelled), so no transition applies to it.
         """
         try:
             data, revision = await self.store.get(job_id)
-            bucket = self.store.bucket
         except NotFound:
             if self.history is None:
                 raise
-            data, revision = await self.history.get(job_id)  # after the bucket: see history.py
-            bucket = subjects.HISTORY_STREAM
-        return decoded(JobRecord, data, bucket, job_id, revision), revision
+            data, sequence = await self.history.get(job_id)  # after the bucket: see history.py
+            return decoded(JobRecord, data, subjects.HISTORY_STREAM, job_id, sequence), 0
+        return decoded(JobRecord, data, self.store.bucket, job_id, revision), revision
 
     async def create(self, record: JobRecord) -> int:
         """Store a new record; `Conflict` if the id was ever used (or its job is in history)."""

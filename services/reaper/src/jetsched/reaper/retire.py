@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from jetsched.bus.records import EXPIRING
 from jetsched.core import subjects
-from jetsched.core.errors import Conflict
+from jetsched.core.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from jetsched.bus.quarantine import Quarantine
@@ -66,6 +66,16 @@ class Retirer:
             try:
                 await self.records.retire(record, change.revision, self.fence_s)
             except Conflict:
-                log.debug("record changed before it was retired", extra={"job": change.id})
+                if await self._unchanged(change):
+                    return  # a spurious CAS failure (nats-server #7281): it stays pending
         if self.pending.get(change.id) is change:
             del self.pending[change.id]
+
+    async def _unchanged(self, change: Change) -> bool:
+        """Whether the bucket still holds the record at the revision the feed showed (else another
+        replica retired it, and the feed brings its purge)."""
+        try:
+            _, revision = await self.records.store.get(change.id)
+        except NotFound:
+            return False
+        return revision == change.revision
