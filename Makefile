@@ -10,7 +10,7 @@ SOURCES := $(addsuffix /src,$(PACKAGES)) tests
 PYTEST_ARGS ?=
 WHEELS ?= dist
 
-.PHONY: help install wheels run test unit integration lint fmt typecheck bench chaos chaos-zones fuzz clean
+.PHONY: help install wheels run test unit integration lint fmt typecheck bench bench-scale chaos chaos-zones fuzz clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_timer.py
 	$(BIN)/python tests/bench/bench_dispatch.py
 	$(BIN)/python tests/bench/bench_workflows.py
+
+bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs (ARGS=--quick: 100k)
+	$(BIN)/python tests/bench/bench_scale.py $(ARGS)
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python -m tests.chaos.soak --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from jetsched.bus.connect import connect
 from jetsched.bus.crashpoints import POINTS
 from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client, JobInfo
 
+from .test_history import copies, retired
 from .test_workflows_crash import WORKFLOW_POINTS
 
 pytestmark = pytest.mark.slow
@@ -183,6 +185,25 @@ async def test_reaper_dies_after_rescue_cas(fleet: Fleet, client: Client) -> Non
     explained(record, len(fleet.started(reply.id)))
 
 
+async def test_reaper_dies_between_history_and_purge(fleet: Fleet, client: Client) -> None:
+    """A finished record written to history but still in the bucket: found all along, and the restarted
+    reaper's replay completes the move without a second copy in history."""
+    reaper = start(fleet, "reaper", "records.retire.after_history")
+    fleet.worker()
+    reply = await client.submit("probe.sleep", 0.01)
+    await crashed(reaper)
+    nc = await connect(fleet.url, "test")
+    try:
+        assert await copies(nc, reply.id) == 1
+        assert (await client.get(reply.id)).state == "succeeded"
+        restart_clean(reaper)
+        await eventually(lambda: retired(nc, reply.id), timeout=20, what="the move completed")
+    finally:
+        await nc.close()
+    assert (await client.get(reply.id)).state == "succeeded"
+    assert len(fleet.started(reply.id)) == 1
+
+
 @pytest.mark.parametrize(("point", "runs"), WORKER_POINTS)
 async def test_worker_dies_mid_job(fleet: Fleet, client: Client, point: str, runs: int) -> None:
     """Whenever a worker dies, its job ends succeeded; a second run only when the first result was lost."""
@@ -210,5 +231,6 @@ def test_every_point_is_exercised() -> None:
         "reaper.rescue.after_cas",
         "timer.fire.after_create",
         "records.after_timer_entry",
+        "records.retire.after_history",
     }
     assert covered == POINTS

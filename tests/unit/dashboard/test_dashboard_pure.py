@@ -13,7 +13,7 @@ from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobState
 from jetsched.dashboard import params, shapes
 from jetsched.dashboard.access import Access, allowed_hosts, host_ok, origin_ok
-from jetsched.dashboard.events import RESYNC, frame, job_event
+from jetsched.dashboard.events import RESYNC, Moves, frame, job_event
 from jetsched.dashboard.live import Stream
 
 ULID = new_ulid(1_700_000_000_000)
@@ -173,6 +173,17 @@ class TestEvents:
     def test_a_deletion(self) -> None:
         """A purged or expired record is an event with no state."""
         assert job_event(Change.deleted(ULID, 9))["state"] is None
+
+    def test_a_move_to_history_is_no_news(self) -> None:
+        """The purge after a succeeded record is not shown; a dead letter's purge is; memory is bounded."""
+        moves = Moves(size=2)
+        assert moves.news(Change(ULID, 1, JobState.SUCCEEDED, "a"))
+        assert not moves.news(Change.deleted(ULID, 2))
+        assert moves.news(Change("01ARZ3NDEKTSV4RRFFQ69G5FAW", 3, JobState.DEAD, "a"))
+        assert moves.news(Change.deleted("01ARZ3NDEKTSV4RRFFQ69G5FAW", 4))
+        for n in range(3):
+            moves.news(Change(f"0000000000000000000000000{n}", 5, JobState.CANCELLED, "a"))
+        assert moves.news(Change.deleted("00000000000000000000000000", 6))  # forgotten: shown
 
     def test_frames_are_one_data_line(self) -> None:
         """Newlines in values cannot break out of the data line."""

@@ -49,3 +49,15 @@ def test_pages_walk_every_match_once_in_id_order() -> None:
             break
     assert seen == [f"J{n:04d}" for n in range(250) if n % 3]
     assert index.page(JobState.RUNNING, None, 10, None) == ([], None)
+
+
+def test_retired_jobs_leave_the_index_but_stay_counted() -> None:
+    """A succeeded job that leaves the bucket (retired to history) is dropped but still counted as ended;
+    a purged dead letter is no longer counted at all."""
+    index = JobIndex()
+    index.observe(Change("J1", 1, JobState.SUCCEEDED, "a"))
+    index.observe(Change("J2", 2, JobState.DEAD, "a"))
+    index.observe(Change.deleted("J1", 3))
+    index.observe(Change.deleted("J2", 4))
+    assert index.entries == {}
+    assert index.stats() == {"a": {"succeeded": 1}}

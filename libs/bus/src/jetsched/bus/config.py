@@ -34,6 +34,8 @@ class BusConfig:
     log_level: str = "INFO"
     #: Seconds a succeeded or cancelled job's record is kept (0: forever). Dead letters stay until purged.
     retention_s: int = 7 * 86_400
+    #: Most bytes of finished jobs' records history keeps, oldest dropped first (0: limited by age only).
+    history_bytes: int = 0
     auth: NatsAuth = field(default_factory=NatsAuth)
     #: Port of the `/healthz` and `/readyz` endpoints (None: not served).
     http_port: int | None = None
@@ -45,6 +47,7 @@ class BusConfig:
             replicas=env_int("JETSCHED_REPLICAS", 1),
             log_level=os.environ.get("JETSCHED_LOG_LEVEL", "INFO"),
             retention_s=env_int("JETSCHED_RETENTION_S", 7 * 86_400),
+            history_bytes=env_int("JETSCHED_HISTORY_BYTES", 0),
             auth=NatsAuth.from_env(),
             http_port=env_int("JETSCHED_HTTP_PORT", 0) or None,
         )
@@ -69,6 +72,12 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=env.retention_s,
         help="keep succeeded/cancelled jobs this long, 0 forever [JETSCHED_RETENTION_S]",
+    )
+    parser.add_argument(
+        "--history-bytes",
+        type=int,
+        default=env.history_bytes,
+        help="keep at most this many bytes of finished jobs, 0 no limit [JETSCHED_HISTORY_BYTES]",
     )
     parser.add_argument(
         "--http-port",
@@ -102,6 +111,7 @@ def bus_config(args: argparse.Namespace) -> BusConfig:
         replicas=args.replicas,
         log_level=args.log_level,
         retention_s=args.retention_s,
+        history_bytes=args.history_bytes,
         auth=NatsAuth.from_args(args),
         http_port=args.http_port,
     )

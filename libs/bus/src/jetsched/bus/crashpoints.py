@@ -23,6 +23,7 @@ EXIT_STATUS = 86
 POINTS = frozenset(
     {
         "records.after_timer_entry",
+        "records.retire.after_history",
         "intake.submit.after_key",
         "intake.submit.after_create",
         "intake.cancel.after_cas",

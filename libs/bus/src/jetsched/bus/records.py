@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     M = TypeVar("M", bound=BaseModel)
 
     from .direct import Connection
+    from .history import History
 
 #: The KV key alphabet, in dot-separated tokens: no wildcards, so a key never matches another's subject.
 _KEY = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$")
@@ -149,8 +150,12 @@ class Store:
         raise kind(f"{self.bucket}/{key}: {error.get('description')}")
 
 
-#: Final states whose records expire after the retention (dead letters stay until purged or retried).
+#: Final states whose records expire after the retention (dead letters stay until purged or retried); the
+#: reaper retires them to history as soon as they are written.
 EXPIRING = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
+#: How long the marker a retired record leaves in the bucket fences its id against a create (see
+#: `history.py`); every feed replays the markers still there, so it is kept short.
+FENCE_S = 120
 
 
 class Records:
@@ -167,19 +172,30 @@ class Records:
     announced on `subjects.changed(id)` (core NATS, `{"state", "attempt"}`) for clients waiting on the
     job. Only a hint: die between the write and the announcement and it is never sent, so a waiter
     subscribes first, then reads the record, and re-reads now and then.
+
+    Finished records move on to `history` (`retire`; see `history.py`); `get` finds them there.
     """
 
     def __init__(
-        self, store: Store, timers: Store, retention_s: int = 0, announce: Connection | None = None
+        self,
+        store: Store,
+        timers: Store,
+        retention_s: int = 0,
+        announce: Connection | None = None,
+        history: History | None = None,
     ) -> None:
         self.store = store
         self.timers = timers
         self.retention_s = retention_s
         self._announce = announce
+        self.history = history
 
     @classmethod
     def open(cls, nc: Connection, retention_s: int = 0) -> Records:
-        return cls(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET), retention_s, nc)
+        from .history import History  # here: history.py imports this module's errors
+
+        jobs, timers = Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET)
+        return cls(jobs, timers, retention_s, nc, History(nc))
 
     def _headers(self, record: JobRecord) -> dict[str, str]:
         headers = headers_of(record)
@@ -189,18 +205,46 @@ class Records:
         return headers
 
     async def get(self, job_id: str) -> tuple[JobRecord, int]:
-        """The record and its revision; `NotFound`, or `Poisoned` if what is stored cannot be decoded."""
-        data, revision = await self.store.get(job_id)
+        """The record and its revision; `NotFound`, or `Poisoned` if what is stored cannot be decoded.
+
+        A record retired to history comes with revision 0: it is no longer in the bucket, so it matches no
+        revision a reader holds; it is final (succeeded or cancelled), so no transition applies to it.
+        """
+        try:
+            data, revision = await self.store.get(job_id)
+        except NotFound:
+            if self.history is None:
+                raise
+            data, sequence = await self.history.get(job_id)  # after the bucket: see history.py
+            return decoded(JobRecord, data, subjects.HISTORY_STREAM, job_id, sequence), 0
         return decoded(JobRecord, data, self.store.bucket, job_id, revision), revision
 
-    async def create(self, record: JobRecord, data: bytes | None = None) -> int:
-        """Store a new record (`data`: its encoding, if already made); `Conflict` if the id was ever used."""
+    async def create(self, record: JobRecord, data: bytes | None = None, fresh: bool = False) -> int:
+        """Store a new record (`data`: its encoding, if already made); `Conflict` if the id was ever used
+        (or its job is in history). `fresh`: the caller knows no job of this id can have run (no look in
+        history needed for a derived id)."""
+        derived = record.schedule_id is not None or record.workflow is not None
+        if derived and not fresh and self.history is not None and await self.history.contains(record.id):
+            # A cron fire or workflow step created again (a replay) after its job ended and left.
+            raise Conflict(f"{record.id} has ended and is in history")
         return await self.update(record, 0, data)
 
     async def create_acked_to(self, record: JobRecord, data: bytes, reply: str) -> None:
-        """`create`, with JetStream's ack sent to `reply` (see `Store.send_if`); returns once sent."""
+        """`create`, with JetStream's ack sent to `reply` (see `Store.send_if`); returns once sent.
+        Only for a new id (never a derived one, whose history `create` checks)."""
         await self._timer_entry(record, 0)
         await self.store.send_if(record.id, data, 0, reply, self._headers(record))
+
+    async def retire(self, record: JobRecord, revision: int, fence_s: int = FENCE_S) -> None:
+        """Move a finished record to history: write it there, then purge it here by CAS on `revision`.
+
+        `Conflict` if the record changed since; both steps are idempotent (see history.py)."""
+        assert self.history is not None
+        assert record.state in EXPIRING
+        subject = subjects.history(record.id, record.state.value, record.capability)
+        await self.history.put(subject, encode(record), f"{record.id}:{revision}")
+        crashpoint("records.retire.after_history")
+        await self.store.purge(record.id, revision, marker_ttl_s=fence_s)
 
     async def update(self, record: JobRecord, revision: int, data: bytes | None = None) -> int:
         """Replace the record if it is still at `revision` (0: create); `Conflict` otherwise."""

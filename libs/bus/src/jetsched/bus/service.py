@@ -80,7 +80,7 @@ class Service(ABC):
             log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
 
         await retry(
-            lambda: topology.declare(js, self.bus.replicas),
+            lambda: topology.declare(js, self.bus.replicas, self.bus.retention_s, self.bus.history_bytes),
             backoff=Backoff(0.1, 2.0),
             on_retry=waiting,
             clock=self.local,

@@ -51,7 +51,31 @@ def _kv_stream(
     )
 
 
-def streams(replicas: int) -> list[api.StreamConfig]:
+#: How long a message id is remembered by the history stream (a retire written twice within it is dropped).
+HISTORY_DEDUP_S = 120.0
+
+
+def history_stream(replicas: int, retention_s: int, max_bytes: int) -> api.StreamConfig:
+    """Finished jobs' records (`bus/history.py`): kept `retention_s` (0: forever) and, with `max_bytes`,
+    dropped oldest first beyond that size."""
+    return api.StreamConfig(
+        name=subjects.HISTORY_STREAM,
+        subjects=[subjects.HISTORY_ALL],
+        retention=api.RetentionPolicy.LIMITS,
+        max_msgs_per_subject=1,
+        max_age=float(retention_s) or None,
+        max_bytes=max_bytes or None,
+        discard=api.DiscardPolicy.OLD,
+        max_msg_size=MAX_RECORD_BYTES,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        # The server refuses a duplicate window longer than the maximum age.
+        duplicate_window=min(HISTORY_DEDUP_S, retention_s or HISTORY_DEDUP_S),
+        allow_direct=True,
+    )
+
+
+def streams(replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0) -> list[api.StreamConfig]:
     return [
         _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
@@ -71,6 +95,7 @@ def streams(replicas: int) -> list[api.StreamConfig]:
             max_msg_size=MAX_RECORD_BYTES,
             duplicate_window=120.0,
         ),
+        history_stream(replicas, retention_s, history_bytes),
     ]
 
 
@@ -86,9 +111,11 @@ def outcomes_consumer() -> api.ConsumerConfig:
     )
 
 
-async def declare(js: JetStreamContext, replicas: int) -> None:
+async def declare(
+    js: JetStreamContext, replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0
+) -> None:
     """Create or update every stream and the reaper's durable consumer."""
-    for config in streams(replicas):
+    for config in streams(replicas, retention_s, history_bytes):
         try:
             await js.add_stream(config)
         except BadRequestError as exc:

@@ -12,6 +12,21 @@ import threading
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+#: A list page's cursor: the last job id of a page of live jobs (id order), or `history.<sequence>` past a
+#: page of finished ones (history's order: when they ended).
+CURSOR_RE = re.compile(r"^([0-9A-HJKMNP-TV-Z]{26}|history\.[0-9]{1,19})$")
+_HISTORY_CURSOR = "history."
+
+
+def history_cursor(sequence: int) -> str:
+    return f"{_HISTORY_CURSOR}{sequence}"
+
+
+def history_sequence(cursor: str | None) -> int | None:
+    """The history sequence a cursor continues after, or None for a job id (or no cursor)."""
+    if cursor is None or not cursor.startswith(_HISTORY_CURSOR):
+        return None
+    return int(cursor[len(_HISTORY_CURSOR) :])
 
 
 class UlidFactory:

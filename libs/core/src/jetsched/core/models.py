@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from .bounds import check_json
-from .ids import ULID_RE
+from .ids import CURSOR_RE, ULID_RE
 from .types import JSON
 
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -59,6 +59,10 @@ def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
 JobId = Annotated[
     str,
     _matching(ULID_RE, "a job id is a ULID: 26 characters of Crockford base32 (0-9, A-Z without I, L, O, U)"),
+]
+#: A list page cursor (`ids.CURSOR_RE`): a job id, or a place in history.
+PageCursor = Annotated[
+    str, _matching(CURSOR_RE, "a cursor is a job id (a ULID) or the `next` of a previous page")
 ]
 SessionName = Annotated[
     str, _matching(SESSION_RE, "a session is 1-64 characters of letters, digits, '_' and '-'")
@@ -477,8 +481,8 @@ class ListRequest(Model):
     state: JobState | None = None
     capability: CapabilityName | None = None
     limit: int = Field(100, ge=1, le=1000)
-    #: Page cursor: the last id of the previous page.
-    after: JobId | None = None
+    #: Page cursor: the previous page's `next` (its last id, or a place in history).
+    after: PageCursor | None = None
 
 
 class CapabilityRequest(Model):

@@ -71,10 +71,11 @@ _SERVICES: dict[str, _Service] = {
             subjects.SCHEDULES_BUCKET,
             subjects.WORKFLOWS_BUCKET,
         ),
-        # `doctor.list` asks the quarantine's stream which keys it holds.
+        # `doctor.list` asks the quarantine's stream which keys it holds; `stats` how many jobs history holds.
         publish=(
             subjects.CONTROL_ALL,
             f"$JS.API.STREAM.INFO.{subjects.kv_stream(subjects.QUARANTINE_BUCKET)}",
+            f"$JS.API.STREAM.INFO.{subjects.HISTORY_STREAM}",
         ),
         subscribe=(
             subjects.SUBMIT_ALL,
@@ -106,7 +107,12 @@ _SERVICES: dict[str, _Service] = {
         # A scheduled workflow's step jobs left without a record: will the schedule fire it again?
         reads=(subjects.SCHEDULES_BUCKET,),
         feeds=(subjects.JOBS_BUCKET, subjects.WORKFLOWS_BUCKET),
-        publish=(subjects.CONTROL_ALL, f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>"),
+        # It retires finished records to history.
+        publish=(
+            subjects.CONTROL_ALL,
+            f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>",
+            subjects.HISTORY_ALL,
+        ),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),
         reads_streams=(subjects.OUTCOMES_STREAM,),
     ),
@@ -189,7 +195,8 @@ def service(name: str, inbox_prefix: str, streams: tuple[str, ...]) -> Permissio
         feeds, reads = (*feeds, subjects.LEASES_BUCKET), (*reads, subjects.LEASES_BUCKET)
     for bucket in dict.fromkeys(reads):
         publish.append(f"{api}.STREAM.MSG.GET.{subjects.kv_stream(bucket)}")
-    for stream in spec.reads_streams:
+    # `Records.get` finds a finished job in history once it has left the bucket.
+    for stream in (*spec.reads_streams, subjects.HISTORY_STREAM):
         publish.append(f"{api}.STREAM.MSG.GET.{stream}")
     for bucket in feeds:
         publish += feed(bucket)

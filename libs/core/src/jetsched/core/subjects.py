@@ -32,6 +32,9 @@ KEYS_BUCKET = "job_keys"
 WORKFLOWS_BUCKET = "workflows"
 #: KV bucket of the latest progress an attempt reported (`job.progress()`), one key per job id.
 PROGRESS_BUCKET = "progress"
+#: Stream of finished (succeeded, cancelled) job records, moved out of the `jobs` bucket by the reaper: one
+#: message per job on `history(id, state, capability)`, kept for the retention by age and size.
+HISTORY_STREAM = "JOB_HISTORY"
 #: Stream of worker outcome reports (durable before the reaper applies them).
 OUTCOMES_STREAM = "JETSCHED_OUTCOMES"
 #: Durable consumer (and queue group) the reaper replicas share on the outcomes stream.
@@ -127,6 +130,23 @@ def changed(job_id: str) -> str:
 
 
 CHANGED_ALL = f"{PREFIX}.changed.*"
+
+
+def history(job_id: str, state: str, capability: Capability) -> str:
+    """Subject a finished job's record is stored on in the history stream.
+
+    The id comes first, so `history(id, "*", ">")`-style filters find one job, and the state and the
+    capability (which may have several tokens) after it, so a listing filters without reading records.
+    """
+    return f"{PREFIX}.history.{job_id}.{state}.{capability}"
+
+
+HISTORY_ALL = f"{PREFIX}.history.>"
+
+
+def history_filter(job_id: str | None = None, state: str | None = None, capability: str | None = None) -> str:
+    """A history subject filter: any id, state or capability left None matches all."""
+    return f"{PREFIX}.history.{job_id or '*'}.{state or '*'}.{capability or '>'}"
 
 
 def kv_stream(bucket: str) -> str:

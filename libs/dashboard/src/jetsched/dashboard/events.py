@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from jetsched.bus.records import EXPIRING
+
 if TYPE_CHECKING:
     from jetsched.core.changes import Change
 
@@ -30,6 +32,28 @@ def job_event(change: Change) -> dict[str, Any]:
         "workflow": change.workflow,
         "revision": change.revision,
     }
+
+
+class Moves:
+    """Which deletions are news. A succeeded or cancelled record is purged from the bucket moments after it
+    is written, as it moves to history (`bus/history.py`): the browser keeps showing its final state. Other
+    deletions (a dead letter purged, an expiry) are shown. Bounded: the oldest ids are forgotten first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._finished: dict[str, None] = {}
+
+    def news(self, change: Change) -> bool:
+        if change.state is None:
+            if change.id in self._finished:
+                del self._finished[change.id]
+                return False
+            return True
+        if change.state in EXPIRING:
+            self._finished[change.id] = None
+            if len(self._finished) > self.size:
+                del self._finished[next(iter(self._finished))]
+        return True
 
 
 def frame(event: str, data: Any, event_id: int | None = None) -> bytes:

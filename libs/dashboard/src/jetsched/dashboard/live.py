@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from jetsched.bus.connect import connect
 from jetsched.bus.feed import RecordFeed
 
-from .events import RESYNC, job_event
+from .events import RESYNC, Moves, job_event
 
 if TYPE_CHECKING:
     from jetsched.bus.auth import NatsAuth
@@ -63,6 +63,7 @@ class Hub:
         self.live = False
         self._nc: Connection | None = None
         self._feed: RecordFeed | None = None
+        self._moves = Moves()
 
     async def start(self, timeout: float = 10.0) -> None:
         self._nc = await connect(self.nats_url, "jetsched-dashboard-feed", self.auth, timeout=timeout)
@@ -87,7 +88,7 @@ class Hub:
         self.streams.discard(stream)
 
     def _on_change(self, change: Change) -> None:
-        if self._feed is None or not self._feed.caught_up.is_set():
+        if not self._moves.news(change) or self._feed is None or not self._feed.caught_up.is_set():
             return
         event = job_event(change)
         for stream in self.streams:

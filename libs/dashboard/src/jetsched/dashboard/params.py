@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jetsched.core.ids import ULID_RE
+from jetsched.core.ids import CURSOR_RE, ULID_RE
 from jetsched.core.models import SESSION_RE, JobState, check_capability
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ class BadParam(ValueError):
 def job_id(value: str, field: str = "id") -> str:
     if not ULID_RE.match(value):
         raise BadParam(field, "a job id is a ULID: 26 characters of Crockford base32")
+    return value
+
+
+def cursor(value: str) -> str:
+    """A page's `next`: a job id, or a place in the history of finished jobs."""
+    if not CURSOR_RE.match(value):
+        raise BadParam("after", "a cursor is a job id (a ULID) or the `next` of a previous page")
     return value
 
 
@@ -108,7 +115,7 @@ def job_filters(params: Mapping[str, str]) -> dict[str, str | int]:
     if "capability" in given:
         body["capability"] = capability(given["capability"])
     if "after" in given:
-        body["after"] = job_id(given["after"], "after")
+        body["after"] = cursor(given["after"])
     return body
 
 
@@ -130,7 +137,7 @@ def workflow_filters(params: Mapping[str, str]) -> dict[str, str | int]:
     if "state" in given:
         body["state"] = one_of(given["state"], WORKFLOW_STATES, "state")
     if "after" in given:
-        body["after"] = job_id(given["after"], "after")
+        body["after"] = cursor(given["after"])
     return body
 
 

@@ -15,15 +15,15 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from nats.errors import Error as NatsError
 
 from jetsched.bus.cas import KeptChanging, cas_update
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.records import StoreError
+from jetsched.bus.records import EXPIRING, StoreError
 from jetsched.bus.stored import StoredModel
 from jetsched.core import states, subjects
 from jetsched.core.errors import ApiError, ErrorCode, NotFound, Poisoned, TransitionError
+from jetsched.core.ids import history_cursor, history_sequence
 from jetsched.core.models import (
     CapabilityRequest,
     ConfigureRequest,
@@ -39,6 +39,7 @@ from jetsched.core.models import (
 )
 
 from .doctor_api import DoctorApi
+from .pages import Page, from_history
 from .signals import signals
 from .validate import parse
 
@@ -246,7 +247,11 @@ class ControlApi:
         return {"session": request.session, "draining": True}
 
     async def stats(self, data: bytes) -> Reply:
-        """Counts per state (all and per capability) and the live worker fleet: scaling signals."""
+        """Counts per state (all and per capability) and the live worker fleet: scaling signals.
+
+        Live states and dead letters count the jobs in the bucket; succeeded and cancelled count the jobs
+        this replica saw end since it started (they leave for history at once, and no index of history
+        is kept); `history.jobs` is how many finished jobs history holds."""
         if error := self.empty(data):
             return error
         per_capability = self.index.stats()
@@ -260,7 +265,14 @@ class ControlApi:
             "slots": sum(s.heartbeat.concurrency for s in sessions),
             "busy": sum(len(s.heartbeat.running) for s in sessions),
         }
-        return {"jobs": totals, "capabilities": per_capability, "workers": workers, "queues": self.signals()}
+        history = {} if self.records.history is None else {"jobs": await self.records.history.count()}
+        return {
+            "jobs": totals,
+            "capabilities": per_capability,
+            "workers": workers,
+            "queues": self.signals(),
+            "history": history,
+        }
 
     def signals(self) -> dict[str, dict[str, Any]]:
         """Per capability: ready, running, oldest ready age, free worker slots, paused — what autoscalers read."""
@@ -288,25 +300,39 @@ class ControlApi:
         return await self._page(request.model_copy(update={"state": JobState.DEAD}))
 
     async def _page(self, request: ListRequest) -> Reply:
+        """Live jobs from the index (id order), then finished ones from history (see pages.py)."""
         limit = min(request.limit, MAX_PAGE_RECORDS)
-        ids, cursor = self.index.page(request.state, request.capability, limit, request.after)
-        jobs: list[dict[str, Any]] = []
-        size = 0
+        page = Page(self.reply_bytes)
+        after = history_sequence(request.after)
+        in_history = request.state is None or request.state in EXPIRING
         async with self._pages:
-            for start in range(0, len(ids), READ_CHUNK):
-                chunk = ids[start : start + READ_CHUNK]
-                found = await asyncio.gather(*(self._get_or_none(job_id) for job_id in chunk))
-                for job_id, record in zip(chunk, found, strict=True):
-                    if record is None:
-                        continue
-                    view = record.model_dump(mode="json")
-                    size += len(orjson.dumps(view))
-                    if jobs and size > self.reply_bytes:
-                        return {"jobs": jobs, "next": jobs[-1]["id"]}
-                    jobs.append(view)
-                    if size > self.reply_bytes:  # one record alone fills a page
-                        return {"jobs": jobs, "next": job_id}
-        return {"jobs": jobs, "next": cursor}
+            if after is None and request.state not in EXPIRING:
+                cursor = await self._live_page(request, page, limit)
+                if cursor is not None or page.full or not in_history:
+                    return page.reply(cursor)
+                after, limit = 0, limit - len(page.jobs)
+            if not in_history or self.records.history is None or limit == 0:
+                return page.reply(None if limit else history_cursor(0))
+            cursor = await from_history(
+                self.records.history,
+                page,
+                request.state,
+                request.capability,
+                after or 0,
+                limit,
+                self._poisoned,
+            )
+        return page.reply(cursor)
+
+    async def _live_page(self, request: ListRequest, page: Page, limit: int) -> str | None:
+        ids, cursor = self.index.page(request.state, request.capability, limit, request.after)
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            found = await asyncio.gather(*(self._get_or_none(job_id) for job_id in chunk))
+            for job_id, record in zip(chunk, found, strict=True):
+                if record is not None and not page.add(record, job_id):
+                    return None
+        return cursor
 
     async def cancel(self, data: bytes) -> Reply:
         request = parse(GetRequest, data, MAX_API_BYTES)
@@ -379,6 +405,9 @@ class ControlApi:
         except NotFound:
             return None
         except Poisoned as exc:
-            self.quarantine.report(exc.bucket, exc.key, exc.revision, exc.reason)
+            self._poisoned(exc)
             return None
         return record
+
+    def _poisoned(self, exc: Poisoned) -> None:
+        self.quarantine.report(exc.bucket, exc.key, exc.revision, exc.reason)

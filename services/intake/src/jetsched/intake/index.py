@@ -1,4 +1,8 @@
-"""An in-memory index of every job's state and capability, fed by the record feed; serves `jobs.list`.
+"""An in-memory index of every job in the `jobs` bucket, fed by the record feed; serves `jobs.list`.
+
+The bucket holds live jobs and dead letters: finished ones leave it for history (`bus/history.py`), so
+the index's memory follows live work, not the retention. Their counts stay: a succeeded or cancelled job
+is still counted once it has left, so `stats` shows how many ended since this replica started.
 
 Pure: `observe()` takes what the feed saw, `page()` answers a list query with ids in id (= submission)
 order after a cursor. The records themselves are read from the bucket for the page only.
@@ -15,6 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jetsched.bus.records import EXPIRING
 from jetsched.core.models import JobState
 
 if TYPE_CHECKING:
@@ -45,7 +50,8 @@ class JobIndex:
             if change.revision <= old.revision:
                 return
             self.by_state[old.state].discard(job_id)
-            self.counts[old.capability, old.state] -= 1
+            if change.state is not None or old.state not in EXPIRING:
+                self.counts[old.capability, old.state] -= 1
         if change.state is None:
             self.entries.pop(job_id, None)
             return

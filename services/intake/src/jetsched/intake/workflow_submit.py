@@ -188,6 +188,7 @@ class WorkflowSubmitter:
     async def _create(self, job: JobRecord) -> int | None:
         """The new record's revision; None if the first, interrupted, submit of this workflow made it."""
         try:
-            return await self.workflows.records.create(job)
+            # Fresh: a step runs only once its workflow has started, which this submit has not yet done.
+            return await self.workflows.records.create(job, fresh=True)
         except Conflict:
             return None

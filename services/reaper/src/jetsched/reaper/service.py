@@ -27,11 +27,11 @@ from pydantic import ValidationError
 
 from jetsched.bus import instruments, tracing
 from jetsched.bus.actors import log_failure
-from jetsched.bus.config import env_float
+from jetsched.bus.config import env_float, env_int
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
-from jetsched.bus.records import Records, StoreError, Unstorable, transition
+from jetsched.bus.records import FENCE_S, Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
 from jetsched.bus.workflows import Workflows
@@ -50,6 +50,7 @@ from jetsched.core.workers import WorkerRegistry
 from . import actions
 from .abandoned import GRACE_MS
 from .advance import Advancer
+from .retire import Retirer
 from .sweeps import Running, Verdict, stale_holdings, sweep
 from .tally import Tally, tally
 
@@ -82,8 +83,11 @@ class ReaperService(Service):
         self.nc: Connection | None = None
         self.stale_reports = 0
         self.advancer: Advancer | None = None
+        self.retirer: Retirer | None = None
 
     def observe(self, change: Change) -> None:
+        if self.retirer is not None:
+            self.retirer.observe(change)
         if self.advancer is not None and (change.workflow is not None or change.state is None):
             self.advancer.observe_job(
                 change
@@ -104,6 +108,8 @@ class ReaperService(Service):
         abandon_after_ms = int(env_float("JETSCHED_ABANDON_AFTER_S", GRACE_MS / 1000) * 1000)
         self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined
+        fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
+        self.retirer = Retirer(self.records, self.quarantined, fence_s)
         feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
         flows = KeyFeed(
             nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
@@ -114,6 +120,7 @@ class ReaperService(Service):
 
         return [
             self.advancer,
+            self.retirer,
             HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
             _Sweeper(self, feed, Outage(nc)),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),

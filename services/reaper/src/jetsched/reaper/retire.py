@@ -1,0 +1,81 @@
+"""Retires finished records (succeeded, cancelled) from the `jobs` bucket to history as the feed shows them.
+
+The reaper does it because it follows the record feed already and sees every ending, whichever service
+wrote it. Every replica retires what it sees: the history write is deduplicated and the purge is a CAS,
+so two replicas racing store the record once and remove it once (the loser's CAS fails, and it drops
+the job). A restarted reaper's feed replays the finished records a crash left behind, and retires them.
+What the move guarantees, step by step, is in `bus/history.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from jetsched.bus.records import EXPIRING
+from jetsched.core import subjects
+from jetsched.core.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from jetsched.bus.quarantine import Quarantine
+    from jetsched.bus.records import Records
+    from jetsched.core.changes import Change
+
+log = logging.getLogger(__name__)
+
+#: Records retired at once (each is two round trips, pipelined).
+BATCH = 64
+
+
+class Retirer:
+    """An actor: finished records as the feed delivered them, moved a batch at a time."""
+
+    name = "retirer"
+
+    def __init__(self, records: Records, quarantine: Quarantine, fence_s: int) -> None:
+        self.records = records
+        self.quarantine = quarantine
+        self.fence_s = fence_s
+        #: Finished records still in the bucket, by id: kept across a restart of the actor.
+        self.pending: dict[str, Change] = {}
+        self._wake = asyncio.Event()
+
+    def observe(self, change: Change) -> None:
+        if change.state in EXPIRING:
+            self.pending[change.id] = change
+            self._wake.set()
+        else:
+            self.pending.pop(change.id, None)  # gone (retired by a replica), or not finished (yet)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                batch = list(islice(self.pending.values(), BATCH))
+                await asyncio.gather(*(self._retire(change) for change in batch))
+
+    async def _retire(self, change: Change) -> None:
+        try:
+            record = change.record()
+        except ValueError as exc:
+            self.quarantine.report(subjects.JOBS_BUCKET, change.id, change.revision, f"cannot retire: {exc}")
+        else:
+            try:
+                await self.records.retire(record, change.revision, self.fence_s)
+            except Conflict:
+                if await self._unchanged(change):
+                    return  # a spurious CAS failure (nats-server #7281): it stays pending
+        if self.pending.get(change.id) is change:
+            del self.pending[change.id]
+
+    async def _unchanged(self, change: Change) -> bool:
+        """Whether the bucket still holds the record at the revision the feed showed (else another
+        replica retired it, and the feed brings its purge)."""
+        try:
+            _, revision = await self.records.store.get(change.id)
+        except NotFound:
+            return False
+        return revision == change.revision
