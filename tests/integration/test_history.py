@@ -17,7 +17,7 @@ from jetsched.core.models import JobRequest, JobState
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
-from jetsched.sdk import Client, Job, Tasks
+from jetsched.sdk import Client, Job, Tasks, chain, chord, step
 
 NOW = 1_700_000_000_000
 JOB = "000000000000000000000000H1"
@@ -135,4 +135,34 @@ async def test_finished_jobs_are_listed_and_counted_from_history(nats_server: Na
         stats = await client.stats()
         assert stats["history"]["jobs"] == 4
         assert stats["capabilities"]["h"]["succeeded"] == 3
+        await nc.close()
+
+
+async def test_a_workflows_step_jobs_leave_once_it_took_them_in(nats_server: NatsServer) -> None:
+    """A step's job is retired only after its workflow's record applied its ending — retired first, a
+    reaper dying before the advance would leave nothing to replay — so a finished workflow's step jobs
+    all end up in history, and the workflow reads their results from there."""
+    tasks = Tasks()
+
+    @tasks.task("w")
+    async def w(job: Job) -> int:
+        return len(job.parents or {})
+
+    flow = chain(step("a", "w"), chord([step("b", "w"), step("c", "w")], step("d", "w")))
+    async with (
+        Stack(nats_server.url),
+        Client(nats_server.url) as client,
+        running_worker(tasks, nats_server.url),
+    ):
+        nc = await connect(nats_server.url, "test")
+        reply = await client.submit_workflow(flow)
+
+        async def done() -> bool:
+            return bool((await client.workflow(reply["id"]))["workflow"]["state"] == "succeeded")
+
+        await eventually(done, timeout=20, what="the workflow succeeded")
+        for job_id in reply["steps"].values():
+            await eventually(lambda j=job_id: retired(nc, j), timeout=10, what="retired")  # type: ignore[misc]
+        view = (await client.workflow(reply["id"]))["workflow"]
+        assert view["steps"]["d"]["result"] == 2
         await nc.close()

@@ -22,6 +22,10 @@ start too, so every unfinished workflow is checked after a restart. Revisions th
 carried out itself need no check (were it to die, its restart checks them all), so a workflow whose
 every change since its last check was this process's own is not read again.
 
+A step job that ended is retired to history (`retire.py`) only once its workflow's record has taken in
+that ending: retired first, a crash before the advance would leave a restart nothing to replay (the
+feed shows the job gone, not ended), and the workflow would never move on.
+
 Reads spared: a released step's job is taken from the record feed (its `waiting` record, kept until it
 moves on: live work only), and its parents' results from the outcomes being applied (`Known`).
 
@@ -48,7 +52,7 @@ from jetsched.core.schedules import ScheduleRecord, may_still_fire
 from .abandoned import GRACE_MS, Kind, Unstarted
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     from jetsched.bus.feed import KeyFeed, RecordFeed
     from jetsched.bus.quarantine import Quarantine
@@ -89,6 +93,10 @@ class Advancer:
         self.quarantine: Quarantine | None = None
         self.feeds: tuple[RecordFeed, KeyFeed] | None = None
         self.pending: dict[str, list[wf.StepEvent]] = {}
+        #: The ended step jobs behind `pending`'s events, to retire once these are applied.
+        self.ended: dict[str, list[Change]] = {}
+        #: Where an ended step job goes once its workflow took it in (the service's `Retirer`).
+        self.retire: Callable[[Change], None] | None = None
         #: Step jobs in `waiting`, per workflow (from the record feed, as last written), and each one's
         #: workflow.
         self.waiting: dict[str, dict[str, Change]] = {}
@@ -130,6 +138,7 @@ class Advancer:
             event = wf.event_of(change.record())
             if event is not None:
                 self.pending.setdefault(workflow_id, []).append(event)
+                self.ended.setdefault(workflow_id, []).append(change)
                 self.wake.set()
 
     def observe_workflow(
@@ -228,6 +237,7 @@ class Advancer:
         """Advance one workflow by its pending outcomes, or check it; then look again if more came."""
         try:
             events = self.pending.pop(workflow_id, [])
+            ended = self.ended.pop(workflow_id, [])
             now = self.clock.now_ms()
             # Even for a workflow the feed showed final: the two feeds are not ordered with each other,
             # and a retried workflow's first outcome may arrive before its record's return to running.
@@ -240,11 +250,14 @@ class Advancer:
                         if workflow_id in self.sizes:  # still running, as far as the feed has shown
                             self.advanced_at[workflow_id] = self.clock.now_ms()
                     self.advanced += 1
+                    self._retire(ended)
                 except (NotFound, Poisoned) as exc:
                     self._set_aside(workflow_id, exc)
+                    self._retire(ended)  # no workflow to take them in: they must not stay forever
                 except Exception:
                     # Storage passing through a failover, a CAS lost too often: the outcomes come back.
                     self.pending.setdefault(workflow_id, [])[:0] = events
+                    self.ended.setdefault(workflow_id, [])[:0] = ended
                     log_failure(log, "workflow not advanced yet; retrying", {"workflow": workflow_id})
                     await asyncio.sleep(0.5)
             elif self.checks.get(workflow_id, now + 1) <= now:
@@ -254,6 +267,11 @@ class Advancer:
             self.busy.discard(workflow_id)
             if workflow_id in self.pending:
                 self.wake.set()
+
+    def _retire(self, ended: list[Change]) -> None:
+        if self.retire is not None:
+            for change in ended:
+                self.retire(change)
 
     async def _abandon(self, workflow_id: str, kind: Kind) -> None:
         """Clear a submit nobody finished, or a fire no timer will (`abandoned.py`)."""

@@ -86,7 +86,8 @@ class ReaperService(Service):
         self.retirer: Retirer | None = None
 
     def observe(self, change: Change) -> None:
-        if self.retirer is not None:
+        if self.retirer is not None and change.workflow is None:
+            # A step's job is retired once its workflow has taken in its ending (`advance.py`).
             self.retirer.observe(change)
         if self.advancer is not None and (change.workflow is not None or change.state is None):
             self.advancer.observe_job(
@@ -110,6 +111,7 @@ class ReaperService(Service):
         advancer.quarantine = self.quarantined
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
         self.retirer = Retirer(self.records, self.quarantined, fence_s)
+        advancer.retire = self.retirer.observe
         feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
         flows = KeyFeed(
             nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
