@@ -101,6 +101,7 @@ def test_every_wire_subject_is_documented_and_every_documented_one_is_used() -> 
         subjects.heartbeat(session),
         subjects.control(session),
         subjects.changed(job_id),
+        subjects.history(job_id, "succeeded", capability),
     }
     patterns = {d: template(d) for d in documented if "<" in d or d == subjects.WORKFLOW_SUBMIT}
     for subject in used:

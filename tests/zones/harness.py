@@ -24,11 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nats
 import orjson
-from nats.aio.client import Client as NatsClient
 
-from jetsched.core import subjects
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Records
+from jetsched.core.models import JobState
 from jetsched.devkit import netns
 from jetsched.devkit.waiting import eventually
 from jetsched.devkit.zones import ZONES, Zones
@@ -160,13 +160,15 @@ class Harness:
     # -- the run --------------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
-        nc = await nats.connect([self.zones.node_url(z) for z in ZONES], max_reconnect_attempts=-1)
+        # Records are read as services read them: the jobs bucket, then history (a finished job moves).
+        nc = await connect(",".join(self.zones.node_url(z) for z in ZONES), "zones-harness")
+        records = Records.open(nc)
         self.clients = [Client(self.zones.node_url(z), timeout=3.0) for z in ZONES]
         for client in self.clients:
             await client.connect()
         supervisor = asyncio.create_task(self.supervise())
         try:
-            await self.ready(nc)
+            await self.ready(records)
             stop = asyncio.Event()
             load = asyncio.create_task(self.load(stop))
             await asyncio.sleep(self.phases.before_s)
@@ -182,9 +184,9 @@ class Harness:
             await reelections.watch(until=heal_at + self.phases.after_s)
             stop.set()
             await load
-            records = await self.drain(nc)
+            drained = await self.drain(records)
             await self.check_nodes()
-            await self.wait_zombies(records, heal_at)
+            await self.wait_zombies(drained, heal_at)
         finally:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,21 +214,20 @@ class Harness:
             self.outcome.orphaned += e.orphaned
             self.outcome.unelected += e.missing()
         runs = checker.parse_runs(self.exec_log.read_text()) if self.exec_log.exists() else []
-        self.outcome.verdict = checker.judge(runs, self.accepted, records, window)
-        self.read_logs(fault_at, records)
+        self.outcome.verdict = checker.judge(runs, self.accepted, drained, window)
+        self.read_logs(fault_at, drained)
         self.outcome.fault_at = fault_at
         self.outcome.fault_s = heal_at - fault_at
         return self.outcome
 
-    async def ready(self, nc: NatsClient, timeout: float = 120.0) -> None:
+    async def ready(self, records: Records, timeout: float = 120.0) -> None:
         """Until one job has run end to end (streams declared, leaders elected, workers announced)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 reply = await self.clients[0].submit(CAPABILITY, 0, key="zones-ready")
-                kv = await nc.jetstream().key_value(subjects.JOBS_BUCKET)
-                entry = await kv.get(reply.id)
-                if entry.value and orjson.loads(entry.value)["state"] == "succeeded":
+                record, _ = await records.get(reply.id)
+                if record.state is JobState.SUCCEEDED:
                     return
             except Exception:
                 pass
@@ -275,27 +276,22 @@ class Harness:
 
     # -- after healing --------------------------------------------------------------------------------
 
-    async def drain(self, nc: NatsClient) -> dict[str, dict[str, Any]]:
+    async def drain(self, store: Records) -> dict[str, dict[str, Any]]:
         """Read every accepted job's record until all are terminal or `drain_s` passes."""
         records: dict[str, dict[str, Any]] = {}
         pending = set(self.accepted)
         deadline = time.monotonic() + self.phases.drain_s
-        kv = None
         while pending and time.monotonic() < deadline:
-            try:
-                kv = kv or await nc.jetstream().key_value(subjects.JOBS_BUCKET)
-                ids = sorted(pending)
-                for chunk in range(0, len(ids), 200):
-                    batch = ids[chunk : chunk + 200]
-                    entries = await asyncio.gather(*(kv.get(i) for i in batch), return_exceptions=True)
-                    for job_id, entry in zip(batch, entries, strict=True):
-                        if isinstance(entry, BaseException) or entry.value is None:
-                            continue
-                        records[job_id] = record = orjson.loads(entry.value)
-                        if record["state"] in checker.TERMINAL:
-                            pending.discard(job_id)
-            except Exception:
-                kv = None
+            ids = sorted(pending)
+            for chunk in range(0, len(ids), 200):
+                batch = ids[chunk : chunk + 200]
+                read = await asyncio.gather(*(store.get(i) for i in batch), return_exceptions=True)
+                for job_id, got in zip(batch, read, strict=True):
+                    if isinstance(got, BaseException):
+                        continue  # not readable yet (a leader moving): read again
+                    records[job_id] = record = got[0].model_dump(mode="json")
+                    if record["state"] in checker.TERMINAL:
+                        pending.discard(job_id)
             if pending:
                 await asyncio.sleep(0.5)
         return records

@@ -14,7 +14,7 @@ import logging
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from jetsched.bus.records import EXPIRING
+from jetsched.bus.records import EXPIRING, StoreError
 from jetsched.core import subjects
 from jetsched.core.errors import Conflict, NotFound
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Records retired at once (each is two round trips, pipelined).
 BATCH = 64
+#: How long to wait before trying again when a whole batch stayed pending (a replica's write of the same
+#: record in flight, a spurious CAS failure, storage passing through a failover).
+AGAIN_S = 0.5
 
 
 class Retirer:
@@ -55,9 +58,12 @@ class Retirer:
             self._wake.clear()
             while self.pending:
                 batch = list(islice(self.pending.values(), BATCH))
-                await asyncio.gather(*(self._retire(change) for change in batch))
+                done = await asyncio.gather(*(self._retire(change) for change in batch))
+                if not any(done):
+                    await asyncio.sleep(AGAIN_S)  # nothing moved: no hot loop over the same records
 
-    async def _retire(self, change: Change) -> None:
+    async def _retire(self, change: Change) -> bool:
+        """Retire one record; False if it stays pending, to be tried again."""
         try:
             record = change.record()
         except ValueError as exc:
@@ -67,9 +73,14 @@ class Retirer:
                 await self.records.retire(record, change.revision, self.fence_s)
             except Conflict:
                 if await self._unchanged(change):
-                    return  # a spurious CAS failure (nats-server #7281): it stays pending
+                    return False  # a spurious CAS failure (nats-server #7281): it stays pending
+            except StoreError as exc:
+                # E.g. "duplicate message id is in process": another replica's write of it is in flight.
+                log.debug("record not retired yet", extra={"job": change.id, "error": repr(exc)})
+                return False
         if self.pending.get(change.id) is change:
             del self.pending[change.id]
+        return True
 
     async def _unchanged(self, change: Change) -> bool:
         """Whether the bucket still holds the record at the revision the feed showed (else another
