@@ -53,13 +53,13 @@ async def test_workflow_schedule_starts_one_workflow_per_nominal_time(nats_serve
         for job in jobs:
             by_fire[ms(job.fire_at)].append(job)
         nominal = sorted(by_fire)
-        views = {t: (await client.workflow(fire_job_id("flows", t)))["workflow"] for t in nominal}
+        views = {t: await client.workflow(fire_job_id("flows", t)) for t in nominal}
         await eventually(
             lambda: len(parents) >= len(nominal), timeout=20, what="every fired workflow finished"
         )
     assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
     assert all(len(found) == 2 for found in by_fire.values())
-    assert {v["id"] for v in views.values()} == {fire_job_id("flows", t) for t in nominal}
+    assert {v.id for v in views.values()} == {fire_job_id("flows", t) for t in nominal}
     assert max(Counter(job_id for job_id, _ in seen).values()) == 1
     assert len(seen) <= 2 * len(nominal)
     assert all(p == {"a": 7} for p in parents)

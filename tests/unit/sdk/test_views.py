@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from jetsched.core.models import JobState
-from jetsched.sdk import JobInfo, JobPage
+from jetsched.core.workflows import OnFailure, StepState, WorkflowState
+from jetsched.sdk import JobInfo, JobPage, WorkflowChange, WorkflowInfo, WorkflowPage, WorkflowReply
 
 RECORD = {
     "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HE",
@@ -68,3 +69,85 @@ class TestJobInfo:
         page = JobPage.model_validate({"jobs": [RECORD], "next": "01KBZ3R6X9T2M0Q7D5W8C4N1HE"})
         assert page.jobs[0].id == RECORD["id"]
         assert page.next == RECORD["id"]
+
+
+WORKFLOW = {
+    "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HF",
+    "state": "running",
+    "on_failure": "fail_fast",
+    "cancel_requested": False,
+    "created_at_ms": 1795820100000,
+    "updated_at_ms": 1795820102000,
+    "finished_at_ms": None,
+    "steps": {
+        "fetch": {
+            "job_id": "01KBZ3R6X9T2M0Q7D5W8C4N1HG",
+            "step_state": "succeeded",
+            "depends_on": [],
+            "state": "succeeded",
+            "attempt": 1,
+            "started_at_ms": 1795820101000,
+            "finished_at_ms": 1795820101500,
+            "result": [1, 2],
+        },
+        "each": {
+            "job_id": "01KBZ3R6X9T2M0Q7D5W8C4N1HH",
+            "step_state": "released",
+            "depends_on": ["fetch"],
+            "map_over": "fetch",
+            "instances": 2,
+            "instances_done": 1,
+            "state": "missing",
+            "a_field_from_a_newer_server": 1,
+        },
+    },
+    "a_field_from_a_newer_server": 1,
+}
+
+
+class TestWorkflowInfo:
+    def test_instants_are_aware_datetimes(self) -> None:
+        """The workflow's and each step's `*_at_ms` become UTC datetimes; a missing instant is None."""
+        flow = WorkflowInfo.from_reply({"workflow": WORKFLOW})
+        assert (flow.created_at, flow.updated_at, flow.finished_at) == (
+            at(1795820100000),
+            at(1795820102000),
+            None,
+        )
+        fetch = flow.steps["fetch"]
+        assert (fetch.started_at, fetch.finished_at) == (at(1795820101000), at(1795820101500))
+        assert flow.steps["each"].started_at is None
+
+    def test_states_steps_and_unknown_fields(self) -> None:
+        """States are enums (a step whose job expired is `missing`); unknown fields are ignored."""
+        flow = WorkflowInfo.from_reply({"workflow": WORKFLOW})
+        assert (flow.state, flow.on_failure, flow.finished) == (
+            WorkflowState.RUNNING,
+            OnFailure.FAIL_FAST,
+            False,
+        )
+        assert list(flow.steps) == ["fetch", "each"]
+        each = flow.steps["each"]
+        assert (each.state, each.step_state, each.depends_on) == ("missing", StepState.RELEASED, ("fetch",))
+        assert (each.map_over, each.instances, each.instances_done) == ("fetch", 2, 1)
+        assert flow.steps["fetch"].state is JobState.SUCCEEDED
+        assert flow.steps["fetch"].result == [1, 2]
+        assert not hasattr(flow, "a_field_from_a_newer_server")
+        assert not hasattr(each, "a_field_from_a_newer_server")
+
+    def test_submit_list_and_change_replies(self) -> None:
+        """The submit reply maps step names to job ids; a page holds summaries; cancel and retry say what
+        they did."""
+        reply = WorkflowReply.model_validate(
+            {
+                "id": WORKFLOW["id"],
+                "state": "running",
+                "steps": {"fetch": "j1", "each": "j2"},
+                "duplicate": True,
+            }
+        )
+        assert (reply.steps, reply.duplicate) == ({"fetch": "j1", "each": "j2"}, True)
+        page = WorkflowPage.model_validate({"workflows": [{"id": "w1", "state": "failed"}], "next": None})
+        assert (page.workflows[0].id, page.workflows[0].finished, page.next) == ("w1", True, None)
+        retried = WorkflowChange.model_validate({"id": "w1", "state": "running", "retried": ["b", "c"]})
+        assert (retried.retried, retried.cancel_requested) == (("b", "c"), False)

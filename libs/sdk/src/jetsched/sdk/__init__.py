@@ -16,7 +16,19 @@ from ._client import Client, JobOptions, current_client, schedule_spec
 from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing
-from ._models import JobError, JobInfo, JobLease, JobPage, JobProgress
+from ._models import (
+    JobError,
+    JobInfo,
+    JobLease,
+    JobPage,
+    JobProgress,
+    StepInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+    WorkflowSummary,
+)
 from ._sync import SyncClient, SyncJobHandle
 from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
 from ._worker import Worker
@@ -40,6 +52,7 @@ __all__ = [
     "Retry",
     "SessionConflict",
     "Step",
+    "StepInfo",
     "Steps",
     "Submit",
     "SyncClient",
@@ -48,6 +61,11 @@ __all__ = [
     "Tasks",
     "Tracing",
     "Worker",
+    "WorkflowChange",
+    "WorkflowInfo",
+    "WorkflowPage",
+    "WorkflowReply",
+    "WorkflowSummary",
     "chain",
     "chord",
     "current_client",

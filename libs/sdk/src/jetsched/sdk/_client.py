@@ -20,7 +20,7 @@ from jetsched.core.models import SubmitReply
 from ._errors import JetschedApiError
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing, chained
-from ._models import JobInfo, JobPage
+from ._models import JobInfo, JobPage, WorkflowChange, WorkflowInfo, WorkflowPage, WorkflowReply
 from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
@@ -192,9 +192,9 @@ class Client:
         *,
         key: str | None = None,
         on_failure: Literal["fail_fast", "continue"] | None = None,
-    ) -> dict[str, Any]:
+    ) -> WorkflowReply:
         """Submit a workflow (a DAG of steps, see `step`, `chain`, `group`, `chord`); returns once every
-        step is stored: `{"id", "state", "steps": {name: job_id}, "duplicate"}`.
+        step is stored, with its `id`, `state`, `steps` (each step's job id by name) and `duplicate`.
 
         Args:
             steps: the steps, e.g. `chain(step("a", "cap.a"), step("b", "cap.b"))`; a sequence is a group.
@@ -205,33 +205,38 @@ class Client:
         A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
         """
         call = Submit("workflow", "workflow", subjects.WORKFLOW_SUBMIT, workflow_body(steps, key, on_failure))
-        reply: dict[str, Any] = await (self._submit(call) if key is None else self._keyed(call))
-        return reply
+        return WorkflowReply.model_validate(await (self._submit(call) if key is None else self._keyed(call)))
 
-    async def workflow(self, workflow_id: str) -> dict[str, Any]:
-        """`{"workflow": {"id", "state", "steps": {name: {"job_id", "state", "result"?, …}}, …}}`."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.get"), {"id": workflow_id})
-        return result
+    async def workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The workflow with each step's job: state, attempt, timing, last error and result.
+
+        Raises:
+            JetschedApiError: `not_found`.
+        """
+        return WorkflowInfo.from_reply(await self.request(subjects.api("workflows.get"), {"id": workflow_id}))
 
     async def workflows(
         self, state: str | None = None, limit: int = 100, after: str | None = None
-    ) -> dict[str, Any]:
-        """`{"workflows": [{"id", "state"}…], "next": cursor or None}`, in id (submission) order."""
+    ) -> WorkflowPage:
+        """A page of workflows (`id`, `state`) in id (submission) order; pass its `next` as `after`."""
         body = {"state": state, "limit": limit, "after": after}
-        result: dict[str, Any] = await self.request(
-            subjects.api("workflows.list"), {k: v for k, v in body.items() if v is not None}
+        return WorkflowPage.model_validate(
+            await self.request(
+                subjects.api("workflows.list"), {k: v for k, v in body.items() if v is not None}
+            )
         )
-        return result
 
-    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+    async def cancel_workflow(self, workflow_id: str) -> WorkflowChange:
         """Cancel the steps not started and stop the running ones; the workflow ends `cancelled`."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.cancel"), {"id": workflow_id})
-        return result
+        return WorkflowChange.model_validate(
+            await self.request(subjects.api("workflows.cancel"), {"id": workflow_id})
+        )
 
-    async def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
-        """Re-run a failed (or cancelled) workflow from the steps that did not succeed."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
-        return result
+    async def retry_workflow(self, workflow_id: str) -> WorkflowChange:
+        """Re-run a failed (or cancelled) workflow from the steps that did not succeed (`retried`)."""
+        return WorkflowChange.model_validate(
+            await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
+        )
 
     async def get(self, job_id: str) -> JobInfo:
         """The job's record, with its last error and why it waits (if it does).

@@ -1,44 +1,51 @@
 """What the client hands back: typed views of the wire's replies, with instants as aware datetimes.
 
 The wire keeps epoch milliseconds (`created_at_ms`); these views turn each instant into a UTC `datetime`
-named without the suffix (`created_at`). They ignore fields they do not know, unlike the wire models: the
+named without the suffix (`created_at`), and durations into `timedelta`s (`oldest_ready_age_ms`:
+`oldest_ready_age`). They ignore fields they do not know, unlike the wire models: the
 protocol grows additively, and an older client must go on reading a newer server's records.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from jetsched.core.models import TERMINAL, JobState
-
-
-def _instant(key: str) -> str | None:
-    """The view's name for a wire field holding an instant in epoch ms (`at_ms`, `x_at_ms`), else None."""
-    if key in ("at_ms", "ready_since_ms") or key.endswith("_at_ms"):
-        return key.removesuffix("_ms")
-    return None
+from jetsched.core.workflows import WORKFLOW_TERMINAL, OnFailure, StepState, WorkflowState
 
 
 class View(BaseModel):
-    """A reply read for Python: instants as datetimes, unknown fields ignored."""
+    """A reply read for Python: instants as datetimes, durations as timedeltas, unknown fields ignored.
+
+    An instant is a wire field named `*_at_ms` or listed in `_instants`; a duration one listed in
+    `_durations`. Each is renamed as the mapping says (an `*_at_ms` field: without the `_ms`).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    #: Wire fields holding an instant in epoch ms not named `*_at_ms`, and their names in the view.
+    _instants: ClassVar[Mapping[str, str]] = {"at_ms": "at", "ready_since_ms": "ready_since"}
+    #: Wire fields holding a duration in ms, and their names in the view.
+    _durations: ClassVar[Mapping[str, str]] = {}
+
     @model_validator(mode="before")
     @classmethod
-    def _datetimes(cls, data: Any) -> Any:
+    def _converted(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
         out: dict[str, Any] = {}
         for key, value in data.items():
-            name = _instant(key)
-            if name is None:
-                out[key] = value
-            else:
+            if key in cls._durations:
+                out[cls._durations[key]] = None if value is None else timedelta(milliseconds=value)
+            elif key in cls._instants or key.endswith("_at_ms"):
+                name = cls._instants.get(key, key.removesuffix("_ms"))
                 out[name] = None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+            else:
+                out[key] = value
         return out
 
 
@@ -136,4 +143,81 @@ class JobPage(View):
     """One page of `jobs.list` or `dead.list`; pass `next` as `after` for the following page."""
 
     jobs: list[JobInfo]
+    next: str | None = None
+
+
+class WorkflowSummary(View):
+    """A workflow's id and state: one item of `WorkflowPage.workflows`."""
+
+    id: str
+    state: WorkflowState
+
+    @property
+    def finished(self) -> bool:
+        """True once the workflow succeeded, failed or was cancelled."""
+        return self.state in WORKFLOW_TERMINAL
+
+
+class WorkflowReply(WorkflowSummary):
+    """What `submit_workflow` returns once every step is stored."""
+
+    #: Each step's job id, by step name.
+    steps: dict[str, str]
+    #: True when the key named a workflow submitted before: this is that one.
+    duplicate: bool = False
+
+
+class WorkflowChange(WorkflowSummary):
+    """What `cancel_workflow` and `retry_workflow` return."""
+
+    cancel_requested: bool = False
+    #: The steps a retry started again.
+    retried: tuple[str, ...] = ()
+
+
+class StepInfo(View):
+    """One step of `WorkflowInfo.steps`: where the workflow has it, and its job as stored."""
+
+    job_id: str
+    #: Where the workflow record has the step.
+    step_state: StepState
+    depends_on: tuple[str, ...] = ()
+    #: The step whose list a map step runs over, and its instances (all, and finished).
+    map_over: str | None = None
+    instances: int | None = None
+    instances_done: int | None = None
+    #: Why a released map step cannot succeed.
+    error: str | None = None
+    #: The job's state, or `missing` once the job expired after its retention.
+    state: JobState | Literal["missing"]
+    attempt: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_error: JobError | None = None
+    result: Any = None
+    #: True when the result was left out to keep the reply under its size limit (`get` the job).
+    result_omitted: bool = False
+
+
+class WorkflowInfo(WorkflowSummary):
+    """A workflow with each step's job (docs/protocol.md, "Workflows")."""
+
+    on_failure: OnFailure
+    cancel_requested: bool = False
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    #: The steps by name, in topological order.
+    steps: dict[str, StepInfo]
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> WorkflowInfo:
+        """From a `workflows.get` reply: `{"workflow": {...}}`."""
+        return cls.model_validate(reply["workflow"])
+
+
+class WorkflowPage(View):
+    """One page of `workflows.list`; pass `next` as `after` for the following page."""
+
+    workflows: list[WorkflowSummary]
     next: str | None = None
