@@ -140,7 +140,7 @@ async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> Non
     assert (await client.get(reply.id)).state == "cancelled"
 
     async def worker_idle() -> bool:
-        return bool((await client.stats())["workers"]["busy"] == 0)
+        return (await client.stats()).workers.busy == 0
 
     await eventually(worker_idle, timeout=15, what="worker stopped the cancelled attempt")
     assert not [r for r in fleet.runs() if r.job_id == reply.id and r.event == "end"]

@@ -262,7 +262,7 @@ async def drain_a_worker(page: Page, url: str, client: Client, nats_url: str, sh
         return "held"
 
     async def draining(session: str) -> bool:
-        return any(w["session"] == session and w["draining"] for w in await client.workers())
+        return any(w.session == session and w.draining for w in await client.workers())
 
     async with running_worker(spare_tasks, nats_url, concurrency=1, labels={"role": "spare"}) as spare:
         held = await client.submit("spare.hold")

@@ -133,8 +133,8 @@ async def test_finished_jobs_are_listed_and_counted_from_history(nats_server: Na
             r.id for r in ok
         }
         stats = await client.stats()
-        assert stats["history"]["jobs"] == 4
-        assert stats["capabilities"]["h"]["succeeded"] == 3
+        assert stats.history.jobs == 4
+        assert stats.capabilities["h"]["succeeded"] == 3
         await nc.close()
 
 

@@ -64,7 +64,7 @@ async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) 
     os.kill(worker.popen.pid, signal.SIGTERM)
 
     async def draining() -> bool:  # the signal handled (a loaded machine may take a moment)
-        return any(w["draining"] for w in await proc_client.workers())
+        return any(w.draining for w in await proc_client.workers())
 
     await eventually(draining, timeout=10, what="the worker announces draining")
     queued = await proc_client.submit("probe.sleep", 0.01)

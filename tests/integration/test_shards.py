@@ -91,7 +91,7 @@ async def test_routing_and_queue_control_with_worker_processes(fleet: Fleet) -> 
 
 
 async def _plain_session(client: Client) -> str | None:
-    return next((w["session"] for w in await client.workers() if not w["labels"]), None)
+    return next((w.session for w in await client.workers() if not w.labels), None)
 
 
 async def _says(client: Client, job_id: str, word: str) -> bool:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from jetsched.core.models import JobState
 from jetsched.core.workflows import OnFailure, StepState, WorkflowState
-from jetsched.sdk import JobInfo, JobPage, WorkflowChange, WorkflowInfo, WorkflowPage, WorkflowReply
+from jetsched.sdk import (
+    JobInfo,
+    JobPage,
+    Stats,
+    WorkerInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+)
 
 RECORD = {
     "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HE",
@@ -151,3 +160,40 @@ class TestWorkflowInfo:
         assert (page.workflows[0].id, page.workflows[0].finished, page.next) == ("w1", True, None)
         retried = WorkflowChange.model_validate({"id": "w1", "state": "running", "retried": ["b", "c"]})
         assert (retried.retried, retried.cancel_requested) == (("b", "c"), False)
+
+
+class TestStatsAndWorkers:
+    def test_stats(self) -> None:
+        """Counts stay by state; durations become timedeltas; parts an older server omits default."""
+        stats = Stats.model_validate(
+            {
+                "jobs": {"ready": 3, "running": 1},
+                "capabilities": {"a": {"ready": 3, "running": 1}},
+                "workers": {"sessions": 1, "slots": 4, "busy": 1, "a_field_from_a_newer_server": 1},
+                "queues": {"a": {"ready": 3, "running": 1, "oldest_ready_age_ms": 1500, "paused": True}},
+                "a_field_from_a_newer_server": 1,
+            }
+        )
+        assert (stats.jobs["ready"], stats.capabilities["a"]["running"], stats.workers.slots) == (3, 1, 4)
+        assert stats.queues["a"].oldest_ready_age == timedelta(seconds=1.5)
+        assert (stats.queues["a"].paused, stats.queues["a"].free_worker_slots) == (True, 0)
+        assert stats.history.jobs is None
+
+    def test_worker(self) -> None:
+        """A worker session's heartbeat age is a timedelta; unknown fields are ignored."""
+        worker = WorkerInfo.model_validate(
+            {
+                "worker": "host-a",
+                "session": "01kbz",
+                "capabilities": ["a", "b"],
+                "labels": {"gpu": "yes"},
+                "concurrency": 4,
+                "running": 2,
+                "draining": False,
+                "seen_ms_ago": 250,
+                "a_field_from_a_newer_server": 1,
+            }
+        )
+        assert (worker.capabilities, worker.labels, worker.running) == (("a", "b"), {"gpu": "yes"}, 2)
+        assert worker.seen_ago == timedelta(milliseconds=250)
+        assert not hasattr(worker, "a_field_from_a_newer_server")

@@ -20,10 +20,20 @@ from jetsched.core.models import SubmitReply
 from ._errors import JetschedApiError
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing, chained
-from ._models import JobInfo, JobPage, WorkflowChange, WorkflowInfo, WorkflowPage, WorkflowReply
+from ._models import (
+    JobInfo,
+    JobPage,
+    Stats,
+    WorkerInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+)
 from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
@@ -259,10 +269,10 @@ class Client:
             await self.request(subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None})
         )
 
-    async def stats(self) -> dict[str, Any]:
-        """`{"jobs": {state: n}, "capabilities": {cap: {state: n}}, "workers": {...}}`."""
-        result: dict[str, Any] = await self.request(subjects.api("stats"), {})
-        return result
+    async def stats(self) -> Stats:
+        """Job counts by state (all, and per capability), the worker fleet, and each capability's
+        scaling signals (`queues`)."""
+        return Stats.model_validate(await self.request(subjects.api("stats"), {}))
 
     async def pause(self, capability: str, paused: bool = True) -> Any:
         """Pause (or with `paused=False` resume) dispatching a capability; queued jobs wait, running finish."""
@@ -274,9 +284,10 @@ class Client:
         `rate_per_key_per_s`, `burst`, `paused` (unset ones go back to their defaults)."""
         return await self.request(subjects.api("queues.configure"), {"capability": capability, **settings})
 
-    async def workers(self) -> Any:
-        """The live worker sessions."""
-        return (await self.request(subjects.api("workers.list"), {}))["workers"]
+    async def workers(self) -> builtins.list[WorkerInfo]:  # `list` here is the method
+        """The live worker sessions, in session order."""
+        reply = await self.request(subjects.api("workers.list"), {})
+        return [WorkerInfo.model_validate(worker) for worker in reply["workers"]]
 
     async def drain(self, session: str) -> Any:
         """Ask a worker session to take nothing new and exit once idle."""

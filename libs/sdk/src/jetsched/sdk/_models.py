@@ -221,3 +221,68 @@ class WorkflowPage(View):
 
     workflows: list[WorkflowSummary]
     next: str | None = None
+
+
+class QueueSignals(View):
+    """One capability's scaling signals (`Stats.queues`), what autoscalers read."""
+
+    ready: int = 0
+    #: Ready jobs no live, undrained worker can take at all.
+    unroutable: int = 0
+    running: int = 0
+    #: How long its oldest ready job has waited (zero when none waits).
+    oldest_ready_age: timedelta = timedelta(0)
+    #: Idle slots of the worker sessions that declared the capability.
+    free_worker_slots: int = 0
+    paused: bool = False
+
+    _durations: ClassVar[Mapping[str, str]] = {"oldest_ready_age_ms": "oldest_ready_age"}
+
+
+class FleetStats(View):
+    """The live worker fleet in `Stats.workers`."""
+
+    sessions: int = 0
+    slots: int = 0
+    busy: int = 0
+
+
+class HistoryStats(View):
+    """What history holds, in `Stats.history`."""
+
+    #: Finished jobs kept in history; None when the server keeps no history.
+    jobs: int | None = None
+
+
+class Stats(View):
+    """What `stats()` returns: job counts and the scaling signals (docs/protocol.md, "The control API").
+
+    Live states and dead letters count the jobs stored; `succeeded` and `cancelled` count those the
+    answering intake saw end since it started.
+    """
+
+    #: Jobs by state.
+    jobs: dict[str, int] = {}
+    #: Jobs by state, per capability.
+    capabilities: dict[str, dict[str, int]] = {}
+    workers: FleetStats = FleetStats()
+    queues: dict[str, QueueSignals] = {}
+    history: HistoryStats = HistoryStats()
+
+
+class WorkerInfo(View):
+    """One live worker session, as its heartbeats describe it (what `workers()` lists)."""
+
+    #: The worker's name (its host, unless given).
+    worker: str
+    session: str
+    capabilities: tuple[str, ...]
+    labels: dict[str, str] = {}
+    concurrency: int
+    #: Jobs it runs now.
+    running: int
+    draining: bool = False
+    #: How long ago its latest heartbeat arrived.
+    seen_ago: timedelta
+
+    _durations: ClassVar[Mapping[str, str]] = {"seen_ms_ago": "seen_ago"}
