@@ -367,7 +367,7 @@ async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
 
 
 async def _fired(operator: Client) -> bool:
-    last = (await operator.schedule("tick"))["schedule"].get("last_job_id")
+    last = (await operator.schedule("tick")).last_job_id
     return last is not None and (await operator.get(last)).state == "succeeded"
 
 

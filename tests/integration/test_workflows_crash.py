@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -21,6 +20,8 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.intake.workflow_submit import key_id
 from jetsched.sdk import Client, WorkflowInfo, chain, chord, step
+
+from .conftest import ms
 
 pytestmark = pytest.mark.slow
 
@@ -234,15 +235,14 @@ async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, clie
     await crashed(timer)
     restart_clean(timer)
 
-    async def fired() -> list[dict[str, Any]]:
-        record = (await client.schedule("crashy"))["schedule"]
-        return list(record["history"]) if record["fired"] >= 3 else []
+    async def fired() -> bool:
+        return (await client.schedule("crashy")).fired >= 3
 
     await eventually(fired, timeout=30, what="three fires")
     await client.schedule("crashy", "pause")
-    history = (await client.schedule("crashy"))["schedule"]["history"]
-    ids = [e["job_id"] for e in history if e.get("job_id")]
-    assert ids == [fire_job_id("crashy", e["nominal_ms"]) for e in history if e.get("job_id")]
+    history = (await client.schedule("crashy")).history
+    ids = [e.job_id for e in history if e.job_id]
+    assert ids == [fire_job_id("crashy", ms(e.nominal)) for e in history if e.job_id]
     for workflow_id in ids:
         view = await finished(client, workflow_id)
         assert view.state == "succeeded"
@@ -265,7 +265,7 @@ async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
     assert {j.state for j in jobs} == {"waiting"}
     await asyncio.sleep(3)  # past the 1 s grace: still the timer's to finish
     assert len((await client.list()).jobs) == 4
-    await client.schedule("orphan", "delete")
+    await client.delete_schedule("orphan")
     await nothing_left(fleet, client)
     assert jobs[0].workflow is not None
     workflow_id = jobs[0].workflow["id"]

@@ -9,6 +9,8 @@ from jetsched.core.workflows import OnFailure, StepState, WorkflowState
 from jetsched.sdk import (
     JobInfo,
     JobPage,
+    ScheduleInfo,
+    SchedulePreview,
     Stats,
     WorkerInfo,
     WorkflowChange,
@@ -197,3 +199,78 @@ class TestStatsAndWorkers:
         assert (worker.capabilities, worker.labels, worker.running) == (("a", "b"), {"gpu": "yes"}, 2)
         assert worker.seen_ago == timedelta(milliseconds=250)
         assert not hasattr(worker, "a_field_from_a_newer_server")
+
+
+SCHEDULE = {
+    "schedule": {
+        "spec": {
+            "id": "nightly",
+            "cron": "30 2 * * *",
+            "every_ms": None,
+            "timezone": "Europe/Berlin",
+            "job": {"capability": "report.render", "payload": None, "priority": 5},
+            "start_at": "2026-01-01T00:00:00Z",
+            "end_at": None,
+            "jitter_ms": 1500,
+            "misfire": "once",
+            "misfire_grace_ms": 60000,
+            "catchup_window_ms": 86400000,
+            "overlap": "skip",
+            "dst_gap": "shift",
+            "dst_fold": "first",
+            "paused": False,
+            "a_field_from_a_newer_server": 1,
+        },
+        "created_at_ms": 1795820100000,
+        "updated_at_ms": 1795820100000,
+        "anchor_ms": 1795820100000,
+        "last_fire_ms": 1795820101000,
+        "next_fire_ms": 1795820102000,
+        "last_job_id": "sch-nightly-1795820101000",
+        "buffered_ms": None,
+        "fired": 1,
+        "missed": 1,
+        "history": [
+            {"nominal_ms": 1795820100000, "job_id": None, "at_ms": 1795820100400, "missed": "overlap=skip"},
+            {"nominal_ms": 1795820101000, "job_id": "sch-nightly-1795820101000", "at_ms": 1795820101000},
+        ],
+    },
+    "next_fires": [{"utc": "2026-11-30T01:30:00Z", "local": "2026-11-30T02:30:00+01:00"}],
+}
+
+
+class TestSchedules:
+    def test_instants_and_durations(self) -> None:
+        """The ledger's `*_ms` instants become datetimes and the spec's durations timedeltas."""
+        schedule = ScheduleInfo.from_reply(SCHEDULE)
+        assert (schedule.anchor, schedule.last_fire, schedule.next_fire, schedule.buffered) == (
+            at(1795820100000),
+            at(1795820101000),
+            at(1795820102000),
+            None,
+        )
+        assert (schedule.history[0].nominal, schedule.history[0].at) == (at(1795820100000), at(1795820100400))
+        spec = schedule.spec
+        assert (spec.every, spec.jitter, spec.misfire_grace) == (
+            None,
+            timedelta(seconds=1.5),
+            timedelta(minutes=1),
+        )
+        assert spec.start_at == datetime(2026, 1, 1, tzinfo=UTC)
+
+    def test_ledger_fires_and_unknown_fields(self) -> None:
+        """The id, counts and next fires read as given; a newer server's fields are ignored."""
+        schedule = ScheduleInfo.from_reply(SCHEDULE)
+        assert (schedule.id, schedule.fired, schedule.missed) == ("nightly", 1, 1)
+        assert [e.missed for e in schedule.history] == ["overlap=skip", None]
+        fire = schedule.next_fires[0]
+        assert fire.utc == fire.local == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
+        assert fire.local.utcoffset() == timedelta(hours=1)
+        assert not hasattr(schedule.spec, "a_field_from_a_newer_server")
+
+    def test_preview(self) -> None:
+        """A preview lists fires in UTC and the schedule's zone."""
+        preview = SchedulePreview.model_validate(
+            {"timezone": "Europe/Berlin", "fires": SCHEDULE["next_fires"]}
+        )
+        assert preview.fires[0].utc == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)

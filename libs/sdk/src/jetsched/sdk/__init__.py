@@ -17,6 +17,8 @@ from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing
 from ._models import (
+    Fire,
+    FireTime,
     FleetStats,
     HistoryStats,
     JobError,
@@ -25,6 +27,9 @@ from ._models import (
     JobPage,
     JobProgress,
     QueueSignals,
+    ScheduleInfo,
+    SchedulePreview,
+    ScheduleSettings,
     Stats,
     StepInfo,
     WorkerInfo,
@@ -42,6 +47,8 @@ from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 __all__ = [
     "Client",
     "Fatal",
+    "Fire",
+    "FireTime",
     "FleetStats",
     "HistoryStats",
     "JetschedApiError",
@@ -58,6 +65,9 @@ __all__ = [
     "Middleware",
     "QueueSignals",
     "Retry",
+    "ScheduleInfo",
+    "SchedulePreview",
+    "ScheduleSettings",
     "SessionConflict",
     "Stats",
     "Step",

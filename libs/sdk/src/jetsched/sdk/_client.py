@@ -23,6 +23,8 @@ from ._middleware import Middleware, Submit, Tracing, chained
 from ._models import (
     JobInfo,
     JobPage,
+    ScheduleInfo,
+    SchedulePreview,
     Stats,
     WorkerInfo,
     WorkflowChange,
@@ -315,10 +317,14 @@ class Client:
 
     async def create_schedule(
         self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
-    ) -> Any:
-        """Create a cron or interval schedule; see `schedule_spec` for the options."""
-        return await self.request(
-            subjects.api("schedules.create"), schedule_spec(schedule_id, capability, payload, **options)
+    ) -> ScheduleInfo:
+        """Create a cron or interval schedule; see `schedule_spec` for the options.
+
+        Raises:
+            JetschedApiError: `already_exists` (the id is taken, or was), `invalid_field`.
+        """
+        return await self._schedule(
+            "schedules.create", schedule_spec(schedule_id, capability, payload, **options)
         )
 
     async def create_workflow_schedule(
@@ -329,7 +335,7 @@ class Client:
         *,
         on_failure: Literal["fail_fast", "continue"] | None = None,
         **options: Any,
-    ) -> Any:
+    ) -> ScheduleInfo:
         """Create a cron or interval schedule whose every fire starts a workflow.
 
         Args:
@@ -341,27 +347,43 @@ class Client:
         spec = schedule_spec(schedule_id, "", None, **options)
         del spec["job"]
         spec["workflow"] = workflow_body(steps, on_failure=on_failure)
-        return await self.request(subjects.api("schedules.create"), spec)
+        return await self._schedule("schedules.create", spec)
 
     async def update_schedule(
         self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
-    ) -> Any:
+    ) -> ScheduleInfo:
         """Replace a schedule's spec (it applies from now; the fire history is kept)."""
-        return await self.request(
-            subjects.api("schedules.update"), schedule_spec(schedule_id, capability, payload, **options)
+        return await self._schedule(
+            "schedules.update", schedule_spec(schedule_id, capability, payload, **options)
         )
 
-    async def schedule(self, schedule_id: str, action: str = "get") -> Any:
-        """`get`, `pause`, `resume` or `delete` one schedule."""
-        return await self.request(subjects.api(f"schedules.{action}"), {"id": schedule_id})
+    async def schedule(
+        self, schedule_id: str, action: Literal["get", "pause", "resume"] = "get"
+    ) -> ScheduleInfo:
+        """`get`, `pause` or `resume` one schedule; returns it as it then stands.
 
-    async def schedules(self) -> Any:
-        """Every schedule with its ledger and next fires."""
-        return (await self.request(subjects.api("schedules.list"), {}))["schedules"]
+        Raises:
+            JetschedApiError: `not_found`.
+        """
+        return await self._schedule(f"schedules.{action}", {"id": schedule_id})
 
-    async def preview_schedule(self, schedule_id: str, count: int = 10) -> Any:
+    async def _schedule(self, verb: str, body: dict[str, Any]) -> ScheduleInfo:
+        return ScheduleInfo.from_reply(await self.request(subjects.api(verb), body))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (fires already made go on). Raises `JetschedApiError` (`not_found`)."""
+        await self.request(subjects.api("schedules.delete"), {"id": schedule_id})
+
+    async def schedules(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule with its ledger and next fires, in id order."""
+        reply = await self.request(subjects.api("schedules.list"), {})
+        return [ScheduleInfo.from_reply(schedule) for schedule in reply["schedules"]]
+
+    async def preview_schedule(self, schedule_id: str, count: int = 10) -> SchedulePreview:
         """The next `count` fire times, in UTC and in the schedule's zone."""
-        return await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
+        return SchedulePreview.model_validate(
+            await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
+        )
 
     async def wait(
         self,

@@ -2,7 +2,8 @@
 
 The wire keeps epoch milliseconds (`created_at_ms`); these views turn each instant into a UTC `datetime`
 named without the suffix (`created_at`), and durations into `timedelta`s (`oldest_ready_age_ms`:
-`oldest_ready_age`). They ignore fields they do not know, unlike the wire models: the
+`oldest_ready_age`); a view whose wire names do not say which is which (the schedule record's
+`next_fire_ms`, `every_ms`) lists them. They ignore fields they do not know, unlike the wire models: the
 protocol grows additively, and an older client must go on reading a newer server's records.
 """
 
@@ -286,3 +287,104 @@ class WorkerInfo(View):
     seen_ago: timedelta
 
     _durations: ClassVar[Mapping[str, str]] = {"seen_ms_ago": "seen_ago"}
+
+
+class Fire(View):
+    """One fire a schedule dealt with (`ScheduleInfo.history`, the newest last)."""
+
+    #: The nominal fire time.
+    nominal: datetime
+    #: The job (or workflow) it created; None when it was missed.
+    job_id: str | None = None
+    #: When the timer dealt with it.
+    at: datetime
+    #: Why it did not run (None if it did).
+    missed: str | None = None
+
+    _instants: ClassVar[Mapping[str, str]] = {"at_ms": "at", "nominal_ms": "nominal"}
+
+
+class ScheduleSettings(View):
+    """A schedule as created or updated (docs/protocol.md, "Schedules"); `ScheduleInfo.spec`."""
+
+    id: str
+    #: The cron expression, or `every`.
+    cron: str | None = None
+    every: timedelta | None = None
+    timezone: str = "UTC"
+    #: The job each fire creates (its wire template), or `workflow`, the workflow each starts.
+    job: dict[str, Any] | None = None
+    workflow: dict[str, Any] | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    jitter: timedelta = timedelta(0)
+    # The policies as strings: their enums live beside the cron arithmetic, which the client does not need.
+    #: `skip`, `once` or `all`: what fires missed by more than `misfire_grace` do.
+    misfire: str
+    misfire_grace: timedelta
+    catchup_window: timedelta
+    #: `allow`, `skip`, `buffer_one` or `cancel_previous`.
+    overlap: str
+    #: `shift` or `skip`; and `first`, `second` or `both`.
+    dst_gap: str
+    dst_fold: str
+    paused: bool = False
+
+    _durations: ClassVar[Mapping[str, str]] = {
+        "every_ms": "every",
+        "jitter_ms": "jitter",
+        "misfire_grace_ms": "misfire_grace",
+        "catchup_window_ms": "catchup_window",
+    }
+
+
+class FireTime(View):
+    """A fire to come (`ScheduleInfo.next_fires`, `SchedulePreview.fires`), in UTC and the schedule's zone."""
+
+    utc: datetime
+    local: datetime
+
+
+class ScheduleInfo(View):
+    """A schedule: its settings, its ledger (what the timer fired and missed), and its next fires."""
+
+    spec: ScheduleSettings
+    created_at: datetime
+    updated_at: datetime
+    #: Fires are due strictly after the later of this and `last_fire` (creation, resume or update).
+    anchor: datetime
+    last_fire: datetime | None = None
+    next_fire: datetime | None = None
+    #: The job (or workflow) the last fire created.
+    last_job_id: str | None = None
+    #: A fire held back by `overlap="buffer_one"`.
+    buffered: datetime | None = None
+    fired: int = 0
+    missed: int = 0
+    #: The latest fires dealt with, oldest first.
+    history: tuple[Fire, ...] = ()
+    #: The next five fires (none while paused).
+    next_fires: tuple[FireTime, ...] = ()
+
+    _instants: ClassVar[Mapping[str, str]] = {
+        "anchor_ms": "anchor",
+        "last_fire_ms": "last_fire",
+        "next_fire_ms": "next_fire",
+        "buffered_ms": "buffered",
+    }
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> ScheduleInfo:
+        """From a schedule reply (`get`, `create`, `update`, …): `{"schedule": record, "next_fires"}`."""
+        return cls.model_validate({**reply["schedule"], "next_fires": reply.get("next_fires", ())})
+
+
+class SchedulePreview(View):
+    """What `preview_schedule` returns: the next fires, and the zone they are shown in."""
+
+    timezone: str
+    fires: tuple[FireTime, ...]
