@@ -117,7 +117,7 @@ async def port_cost(url: str, connection: type[Connection], count: int) -> float
 
 
 async def succeeded(client: Client) -> int:
-    return int((await client.stats())["jobs"].get("succeeded", 0))
+    return (await client.stats()).jobs.get("succeeded", 0)
 
 
 async def wait_succeeded(client: Client, count: int, timeout: float) -> None:

@@ -47,7 +47,7 @@ def rss_mib(pid: int) -> float:
 
 
 async def succeeded(client: Client) -> int:
-    return int((await client.stats())["jobs"].get("succeeded", 0))
+    return (await client.stats()).jobs.get("succeeded", 0)
 
 
 async def wait_succeeded(client: Client, count: int, timeout: float) -> None:

@@ -261,12 +261,13 @@ class Soak:
         healed_ms = int(time.time() * 1000)
 
         async def fired_since_heal() -> bool:
-            record = (await client.schedule("soak-beat"))["schedule"]
-            return (record["last_fire_ms"] or 0) >= healed_ms
+            last = (await client.schedule("soak-beat")).last_fire
+            return last is not None and last.timestamp() * 1000 >= healed_ms
 
         await eventually(fired_since_heal, timeout=30, what="the schedule firing after the chaos")
         await client.schedule("soak-beat", "pause")
-        record = (await client.schedule("soak-beat"))["schedule"]
+        # The record as stored, to replay its fires through the timer's own arithmetic.
+        record = (await client.request(subjects.api("schedules.get"), {"id": "soak-beat"}))["schedule"]
         jobs: list[dict[str, Any]] = []
         after: str | None = None
         while True:

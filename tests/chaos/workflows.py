@@ -101,7 +101,7 @@ class WorkflowLoad:
             except Exception:
                 await asyncio.sleep(0.5)
                 continue
-            self.accepted[reply["id"]] = name
+            self.accepted[reply.id] = name
             return
 
     async def check(self, client: Client, runs: list[Run], timeout: float = 120) -> WorkflowReport:
@@ -129,7 +129,9 @@ class WorkflowLoad:
         while pending and time.monotonic() < deadline:
             for workflow_id in list(pending):
                 try:
-                    view = (await client.workflow(workflow_id))["workflow"]
+                    view = (await client.request(subjects.api("workflows.get"), {"id": workflow_id}))[
+                        "workflow"
+                    ]
                 except Exception:
                     continue
                 if view["state"] in ("succeeded", "failed", "cancelled"):

@@ -119,8 +119,8 @@ class Fuzz:
             except Exception:  # intake may be the broken one right now
                 return None
             for w in workers:
-                if CONTROL_CAPABILITY in w["capabilities"] and not w["draining"] and w["session"] != stale:
-                    return str(w["session"])
+                if CONTROL_CAPABILITY in w.capabilities and not w.draining and w.session != stale:
+                    return w.session
             return None
 
         self.targets.session = await eventually(session, timeout=30, what="the probe worker's session")

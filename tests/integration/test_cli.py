@@ -255,7 +255,7 @@ async def indexed(client: Client, capability: str, state: str, count: int) -> No
     """Wait until intake's index (which lists answer from, after the records change) counts them."""
 
     async def counted() -> bool:
-        counts: dict[str, int] = (await client.stats())["capabilities"].get(capability, {})
+        counts: dict[str, int] = (await client.stats()).capabilities.get(capability, {})
         return counts.get(state) == count
 
     await eventually(counted, timeout=20)

@@ -140,7 +140,7 @@ async def test_intake_dies_after_cancel_cas(fleet: Fleet, client: Client) -> Non
     assert (await client.get(reply.id)).state == "cancelled"
 
     async def worker_idle() -> bool:
-        return bool((await client.stats())["workers"]["busy"] == 0)
+        return (await client.stats()).workers.busy == 0
 
     await eventually(worker_idle, timeout=15, what="worker stopped the cancelled attempt")
     assert not [r for r in fleet.runs() if r.job_id == reply.id and r.event == "end"]
@@ -156,13 +156,13 @@ async def test_timer_dies_between_fire_and_ledger(fleet: Fleet, client: Client) 
     restart_clean(timer)
 
     async def fired(n: int) -> bool:
-        return bool((await client.schedule("beat"))["schedule"]["fired"] >= n)
+        return (await client.schedule("beat")).fired >= n
 
     await eventually(lambda: fired(3), timeout=20, what="fires after the restart")
-    record = (await client.schedule("beat"))["schedule"]
-    jobs = [e["job_id"] for e in record["history"] if e["job_id"]]
+    record = await client.schedule("beat")
+    jobs = [e.job_id for e in record.history if e.job_id]
     assert len(jobs) == len(set(jobs))
-    assert not [e for e in record["history"] if e["missed"]]
+    assert not [e for e in record.history if e.missed]
     for job_id in jobs[:2]:
         await client.wait(job_id, timeout=20)
         assert len(fleet.started(job_id)) == 1

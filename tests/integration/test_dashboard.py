@@ -171,10 +171,10 @@ async def show_a_workflow(page: Page, url: str, client: Client, shots: Path) -> 
     reply = await client.submit_workflow(flow)
 
     async def done() -> bool:
-        return bool((await client.workflow(reply["id"]))["workflow"]["state"] == "succeeded")
+        return (await client.workflow(reply.id)).state == "succeeded"
 
     await eventually(done, timeout=20, what="the workflow succeeded")
-    await page.goto(f"{url}#/workflow/{reply['id']}")
+    await page.goto(f"{url}#/workflow/{reply.id}")
     for name in ("fetch", "left", "right", "merge"):
         node = page.locator(f'svg.graph g[data-step="{name}"]')
         await expect(node).to_contain_text("succeeded")
@@ -262,7 +262,7 @@ async def drain_a_worker(page: Page, url: str, client: Client, nats_url: str, sh
         return "held"
 
     async def draining(session: str) -> bool:
-        return any(w["session"] == session and w["draining"] for w in await client.workers())
+        return any(w.session == session and w.draining for w in await client.workers())
 
     async with running_worker(spare_tasks, nats_url, concurrency=1, labels={"role": "spare"}) as spare:
         held = await client.submit("spare.hold")

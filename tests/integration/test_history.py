@@ -133,8 +133,8 @@ async def test_finished_jobs_are_listed_and_counted_from_history(nats_server: Na
             r.id for r in ok
         }
         stats = await client.stats()
-        assert stats["history"]["jobs"] == 4
-        assert stats["capabilities"]["h"]["succeeded"] == 3
+        assert stats.history.jobs == 4
+        assert stats.capabilities["h"]["succeeded"] == 3
         await nc.close()
 
 
@@ -158,11 +158,11 @@ async def test_a_workflows_step_jobs_leave_once_it_took_them_in(nats_server: Nat
         reply = await client.submit_workflow(flow)
 
         async def done() -> bool:
-            return bool((await client.workflow(reply["id"]))["workflow"]["state"] == "succeeded")
+            return (await client.workflow(reply.id)).state == "succeeded"
 
         await eventually(done, timeout=20, what="the workflow succeeded")
-        for job_id in reply["steps"].values():
+        for job_id in reply.steps.values():
             await eventually(lambda j=job_id: retired(nc, j), timeout=10, what="retired")  # type: ignore[misc]
-        view = (await client.workflow(reply["id"]))["workflow"]
-        assert view["steps"]["d"]["result"] == 2
+        view = await client.workflow(reply.id)
+        assert view.steps["d"].result == 2
         await nc.close()

@@ -64,7 +64,7 @@ async def test_sigterm_drains_in_flight_work(fleet: Fleet, proc_client: Client) 
     os.kill(worker.popen.pid, signal.SIGTERM)
 
     async def draining() -> bool:  # the signal handled (a loaded machine may take a moment)
-        return any(w["draining"] for w in await proc_client.workers())
+        return any(w.draining for w in await proc_client.workers())
 
     await eventually(draining, timeout=10, what="the worker announces draining")
     queued = await proc_client.submit("probe.sleep", 0.01)
@@ -152,8 +152,8 @@ async def test_views_recover_at_once_after_a_nats_restart(
     assert time.monotonic() - restarted < 8.0
 
     async def fired_since() -> bool:
-        schedule = (await proc_client.schedule("beat"))["schedule"]
-        return (schedule["last_fire_ms"] or 0) > time.time() * 1000 - 1500
+        last = (await proc_client.schedule("beat")).last_fire
+        return last is not None and last.timestamp() > time.time() - 1.5
 
     await eventually(fired_since, timeout=8, what="the schedule firing on time again")
 

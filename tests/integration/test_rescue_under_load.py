@@ -64,7 +64,7 @@ async def test_killed_worker_jobs_rerun_within_3s_of_detection_under_a_backlog(f
             held = {r.job_id for r in fleet.runs() if r.pid == victim.pid and r.event == "start"} - {
                 r.job_id for r in fleet.runs() if r.pid == victim.pid and r.event == "end"
             }
-            backlog = (await client.stats())["queues"]["probe.sleep"]["ready"]
+            backlog = (await client.stats()).queues["probe.sleep"].ready
             victim.kill()
             killed_at = time.time()
             await eventually(

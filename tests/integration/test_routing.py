@@ -99,7 +99,7 @@ async def _state(client: Client, job_id: str, state: str) -> bool:
 
 
 async def _listed(client: Client, session: str) -> bool:
-    return any(w["session"] == session for w in await client.workers())
+    return any(w.session == session for w in await client.workers())
 
 
 async def test_per_key_cap_holds_across_workers(
@@ -160,4 +160,4 @@ async def test_load_follows_capacity(stack: Stack, client: Client, nats_server: 
 
 
 async def _capable_sessions(client: Client, capability: str, n: int) -> bool:
-    return sum(capability in w["capabilities"] for w in await client.workers()) == n
+    return sum(capability in w.capabilities for w in await client.workers()) == n

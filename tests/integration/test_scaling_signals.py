@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry import metrics
@@ -65,8 +66,9 @@ async def test_signals_in_stats_and_metrics(nats_server: NatsServer) -> None:
 
 
 async def _queue(client: Client, capability: str, field: str, value: Any) -> bool:
-    return bool((await client.stats())["queues"].get(capability, {}).get(field) == value)
+    signals = (await client.stats()).queues.get(capability)
+    return signals is not None and bool(getattr(signals, field) == value)
 
 
 async def _age(client: Client, capability: str) -> bool:
-    return bool((await client.stats())["queues"][capability]["oldest_ready_age_ms"] > 0)
+    return (await client.stats()).queues[capability].oldest_ready_age > timedelta(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -40,18 +41,17 @@ async def test_interval_schedule_fires_once_per_nominal_time(nats_server: NatsSe
         running_worker(tick_tasks(seen), nats_server.url),
     ):
         created = await client.create_schedule("every-second", "tick", {"n": 1}, every=1.0)
-        assert created["schedule"]["next_fire_ms"] is not None
+        assert created.next_fire is not None
         await eventually(lambda: len(seen) >= 4, timeout=15, what="four fires ran")
         await client.schedule("every-second", "pause")
-        view = await client.schedule("every-second")
+        record = await client.schedule("every-second")
         jobs = await jobs_of(client, "every-second")
-    record = view["schedule"]
     nominal = sorted(ms(j.fire_at) for j in jobs)
     assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
     assert {j.id for j in jobs} == {fire_job_id("every-second", t) for t in nominal}
     assert max(Counter(job_id for job_id, _ in seen).values()) == 1
-    assert record["fired"] == len(jobs)
-    assert [e["job_id"] for e in record["history"]][-len(jobs) :] == [
+    assert record.fired == len(jobs)
+    assert [e.job_id for e in record.history][-len(jobs) :] == [
         fire_job_id("every-second", t) for t in nominal
     ]
 
@@ -64,8 +64,9 @@ async def test_cron_schedule_preview_pause_resume_delete(
     async with running_worker(tick_tasks(seen), nats_server.url):
         await client.create_schedule("cron-sec", "tick", cron="* * * * * *", timezone="Europe/Berlin")
         preview = await client.preview_schedule("cron-sec", count=3)
-        assert len(preview["fires"]) == 3
-        assert preview["fires"][0]["local"].endswith(("+01:00", "+02:00"))
+        assert len(preview.fires) == 3
+        assert preview.fires[0].local.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
+        assert preview.fires[0].local == preview.fires[0].utc
         await eventually(lambda: len(seen) >= 2, timeout=10, what="cron fired")
         await client.schedule("cron-sec", "pause")
         paused_at = len(seen)
@@ -73,7 +74,7 @@ async def test_cron_schedule_preview_pause_resume_delete(
         assert len(seen) <= paused_at + 1
         await client.schedule("cron-sec", "resume")
         await eventually(lambda: len(seen) >= paused_at + 3, timeout=10, what="fires after resume")
-        assert (await client.schedule("cron-sec", "delete"))["deleted"] is True
+        await client.delete_schedule("cron-sec")
         with pytest.raises(JetschedApiError, match="not_found"):
             await client.schedule("cron-sec")
         with pytest.raises(JetschedApiError, match="already_exists"):
@@ -111,24 +112,25 @@ async def test_whole_system_stopped_across_fires(nats_server: NatsServer, misfir
             }
             await client.request("jetsched.api.schedules.update", spec)
             await eventually(lambda: _fired(client, "s", 1), timeout=10, what="first fire")
-            before = (await client.schedule("s"))["schedule"]
+            before = await client.schedule("s")
         await asyncio.sleep(3.6)
         async with Stack(nats_server.url), running_worker(tick_tasks(seen), nats_server.url):
             await eventually(
-                lambda: _handled_after(client, "s", before["last_fire_ms"], 4),
+                lambda: _handled_after(client, "s", before.last_fire, 4),
                 timeout=15,
                 what="the missed fires were dealt with",
             )
-            after = (await client.schedule("s"))["schedule"]
+            after = await client.schedule("s")
     # The first look after the restart dealt with every fire that came while nothing ran.
-    after_stop = [e for e in after["history"] if e["nominal_ms"] > before["last_fire_ms"]]
-    first_look = [e for e in after_stop if e["at_ms"] == after_stop[0]["at_ms"]]
-    late = [e for e in first_look if e["at_ms"] - e["nominal_ms"] > 300]
+    assert before.last_fire is not None
+    after_stop = [e for e in after.history if e.nominal > before.last_fire]
+    first_look = [e for e in after_stop if e.at == after_stop[0].at]
+    late = [e for e in first_look if e.at - e.nominal > timedelta(milliseconds=300)]
     assert len(late) >= 3
-    assert all(e["missed"] for e in first_look if e["job_id"] is None)
-    ran = [e for e in first_look if e["job_id"] is not None]
+    assert all(e.missed for e in first_look if e.job_id is None)
+    ran = [e for e in first_look if e.job_id is not None]
     if misfire == "skip":
-        assert not [e for e in late if e["job_id"]]
+        assert not [e for e in late if e.job_id]
     elif misfire == "once":
         assert len(ran) == 1
     else:
@@ -136,12 +138,12 @@ async def test_whole_system_stopped_across_fires(nats_server: NatsServer, misfir
 
 
 async def _fired(client: Client, schedule_id: str, n: int) -> bool:
-    return bool((await client.schedule(schedule_id))["schedule"]["fired"] >= n)
+    return (await client.schedule(schedule_id)).fired >= n
 
 
-async def _handled_after(client: Client, schedule_id: str, after_ms: int, n: int) -> bool:
-    history: list[dict[str, int]] = (await client.schedule(schedule_id))["schedule"]["history"]
-    return sum(e["nominal_ms"] > after_ms for e in history) >= n
+async def _handled_after(client: Client, schedule_id: str, after: datetime | None, n: int) -> bool:
+    history = (await client.schedule(schedule_id)).history
+    return sum(after is None or e.nominal > after for e in history) >= n
 
 
 @pytest.mark.slow
@@ -168,17 +170,19 @@ async def test_overlap_policies(stack: Stack, client: Client, nats_server: NatsS
 
     async with running_worker(tasks, nats_server.url, concurrency=4):
         await client.create_schedule("o", "slow", every=1.0, overlap=overlap)
-        await eventually(lambda: _handled_after(client, "o", 0, 5), timeout=20, what="five fires dealt with")
+        await eventually(
+            lambda: _handled_after(client, "o", None, 5), timeout=20, what="five fires dealt with"
+        )
         await client.schedule("o", "pause")
-        record = (await client.schedule("o"))["schedule"]
-    reasons = [e["missed"] for e in record["history"] if e["missed"]]
+        record = await client.schedule("o")
+    reasons = [e.missed for e in record.history if e.missed]
     if overlap == "skip":
         assert peak == 1
         assert reasons
         assert all("overlap=skip" in why for why in reasons)
     elif overlap == "buffer_one":
         assert peak == 1
-        assert record["buffered_ms"] is not None or any("buffer" in why for why in reasons)
+        assert record.buffered is not None or any("buffer" in why for why in reasons)
     else:
         assert interrupted, "the previous run was not cancelled"
         cancelled = [(await client.get(job_id)).state for job_id in interrupted]

@@ -311,7 +311,7 @@ async def test_end_to_end_over_tls(secure_tls: Secure) -> None:
             job = await client.wait(reply.id, timeout=20)
             assert (job.state, job.result) == ("succeeded", {"n": 1})
         async with Client(secure_tls.url, auth=secure_tls.auth("operator")) as operator:
-            assert (await operator.stats())["jobs"] == {"succeeded": 1}
+            assert (await operator.stats()).jobs == {"succeeded": 1}
     assert secure_tls.violations() == []
 
 
@@ -360,14 +360,14 @@ async def test_operator_paths_need_nothing_ungranted(secure: Secure) -> None:
         body = {"bucket": "outcomes", "key": entry["key"]}
         assert (await operator.request(subjects.api("doctor.purge"), body))["purged"]
         assert await quarantined() == []
-        assert [w["session"] for w in await operator.workers()] == ["alpha"]
+        assert [w.session for w in await operator.workers()] == ["alpha"]
         await operator.drain("alpha")
         await eventually(lambda: worker.draining, what="the worker to drain")
     assert secure.violations() == []
 
 
 async def _fired(operator: Client) -> bool:
-    last = (await operator.schedule("tick"))["schedule"].get("last_job_id")
+    last = (await operator.schedule("tick")).last_job_id
     return last is not None and (await operator.get(last)).state == "succeeded"
 
 

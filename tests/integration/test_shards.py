@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -30,25 +31,25 @@ async def test_killed_timer_replica_shards_taken_over(fleet: Fleet) -> None:
         await eventually(lambda: _fired(client, 2), timeout=15, what="schedule fired twice")
         victim = await fleet.lease_owner("timer", shard_of("beat", DEFAULT_SHARDS))
         victim.kill()
-        killed_at_fired = (await client.schedule("beat"))["schedule"]["fired"]
+        killed_at_fired = (await client.schedule("beat")).fired
         records = [await client.wait(r.id, timeout=30) for r in delayed]
         await eventually(lambda: _fired(client, killed_at_fired + 4), timeout=20, what="fires after the kill")
-        record = (await client.schedule("beat"))["schedule"]
+        record = await client.schedule("beat")
     assert {r.state for r in records} == {"succeeded"}
     lateness = [(r.started_at - r.run_at).total_seconds() for r in records if r.started_at]
     assert len(lateness) == len(records)
     assert min(lateness) >= 0
     assert max(lateness) < 2.0 + 1.5, lateness  # at most one lease TTL (2 s) plus the takeover's tick
-    history = [e for e in record["history"] if e["job_id"]]
-    nominal = [e["nominal_ms"] for e in history]
-    assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1)
-    assert not [e for e in record["history"] if e["missed"]]
-    assert len({e["job_id"] for e in history}) == len(history)
+    history = [e for e in record.history if e.job_id]
+    nominal = [e.nominal for e in history]
+    assert [b - a for a, b in itertools.pairwise(nominal)] == [timedelta(seconds=1)] * (len(nominal) - 1)
+    assert not [e for e in record.history if e.missed]
+    assert len({e.job_id for e in history}) == len(history)
     await asyncio.sleep(0)
 
 
 async def _fired(client: Client, n: int) -> bool:
-    return bool((await client.schedule("beat"))["schedule"]["fired"] >= n)
+    return (await client.schedule("beat")).fired >= n
 
 
 async def test_killed_dispatcher_replica_capability_moves(fleet: Fleet) -> None:
@@ -91,7 +92,7 @@ async def test_routing_and_queue_control_with_worker_processes(fleet: Fleet) -> 
 
 
 async def _plain_session(client: Client) -> str | None:
-    return next((w["session"] for w in await client.workers() if not w["labels"]), None)
+    return next((w.session for w in await client.workers() if not w.labels), None)
 
 
 async def _says(client: Client, job_id: str, word: str) -> bool:

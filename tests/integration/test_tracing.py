@@ -97,8 +97,7 @@ async def test_one_trace_per_workflow(
             reply = await client.submit_workflow(flow)
 
         async def done() -> bool:
-            view = (await client.workflow(reply["id"]))["workflow"]
-            return bool(view["state"] == "succeeded")
+            return (await client.workflow(reply.id)).state == "succeeded"
 
         await eventually(done, timeout=20, what="the workflow succeeded")
         # The last outcome's span ends after its CAS; the view can be read just before.

@@ -73,7 +73,7 @@ async def test_reload_restarts_the_worker_on_an_edit(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert (await client.workers()) == [] or all(w["draining"] for w in await client.workers())
+    assert (await client.workers()) == [] or all(w.draining for w in await client.workers())
 
 
 async def _runs(client: Client, version: str) -> bool:
@@ -89,7 +89,7 @@ async def test_capabilities_serves_only_those(
     try:
         assert await result_of(client, "reload.other") == "other"
         (worker,) = await client.workers()
-        assert worker["capabilities"] == ["reload.other"]
+        assert worker.capabilities == ("reload.other",)
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)

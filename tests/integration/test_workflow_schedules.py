@@ -44,29 +44,27 @@ async def test_workflow_schedule_starts_one_workflow_per_nominal_time(nats_serve
         running_worker(flow_tasks(seen, parents), nats_server.url),
     ):
         created = await client.create_workflow_schedule("flows", flow, every=1.0)
-        assert created["schedule"]["next_fire_ms"] is not None
+        assert created.next_fire is not None
         await eventually(lambda: len(parents) >= 4, timeout=20, what="four workflows finished")
         await client.schedule("flows", "pause")
-        record = (await client.schedule("flows"))["schedule"]
+        record = await client.schedule("flows")
         jobs = [j for j in (await client.list(limit=1000)).jobs if j.schedule_id == "flows"]
         by_fire: dict[int, list[JobInfo]] = defaultdict(list)
         for job in jobs:
             by_fire[ms(job.fire_at)].append(job)
         nominal = sorted(by_fire)
-        views = {t: (await client.workflow(fire_job_id("flows", t)))["workflow"] for t in nominal}
+        views = {t: await client.workflow(fire_job_id("flows", t)) for t in nominal}
         await eventually(
             lambda: len(parents) >= len(nominal), timeout=20, what="every fired workflow finished"
         )
     assert [b - a for a, b in itertools.pairwise(nominal)] == [1000] * (len(nominal) - 1), nominal
     assert all(len(found) == 2 for found in by_fire.values())
-    assert {v["id"] for v in views.values()} == {fire_job_id("flows", t) for t in nominal}
+    assert {v.id for v in views.values()} == {fire_job_id("flows", t) for t in nominal}
     assert max(Counter(job_id for job_id, _ in seen).values()) == 1
     assert len(seen) <= 2 * len(nominal)
     assert all(p == {"a": 7} for p in parents)
-    assert record["fired"] == len(nominal)
-    assert [e["job_id"] for e in record["history"]][-len(nominal) :] == [
-        fire_job_id("flows", t) for t in nominal
-    ]
+    assert record.fired == len(nominal)
+    assert [e.job_id for e in record.history][-len(nominal) :] == [fire_job_id("flows", t) for t in nominal]
 
 
 async def test_workflow_schedule_overlap_skip(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -79,11 +77,11 @@ async def test_workflow_schedule_overlap_skip(stack: Stack, client: Client, nats
         await client.create_workflow_schedule("busy", flow, every=1.0, overlap="skip")
 
         async def missed() -> bool:
-            return int((await client.schedule("busy"))["schedule"]["missed"]) >= 2
+            return (await client.schedule("busy")).missed >= 2
 
         await eventually(missed, timeout=15, what="fires skipped while the first workflow runs")
         await client.schedule("busy", "pause")
-        record = (await client.schedule("busy"))["schedule"]
-    assert record["fired"] == 1
-    assert all("overlap=skip" in e["missed"] for e in record["history"] if e.get("missed"))
+        record = await client.schedule("busy")
+    assert record.fired == 1
+    assert all("overlap=skip" in e.missed for e in record.history if e.missed)
     assert len(seen) == 1

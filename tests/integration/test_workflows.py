@@ -21,6 +21,7 @@ from jetsched.sdk import (
     JetschedApiError,
     Job,
     Tasks,
+    WorkflowInfo,
     chain,
     chord,
     group,
@@ -29,8 +30,6 @@ from jetsched.sdk import (
 )
 
 from .test_cli import jetsched
-
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def tasks_for(runs: Counter[str], gate: asyncio.Event | None = None) -> Tasks:
@@ -73,13 +72,14 @@ def tasks_for(runs: Counter[str], gate: asyncio.Event | None = None) -> Tasks:
     return tasks
 
 
-async def finished(client: Client, workflow_id: str, timeout: float = 30) -> dict[str, Any]:
-    async def final() -> dict[str, Any]:
-        view: dict[str, Any] = (await client.workflow(workflow_id))["workflow"]
-        return view if view["state"] in FINAL else {}
+async def finished(client: Client, workflow_id: str, timeout: float = 30) -> WorkflowInfo:
+    async def final() -> WorkflowInfo | None:
+        view = await client.workflow(workflow_id)
+        return view if view.finished else None
 
-    result: dict[str, Any] = await eventually(final, timeout=timeout, what=f"workflow {workflow_id} final")
-    return result
+    view = await eventually(final, timeout=timeout, what=f"workflow {workflow_id} final")
+    assert view is not None  # eventually returns only what is truthy
+    return view
 
 
 async def test_chain_hands_results_on(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -88,18 +88,21 @@ async def test_chain_hands_results_on(stack: Stack, client: Client, nats_server:
     flow = chain(step("one", "wf.add", 1), step("two", "wf.add", 10), step("three", "wf.echo", "x"))
     async with running_worker(tasks_for(runs), nats_server.url):
         reply = await client.submit_workflow(flow)
-        assert (reply["state"], reply["duplicate"], set(reply["steps"])) == (
+        assert (reply.state, reply.duplicate, set(reply.steps)) == (
             "running",
             False,
             {"one", "two", "three"},
         )
-        view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
-    steps = view["steps"]
-    assert [steps[n]["result"] for n in ("one", "two")] == [1, 11]
-    assert steps["three"]["result"] == {"payload": "x", "parents": {"two": 11}, "item": None}
+        view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    steps = view.steps
+    assert [steps[n].result for n in ("one", "two")] == [1, 11]
+    assert steps["three"].result == {"payload": "x", "parents": {"two": 11}, "item": None}
     assert set(runs.values()) == {1}
-    assert steps["one"]["finished_at_ms"] <= steps["two"]["started_at_ms"]
+    first, second = steps["one"].finished_at, steps["two"].started_at
+    assert first is not None
+    assert second is not None
+    assert first <= second
 
 
 async def test_fan_out_fan_in(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -111,9 +114,9 @@ async def test_fan_out_fan_in(stack: Stack, client: Client, nats_server: NatsSer
     )
     async with running_worker(tasks_for(runs), nats_server.url, concurrency=8):
         reply = await client.submit_workflow(flow)
-        view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
-    assert view["steps"]["sum"]["result"] == sum(n + 1 for n in range(8))
+        view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    assert view.steps["sum"].result == sum(n + 1 for n in range(8))
     assert len(runs) == 10
     assert set(runs.values()) == {1}
 
@@ -124,11 +127,11 @@ async def test_waiting_step_is_visible(stack: Stack, client: Client, nats_server
     flow = chain(step("first", "wf.block"), step("second", "wf.echo"))
     async with running_worker(tasks_for(Counter(), gate), nats_server.url):
         reply = await client.submit_workflow(flow)
-        got = await client.get(reply["steps"]["second"])
+        got = await client.get(reply.steps["second"])
         assert got.state == "waiting"
         assert "waiting for its parents" in (got.waiting or "")
         gate.set()
-        assert (await finished(client, reply["id"]))["state"] == "succeeded"
+        assert (await finished(client, reply.id)).state == "succeeded"
 
 
 async def test_fail_fast(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -140,9 +143,9 @@ async def test_fail_fast(stack: Stack, client: Client, nats_server: NatsServer) 
     )
     async with running_worker(tasks_for(runs), nats_server.url):
         reply = await client.submit_workflow(flow)
-        view = await finished(client, reply["id"])
-    assert view["state"] == "failed"
-    states = {name: s["state"] for name, s in view["steps"].items()}
+        view = await finished(client, reply.id)
+    assert view.state == "failed"
+    states = {name: s.state for name, s in view.steps.items()}
     assert states == {"bad": "dead", "after_bad": "cancelled", "slow": "cancelled", "after_slow": "cancelled"}
 
 
@@ -154,10 +157,10 @@ async def test_continue(stack: Stack, client: Client, nats_server: NatsServer) -
     )
     async with running_worker(tasks_for(Counter()), nats_server.url):
         reply = await client.submit_workflow(flow, on_failure="continue")
-        view = await finished(client, reply["id"])
-    assert view["state"] == "failed"
-    assert view["steps"]["after_bad"]["state"] == "cancelled"
-    assert view["steps"]["after_good"]["result"] == 5
+        view = await finished(client, reply.id)
+    assert view.state == "failed"
+    assert view.steps["after_bad"].state == "cancelled"
+    assert view.steps["after_good"].result == 5
 
 
 async def test_map_over(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -170,14 +173,14 @@ async def test_map_over(stack: Stack, client: Client, nats_server: NatsServer) -
     )
     async with running_worker(tasks_for(runs), nats_server.url, concurrency=5):
         reply = await client.submit_workflow(flow)
-        view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded", view["steps"]
-    assert view["steps"]["doubled"]["result"] == [0, 2, 4, 6, 8]
-    assert view["steps"]["doubled"]["instances"] == 5
-    assert view["steps"]["total"]["result"]["parents"] == {"doubled": [0, 2, 4, 6, 8]}
-    link = (await client.get(view["steps"]["doubled"]["job_id"])).workflow
+        view = await finished(client, reply.id)
+    assert view.state == "succeeded", view.steps
+    assert view.steps["doubled"].result == [0, 2, 4, 6, 8]
+    assert view.steps["doubled"].instances == 5
+    assert view.steps["total"].result["parents"] == {"doubled": [0, 2, 4, 6, 8]}
+    link = (await client.get(view.steps["doubled"].job_id)).workflow
     assert link is not None
-    last = await client.get(step_job_id(reply["id"], link["index"], link["run"], 4))
+    last = await client.get(step_job_id(reply.id, link["index"], link["run"], 4))
     assert last.item == 4
     assert "numbers" not in (last.parents or {})  # its element, not the whole list again
     assert len(runs) == 1 + 5 + 1
@@ -188,8 +191,8 @@ async def test_map_over_empty_list(stack: Stack, client: Client, nats_server: Na
     """A map over an empty list succeeds at once with an empty result."""
     flow = chain(step("numbers", "wf.list", 0), step("each", "wf.double", map_over="numbers"))
     async with running_worker(tasks_for(Counter()), nats_server.url):
-        view = await finished(client, (await client.submit_workflow(flow))["id"])
-    assert (view["state"], view["steps"]["each"]["result"]) == ("succeeded", [])
+        view = await finished(client, (await client.submit_workflow(flow)).id)
+    assert (view.state, view.steps["each"].result) == ("succeeded", [])
 
 
 async def test_keyed_resubmit(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -197,9 +200,9 @@ async def test_keyed_resubmit(stack: Stack, client: Client, nats_server: NatsSer
     flow = chain(step("a", "wf.add", 1), step("b", "wf.add", 1))
     first = await client.submit_workflow(flow, key="nightly-1")
     again = await client.submit_workflow(flow, key="nightly-1")
-    assert (again["id"], again["steps"], again["duplicate"]) == (first["id"], first["steps"], True)
-    listed = (await client.workflows())["workflows"]
-    assert [w["id"] for w in listed] == [first["id"]]
+    assert (again.id, again.steps, again.duplicate) == (first.id, first.steps, True)
+    listed = (await client.workflows()).workflows
+    assert [w.id for w in listed] == [first.id]
 
 
 @pytest.mark.parametrize(
@@ -216,7 +219,7 @@ async def test_refused(stack: Stack, client: Client, steps: list[dict[str, Any]]
     with pytest.raises(JetschedApiError) as caught:
         await client.request("jetsched.workflow.submit", {"steps": steps})
     assert (caught.value.code, caught.value.field) == ("invalid_field", field)
-    assert (await client.workflows())["workflows"] == []
+    assert (await client.workflows()).workflows == []
     assert (await client.list()).jobs == []
 
 
@@ -228,21 +231,21 @@ async def test_cancel_then_retry(stack: Stack, client: Client, nats_server: Nats
     flow = chain(step("a", "wf.add", 1), step("b", "wf.block"), step("c", "wf.echo"))
     async with running_worker(tasks_for(runs, gate), nats_server.url):
         reply = await client.submit_workflow(flow)
-        b = reply["steps"]["b"]
+        b = reply.steps["b"]
         await eventually(lambda: runs[b] == 1, timeout=10, what="b running")
-        cancelled = await client.cancel_workflow(reply["id"])
-        assert cancelled["cancel_requested"] is True
-        view = await finished(client, reply["id"])
-        assert view["state"] == "cancelled"
-        assert [view["steps"][n]["state"] for n in "abc"] == ["succeeded", "cancelled", "cancelled"]
+        cancelled = await client.cancel_workflow(reply.id)
+        assert cancelled.cancel_requested is True
+        view = await finished(client, reply.id)
+        assert view.state == "cancelled"
+        assert [view.steps[n].state for n in "abc"] == ["succeeded", "cancelled", "cancelled"]
         gate.set()
-        retried = await client.retry_workflow(reply["id"])
-        assert retried["retried"] == ["b", "c"]
-        view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
-    assert view["steps"]["c"]["result"]["parents"] == {"b": None}
-    assert runs[reply["steps"]["a"]] == 1
-    assert view["steps"]["b"]["job_id"] != b
+        retried = await client.retry_workflow(reply.id)
+        assert retried.retried == ("b", "c")
+        view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    assert view.steps["c"].result["parents"] == {"b": None}
+    assert runs[reply.steps["a"]] == 1
+    assert view.steps["b"].job_id != b
 
 
 async def test_retry_failed_step(stack: Stack, client: Client, nats_server: NatsServer) -> None:
@@ -251,14 +254,14 @@ async def test_retry_failed_step(stack: Stack, client: Client, nats_server: Nats
     flow = chain(step("a", "wf.add", 1), step("flaky", "wf.fail", "once"), step("c", "wf.echo"))
     async with running_worker(tasks_for(runs), nats_server.url):
         reply = await client.submit_workflow(flow)
-        assert (await finished(client, reply["id"]))["state"] == "failed"
+        assert (await finished(client, reply.id)).state == "failed"
         with pytest.raises(JetschedApiError):
-            await client.cancel_workflow(reply["id"])
-        await client.retry_workflow(reply["id"])
-        view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
-    assert runs[reply["steps"]["a"]] == 1
-    assert view["steps"]["c"]["result"]["parents"] == {"flaky": None}
+            await client.cancel_workflow(reply.id)
+        await client.retry_workflow(reply.id)
+        view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    assert runs[reply.steps["a"]] == 1
+    assert view.steps["c"].result["parents"] == {"flaky": None}
 
 
 async def test_unknown_workflow(stack: Stack, client: Client) -> None:
@@ -288,4 +291,4 @@ async def test_cli(stack: Stack, client: Client, nats_server: NatsServer, tmp_pa
     code, out, _ = await jetsched(*url, "workflows", "cancel", workflow_id)
     assert "cancel_requested" in out
     view = await finished(client, workflow_id)
-    assert view["state"] == "cancelled"
+    assert view.state == "cancelled"

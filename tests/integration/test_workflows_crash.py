@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -20,7 +19,9 @@ from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.intake.workflow_submit import key_id
-from jetsched.sdk import Client, chain, chord, step
+from jetsched.sdk import Client, WorkflowInfo, chain, chord, step
+
+from .conftest import ms
 
 pytestmark = pytest.mark.slow
 
@@ -51,19 +52,20 @@ async def client(fleet: Fleet) -> AsyncIterator[Client]:
         yield connected
 
 
-async def finished(client: Client, workflow_id: str) -> dict[str, Any]:
-    async def final() -> dict[str, Any]:
-        view: dict[str, Any] = (await client.workflow(workflow_id))["workflow"]
-        return view if view["state"] in ("succeeded", "failed", "cancelled") else {}
+async def finished(client: Client, workflow_id: str) -> WorkflowInfo:
+    async def final() -> WorkflowInfo | None:
+        view = await client.workflow(workflow_id)
+        return view if view.finished else None
 
-    result: dict[str, Any] = await eventually(final, timeout=60, what="workflow final")
-    return result
+    view = await eventually(final, timeout=60, what="workflow final")
+    assert view is not None  # eventually returns only what is truthy
+    return view
 
 
-def ran_once(fleet: Fleet, view: dict[str, Any]) -> None:
-    for name, s in view["steps"].items():
-        if "instances" not in s:
-            assert len(fleet.started(s["job_id"])) == 1, name
+def ran_once(fleet: Fleet, view: WorkflowInfo) -> None:
+    for name, s in view.steps.items():
+        if s.instances is None:
+            assert len(fleet.started(s.job_id)) == 1, name
 
 
 @pytest.mark.parametrize(("point", "duplicate"), SUBMIT_POINTS)
@@ -83,11 +85,11 @@ async def test_intake_dies_during_workflow_submit(
     await crashed(intake)
     restart_clean(intake)
     reply = await client.submit_workflow(DIAMOND, key="diamond-1")
-    assert reply["duplicate"] is duplicate
-    view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
+    assert reply.duplicate is duplicate
+    view = await finished(client, reply.id)
+    assert view.state == "succeeded"
     ran_once(fleet, view)
-    assert [w["id"] for w in (await client.workflows())["workflows"]] == [reply["id"]]
+    assert [w.id for w in (await client.workflows()).workflows] == [reply.id]
     assert len((await client.list()).jobs) == 4
 
 
@@ -100,8 +102,8 @@ async def test_reaper_dies_while_advancing(fleet: Fleet, client: Client, point: 
     reply = await client.submit_workflow(DIAMOND)
     await crashed(reaper)
     restart_clean(reaper)
-    view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
+    view = await finished(client, reply.id)
+    assert view.state == "succeeded"
     ran_once(fleet, view)
 
 
@@ -114,9 +116,9 @@ async def test_reaper_dies_while_expanding_a_map(fleet: Fleet, client: Client) -
     reply = await client.submit_workflow(flow)
     await crashed(reaper)
     restart_clean(reaper)
-    view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
-    assert view["steps"]["each"]["result"] == list(range(100))
+    view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    assert view.steps["each"].result == list(range(100))
     starts = [r.job_id for r in fleet.runs() if r.event == "start"]
     assert len(starts) == len(set(starts)) == 101
 
@@ -150,7 +152,7 @@ async def nothing_left(fleet: Fleet, client: Client, key: str | None = None) -> 
     """No job and no workflow visible; with `key`, the record its entry names is gone from the bucket."""
 
     async def empty() -> bool:
-        return not (await client.list()).jobs and not (await client.workflows())["workflows"]
+        return not (await client.list()).jobs and not (await client.workflows()).workflows
 
     await eventually(empty, timeout=30, what="the abandoned submit's step jobs cleared")
     if key is None:
@@ -184,9 +186,9 @@ async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: 
     await nothing_left(fleet, client, "late-1")
     assert fleet.runs() == []
     reply = await client.submit_workflow(DIAMOND, key="late-1")
-    assert reply["duplicate"] is False
-    view = await finished(client, reply["id"])
-    assert view["state"] == "succeeded"
+    assert reply.duplicate is False
+    view = await finished(client, reply.id)
+    assert view.state == "succeeded"
     ran_once(fleet, view)
     assert len((await client.list()).jobs) == 4
 
@@ -214,12 +216,12 @@ async def test_lost_cancel_of_a_ready_step_is_redone(fleet: Fleet, client: Clien
     flow = [step("bad", "probe.poison", max_attempts=1), step("idle", "probe.nobody")]
     reply = await client.submit_workflow(flow)
     await crashed(reaper)
-    idle = reply["steps"]["idle"]
+    idle = reply.steps["idle"]
     assert (await client.get(idle)).state == "ready"
     restart_clean(reaper)
-    view = await finished(client, reply["id"])
-    assert view["state"] == "failed"
-    assert view["steps"]["idle"]["state"] == "cancelled"
+    view = await finished(client, reply.id)
+    assert view.state == "failed"
+    assert view.steps["idle"].state == "cancelled"
     assert (await client.get(idle)).state == "cancelled"
 
 
@@ -233,20 +235,19 @@ async def test_timer_dies_after_starting_a_scheduled_workflow(fleet: Fleet, clie
     await crashed(timer)
     restart_clean(timer)
 
-    async def fired() -> list[dict[str, Any]]:
-        record = (await client.schedule("crashy"))["schedule"]
-        return list(record["history"]) if record["fired"] >= 3 else []
+    async def fired() -> bool:
+        return (await client.schedule("crashy")).fired >= 3
 
     await eventually(fired, timeout=30, what="three fires")
     await client.schedule("crashy", "pause")
-    history = (await client.schedule("crashy"))["schedule"]["history"]
-    ids = [e["job_id"] for e in history if e.get("job_id")]
-    assert ids == [fire_job_id("crashy", e["nominal_ms"]) for e in history if e.get("job_id")]
+    history = (await client.schedule("crashy")).history
+    ids = [e.job_id for e in history if e.job_id]
+    assert ids == [fire_job_id("crashy", ms(e.nominal)) for e in history if e.job_id]
     for workflow_id in ids:
         view = await finished(client, workflow_id)
-        assert view["state"] == "succeeded"
+        assert view.state == "succeeded"
         ran_once(fleet, view)
-    assert len((await client.workflows())["workflows"]) == len(ids)
+    assert len((await client.workflows()).workflows) == len(ids)
 
 
 async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
@@ -264,7 +265,7 @@ async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
     assert {j.state for j in jobs} == {"waiting"}
     await asyncio.sleep(3)  # past the 1 s grace: still the timer's to finish
     assert len((await client.list()).jobs) == 4
-    await client.schedule("orphan", "delete")
+    await client.delete_schedule("orphan")
     await nothing_left(fleet, client)
     assert jobs[0].workflow is not None
     workflow_id = jobs[0].workflow["id"]

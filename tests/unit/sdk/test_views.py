@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from jetsched.core.models import JobState
-from jetsched.sdk import JobInfo, JobPage
+from jetsched.core.workflows import OnFailure, StepState, WorkflowState
+from jetsched.sdk import (
+    JobInfo,
+    JobPage,
+    ScheduleInfo,
+    SchedulePreview,
+    Stats,
+    WorkerInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+)
 
 RECORD = {
     "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HE",
@@ -68,3 +80,197 @@ class TestJobInfo:
         page = JobPage.model_validate({"jobs": [RECORD], "next": "01KBZ3R6X9T2M0Q7D5W8C4N1HE"})
         assert page.jobs[0].id == RECORD["id"]
         assert page.next == RECORD["id"]
+
+
+WORKFLOW = {
+    "id": "01KBZ3R6X9T2M0Q7D5W8C4N1HF",
+    "state": "running",
+    "on_failure": "fail_fast",
+    "cancel_requested": False,
+    "created_at_ms": 1795820100000,
+    "updated_at_ms": 1795820102000,
+    "finished_at_ms": None,
+    "steps": {
+        "fetch": {
+            "job_id": "01KBZ3R6X9T2M0Q7D5W8C4N1HG",
+            "step_state": "succeeded",
+            "depends_on": [],
+            "state": "succeeded",
+            "attempt": 1,
+            "started_at_ms": 1795820101000,
+            "finished_at_ms": 1795820101500,
+            "result": [1, 2],
+        },
+        "each": {
+            "job_id": "01KBZ3R6X9T2M0Q7D5W8C4N1HH",
+            "step_state": "released",
+            "depends_on": ["fetch"],
+            "map_over": "fetch",
+            "instances": 2,
+            "instances_done": 1,
+            "state": "missing",
+            "a_field_from_a_newer_server": 1,
+        },
+    },
+    "a_field_from_a_newer_server": 1,
+}
+
+
+class TestWorkflowInfo:
+    def test_instants_are_aware_datetimes(self) -> None:
+        """The workflow's and each step's `*_at_ms` become UTC datetimes; a missing instant is None."""
+        flow = WorkflowInfo.from_reply({"workflow": WORKFLOW})
+        assert (flow.created_at, flow.updated_at, flow.finished_at) == (
+            at(1795820100000),
+            at(1795820102000),
+            None,
+        )
+        fetch = flow.steps["fetch"]
+        assert (fetch.started_at, fetch.finished_at) == (at(1795820101000), at(1795820101500))
+        assert flow.steps["each"].started_at is None
+
+    def test_states_steps_and_unknown_fields(self) -> None:
+        """States are enums (a step whose job expired is `missing`); unknown fields are ignored."""
+        flow = WorkflowInfo.from_reply({"workflow": WORKFLOW})
+        assert (flow.state, flow.on_failure, flow.finished) == (
+            WorkflowState.RUNNING,
+            OnFailure.FAIL_FAST,
+            False,
+        )
+        assert list(flow.steps) == ["fetch", "each"]
+        each = flow.steps["each"]
+        assert (each.state, each.step_state, each.depends_on) == ("missing", StepState.RELEASED, ("fetch",))
+        assert (each.map_over, each.instances, each.instances_done) == ("fetch", 2, 1)
+        assert flow.steps["fetch"].state is JobState.SUCCEEDED
+        assert flow.steps["fetch"].result == [1, 2]
+        assert not hasattr(flow, "a_field_from_a_newer_server")
+        assert not hasattr(each, "a_field_from_a_newer_server")
+
+    def test_submit_list_and_change_replies(self) -> None:
+        """The submit reply maps step names to job ids; a page holds summaries; cancel and retry say what
+        they did."""
+        reply = WorkflowReply.model_validate(
+            {
+                "id": WORKFLOW["id"],
+                "state": "running",
+                "steps": {"fetch": "j1", "each": "j2"},
+                "duplicate": True,
+            }
+        )
+        assert (reply.steps, reply.duplicate) == ({"fetch": "j1", "each": "j2"}, True)
+        page = WorkflowPage.model_validate({"workflows": [{"id": "w1", "state": "failed"}], "next": None})
+        assert (page.workflows[0].id, page.workflows[0].finished, page.next) == ("w1", True, None)
+        retried = WorkflowChange.model_validate({"id": "w1", "state": "running", "retried": ["b", "c"]})
+        assert (retried.retried, retried.cancel_requested) == (("b", "c"), False)
+
+
+class TestStatsAndWorkers:
+    def test_stats(self) -> None:
+        """Counts stay by state; durations become timedeltas; parts an older server omits default."""
+        stats = Stats.model_validate(
+            {
+                "jobs": {"ready": 3, "running": 1},
+                "capabilities": {"a": {"ready": 3, "running": 1}},
+                "workers": {"sessions": 1, "slots": 4, "busy": 1, "a_field_from_a_newer_server": 1},
+                "queues": {"a": {"ready": 3, "running": 1, "oldest_ready_age_ms": 1500, "paused": True}},
+                "a_field_from_a_newer_server": 1,
+            }
+        )
+        assert (stats.jobs["ready"], stats.capabilities["a"]["running"], stats.workers.slots) == (3, 1, 4)
+        assert stats.queues["a"].oldest_ready_age == timedelta(seconds=1.5)
+        assert (stats.queues["a"].paused, stats.queues["a"].free_worker_slots) == (True, 0)
+        assert stats.history.jobs is None
+
+    def test_worker(self) -> None:
+        """A worker session's heartbeat age is a timedelta; unknown fields are ignored."""
+        worker = WorkerInfo.model_validate(
+            {
+                "worker": "host-a",
+                "session": "01kbz",
+                "capabilities": ["a", "b"],
+                "labels": {"gpu": "yes"},
+                "concurrency": 4,
+                "running": 2,
+                "draining": False,
+                "seen_ms_ago": 250,
+                "a_field_from_a_newer_server": 1,
+            }
+        )
+        assert (worker.capabilities, worker.labels, worker.running) == (("a", "b"), {"gpu": "yes"}, 2)
+        assert worker.seen_ago == timedelta(milliseconds=250)
+        assert not hasattr(worker, "a_field_from_a_newer_server")
+
+
+SCHEDULE = {
+    "schedule": {
+        "spec": {
+            "id": "nightly",
+            "cron": "30 2 * * *",
+            "every_ms": None,
+            "timezone": "Europe/Berlin",
+            "job": {"capability": "report.render", "payload": None, "priority": 5},
+            "start_at": "2026-01-01T00:00:00Z",
+            "end_at": None,
+            "jitter_ms": 1500,
+            "misfire": "once",
+            "misfire_grace_ms": 60000,
+            "catchup_window_ms": 86400000,
+            "overlap": "skip",
+            "dst_gap": "shift",
+            "dst_fold": "first",
+            "paused": False,
+            "a_field_from_a_newer_server": 1,
+        },
+        "created_at_ms": 1795820100000,
+        "updated_at_ms": 1795820100000,
+        "anchor_ms": 1795820100000,
+        "last_fire_ms": 1795820101000,
+        "next_fire_ms": 1795820102000,
+        "last_job_id": "sch-nightly-1795820101000",
+        "buffered_ms": None,
+        "fired": 1,
+        "missed": 1,
+        "history": [
+            {"nominal_ms": 1795820100000, "job_id": None, "at_ms": 1795820100400, "missed": "overlap=skip"},
+            {"nominal_ms": 1795820101000, "job_id": "sch-nightly-1795820101000", "at_ms": 1795820101000},
+        ],
+    },
+    "next_fires": [{"utc": "2026-11-30T01:30:00Z", "local": "2026-11-30T02:30:00+01:00"}],
+}
+
+
+class TestSchedules:
+    def test_instants_and_durations(self) -> None:
+        """The ledger's `*_ms` instants become datetimes and the spec's durations timedeltas."""
+        schedule = ScheduleInfo.from_reply(SCHEDULE)
+        assert (schedule.anchor, schedule.last_fire, schedule.next_fire, schedule.buffered) == (
+            at(1795820100000),
+            at(1795820101000),
+            at(1795820102000),
+            None,
+        )
+        assert (schedule.history[0].nominal, schedule.history[0].at) == (at(1795820100000), at(1795820100400))
+        spec = schedule.spec
+        assert (spec.every, spec.jitter, spec.misfire_grace) == (
+            None,
+            timedelta(seconds=1.5),
+            timedelta(minutes=1),
+        )
+        assert spec.start_at == datetime(2026, 1, 1, tzinfo=UTC)
+
+    def test_ledger_fires_and_unknown_fields(self) -> None:
+        """The id, counts and next fires read as given; a newer server's fields are ignored."""
+        schedule = ScheduleInfo.from_reply(SCHEDULE)
+        assert (schedule.id, schedule.fired, schedule.missed) == ("nightly", 1, 1)
+        assert [e.missed for e in schedule.history] == ["overlap=skip", None]
+        fire = schedule.next_fires[0]
+        assert fire.utc == fire.local == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
+        assert fire.local.utcoffset() == timedelta(hours=1)
+        assert not hasattr(schedule.spec, "a_field_from_a_newer_server")
+
+    def test_preview(self) -> None:
+        """A preview lists fires in UTC and the schedule's zone."""
+        preview = SchedulePreview.model_validate(
+            {"timezone": "Europe/Berlin", "fires": SCHEDULE["next_fires"]}
+        )
+        assert preview.fires[0].utc == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)

@@ -311,11 +311,11 @@ async def run_client(args: argparse.Namespace) -> Any:
         if command == "cancel":
             return await client.cancel(args.id)
         if command == "stats":
-            return await client.stats()
+            return await client.request(subjects.api("stats"), {})
         if command in ("pause", "resume"):
             return await client.pause(args.capability, paused=command == "pause")
         if command == "workers":
-            return {"workers": await client.workers()}
+            return await client.request(subjects.api("workers.list"), {})
         if command == "queues":
             if args.queues_command == "list":
                 return await client.request("jetsched.api.queues.list", {})

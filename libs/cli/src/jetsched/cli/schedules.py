@@ -93,8 +93,10 @@ async def run_schedules(client: Client, args: argparse.Namespace) -> Any:
             del spec["job"]
             spec["workflow"] = orjson.loads(Path(args.workflow).read_text())  # noqa: ASYNC240 - a CLI's one small read
         return await client.request(f"jetsched.api.schedules.{verb}", spec)
+    # The replies as sent, which the command prints.
     if verb == "list":
-        return {"schedules": await client.schedules()}
+        return await client.request("jetsched.api.schedules.list", {})
     if verb == "preview":
-        return await client.preview_schedule(args.id, args.count)
-    return await client.schedule(args.id, "get" if verb == "show" else verb)
+        return await client.request("jetsched.api.schedules.preview", {"id": args.id, "count": args.count})
+    api = "get" if verb == "show" else verb
+    return await client.request(f"jetsched.api.schedules.{api}", {"id": args.id})

@@ -50,11 +50,9 @@ async def run_workflows(client: Client, args: argparse.Namespace) -> Any:
     if verb == "list":
         body = {"state": args.state} if args.state else {}
         return await list_command(client, args, "workflows.list", body, WORKFLOWS_TABLE, key="workflows")
-    if verb == "cancel":
-        return await client.cancel_workflow(args.id)
-    if verb == "retry":
-        return await client.retry_workflow(args.id)
-    return await client.workflow(args.id)
+    # The reply as sent: what `get` prints and `show` draws.
+    api = "get" if verb == "show" else verb
+    return await client.request(f"jetsched.api.workflows.{api}", {"id": args.id})
 
 
 def _when(ms: int | None) -> str:

@@ -16,7 +16,29 @@ from ._client import Client, JobOptions, current_client, schedule_spec
 from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing
-from ._models import JobError, JobInfo, JobLease, JobPage, JobProgress
+from ._models import (
+    Fire,
+    FireTime,
+    FleetStats,
+    HistoryStats,
+    JobError,
+    JobInfo,
+    JobLease,
+    JobPage,
+    JobProgress,
+    QueueSignals,
+    ScheduleInfo,
+    SchedulePreview,
+    ScheduleSettings,
+    Stats,
+    StepInfo,
+    WorkerInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+    WorkflowSummary,
+)
 from ._sync import SyncClient, SyncJobHandle
 from ._tasks import Job, JobTask, Task, Tasks, current_job, default_tasks, task
 from ._worker import Worker
@@ -25,6 +47,10 @@ from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 __all__ = [
     "Client",
     "Fatal",
+    "Fire",
+    "FireTime",
+    "FleetStats",
+    "HistoryStats",
     "JetschedApiError",
     "Job",
     "JobError",
@@ -37,9 +63,15 @@ __all__ = [
     "JobProgress",
     "JobTask",
     "Middleware",
+    "QueueSignals",
     "Retry",
+    "ScheduleInfo",
+    "SchedulePreview",
+    "ScheduleSettings",
     "SessionConflict",
+    "Stats",
     "Step",
+    "StepInfo",
     "Steps",
     "Submit",
     "SyncClient",
@@ -48,6 +80,12 @@ __all__ = [
     "Tasks",
     "Tracing",
     "Worker",
+    "WorkerInfo",
+    "WorkflowChange",
+    "WorkflowInfo",
+    "WorkflowPage",
+    "WorkflowReply",
+    "WorkflowSummary",
     "chain",
     "chord",
     "current_client",

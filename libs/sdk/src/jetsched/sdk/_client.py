@@ -20,10 +20,22 @@ from jetsched.core.models import SubmitReply
 from ._errors import JetschedApiError
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing, chained
-from ._models import JobInfo, JobPage
+from ._models import (
+    JobInfo,
+    JobPage,
+    ScheduleInfo,
+    SchedulePreview,
+    Stats,
+    WorkerInfo,
+    WorkflowChange,
+    WorkflowInfo,
+    WorkflowPage,
+    WorkflowReply,
+)
 from ._workflows import Steps, workflow_body
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
@@ -192,9 +204,9 @@ class Client:
         *,
         key: str | None = None,
         on_failure: Literal["fail_fast", "continue"] | None = None,
-    ) -> dict[str, Any]:
+    ) -> WorkflowReply:
         """Submit a workflow (a DAG of steps, see `step`, `chain`, `group`, `chord`); returns once every
-        step is stored: `{"id", "state", "steps": {name: job_id}, "duplicate"}`.
+        step is stored, with its `id`, `state`, `steps` (each step's job id by name) and `duplicate`.
 
         Args:
             steps: the steps, e.g. `chain(step("a", "cap.a"), step("b", "cap.b"))`; a sequence is a group.
@@ -205,33 +217,38 @@ class Client:
         A keyed submit is resent through a storage failover for up to `keyed_retry_s`, as `submit` does.
         """
         call = Submit("workflow", "workflow", subjects.WORKFLOW_SUBMIT, workflow_body(steps, key, on_failure))
-        reply: dict[str, Any] = await (self._submit(call) if key is None else self._keyed(call))
-        return reply
+        return WorkflowReply.model_validate(await (self._submit(call) if key is None else self._keyed(call)))
 
-    async def workflow(self, workflow_id: str) -> dict[str, Any]:
-        """`{"workflow": {"id", "state", "steps": {name: {"job_id", "state", "result"?, …}}, …}}`."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.get"), {"id": workflow_id})
-        return result
+    async def workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The workflow with each step's job: state, attempt, timing, last error and result.
+
+        Raises:
+            JetschedApiError: `not_found`.
+        """
+        return WorkflowInfo.from_reply(await self.request(subjects.api("workflows.get"), {"id": workflow_id}))
 
     async def workflows(
         self, state: str | None = None, limit: int = 100, after: str | None = None
-    ) -> dict[str, Any]:
-        """`{"workflows": [{"id", "state"}…], "next": cursor or None}`, in id (submission) order."""
+    ) -> WorkflowPage:
+        """A page of workflows (`id`, `state`) in id (submission) order; pass its `next` as `after`."""
         body = {"state": state, "limit": limit, "after": after}
-        result: dict[str, Any] = await self.request(
-            subjects.api("workflows.list"), {k: v for k, v in body.items() if v is not None}
+        return WorkflowPage.model_validate(
+            await self.request(
+                subjects.api("workflows.list"), {k: v for k, v in body.items() if v is not None}
+            )
         )
-        return result
 
-    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+    async def cancel_workflow(self, workflow_id: str) -> WorkflowChange:
         """Cancel the steps not started and stop the running ones; the workflow ends `cancelled`."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.cancel"), {"id": workflow_id})
-        return result
+        return WorkflowChange.model_validate(
+            await self.request(subjects.api("workflows.cancel"), {"id": workflow_id})
+        )
 
-    async def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
-        """Re-run a failed (or cancelled) workflow from the steps that did not succeed."""
-        result: dict[str, Any] = await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
-        return result
+    async def retry_workflow(self, workflow_id: str) -> WorkflowChange:
+        """Re-run a failed (or cancelled) workflow from the steps that did not succeed (`retried`)."""
+        return WorkflowChange.model_validate(
+            await self.request(subjects.api("workflows.retry"), {"id": workflow_id})
+        )
 
     async def get(self, job_id: str) -> JobInfo:
         """The job's record, with its last error and why it waits (if it does).
@@ -254,10 +271,10 @@ class Client:
             await self.request(subjects.api("jobs.list"), {k: v for k, v in body.items() if v is not None})
         )
 
-    async def stats(self) -> dict[str, Any]:
-        """`{"jobs": {state: n}, "capabilities": {cap: {state: n}}, "workers": {...}}`."""
-        result: dict[str, Any] = await self.request(subjects.api("stats"), {})
-        return result
+    async def stats(self) -> Stats:
+        """Job counts by state (all, and per capability), the worker fleet, and each capability's
+        scaling signals (`queues`)."""
+        return Stats.model_validate(await self.request(subjects.api("stats"), {}))
 
     async def pause(self, capability: str, paused: bool = True) -> Any:
         """Pause (or with `paused=False` resume) dispatching a capability; queued jobs wait, running finish."""
@@ -269,9 +286,10 @@ class Client:
         `rate_per_key_per_s`, `burst`, `paused` (unset ones go back to their defaults)."""
         return await self.request(subjects.api("queues.configure"), {"capability": capability, **settings})
 
-    async def workers(self) -> Any:
-        """The live worker sessions."""
-        return (await self.request(subjects.api("workers.list"), {}))["workers"]
+    async def workers(self) -> builtins.list[WorkerInfo]:  # `list` here is the method
+        """The live worker sessions, in session order."""
+        reply = await self.request(subjects.api("workers.list"), {})
+        return [WorkerInfo.model_validate(worker) for worker in reply["workers"]]
 
     async def drain(self, session: str) -> Any:
         """Ask a worker session to take nothing new and exit once idle."""
@@ -299,10 +317,14 @@ class Client:
 
     async def create_schedule(
         self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
-    ) -> Any:
-        """Create a cron or interval schedule; see `schedule_spec` for the options."""
-        return await self.request(
-            subjects.api("schedules.create"), schedule_spec(schedule_id, capability, payload, **options)
+    ) -> ScheduleInfo:
+        """Create a cron or interval schedule; see `schedule_spec` for the options.
+
+        Raises:
+            JetschedApiError: `already_exists` (the id is taken, or was), `invalid_field`.
+        """
+        return await self._schedule(
+            "schedules.create", schedule_spec(schedule_id, capability, payload, **options)
         )
 
     async def create_workflow_schedule(
@@ -313,7 +335,7 @@ class Client:
         *,
         on_failure: Literal["fail_fast", "continue"] | None = None,
         **options: Any,
-    ) -> Any:
+    ) -> ScheduleInfo:
         """Create a cron or interval schedule whose every fire starts a workflow.
 
         Args:
@@ -325,27 +347,43 @@ class Client:
         spec = schedule_spec(schedule_id, "", None, **options)
         del spec["job"]
         spec["workflow"] = workflow_body(steps, on_failure=on_failure)
-        return await self.request(subjects.api("schedules.create"), spec)
+        return await self._schedule("schedules.create", spec)
 
     async def update_schedule(
         self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any
-    ) -> Any:
+    ) -> ScheduleInfo:
         """Replace a schedule's spec (it applies from now; the fire history is kept)."""
-        return await self.request(
-            subjects.api("schedules.update"), schedule_spec(schedule_id, capability, payload, **options)
+        return await self._schedule(
+            "schedules.update", schedule_spec(schedule_id, capability, payload, **options)
         )
 
-    async def schedule(self, schedule_id: str, action: str = "get") -> Any:
-        """`get`, `pause`, `resume` or `delete` one schedule."""
-        return await self.request(subjects.api(f"schedules.{action}"), {"id": schedule_id})
+    async def schedule(
+        self, schedule_id: str, action: Literal["get", "pause", "resume"] = "get"
+    ) -> ScheduleInfo:
+        """`get`, `pause` or `resume` one schedule; returns it as it then stands.
 
-    async def schedules(self) -> Any:
-        """Every schedule with its ledger and next fires."""
-        return (await self.request(subjects.api("schedules.list"), {}))["schedules"]
+        Raises:
+            JetschedApiError: `not_found`.
+        """
+        return await self._schedule(f"schedules.{action}", {"id": schedule_id})
 
-    async def preview_schedule(self, schedule_id: str, count: int = 10) -> Any:
+    async def _schedule(self, verb: str, body: dict[str, Any]) -> ScheduleInfo:
+        return ScheduleInfo.from_reply(await self.request(subjects.api(verb), body))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (fires already made go on). Raises `JetschedApiError` (`not_found`)."""
+        await self.request(subjects.api("schedules.delete"), {"id": schedule_id})
+
+    async def schedules(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule with its ledger and next fires, in id order."""
+        reply = await self.request(subjects.api("schedules.list"), {})
+        return [ScheduleInfo.from_reply(schedule) for schedule in reply["schedules"]]
+
+    async def preview_schedule(self, schedule_id: str, count: int = 10) -> SchedulePreview:
         """The next `count` fire times, in UTC and in the schedule's zone."""
-        return await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
+        return SchedulePreview.model_validate(
+            await self.request(subjects.api("schedules.preview"), {"id": schedule_id, "count": count})
+        )
 
     async def wait(
         self,

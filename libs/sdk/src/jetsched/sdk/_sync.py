@@ -159,6 +159,7 @@ class SyncClient:
     create_workflow_schedule = _blocking(Client.create_workflow_schedule)
     update_schedule = _blocking(Client.update_schedule)
     schedule = _blocking(Client.schedule)
+    delete_schedule = _blocking(Client.delete_schedule)
     schedules = _blocking(Client.schedules)
     preview_schedule = _blocking(Client.preview_schedule)
     request = _blocking(Client.request)
