@@ -220,10 +220,10 @@ async def test_cancel(stack: Stack, client: Client, nats_server: NatsServer) -> 
 
     async with running_worker(tasks, nats_server.url):
         later = await client.submit("long", delay=60)
-        assert (await client.cancel(later.id))["state"] == "cancelled"
+        assert (await client.cancel(later.id)).state == "cancelled"
         now = await client.submit("long")
         await asyncio.wait_for(entered.wait(), 10)
-        assert (await client.cancel(now.id))["state"] == "cancelled"
+        assert (await client.cancel(now.id)).state == "cancelled"
         await asyncio.wait_for(interrupted.wait(), 10)
         view = await client.get(now.id)
     assert view.state == "cancelled"
@@ -250,10 +250,10 @@ async def test_dead_letters(stack: Stack, client: Client, nats_server: NatsServe
         dead = await client.dead()
         assert {j.id for j in dead.jobs} == {first.id, second.id}
         healed = True
-        assert (await client.retry_dead(first.id))["state"] == "ready"
+        assert (await client.retry_dead(first.id)).state == "ready"
         record = await client.wait(first.id)
         assert (record.state, record.result, record.attempt) == ("succeeded", "fixed", 2)
-        assert (await client.purge_dead(second.id))["purged"] is True
+        assert (await client.purge_dead(second.id)).purged is True
         with pytest.raises(Exception, match="not_found"):
             await client.get(second.id)
     assert [j.id for j in (await client.dead()).jobs] == []

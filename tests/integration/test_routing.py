@@ -58,7 +58,7 @@ async def test_drain_worker_from_the_api(stack: Stack, client: Client, nats_serv
     worker = Worker(recorder(seen, "w"), nats_url=nats_server.url)
     running = asyncio.create_task(worker.run())
     await eventually(lambda: _listed(client, worker.session), what="worker listed")
-    assert (await client.drain(worker.session))["draining"] is True
+    assert (await client.drain(worker.session)).draining is True
     await asyncio.wait_for(running, 20)
     reply = await client.submit("render")
     await asyncio.sleep(0.3)

@@ -274,3 +274,16 @@ class TestSchedules:
             {"timezone": "Europe/Berlin", "fires": SCHEDULE["next_fires"]}
         )
         assert preview.fires[0].utc == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
+
+
+def test_control_replies() -> None:
+    """The control API's remaining replies read as views: a purged job has no state, a queue's aging is a
+    duration, unknown fields are ignored."""
+    from jetsched.sdk import Draining, JobChange, QueueConfig
+
+    assert JobChange.model_validate({"id": "01J", "purged": True}).state is None
+    retried = JobChange.model_validate({"id": "01J", "state": "ready", "max_attempts": 3, "new": 1})
+    assert (retried.state, retried.max_attempts) == ("ready", 3)
+    config = QueueConfig.model_validate({"paused": True, "aging_ms": 1500, "burst": 2})
+    assert (config.paused, config.aging, config.burst) == (True, timedelta(milliseconds=1500), 2)
+    assert Draining.model_validate({"session": "s1", "draining": True}).draining

@@ -308,12 +308,14 @@ async def run_client(args: argparse.Namespace) -> Any:
             body = {"state": args.state, "capability": args.capability}
             filters = {k: v for k, v in body.items() if v is not None}
             return await list_command(client, args, "jobs.list", filters, JOBS_TABLE)
+        # The CLI prints replies as the wire has them (`--json`), so it asks the API itself.
         if command == "cancel":
-            return await client.cancel(args.id)
+            return await client.request(subjects.api("jobs.cancel"), {"id": args.id})
         if command == "stats":
             return await client.request(subjects.api("stats"), {})
         if command in ("pause", "resume"):
-            return await client.pause(args.capability, paused=command == "pause")
+            verb = "queues.pause" if command == "pause" else "queues.resume"
+            return await client.request(subjects.api(verb), {"capability": args.capability})
         if command == "workers":
             return await client.request(subjects.api("workers.list"), {})
         if command == "queues":
@@ -333,9 +335,10 @@ async def run_client(args: argparse.Namespace) -> Any:
                 args.capability, {}
             )
             settings = {k: v for k, v in {**current, **given}.items() if k not in args.clear}
-            return await client.configure_queue(args.capability, **settings)
+            body = {"capability": args.capability, **settings}
+            return await client.request(subjects.api("queues.configure"), body)
         if command == "drain":
-            return await client.drain(args.session)
+            return await client.request(subjects.api("workers.drain"), {"session": args.session})
         if command == "schedules":
             return await run_schedules(client, args)
         if command == "workflows":
@@ -353,8 +356,9 @@ async def run_client(args: argparse.Namespace) -> Any:
         if args.error_type is not None:
             return await dead_bulk(client, args)
         if args.dead_command == "retry":
-            return await client.retry_dead(args.id, args.attempts)
-        return await client.purge_dead(args.id)
+            attempts = {} if args.attempts is None else {"attempts": args.attempts}
+            return await client.request(subjects.api("dead.retry"), {"id": args.id, **attempts})
+        return await client.request(subjects.api("dead.purge"), {"id": args.id})
 
 
 def missing(exc: ModuleNotFoundError, module: str, command: str, install: str) -> NoReturn:

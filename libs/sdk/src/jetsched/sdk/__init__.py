@@ -17,15 +17,18 @@ from ._errors import Fatal, JetschedApiError, JobFailed, Retry, SessionConflict
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing
 from ._models import (
+    Draining,
     Fire,
     FireTime,
     FleetStats,
     HistoryStats,
+    JobChange,
     JobError,
     JobInfo,
     JobLease,
     JobPage,
     JobProgress,
+    QueueConfig,
     QueueSignals,
     ScheduleInfo,
     SchedulePreview,
@@ -46,6 +49,7 @@ from ._workflows import Step, Steps, chain, chord, group, step, workflow_body
 
 __all__ = [
     "Client",
+    "Draining",
     "Fatal",
     "Fire",
     "FireTime",
@@ -53,6 +57,7 @@ __all__ = [
     "HistoryStats",
     "JetschedApiError",
     "Job",
+    "JobChange",
     "JobError",
     "JobFailed",
     "JobHandle",
@@ -63,6 +68,7 @@ __all__ = [
     "JobProgress",
     "JobTask",
     "Middleware",
+    "QueueConfig",
     "QueueSignals",
     "Retry",
     "ScheduleInfo",

@@ -21,8 +21,11 @@ from ._errors import JetschedApiError
 from ._handle import JobHandle
 from ._middleware import Middleware, Submit, Tracing, chained
 from ._models import (
+    Draining,
+    JobChange,
     JobInfo,
     JobPage,
+    QueueConfig,
     ScheduleInfo,
     SchedulePreview,
     Stats,
@@ -276,28 +279,31 @@ class Client:
         scaling signals (`queues`)."""
         return Stats.model_validate(await self.request(subjects.api("stats"), {}))
 
-    async def pause(self, capability: str, paused: bool = True) -> Any:
+    async def pause(self, capability: str, paused: bool = True) -> QueueConfig:
         """Pause (or with `paused=False` resume) dispatching a capability; queued jobs wait, running finish."""
         verb = "queues.pause" if paused else "queues.resume"
-        return await self.request(subjects.api(verb), {"capability": capability})
+        return QueueConfig.model_validate(await self.request(subjects.api(verb), {"capability": capability}))
 
-    async def configure_queue(self, /, capability: str, **settings: Any) -> Any:
+    async def configure_queue(self, /, capability: str, **settings: Any) -> QueueConfig:
         """Set a capability's queue settings: `max_running`, `max_running_per_key`, `rate_per_s`,
         `rate_per_key_per_s`, `burst`, `paused` (unset ones go back to their defaults)."""
-        return await self.request(subjects.api("queues.configure"), {"capability": capability, **settings})
+        body = {"capability": capability, **settings}
+        return QueueConfig.model_validate(await self.request(subjects.api("queues.configure"), body))
 
     async def workers(self) -> builtins.list[WorkerInfo]:  # `list` here is the method
         """The live worker sessions, in session order."""
         reply = await self.request(subjects.api("workers.list"), {})
         return [WorkerInfo.model_validate(worker) for worker in reply["workers"]]
 
-    async def drain(self, session: str) -> Any:
+    async def drain(self, session: str) -> Draining:
         """Ask a worker session to take nothing new and exit once idle."""
-        return await self.request(subjects.api("workers.drain"), {"session": session})
+        return Draining.model_validate(
+            await self.request(subjects.api("workers.drain"), {"session": session})
+        )
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(subjects.api("jobs.cancel"), {"id": job_id})
-        return result
+    async def cancel(self, job_id: str) -> JobChange:
+        """Cancel a job that has not finished (a running one: its worker is told to stop)."""
+        return JobChange.model_validate(await self.request(subjects.api("jobs.cancel"), {"id": job_id}))
 
     async def dead(self, limit: int = 100, after: str | None = None) -> JobPage:
         """A page of dead jobs, as `list`."""
@@ -306,14 +312,14 @@ class Client:
             await self.request(subjects.api("dead.list"), {k: v for k, v in body.items() if v is not None})
         )
 
-    async def retry_dead(self, job_id: str, attempts: int | None = None) -> dict[str, Any]:
+    async def retry_dead(self, job_id: str, attempts: int | None = None) -> JobChange:
+        """Run a dead job again with `attempts` more attempts (default: its own `max_attempts`)."""
         body: dict[str, Any] = {"id": job_id} if attempts is None else {"id": job_id, "attempts": attempts}
-        result: dict[str, Any] = await self.request(subjects.api("dead.retry"), body)
-        return result
+        return JobChange.model_validate(await self.request(subjects.api("dead.retry"), body))
 
-    async def purge_dead(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(subjects.api("dead.purge"), {"id": job_id})
-        return result
+    async def purge_dead(self, job_id: str) -> JobChange:
+        """Delete a dead job for good (its id can never be used again)."""
+        return JobChange.model_validate(await self.request(subjects.api("dead.purge"), {"id": job_id}))
 
     async def create_schedule(
         self, /, schedule_id: str, capability: str, payload: Any = None, **options: Any

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from jetsched.core.models import JobState
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from jetsched.core.models import SubmitReply
 
     from ._client import Client
-    from ._models import JobInfo
+    from ._models import JobChange, JobInfo
 
 R = TypeVar("R")
 
@@ -66,6 +66,6 @@ class JobHandle(Generic[R]):
             raise JobFailed(job)
         return cast("R", job.result)
 
-    async def cancel(self) -> dict[str, Any]:
+    async def cancel(self) -> JobChange:
         """Cancel the job (see `Client.cancel`)."""
         return await self._client.cancel(self.id)

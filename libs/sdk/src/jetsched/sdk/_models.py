@@ -271,6 +271,43 @@ class Stats(View):
     history: HistoryStats = HistoryStats()
 
 
+class JobChange(View):
+    """What `cancel`, `retry_dead` and `purge_dead` answer: the job, and where it stands now."""
+
+    id: str
+    #: Its state after the change (None once purged).
+    state: JobState | None = None
+    #: After `retry_dead`: the attempts it has now.
+    max_attempts: int | None = None
+    #: After `purge_dead`: gone for good.
+    purged: bool = False
+
+
+class QueueConfig(View):
+    """A capability's queue settings, as `pause` and `configure_queue` answer (protocol.md, "Queue
+    settings")."""
+
+    paused: bool = False
+    max_running: int | None = None
+    max_running_per_key: int | None = None
+    rate_per_s: float | None = None
+    rate_per_key_per_s: float | None = None
+    burst: int = 1
+    #: `strict` or `weighted`.
+    priority_mode: str = "strict"
+    #: Strict mode: a ready job gains a priority level per this much waiting.
+    aging: timedelta | None = None
+
+    _durations: ClassVar[Mapping[str, str]] = {"aging_ms": "aging"}
+
+
+class Draining(View):
+    """What `drain` answers: the session now takes nothing new and exits once idle."""
+
+    session: str
+    draining: bool
+
+
 class WorkerInfo(View):
     """One live worker session, as its heartbeats describe it (what `workers()` lists)."""
 

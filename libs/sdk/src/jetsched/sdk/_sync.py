@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from jetsched.bus.auth import NatsAuth
 
     from ._errors import JetschedApiError
-    from ._models import JobInfo
+    from ._models import JobChange, JobInfo
     from ._tasks import JobTask, Task
 
 P = ParamSpec("P")
@@ -195,5 +195,5 @@ class SyncJobHandle(Generic[R]):
         """What the handler returned (see `JobHandle.result`). Raises `JobFailed`, `TimeoutError`."""
         return self._client.run(lambda _: self.handle.result(timeout))
 
-    def cancel(self) -> dict[str, Any]:
+    def cancel(self) -> JobChange:
         return self._client.run(lambda _: self.handle.cancel())
