@@ -259,7 +259,7 @@ class Advancer:
                     self.pending.setdefault(workflow_id, [])[:0] = events
                     self.ended.setdefault(workflow_id, [])[:0] = ended
                     log_failure(log, "workflow not advanced yet; retrying", {"workflow": workflow_id})
-                    await asyncio.sleep(0.5)
+                    await self.clock.sleep(0.5)
             elif self.checks.get(workflow_id, now + 1) <= now:
                 del self.checks[workflow_id]
                 await self._check(workflow_id, now)
