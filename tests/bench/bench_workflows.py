@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from bench_throughput import process_ids, start_stack
+from bench_throughput import process_ids, start_stack, succeeded, wait_succeeded
 
 from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer
@@ -44,16 +44,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def succeeded(client: Client) -> int:
-    return (await client.stats()).jobs.get("succeeded", 0)
-
-
-async def wait_succeeded(client: Client, count: int, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while await succeeded(client) < count:  # noqa: ASYNC110 -- polls a remote API; no local event
-            await asyncio.sleep(0.02)
 
 
 class Meter:
