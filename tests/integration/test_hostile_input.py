@@ -108,6 +108,25 @@ async def test_oversized_trace_headers_are_dropped(
     assert (done.state, done.attempt) == ("succeeded", 1)
 
 
+async def test_a_workflow_step_too_large_to_grow_is_refused(
+    stack: Stack, client: Client, nats_server: NatsServer
+) -> None:
+    """A step whose job record would leave no room for its parents' results, errors and result is refused
+    with the workflow, naming the step's payload — numbers written short included, which the record
+    stores long (the request is well under its own limit)."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        payload = b"[" + b",".join([b"9e15"] * 60_000) + b"]"
+        body = b'{"steps": [{"name": "a", "capability": "echo", "payload": ' + payload + b"}]}"
+        assert len(body) < 400_000
+        answer = await ask(nc, subjects.WORKFLOW_SUBMIT, body)
+    finally:
+        await nc.close()
+    assert answer["error"]["code"] == "payload_too_large"
+    assert answer["error"]["field"] == "steps.payload"
+    assert (await client.workflows()).workflows == []
+
+
 async def test_a_record_too_large_to_grow_is_refused(
     stack: Stack, client: Client, nats_server: NatsServer
 ) -> None:

@@ -4,22 +4,26 @@ the workflow still ends succeeded with every step run exactly once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from jetsched.bus.connect import connect
-from jetsched.bus.records import Store
-from jetsched.core import subjects
+from jetsched.bus.records import Records, Store
+from jetsched.bus.workflows import Workflows
+from jetsched.core import steps, subjects
+from jetsched.core import workflows as wf
 from jetsched.core.errors import Conflict, NotFound
+from jetsched.core.ids import new_ulid
 from jetsched.core.schedules import fire_job_id
 from jetsched.devkit import procs
 from jetsched.devkit.crashes import CRASH, crashed, restart_clean, start
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.intake.workflow_submit import key_id
-from jetsched.sdk import Client, WorkflowInfo, chain, chord, step
+from jetsched.sdk import Client, WorkflowInfo, chain, chord, step, workflow_body
 
 from .conftest import ms
 
@@ -27,11 +31,15 @@ pytestmark = pytest.mark.slow
 
 SUBMIT_POINTS = [
     ("workflow.submit.after_key", False),
-    ("workflow.submit.after_record", False),
     ("workflow.submit.after_steps", False),
-    ("workflow.submit.after_cas", True),
+    ("workflow.submit.after_record", True),
 ]
-ADVANCE_POINTS = ["workflow.advance.before_cas", "workflow.advance.after_cas", "workflow.release.after_cas"]
+ADVANCE_POINTS = [
+    "workflow.advance.before_cas",
+    "workflow.advance.after_cas",
+    "workflow.release.after_cas",
+    "workflow.direct.after_release",
+]
 #: Every workflow crash point, for test_crash_points' inventory.
 WORKFLOW_POINTS = (
     {p for p, _ in SUBMIT_POINTS}
@@ -173,12 +181,11 @@ async def nothing_left(fleet: Fleet, client: Client, key: str | None = None) -> 
         await nc.close()
 
 
-@pytest.mark.parametrize("point", ["workflow.submit.after_record", "workflow.submit.after_steps"])
-async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: str) -> None:
-    """A submit left `creating` by a dead intake, never resubmitted, is cleared after the reaper's
-    grace: no waiting step job stays visible, nothing runs; a late keyed resubmit starts a new workflow
-    under a new id, whose steps each run once."""
-    intake = start_abandoning(fleet, {"intake": point})["intake"]
+async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client) -> None:
+    """A submit whose intake died after its step jobs, before its record, never resubmitted, is cleared
+    after the reaper's grace: no waiting step job stays visible, nothing runs; a late keyed resubmit
+    starts a new workflow under a new id, whose steps each run once."""
+    intake = start_abandoning(fleet, {"intake": "workflow.submit.after_steps"})["intake"]
     fleet.worker()
     await abandoned_submit(fleet, client, "late-1")
     await crashed(intake)
@@ -194,10 +201,10 @@ async def test_abandoned_submit_is_cleared(fleet: Fleet, client: Client, point: 
 
 
 async def test_reaper_dies_while_clearing_an_abandoned_submit(fleet: Fleet, client: Client) -> None:
-    """The reaper dies after purging an abandoned workflow's record, before its step jobs: restarted,
-    it sees the record gone and the jobs still waiting, and clears them."""
+    """The reaper dies after fencing an abandoned workflow's record key, before its step jobs:
+    restarted, it sees the jobs still waiting for a record that cannot come, and clears them."""
     started = start_abandoning(
-        fleet, {"intake": "workflow.submit.after_steps", "reaper": "workflow.abandon.after_record"}
+        fleet, {"intake": "workflow.submit.after_steps", "reaper": "workflow.orphan.after_fence"}
     )
     await abandoned_submit(fleet, client, None)
     await crashed(started["intake"])
@@ -277,3 +284,53 @@ async def test_timer_dies_between_a_scheduled_workflows_steps_and_its_record(
     finally:
         await nc.close()
     assert fleet.runs() == []
+
+
+async def legacy_half_made(fleet: Fleet, key: str | None) -> str:
+    """What an intake of an earlier version (record first) left when it died mid-submit: the record
+    `creating` and the step jobs `waiting`; the workflow's id."""
+    nc = await connect(fleet.url, "test")
+    try:
+        records = Records(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET))
+        workflows = Workflows(nc, records)
+        now = round(time.time() * 1000)
+        request = wf.WorkflowRequest.model_validate(workflow_body(DIAMOND, key))
+        record, ordered = wf.new_record(request, new_ulid(now), now, None)
+        if key is not None:
+            await Store(nc, subjects.KEYS_BUCKET).put_if(key_id(key), record.id.encode(), 0)
+        await workflows.put(record, 0)
+        for n, s in enumerate(ordered):
+            await records.create(steps.waiting_job(s, record, n, now, None))
+        return record.id
+    finally:
+        await nc.close()
+
+
+async def test_a_half_made_submit_of_an_earlier_version_is_completed_by_its_resubmit(
+    fleet: Fleet, client: Client
+) -> None:
+    """A rolling deploy: the `creating` record an older intake left is started by the keyed resubmit."""
+    start(fleet, None, "")
+    fleet.worker()
+    await client.stats()  # intake is up: the buckets exist
+    workflow_id = await legacy_half_made(fleet, "legacy-1")
+    reply = await client.submit_workflow(DIAMOND, key="legacy-1")
+    assert (reply.id, reply.duplicate) == (workflow_id, False)
+    view = await finished(client, reply.id)
+    assert view.state == "succeeded"
+    ran_once(fleet, view)
+
+
+async def test_reaper_dies_while_clearing_a_half_made_submit_of_an_earlier_version(
+    fleet: Fleet, client: Client
+) -> None:
+    """The `creating` record an older intake left, never resubmitted, is cleared after the grace; the
+    reaper dies after purging the record, before the step jobs: restarted, it sees the record gone and
+    the jobs still waiting, and clears them."""
+    reaper = start_abandoning(fleet, {"reaper": "workflow.abandon.after_record"})["reaper"]
+    await client.stats()
+    await legacy_half_made(fleet, None)
+    await crashed(reaper)
+    assert len((await client.list()).jobs) == 4
+    restart_clean(reaper)
+    await nothing_left(fleet, client)

@@ -328,3 +328,103 @@ def _has_ancestor_in(record: WorkflowRecord, n: int, ancestors: set[int]) -> boo
 def test_on_failure_default() -> None:
     """fail_fast is the default policy."""
     assert request([{"name": "a"}]).on_failure is OnFailure.FAIL_FAST
+
+
+# --- releasing a step's only-children directly, the record catching up later ---------------------------
+
+
+def test_a_chain_link_releases_its_child_directly() -> None:
+    """In a → b → c, a's success releases b without the record; so does b's, for c, while the record still
+    has not taken a in. c's success has no children: the record must take it in."""
+    record = started([{"name": "a"}, {"name": "b", "depends_on": ["a"]}, {"name": "c", "depends_on": ["b"]}])
+    a, b, c = (index(record, n) for n in "abc")
+    assert wf.direct_children(record, StepEvent(a, 0, S)) == (b,)
+    assert wf.direct_children(record, StepEvent(b, 0, S)) == (c,)
+    assert wf.direct_children(record, StepEvent(c, 0, S)) is None
+
+
+def test_what_the_record_must_decide_is_not_released_directly() -> None:
+    """A fan-in child, a map, a failure, an older run, a map instance, a stopping workflow: the record
+    decides."""
+    record = started(
+        [
+            {"name": "a"},
+            {"name": "b", "depends_on": ["a"]},
+            {"name": "c", "depends_on": ["a"]},
+            {"name": "d", "depends_on": ["b", "c"]},
+            {"name": "m", "depends_on": ["d"], "map_over": "d"},
+        ]
+    )
+    a, b, d = index(record, "a"), index(record, "b"), index(record, "d")
+    assert wf.direct_children(record, StepEvent(a, 0, S)) == (b, index(record, "c"))
+    assert wf.direct_children(record, StepEvent(b, 0, S)) is None  # d waits for c too
+    assert wf.direct_children(record, StepEvent(d, 0, S)) is None  # m maps over d's list
+    assert wf.direct_children(record, StepEvent(a, 0, F)) is None
+    assert wf.direct_children(record, StepEvent(a, 1, S)) is None
+    assert wf.direct_children(record, StepEvent(a, 0, S, instance=0)) is None
+    assert wf.direct_children(wf.cancel(record, NOW), StepEvent(a, 0, S)) is None
+    failing = done(done(record, "a"), "c", F)
+    assert wf.direct_children(failing, StepEvent(b, 0, S)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(dags(), st.integers(0, 2**32), st.floats(0.0, 0.4))
+def test_random_dags_with_direct_releases(
+    graph: tuple[list[dict[str, Any]], str], seed: int, failure_rate: float
+) -> None:
+    """As `test_random_dags`, with the reaper's shortcut: a success whose children `direct_children`
+    allows releases them at once (each job's CAS `waiting → ready` guarding it) and is taken in by the
+    record only later, with some outcome that needs it. Each step is still released at most once, only
+    after its parents' jobs succeeded, and the workflow ends final, agreeing with its jobs."""
+    steps, policy = graph
+    rng = random.Random(seed)
+    record = started(steps, on_failure=policy)
+    jobs = {n: "ready" if s.state is StepState.RELEASED else "waiting" for n, s in enumerate(record.steps)}
+    released = [n for n, s in enumerate(record.steps) if s.state is StepState.RELEASED]
+    deferred: list[StepEvent] = []
+
+    def release(target: int) -> None:
+        if jobs[target] != "waiting":
+            return  # the job moved on: its CAS fails, nothing happens
+        assert all(jobs[p] == "succeeded" for p in record.steps[target].parents)
+        released.append(target)
+        jobs[target] = "ready"
+
+    def take_in(events: list[StepEvent]) -> None:
+        nonlocal record
+        before, record = record, wf.apply(record, events, NOW)
+        for intent in wf.intents(before, record):
+            if isinstance(intent, Release):
+                release(intent.index)
+            elif isinstance(intent, Cancel) and jobs[intent.index] in ("waiting", "ready"):
+                jobs[intent.index] = "cancelled"
+                take_in([StepEvent(intent.index, 0, C)])
+
+    for _ in range(10 * len(steps) + 10):
+        runnable = [n for n, state in jobs.items() if state in ("ready", "running")]
+        if not runnable:
+            break
+        n = rng.choice(runnable)
+        if jobs[n] == "ready" and rng.random() < 0.5:
+            jobs[n] = "running"
+            continue
+        outcome = F if rng.random() < failure_rate else S
+        jobs[n] = outcome.value
+        event = StepEvent(n, 0, outcome)
+        children = wf.direct_children(record, event)
+        if children is not None and rng.random() < 0.8:
+            for child in children:
+                release(child)
+            deferred.append(event)
+            continue
+        events, deferred = [*deferred, event], []
+        take_in(events)
+    take_in(deferred)  # the catch-up after CATCH_UP_MS
+    assert len(released) == len(set(released))
+    assert record.state in wf.WORKFLOW_TERMINAL, (states(record), jobs)
+    for n, s in enumerate(record.steps):
+        assert s.state in wf.STEP_TERMINAL
+        if s.state is S:
+            assert jobs[n] == "succeeded"
+    if record.state is WorkflowState.SUCCEEDED:
+        assert all(state == "succeeded" for state in jobs.values())

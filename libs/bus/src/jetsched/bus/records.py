@@ -106,6 +106,14 @@ class Store:
         Asked of the stream's leader (not a direct get, which any replica may answer from behind), in
         one lean request: a read here decides CAS writes, and must not miss a record just written.
         """
+        data, revision = await self.latest(key)
+        if data is None:
+            raise NotFound(f"{self.bucket}/{key}")
+        return data, revision
+
+    async def latest(self, key: str) -> tuple[bytes | None, int]:
+        """`get`, telling a key that was removed — (None, its marker's revision): deleted, purged, or
+        expired — from one never written (`NotFound`)."""
         if not _KEY.match(key):
             raise NotFound(f"{self.bucket}/{key[:64]!r} (not a valid key)")
         request = orjson.dumps({"last_by_subj": self._prefix + key})
@@ -119,7 +127,7 @@ class Store:
         msg = reply["message"]
         headers = parse_headers(base64.b64decode(msg["hdrs"])) if msg.get("hdrs") else None
         if headers and (headers.get("KV-Operation") in _DELETED_OPS or "Nats-Marker-Reason" in headers):
-            raise NotFound(f"{self.bucket}/{key}")  # deleted, purged, or expired (a TTL's marker)
+            return None, int(msg["seq"])  # deleted, purged, or expired (a TTL's marker)
         return base64.b64decode(msg.get("data", "")), int(msg["seq"])
 
     async def purge(self, key: str, revision: int, marker_ttl_s: int | None = None) -> None:

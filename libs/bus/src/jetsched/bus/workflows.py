@@ -69,6 +69,11 @@ class Known:
     #: Step index → result of its current run, for steps that succeeded (filled as parents are read, so a
     #: fan-out's children share one read of their parent).
     results: dict[int, asyncio.Future[JSON]] = field(default_factory=dict)
+    #: Step jobs released here, as written (consulted before `jobs`: the feed may not show them yet).
+    moved: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
+
+    def job(self, job_id: str) -> tuple[JobRecord, int] | None:
+        return self.moved.get(job_id) or self.jobs(job_id)
 
     def learn(self, index: int, result: JSON) -> None:
         done: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
@@ -167,12 +172,76 @@ class Workflows:
             del self.remembered[next(iter(self.remembered))]  # the longest unchanged
         self.remembered[record.id] = (record, revision)
 
+    async def recall(self, workflow_id: str) -> wf.WorkflowRecord:
+        """The record as last written here, or read (and kept, with `remember`)."""
+        kept = self.remembered.get(workflow_id) if self.remembered is not None else None
+        if kept is not None:
+            return kept[0]
+        record, revision = await self.get(workflow_id)
+        self._remember(record, revision)
+        return record
+
+    async def release_directly(
+        self,
+        record: wf.WorkflowRecord,
+        event: wf.StepEvent,
+        children: Sequence[int],
+        now_ms: int,
+        known: Known,
+    ) -> None:
+        """Release the children `wf.direct_children` found for a step's success, before its record takes
+        the success in; what they became is kept in `known.moved` for when it does."""
+        known.learn(event.index, event.result)
+        await self._run(record, [wf.Release(n) for n in children], now_ms, known)
+        crashpoint("workflow.direct.after_release")
+
     def forget(self, workflow_id: str, revision: int) -> None:
         """The record is at `revision` now (the feed showed it): drop a copy older than that."""
         if self.remembered is not None:
             kept = self.remembered.get(workflow_id)
             if kept is not None and kept[1] < revision:
                 del self.remembered[workflow_id]
+
+    async def begin(
+        self,
+        created: wf.WorkflowRecord,
+        running: wf.WorkflowRecord,
+        jobs: Sequence[JobRecord],
+        now_ms: int,
+        points: tuple[Callable[[], None], Callable[[], None]],
+        fresh: bool = False,
+        revision: int = 0,
+    ) -> bool:
+        """Start a workflow: every step job (`waiting`) first, then its record, `running` (a CAS on
+        `revision`, 0: create), then its first steps released. False, with nothing released: a record is
+        there already (a replay's, a racing resubmit's, or the fence of a clearing, `reaper/abandoned.py`).
+
+        Steps before the record, so a record always has its steps: a crash between the two leaves step jobs
+        that wait for a record — completed by a replay (a keyed resubmit, a timer's fire), or cleared by
+        the reaper once none will come. `points`: the caller's crash points, after the steps and after the
+        record.
+        `fresh`: no step of this workflow can have run yet (no look in history for its ids)."""
+        made: dict[str, tuple[JobRecord, int]] = {}
+        for start in range(0, len(jobs), CHUNK):
+            chunk = jobs[start : start + CHUNK]
+            revisions = await asyncio.gather(*(self._create_step(job, fresh) for job in chunk))
+            made |= {job.id: (job, r) for job, r in zip(chunk, revisions, strict=True) if r is not None}
+        points[0]()
+        try:
+            await self.put(running, revision)
+        except Conflict:
+            return False
+        points[1]()
+        # The first steps are released from the records just written, without reading them back.
+        await self.carry_out(created, running, now_ms, Known(made.get))
+        return True
+
+    async def _create_step(self, job: JobRecord, fresh: bool) -> int | None:
+        """The new step job's revision; None if it was there already (made before: a replay)."""
+        try:
+            return await self.records.create(job, fresh=fresh)
+        except Conflict:
+            return None
 
     async def advance(
         self, workflow_id: str, events: Sequence[wf.StepEvent], now_ms: int, known: Known | None = None
@@ -299,7 +368,7 @@ class Workflows:
 
     async def _one(self, record: wf.WorkflowRecord, intent: wf.Intent, now_ms: int, known: Known) -> None:
         step = record.steps[intent.index]
-        seen = known.jobs(step.job_id)
+        seen = known.job(step.job_id)
         try:
             job, revision = seen or await self.records.get(step.job_id)
         except NotFound:
@@ -349,7 +418,9 @@ class Workflows:
         parents = await self._parents(record, index, known)
         step = record.steps[index]
         if step.map_over is None:
-            await transition(self.records, job, revision, lambda r: steps.release(r, parents, now_ms))
+            done = await transition(self.records, job, revision, lambda r: steps.release(r, parents, now_ms))
+            if done is not None:
+                known.moved[job.id] = done[1], done[2]
             crashpoint("workflow.release.after_cas")
             return
         if job.parents is not None:
@@ -362,16 +433,12 @@ class Workflows:
         for start in range(0, len(items), CHUNK):
             await asyncio.gather(
                 *(
-                    self._create(steps.instance(job, n, items[n], shared, now_ms))
+                    self._create_step(steps.instance(job, n, items[n], shared, now_ms), fresh=False)
                     for n in range(start, min(start + CHUNK, len(items)))
                 )
             )
             crashpoint("workflow.expand.after_chunk")
         await transition(self.records, job, revision, lambda r: steps.expand(r, parents, now_ms))
-
-    async def _create(self, job: JobRecord) -> None:
-        with contextlib.suppress(Conflict):  # created before (a replay): creation is once per id
-            await self.records.create(job)
 
     async def _cancel(
         self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, running: bool, now_ms: int

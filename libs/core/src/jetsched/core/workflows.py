@@ -347,6 +347,48 @@ def apply(record: WorkflowRecord, events: Iterable[StepEvent], now_ms: int) -> W
     return _settle(record, steps, now_ms)
 
 
+def direct_children(record: WorkflowRecord, event: StepEvent) -> tuple[int, ...] | None:
+    """The children a step's success releases with no change to the workflow record first, or None when
+    the record must decide (`apply`) before anything moves.
+
+    A child whose only parent is this step needs no other outcome to be released: the parent's success
+    is the whole of its condition, and its job's own CAS `waiting → ready` makes the release happen once,
+    however often it is tried. So the success of a step all of whose children are plain single-parent
+    steps still waiting releases them directly, and the record takes the outcome in later, together with
+    the next ones (`reaper/advance.py`): a chain writes its record once per burst of outcomes instead of
+    once per step. `record` may be behind the stored one (by writes not seen yet): a child released from
+    it by mistake — the workflow just stopped — is cancelled by the stop's own intents, which cancel
+    released steps alike.
+
+    None when: the workflow is not running or is stopping; the outcome is not a success of the step's
+    current run (a map instance's included); the step has no children; or some child has other parents,
+    maps over a list, or is no longer waiting.
+    """
+    if record.state is not WorkflowState.RUNNING or stopping(record):
+        return None
+    if event.outcome is not StepState.SUCCEEDED or event.instance is not None:
+        return None
+    if not 0 <= event.index < len(record.steps):
+        return None
+    step = record.steps[event.index]
+    if event.run != step.run or step.state in _NOT_SUCCEEDED:
+        return None
+    children = tuple(
+        n for n in range(event.index + 1, len(record.steps)) if event.index in record.steps[n].parents
+    )
+    if not children:
+        return None
+    for n in children:
+        child = record.steps[n]
+        if (
+            child.parents != (event.index,)
+            or child.map_over is not None
+            or child.state is not StepState.WAITING
+        ):
+            return None
+    return children
+
+
 def _instance_finished(step: Step, event: StepEvent) -> Step:
     assert event.instance is not None
     if event.outcome is StepState.SUCCEEDED:

@@ -1,28 +1,30 @@
 """Accepting a workflow: every step exists before any is visible as started, or none is.
 
 The order, and what a crash between two steps leaves (the client saw no reply and resubmits with its key,
-or the reaper's check finishes the job):
+or the reaper finishes the job):
 
 1. key entry (`job_keys`, `=workflow.<sha256 of key>` → workflow id), CAS create, as for a keyed submit;
-2. the workflow record, `creating` (`workflows` bucket): the API answers `not_found` for it;
-   crash point `workflow.submit.after_record`;
-3. every step's job, `waiting` (nothing dispatches it), under ids derived from (workflow, step): a
+   crash point `workflow.submit.after_key`;
+2. every step's job, `waiting` (nothing dispatches it), under ids derived from (workflow, step): a
    resubmit creates the same ones again, finding those already there; `workflow.submit.after_steps`;
-4. CAS `creating → running`: from here the workflow exists; `workflow.submit.after_cas`;
-5. the steps without parents released (`waiting → ready`), as any released step is: if intake dies
+3. the workflow record, `running`, created by CAS (revision 0): from here the workflow exists;
+   `workflow.submit.after_record`;
+4. the steps without parents released (`waiting → ready`), as any released step is: if intake dies
    before, the reaper's check releases them (the record says they are released, their jobs wait);
-6. the reply.
+5. the reply.
 
-A resubmit with the key finds the entry and the record: `running` or later → the same workflow,
-`duplicate: true`; `creating` → steps 3 to 6 are completed under the stored id.
-A `creating` workflow nobody resubmits is cleared by the reaper after a grace (`reaper/abandoned.py`):
-its record is purged by CAS, which fences this submit's step 4 — a submitter that slept through the
-grace answers `unavailable`, and a keyed resubmit then starts a new workflow under a new id.
+Steps first and one write of the record (`Workflows.begin`, shared with a schedule's fire), so a record
+always has its steps. A resubmit with the key finds the entry: a record `running` or later → the same
+workflow, `duplicate: true`; none yet → steps 2 to 5 again under the stored id. Step jobs whose record
+never comes (no resubmit) are cleared by the reaper after a grace (`reaper/abandoned.py`): it first
+purges the record's key at revision 0, which fences step 3 — a submitter that slept through the grace
+answers `unavailable`, and a keyed resubmit then starts a new workflow under a new id. (An intake of an
+earlier version wrote the record first, `creating`: a resubmit completes such a record, and the reaper
+clears it after the grace as before.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -32,8 +34,7 @@ from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.crashpoints import crashpoint
-from jetsched.bus.records import StoreError, encode
-from jetsched.bus.workflows import Known
+from jetsched.bus.records import StoreError, decoded, encode
 from jetsched.core import steps
 from jetsched.core import workflows as wf
 from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound, Poisoned
@@ -49,7 +50,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64
+#: A step job's record holds at most this many times the bytes of its request (numbers written short
+#: are stored long: `9e15` is `9000000000000000.0`, 4.5 times as many bytes, the worst of any JSON token),
+#: plus what no request spells out (ids, the workflow link, times, a trace context). A request that small
+#: next to a step's budget cannot make a step job over it, so its jobs are not encoded to be measured.
+RECORD_GROWTH = 5
+RECORD_OVERHEAD_BYTES = 8192
 
 
 def key_id(key: str) -> str:
@@ -85,7 +91,7 @@ class WorkflowSubmitter:
         attributes: dict[str, str | int] = {"messaging.system": "nats", "jetsched.steps": len(request.steps)}
         with tracing.span("jetsched workflow submit", headers, SpanKind.CONSUMER, attributes) as carrier:
             try:
-                return await self._store(request, carrier or None)
+                return await self._store(request, len(data), carrier or None)
             except (NatsError, TimeoutError, StoreError) as exc:
                 log.warning("workflow not stored", extra={"error": repr(exc)})
                 return ApiError(
@@ -94,7 +100,7 @@ class WorkflowSubmitter:
             except Poisoned as exc:
                 return ApiError(code=ErrorCode.QUARANTINED, message=str(exc), field="key")
 
-    def _sized(self, record: wf.WorkflowRecord, jobs: list[JobRecord]) -> ApiError | None:
+    def _sized(self, record: wf.WorkflowRecord, jobs: list[JobRecord], request_bytes: int) -> ApiError | None:
         size = len(record.model_dump_json(exclude_defaults=True)) + wf.growth_bytes(record)
         if size > self.record_bytes:
             return ApiError(
@@ -103,6 +109,8 @@ class WorkflowSubmitter:
                 " (fewer steps, or shorter names)",
                 field="steps",
             )
+        if request_bytes * RECORD_GROWTH + RECORD_OVERHEAD_BYTES <= self.step_budget:
+            return None
         for job in jobs:
             size = len(encode(job))
             if size > self.step_budget:
@@ -116,61 +124,58 @@ class WorkflowSubmitter:
         return None
 
     async def _store(
-        self, request: wf.WorkflowRequest, trace: dict[str, str] | None
+        self, request: wf.WorkflowRequest, request_bytes: int, trace: dict[str, str] | None
     ) -> dict[str, Any] | ApiError:
         now = self.clock.now_ms()
         workflow_id = new_ulid(now)
-        entry, entry_revision = None, 0
+        revision = 0
         if request.key is not None:
             entry = key_id(request.key)
-            workflow_id, entry_revision = await self._keyed(entry, workflow_id)
-        record, ordered = wf.new_record(request, workflow_id, now, trace)
-        jobs = [steps.waiting_job(step, record, n, now, trace) for n, step in enumerate(ordered)]
-        problem = self._sized(record, jobs)
+            proposed = workflow_id
+            workflow_id, entry_revision = await self._keyed(entry, proposed)
+            # A new key (the proposed id stored under it) has nothing stored yet.
+            data, revision = (None, 0) if workflow_id == proposed else await self._stored(workflow_id)
+            if data is None and revision:
+                # The key's workflow has expired (or was cleared as abandoned; its marker fences the id):
+                # the key starts a new one.
+                workflow_id, revision = new_ulid(now), 0
+                await self.keys.put_if(entry, workflow_id.encode(), entry_revision)
+            elif data is not None:
+                stored = decoded(wf.WorkflowRecord, data, self.workflows.store.bucket, workflow_id, revision)
+                if stored.state is not wf.WorkflowState.CREATING:
+                    return reply(stored, duplicate=True)
+                # Half-made by an intake of an earlier version (record first): completed under its id.
+                log.info("completing a half-made workflow", extra={"workflow": workflow_id})
+        created, ordered = wf.new_record(request, workflow_id, now, trace)
+        jobs = [steps.waiting_job(step, created, n, now, trace) for n, step in enumerate(ordered)]
+        problem = self._sized(created, jobs, request_bytes)
         if problem is not None:
             return problem
+        running = wf.start(created, now)
+        # Fresh: a step runs only once its workflow has started, which no submit of this id has done.
+        points = (
+            lambda: crashpoint("workflow.submit.after_steps"),
+            lambda: crashpoint("workflow.submit.after_record"),
+        )
+        if await self.workflows.begin(created, running, jobs, now, points, fresh=True, revision=revision):
+            return reply(running, duplicate=False)
+        # Its own resubmit raced it there (whichever started it, the workflow is the same), or the reaper
+        # cleared its steps as abandoned while this submit was stalled, fencing the id.
         try:
-            revision = await self.workflows.put(record, 0)
-            crashpoint("workflow.submit.after_record")
-        except Conflict:
-            # Stored before under this key, or half-made by an interrupted submit of it.
-            try:
-                stored, revision = await self.workflows.get(workflow_id)
-            except NotFound:
-                if entry is None:
-                    raise
-                # The key's workflow has expired (its marker fences the id): the key starts a new one.
-                record, ordered = wf.new_record(request, new_ulid(now), now, trace)
-                jobs = [steps.waiting_job(step, record, n, now, trace) for n, step in enumerate(ordered)]
-                await self.keys.put_if(entry, record.id.encode(), entry_revision)
-                stored, revision = record, await self.workflows.put(record, 0)
-            if stored.state is not wf.WorkflowState.CREATING:
-                return reply(stored, duplicate=True)
-            log.info("completing a half-made workflow", extra={"workflow": workflow_id})
-            record = stored
-        created: dict[str, tuple[JobRecord, int]] = {}
-        for start in range(0, len(jobs), CHUNK):
-            chunk = jobs[start : start + CHUNK]
-            revisions = await asyncio.gather(*(self._create(job) for job in chunk))
-            created |= {job.id: (job, r) for job, r in zip(chunk, revisions, strict=True) if r is not None}
-        crashpoint("workflow.submit.after_steps")
-        running = wf.start(record, now)
+            stored, _ = await self.workflows.get(workflow_id)
+        except NotFound:
+            return ApiError(
+                code=ErrorCode.UNAVAILABLE,
+                message=f"workflow {workflow_id} was cleared as abandoned before it started; submit again",
+            )
+        return reply(stored, duplicate=True)
+
+    async def _stored(self, workflow_id: str) -> tuple[bytes | None, int]:
+        """A keyed workflow's record as stored: (None, 0) if never written, (None, revision) if removed."""
         try:
-            await self.workflows.put(running, revision)
-        except Conflict:
-            # Its own resubmit raced it there: whichever started it, the workflow is the same.
-            try:
-                stored, _ = await self.workflows.get(workflow_id)
-            except NotFound:
-                return ApiError(
-                    code=ErrorCode.UNAVAILABLE,
-                    message=f"workflow {workflow_id} was cleared as abandoned before it started; submit again",
-                )
-            return reply(stored, duplicate=True)
-        crashpoint("workflow.submit.after_cas")
-        # The roots are released from the records just written, without reading them back.
-        await self.workflows.carry_out(record, running, now, Known(created.get))
-        return reply(running, duplicate=False)
+            return await self.workflows.store.latest(workflow_id)
+        except NotFound:
+            return None, 0
 
     async def _keyed(self, entry: str, workflow_id: str) -> tuple[str, int]:
         """The workflow id a key stands for (`workflow_id` if the key is new) and the entry's revision."""
@@ -184,11 +189,3 @@ class WorkflowSubmitter:
         if not ULID_RE.match(known):
             raise Poisoned(self.keys.bucket, entry, revision, "the key names no workflow id")
         return known, revision
-
-    async def _create(self, job: JobRecord) -> int | None:
-        """The new record's revision; None if the first, interrupted, submit of this workflow made it."""
-        try:
-            # Fresh: a step runs only once its workflow has started, which this submit has not yet done.
-            return await self.workflows.records.create(job, fresh=True)
-        except Conflict:
-            return None

@@ -1,32 +1,30 @@
 """Abandoned submits: which workflows a dead submitter left half-made, and when to clear them. Pure.
 
-A workflow submit writes its record `creating`, then its step jobs `waiting`, then flips the record to
-`running` (`intake/workflow_submit.py`). A submitter that dies in between leaves a record the API never
-shows and step jobs nothing will release — finished only if the client resubmits with its key. When
-nobody does, the reaper clears it after `grace_ms` (well past the SDK's keyed-retry window of 30 s):
-
-1. the record is purged by CAS at its `creating` revision — the fence: a late submitter or keyed
-   resubmit can no longer start it (its CAS fails; a keyed resubmit then makes a new workflow), and a
-   record that started meanwhile makes the purge fail, leaving it alone;
-2. every step job of it still `waiting` is purged by CAS (a step id not created yet is purged at
-   revision 0, which fences its creation too).
+A workflow submit, like a schedule's fire, writes its step jobs `waiting` first, then its record, already
+`running` (`Workflows.begin`). A submitter that dies in between leaves step jobs with *no* record, which
+nothing releases — finished only if the client resubmits with its key, or a timer replays the fire. When
+none will, the reaper clears them after `grace_ms` (well past the SDK's keyed-retry window of 30 s), from
+when this process first saw them waiting with no record: if their schedule may still fire them, it looks
+again later; if not, the record's key is fenced (purged at revision 0, so a late submitter's or replay's
+create of the record fails; a keyed resubmit then makes a new workflow), and every step job of it still
+`waiting` is purged by CAS.
 
 Why clear rather than complete: the client was never told "accepted", so no promise covers it, and an
 unkeyed client may well have submitted it again — starting the half-made one could run it twice.
 
-Why the reaper: it already follows both feeds (job records and workflow records), so it sees a
-`creating` record and the `waiting` jobs without reading anything; intake keeps no view of jobs.
+Why the reaper: it already follows both feeds (job records and workflow records), so it sees the
+`waiting` jobs and whether a record came without reading anything; intake keeps no view of jobs.
 
-What if the reaper dies between 1 and 2? The record is gone (its purge marker stays in the feed) and
-step jobs still wait: a workflow seen *gone* while jobs of it wait is cleared `RETRY_MS` later.
+An intake of an earlier version wrote the record first, `creating`, and flipped it to `running` after the
+steps; what it left half-made is cleared alike: (1) the record is purged by CAS at its `creating`
+revision — the fence; a record that started meanwhile makes the purge fail, leaving it alone; (2) every
+step job of it still `waiting` is purged by CAS (a step id not created yet is purged at revision 0, which
+fences its creation too). What if the reaper dies between 1 and 2? The record is gone (its purge marker
+stays in the feed) and step jobs still wait: a workflow seen *gone* while jobs of it wait is cleared
+`RETRY_MS` later.
 
-A schedule's fire writes no `creating` record: its step jobs first, then the record, `running`
-(`timer/schedules.py`). A timer that dies in between leaves waiting jobs with *no* record, which the
-next timer's replay of the fire completes — unless none will come (the schedule was deleted, paused, or
-moved past that fire meanwhile). Step jobs still waiting for a record never seen after the grace are
-looked at: if their schedule may still fire them, again later; if not, the record's key is fenced (purged
-at revision 0, so a late replay's create fails) and the jobs are cleared as in 2. Ages are this process's own readings (first seen `creating`),
-so a restart only makes the grace longer, and no host's clock is compared with another's.
+Ages are this process's own readings, so a restart only makes the grace longer, and no host's clock is
+compared with another's.
 """
 
 from __future__ import annotations

@@ -6,6 +6,15 @@ cancel through the API, a map collected here), and every one of them is a write 
 which the feed delivers; on start the feed replays the latest record of every job, so an outcome whose
 advancement a crash interrupted is seen again. Applying it twice changes nothing (`core/workflows.apply`).
 
+A step's success whose children all have it as their only parent (a chain's link, a fan-out's root)
+releases them at once, before the workflow record takes it in (`core/workflows.direct_children`): the
+record catches up with the next outcome that needs it to decide — a fan-in, a failure, the last step — or
+`CATCH_UP_MS` after the first outcome it has not taken in, whichever comes first. A fast chain so writes its
+record once instead of once per step. What if the process dies here (`workflow.direct.after_release`)? The
+children are released and the record has not heard of their parent's success: the parent's job is still
+in the bucket (it is retired only once the record took it in), so the restarted feed replays its outcome,
+which the record then takes in; the release it implies finds the children moved on and does nothing.
+
 Outcomes are coalesced per workflow: the events that arrive while a workflow's last advance is in flight
 are applied together, in one read and one CAS of its record — a 1,000-step fan-out that finishes at once
 costs a few CAS writes, not a thousand contending ones. A big workflow's outcomes are also gathered for a
@@ -69,9 +78,13 @@ CHECK_AFTER_MS = 2000
 PARALLEL = 32
 TICK_S = 0.25
 #: A workflow's outcomes are gathered for 1 ms per this many bytes of its record after its last advance,
-#: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~20 ms for a 1,000-step one.
-COALESCE_BYTES_PER_MS = 4096
+#: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~45 ms for a 1,000-step one, whose every
+#: advance costs ~5–10 ms of deciding, encoding and storing its ~90 KB here (a fifth of a core at most).
+COALESCE_BYTES_PER_MS = 2048
 MAX_COALESCE_MS = 100
+#: How long a workflow's record may go without taking in outcomes already acted on (children released
+#: directly): the lag of its steps' `step_state` in `workflows.get` (their jobs' states never lag).
+CATCH_UP_MS = 1000
 
 
 def coalesce_ms(record_bytes: int) -> int:
@@ -95,6 +108,12 @@ class Advancer:
         self.pending: dict[str, list[wf.StepEvent]] = {}
         #: The ended step jobs behind `pending`'s events, to retire once these are applied.
         self.ended: dict[str, list[Change]] = {}
+        #: Outcomes whose children were released directly, not yet taken in by their workflow's record;
+        #: the ended step jobs behind them; since when; and what releasing them learned.
+        self.deferred: dict[str, list[wf.StepEvent]] = {}
+        self.deferred_ended: dict[str, list[Change]] = {}
+        self.deferred_at: dict[str, int] = {}
+        self.known: dict[str, Known] = {}
         #: Where an ended step job goes once its workflow took it in (the service's `Retirer`).
         self.retire: Callable[[Change], None] | None = None
         #: Step jobs in `waiting`, per workflow (from the record feed, as last written), and each one's
@@ -228,8 +247,18 @@ class Advancer:
                 due.append(w)
             else:
                 soonest = at if soonest is None else min(soonest, at)
+        for w, since in self.deferred_at.items():
+            at = since + CATCH_UP_MS
+            if w in self.busy or w in self.pending:
+                continue
+            if at <= now:
+                due.append(w)
+            else:
+                soonest = at if soonest is None else min(soonest, at)
         due += [
-            w for w, at in self.checks.items() if at <= now and w not in self.busy and w not in self.pending
+            w
+            for w, at in self.checks.items()
+            if at <= now and w not in self.busy and w not in self.pending and w not in self.deferred_at
         ]
         return due, soonest
 
@@ -242,9 +271,19 @@ class Advancer:
             # Even for a workflow the feed showed final: the two feeds are not ordered with each other,
             # and a retried workflow's first outcome may arrive before its record's return to running.
             # XX(#10): a restart re-reads the record of every workflow with final steps in retention.
-            if events:
+            if events or workflow_id in self.deferred_at:
                 try:
-                    written = await self.workflows.advance(workflow_id, events, now, Known(self._job))
+                    if events and await self._released_directly(workflow_id, events, now):
+                        self.deferred.setdefault(workflow_id, []).extend(events)
+                        self.deferred_ended.setdefault(workflow_id, []).extend(ended)
+                        self.deferred_at.setdefault(workflow_id, now)
+                        return
+                    # The record catches up with every outcome acted on before.
+                    events[:0] = self.deferred.pop(workflow_id, [])
+                    ended[:0] = self.deferred_ended.pop(workflow_id, [])
+                    self.deferred_at.pop(workflow_id, None)
+                    known = self.known.pop(workflow_id, None) or Known(self._job)
+                    written = await self.workflows.advance(workflow_id, events, now, known)
                     if written is not None:
                         self.own.setdefault(workflow_id, set()).add(written)
                         if workflow_id in self.sizes:  # still running, as far as the feed has shown
@@ -267,6 +306,26 @@ class Advancer:
             self.busy.discard(workflow_id)
             if workflow_id in self.pending:
                 self.wake.set()
+
+    async def _released_directly(self, workflow_id: str, events: list[wf.StepEvent], now: int) -> bool:
+        """Release the children of these successes without the record, if they allow it
+        (`wf.direct_children`); False: the record decides them all (nothing was released)."""
+        if workflow_id in self.stopping or any(
+            e.outcome is not wf.StepState.SUCCEEDED or e.instance is not None for e in events
+        ):
+            return False
+        try:
+            record = await self.workflows.recall(workflow_id)
+        except Exception:  # the advance reads it again and deals with what it finds
+            return False
+        plans = [wf.direct_children(record, event) for event in events]
+        if any(children is None for children in plans):
+            return False
+        known = self.known.setdefault(workflow_id, Known(self._job))
+        for event, children in zip(events, plans, strict=True):
+            assert children is not None
+            await self.workflows.release_directly(record, event, children, now, known)
+        return True
 
     def _retire(self, ended: list[Change]) -> None:
         if self.retire is not None:

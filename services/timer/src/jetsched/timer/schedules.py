@@ -48,8 +48,6 @@ PREFIX = "schedule:"
 #: How often a buffered fire checks whether the previous job has finished.
 BUFFER_POLL_MS = 1000
 CAS_TRIES = 10
-#: A fire's workflow step jobs created at once.
-CHUNK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,16 +171,12 @@ class ScheduleFirer:
     async def _start(self, record: ScheduleRecord, nominal: int, now: int) -> None:
         """Start the fire's workflow, once however often this is replayed (see the module's docstring)."""
         created, running, jobs = schedules.fire_workflow(record, nominal, now)
-        for start in range(0, len(jobs), CHUNK):
-            await asyncio.gather(*(self._create(job) for job in jobs[start : start + CHUNK]))
-        crashpoint("timer.fire.after_steps")
-        try:
-            await self.workflows.put(running, 0)
-        except Conflict:
+        points = (
+            lambda: crashpoint("timer.fire.after_steps"),
+            lambda: crashpoint("timer.fire.after_workflow"),
+        )
+        if not await self.workflows.begin(created, running, jobs, now, points):
             log.info("fire's workflow already exists", extra={"workflow": running.id})
-            return
-        crashpoint("timer.fire.after_workflow")
-        await self.workflows.carry_out(created, running, now)
 
     async def _cancel(self, previous: Previous) -> None:
         if previous.workflow:
