@@ -2,7 +2,8 @@
 
 Counts come from the record feed (jobs leased to any worker, whichever replica claimed them) plus this
 replica's claims in flight; a capability is dispatched by one replica at a time (its shard's lease), so
-the caps hold fleet-wide up to the moment a shard moves.
+the caps hold fleet-wide up to the moment a shard moves. (A limited queue is never split in partitions
+among replicas for that reason: `partitions.py`.)
 """
 
 from __future__ import annotations

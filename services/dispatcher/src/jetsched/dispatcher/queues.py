@@ -15,6 +15,8 @@ one question — what to claim next for whom (`plan`) — without I/O:
   to an interval stale, so it is not used here; two replicas racing for one slot are settled by the
   worker handing the extra job back.) Fleet-wide concurrency caps keep counting a job until its record
   leaves `running`.
+- A capability split in partitions (`partitions.py`) has one queue per partition (`cap#k`), each with
+  its share of every session's slots, counted per (session, partition).
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
   board's own CAS) is ignored.
 """
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 from jetsched.core.models import TERMINAL, JobRecord, JobState
 from jetsched.core.workers import matches
 
+from . import partitions
 from .limits import Limits
 from .routing import pick
 
@@ -67,6 +70,11 @@ class Board:
     served: dict[tuple[str, str], int] = field(default_factory=dict)
     #: job id → session that published its outcome while the record still says running
     finished: dict[str, str] = field(default_factory=dict)
+    #: capability → the partitions its ready jobs are split in (`partitions.py`; 1: not split)
+    partition_count: Callable[[str], int] = lambda _: 1
+    #: (session, partition queue) → jobs of that partition it holds, and each held job's partition queue
+    held_in: dict[tuple[str, str], int] = field(default_factory=dict)
+    held_queue: dict[str, str] = field(default_factory=dict)
     _turn: int = 0
 
     def observe(self, change: Change) -> bool:
@@ -106,8 +114,24 @@ class Board:
     def load(self, session: Session) -> int:
         return len(self.held.get(session.id, ()))
 
-    def free(self, session: Session) -> int:
-        return session.heartbeat.concurrency - self.load(session)
+    def free(self, session: Session, queue: str | None = None) -> int:
+        """Slots of the session free — for one partition queue, of that partition's share."""
+        free = session.heartbeat.concurrency - self.load(session)
+        if queue is None or partitions.SEPARATOR not in queue:
+            return free
+        capability, number = partitions.split(queue)
+        share = partitions.slots(
+            session.heartbeat.concurrency, session.id, number, self.partition_count(capability)
+        )
+        return min(free, share - self.held_in.get((session.id, queue), 0))
+
+    def repartition(self, capability: str) -> None:
+        """Sort a capability's ready jobs into its queues again (its partition count changed)."""
+        for queue in [q for q in self.queues if partitions.split(q)[0] == capability]:
+            del self.queues[queue]
+        for record, _ in self.ready.values():
+            if record.capability == capability:
+                self._push(record)
 
     def plan(
         self,
@@ -125,13 +149,14 @@ class Board:
         required labels no free session announces is passed over too, never blocking lower priorities.
         """
         claims: list[Claim] = []
-        for capability, keyed in self.queues.items():
-            if not dispatches(capability):
+        for queue, keyed in self.queues.items():
+            if not dispatches(queue):
                 continue
-            sessions = [s for s in registry.capable(capability, now_ms) if self.free(s) > 0]
+            capability = partitions.split(queue)[0]
+            sessions = [s for s in registry.capable(capability, now_ms) if self.free(s, queue) > 0]
             passed: list[tuple[str, int, tuple[int, str]]] = []
             while sessions and len(claims) < limit and self.limits.capability_open(capability, now_ms):
-                chosen = self._next(capability, keyed, now_ms)
+                chosen = self._next(queue, capability, keyed, now_ms)
                 if chosen is None:
                     break
                 key, level = chosen
@@ -147,15 +172,15 @@ class Board:
                 self._hold(record.id, session.id, capability, record.concurrency_key)
                 self.limits.start(capability, record.concurrency_key, now_ms)
                 self._turn += 1
-                self.served[capability, key] = self._turn
-                if self.free(session) <= 0:
+                self.served[queue, key] = self._turn
+                if self.free(session, queue) <= 0:
                     sessions.remove(session)
             for key, level, head in passed:
                 heapq.heappush(keyed[key][level], head)
         return claims
 
     def _next(
-        self, capability: str, keyed: dict[str, list[list[tuple[int, str]]]], now_ms: int
+        self, queue: str, capability: str, keyed: dict[str, list[list[tuple[int, str]]]], now_ms: int
     ) -> tuple[str, int] | None:
         """The (key, priority level) whose head goes next, by the queue's priority mode.
 
@@ -176,7 +201,7 @@ class Board:
         if not heads:
             return None
         if settings.priority_mode == "weighted":
-            credit = self.credit.setdefault(capability, [0.0] * 10)
+            credit = self.credit.setdefault(queue, [0.0] * 10)
             present = {level for _, _, level in heads}
             for level in present:
                 credit[level] += level + 1
@@ -185,7 +210,7 @@ class Board:
             heads = [h for h in heads if h[2] == best_level]
         top = max(p for p, _, _ in heads)
         _, key, level = min(
-            ((self.served.get((capability, k), 0), -lv, k), k, lv) for p, k, lv in heads if p == top
+            ((self.served.get((queue, k), 0), -lv, k), k, lv) for p, k, lv in heads if p == top
         )
         return key, level
 
@@ -215,21 +240,32 @@ class Board:
     def forget_session(self, session_id: str) -> None:
         for job_id in self.held.pop(session_id, set()):
             self.holder.pop(job_id, None)
+            queue = self.held_queue.pop(job_id, None)
+            if queue is not None:
+                self.held_in.pop((session_id, queue), None)
             counted = self.counted.pop(job_id, None)
             if counted is not None:
                 self.limits.count(*counted, -1)
 
+    def _queue(self, capability: str, job_id: str) -> str:
+        return partitions.queue_of(capability, job_id, self.partition_count(capability))
+
     def _push(self, record: JobRecord) -> None:
-        keyed = self.queues.setdefault(record.capability, {})
+        keyed = self.queues.setdefault(self._queue(record.capability, record.id), {})
         levels = keyed.get(record.concurrency_key or "")
         if levels is None:
             levels = keyed[record.concurrency_key or ""] = [[] for _ in range(10)]
         heapq.heappush(levels[record.priority], (record.queued_at, record.id))
 
     def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
-        if self.finished.get(job_id) != session_id:
+        if self.finished.get(job_id) != session_id and self.holder.get(job_id) != session_id:
+            self._free_slot(job_id)  # held elsewhere as last seen: it moved
             self.holder[job_id] = session_id
             self.held.setdefault(session_id, set()).add(job_id)
+            queue = self._queue(capability, job_id)
+            if partitions.SEPARATOR in queue:
+                self.held_queue[job_id] = queue
+                self.held_in[session_id, queue] = self.held_in.get((session_id, queue), 0) + 1
         if job_id not in self.counted:
             self.counted[job_id] = (capability, key)
             self.limits.count(capability, key, +1)
@@ -243,6 +279,13 @@ class Board:
     def _free_slot(self, job_id: str) -> None:
         session_id = self.holder.pop(job_id, None)
         if session_id is not None:
+            queue = self.held_queue.pop(job_id, None)
+            if queue is not None:
+                left = self.held_in.get((session_id, queue), 0) - 1
+                if left > 0:
+                    self.held_in[session_id, queue] = left
+                else:
+                    self.held_in.pop((session_id, queue), None)
             jobs = self.held.get(session_id)
             if jobs is not None:
                 jobs.discard(job_id)

@@ -35,9 +35,9 @@ from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
 from jetsched.core.models import QueueSettings
-from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
+from . import partitions
 from .claims import Expire, decide, stale, work_message
 from .queues import Board, Claim
 
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Capability shards replicas split by lease: a capability is dispatched by one replica at a time, so
-#: its priority order holds across any number of replicas.
+#: its priority order holds across any number of replicas — unless it is split in partitions, each leased
+#: as a shard of its own (`partitions.py`).
 DEFAULT_SHARDS = 16
 #: Claims in flight at once (CAS round trips pipelined).
 MAX_IN_FLIGHT = 512
@@ -62,20 +63,37 @@ class DispatcherService(Service):
     name = "dispatcher"
 
     def __init__(
-        self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
+        self,
+        bus: BusConfig,
+        shards: int = DEFAULT_SHARDS,
+        lease_ttl_ms: int = DEFAULT_TTL_MS,
+        partitioned: dict[str, int] | None = None,
     ) -> None:
+        """`partitioned`: capability → the partitions its jobs are dispatched in (`partitions.py`)."""
         super().__init__(bus)
         self.shards = shards
         self.lease_ttl_ms = lease_ttl_ms
-        self.board = Board()
+        self.partitioned = partitioned or {}
+        self.board = Board(partition_count=self.partitions)
         self.registry = WorkerRegistry()
         self.wake = asyncio.Event()
         self.owned: set[int] = set()
         self.paused: set[str] = set()
 
-    def dispatches(self, capability: str) -> bool:
-        """Whether this replica hands out a capability's jobs now: its shard is leased here, not paused."""
-        return capability not in self.paused and shard_of(capability, self.shards) in self.owned
+    def partitions(self, capability: str) -> int:
+        """The partitions a capability's jobs are dispatched in now (1 while its queue has limits)."""
+        configured = self.partitioned.get(capability, 1)
+        if configured == 1:
+            return 1
+        return partitions.count(configured, self.board.limits.of(capability), self.shards)
+
+    def dispatches(self, queue: str) -> bool:
+        """Whether this replica hands out a board queue's jobs now — a capability's, or one partition's:
+        its shard is leased here, and the capability is not paused."""
+        capability, number = partitions.split(queue)
+        if capability in self.paused:
+            return False
+        return partitions.shard(capability, number, self.partitions(capability), self.shards) in self.owned
 
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
@@ -84,7 +102,10 @@ class DispatcherService(Service):
     def _queue(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         # A setting that cannot be read raises here: the feed quarantines it and the last good one stays.
         settings = QueueSettings.model_validate_json(data) if data else QueueSettings()
+        before = self.partitions(key)
         self.board.limits.settings[key] = settings
+        if self.partitions(key) != before:
+            self.board.repartition(key)
         if settings.paused:
             self.paused.add(key)
         else:

@@ -270,7 +270,9 @@ class Advancer:
             now = self.clock.now_ms()
             # Even for a workflow the feed showed final: the two feeds are not ordered with each other,
             # and a retried workflow's first outcome may arrive before its record's return to running.
-            # XX(#10): a restart re-reads the record of every workflow with final steps in retention.
+            # After a restart the feed replays the final step jobs still in the bucket: those not yet
+            # taken in (the others were retired to history) and dead ones, which stay until retried or
+            # purged — each costs a read of its workflow's record, which then changes nothing.
             if events or workflow_id in self.deferred_at:
                 try:
                     if events and await self._released_directly(workflow_id, events, now):

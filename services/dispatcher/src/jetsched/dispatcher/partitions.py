@@ -1,0 +1,99 @@
+"""Dispatch partitions: one hot capability's ready jobs split among dispatcher replicas. Pure.
+
+A capability is dispatched by the one replica that holds its shard's lease, so its priority order holds
+exactly — and one process is the ceiling for a hot queue. A capability given P partitions
+(`--partitions hot.cap=3`, `JETSCHED_DISPATCH_PARTITIONS`) is split by job id instead: job j belongs
+to partition `crc32(j) mod P`, each partition is a queue of its own on the board (`cap#k`), leased as a
+shard of its own (P shards spaced evenly over the ring, so that replicas splitting the ring by blocks
+split the partitions too), and dispatched by whichever replica holds it. What that keeps and gives up:
+
+- **Order within a partition is strict**, as for a whole capability before: a partition's owner always
+  starts its highest-priority ready job first.
+- **Across partitions, order is bounded by the slots a partition holds.** Each partition gets a share of
+  every worker session's slots (`slots`: concurrency / P, the remainder spread by session), so owners never
+  race for one slot. A job can wait behind a lower-priority one of another partition only while that
+  one's partition has a free slot of its share and its own has none: no job waits behind a lower
+  priority by more than the slots of the other partitions (`concurrency × (P − 1) / P` per session).
+- **Exact limits stay whole.** A queue with a fleet-wide cap or a start rate (for it or per key) is one
+  counter and one token bucket: such a queue is not partitioned, whatever P says (`count`).
+- P is clamped to the shard count. A partition whose share of every worker is zero would never run, so
+  P should stay at or below the fleet's slots for the capability; `slots` gives the remainder of
+  `concurrency / P` to different partitions on different sessions, so several small workers serve every
+  partition.
+
+Every replica must be given the same P for a capability (like `--shards`): two replicas that disagree
+only waste claims (each claim is a CAS on the job's record), never run a job twice at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING
+
+from jetsched.core.shards import shard_of
+
+if TYPE_CHECKING:
+    from jetsched.core.models import QueueSettings
+
+#: Between a capability and its partition number in a board queue's name; in no capability name.
+SEPARATOR = "#"
+MAX_PARTITIONS = 64
+
+
+def parse(spec: str) -> dict[str, int]:
+    """`"cap.a=3,cap.b=2"` → {"cap.a": 3, "cap.b": 2}; `ValueError` naming what is wrong."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        capability, sep, number = item.partition("=")
+        if not sep or not capability.strip() or not number.strip().isdigit():
+            raise ValueError(f"{item!r}: expected capability=partitions, e.g. emails.send=3")
+        count = int(number)
+        if not 1 <= count <= MAX_PARTITIONS:
+            raise ValueError(f"{item!r}: partitions must be 1 to {MAX_PARTITIONS}")
+        counts[capability.strip()] = count
+    return counts
+
+
+def limited(settings: QueueSettings) -> bool:
+    """Whether a queue has a limit only one counter can keep (a cap or a start rate)."""
+    return any(
+        value is not None
+        for value in (
+            settings.max_running,
+            settings.max_running_per_key,
+            settings.rate_per_s,
+            settings.rate_per_key_per_s,
+        )
+    )
+
+
+def count(configured: int, settings: QueueSettings, shards: int) -> int:
+    """The partitions a capability is dispatched in: as configured, but one for a limited queue, and
+    never more than the shards that lease them."""
+    return 1 if limited(settings) else max(1, min(configured, shards))
+
+
+def queue_of(capability: str, job_id: str, partitions: int) -> str:
+    """The board queue a job of `capability` sits in: the capability itself, or one partition of it."""
+    if partitions <= 1:
+        return capability
+    return f"{capability}{SEPARATOR}{zlib.crc32(job_id.encode()) % partitions}"
+
+
+def split(queue: str) -> tuple[str, int]:
+    """(capability, partition number) of a board queue; a whole capability is partition 0."""
+    capability, _, number = queue.partition(SEPARATOR)
+    return capability, int(number) if number else 0
+
+
+def shard(capability: str, partition: int, partitions: int, shards: int) -> int:
+    """The lease shard of one partition: the capability's own shard, then evenly spaced around the ring."""
+    return (shard_of(capability, shards) + partition * shards // partitions) % shards
+
+
+def slots(concurrency: int, session_id: str, partition: int, partitions: int) -> int:
+    """A partition's share of one session's slots. The remainder goes to a different run of partitions on
+    each session (by the session's id), so with several small workers every partition gets some."""
+    base, extra = divmod(concurrency, partitions)
+    offset = zlib.crc32(session_id.encode()) % partitions
+    return base + (1 if (partition - offset) % partitions < extra else 0)
