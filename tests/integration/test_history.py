@@ -57,7 +57,7 @@ async def test_retire_moves_once_and_get_finds_it(nc: Connection) -> None:
     revision = await records.create(succeeded())
     await records.retire(succeeded(), revision)
     with pytest.raises(NotFound):
-        await records.store.get(JOB)
+        await records.store_of(JOB).get(JOB)
     record, _ = await records.get(JOB)
     assert record.state is JobState.SUCCEEDED
     with pytest.raises(Conflict):  # the crash-and-replay case: history first, then the purge's CAS

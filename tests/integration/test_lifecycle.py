@@ -293,7 +293,7 @@ async def test_a_record_landing_after_its_timer_entry_came_due_still_runs(
     record = states.accept(JobRequest(delay_ms=50), new_ulid(now), "late", now, None)
     await records.timers.put(record.id, f"{record.run_at_ms} 0".encode())
     await asyncio.sleep(0.5)  # the entry comes due; its record is not there yet
-    await records.store.put_if(record.id, encode(record), 0, headers_of(record))
+    await records.store_of(record.id).put_if(record.id, encode(record), 0, headers_of(record))
     await nc.close()
     async with running_worker(tasks, nats_server.url):
         final = await client.wait(record.id, timeout=20)

@@ -113,7 +113,7 @@ async def test_a_lost_announcement_costs_time_not_the_wait(
     reply = await client.submit("nobody.serves.this")
     nc = await connect(nats_server.url, "test-silent-writer")
     try:
-        silent = Records(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET))
+        silent = Records([Store(nc, subjects.JOBS_BUCKET)], Store(nc, subjects.TIMERS_BUCKET))
         announcements: list[JobChanged] = []
 
         async def heard(msg: Msg) -> None:

@@ -291,7 +291,7 @@ async def legacy_half_made(fleet: Fleet, key: str | None) -> str:
     `creating` and the step jobs `waiting`; the workflow's id."""
     nc = await connect(fleet.url, "test")
     try:
-        records = Records(Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET))
+        records = Records([Store(nc, subjects.JOBS_BUCKET)], Store(nc, subjects.TIMERS_BUCKET))
         workflows = Workflows(nc, records)
         now = round(time.time() * 1000)
         request = wf.WorkflowRequest.model_validate(workflow_body(DIAMOND, key))

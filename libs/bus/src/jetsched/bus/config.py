@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jetsched.core import subjects
+
 from .auth import NatsAuth, add_auth_arguments
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ class BusConfig:
     auth: NatsAuth = field(default_factory=NatsAuth)
     #: Port of the `/healthz` and `/readyz` endpoints (None: not served).
     http_port: int | None = None
+    #: Buckets the job records are spread over (`subjects.jobs_bucket`), each its own stream with its own
+    #: leader: the same on every service, fixed when the first service creates them.
+    record_partitions: int = 1
 
     @classmethod
     def from_env(cls) -> BusConfig:
@@ -50,6 +55,7 @@ class BusConfig:
             history_bytes=env_int("JETSCHED_HISTORY_BYTES", 0),
             auth=NatsAuth.from_env(),
             http_port=env_int("JETSCHED_HTTP_PORT", 0) or None,
+            record_partitions=env_int("JETSCHED_RECORD_PARTITIONS", 1),
         )
 
 
@@ -85,6 +91,15 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
         default=env.http_port,
         help="serve /healthz and /readyz on this port (default: off) [JETSCHED_HTTP_PORT]",
     )
+    parser.add_argument(
+        "--record-partitions",
+        type=int,
+        choices=range(1, subjects.MAX_RECORD_PARTITIONS + 1),
+        metavar=f"1..{subjects.MAX_RECORD_PARTITIONS}",
+        default=env.record_partitions,
+        help="job record buckets (streams) to spread writes over; the same on every service"
+        " [JETSCHED_RECORD_PARTITIONS]",
+    )
     add_auth_arguments(parser)
 
 
@@ -114,4 +129,5 @@ def bus_config(args: argparse.Namespace) -> BusConfig:
         history_bytes=args.history_bytes,
         auth=NatsAuth.from_args(args),
         http_port=args.http_port,
+        record_partitions=args.record_partitions,
     )

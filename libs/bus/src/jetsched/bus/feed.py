@@ -244,8 +244,11 @@ class KeyFeed:
         task.add_done_callback(self._replies.discard)
 
 
-class RecordFeed(KeyFeed):
-    """The job records' feed, as `Change`s decoded only as far as the reader needs."""
+class RecordFeed:
+    """The job records' feed — every partition's bucket (`subjects.jobs_bucket`), each its own `KeyFeed`
+    in its own stream order — as `Change`s decoded only as far as the reader needs. A key lives in one
+    partition, so each key's changes still come in order; there is no order between keys, as there never
+    was one a reader could rely on."""
 
     def __init__(
         self,
@@ -254,6 +257,7 @@ class RecordFeed(KeyFeed):
         handler: Callable[[Change], None],
         headers_only: bool = False,
         quarantine: Quarantine | None = None,
+        partitions: int = 1,
     ) -> None:
         def on_key(key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
             if data is None:
@@ -261,4 +265,30 @@ class RecordFeed(KeyFeed):
             else:
                 handler(Change.from_message(key, revision, data, headers))
 
-        super().__init__(nc, js, subjects.JOBS_BUCKET, on_key, headers_only, quarantine=quarantine)
+        self.feeds = [
+            KeyFeed(nc, js, subjects.jobs_bucket(p), on_key, headers_only, quarantine=quarantine)
+            for p in range(partitions)
+        ]
+        #: Set once every partition's replay is complete.
+        self.caught_up = asyncio.Event()
+        self._waiting: asyncio.Task[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while JetStream cannot serve some partition's feed (see `KeyFeed.healthy`)."""
+        return all(feed.healthy for feed in self.feeds)
+
+    async def start(self) -> None:
+        for feed in self.feeds:
+            await feed.start()
+        self._waiting = asyncio.create_task(self._all_caught_up())
+
+    async def _all_caught_up(self) -> None:
+        await asyncio.gather(*(feed.caught_up.wait() for feed in self.feeds))
+        self.caught_up.set()
+
+    async def stop(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+        for feed in self.feeds:
+            await feed.stop()

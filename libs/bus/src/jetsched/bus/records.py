@@ -28,13 +28,14 @@ from jetsched.core import subjects
 from jetsched.core.changes import headers_of, timer_due
 from jetsched.core.errors import Conflict, NotFound, Poisoned, TransitionError
 from jetsched.core.models import JobRecord, JobState
+from jetsched.core.shards import shard_of
 
 from .cas import cas_update
 from .crashpoints import crashpoint
 from .direct import parse_headers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from pydantic import BaseModel
 
@@ -186,24 +187,29 @@ class Records:
 
     def __init__(
         self,
-        store: Store,
+        stores: Sequence[Store],
         timers: Store,
         retention_s: int = 0,
         announce: Connection | None = None,
         history: History | None = None,
     ) -> None:
-        self.store = store
+        #: One bucket per partition of the records (`subjects.jobs_bucket`); a job's is `store_of` its id.
+        self.stores = tuple(stores)
         self.timers = timers
         self.retention_s = retention_s
         self._announce = announce
         self.history = history
 
     @classmethod
-    def open(cls, nc: Connection, retention_s: int = 0) -> Records:
+    def open(cls, nc: Connection, retention_s: int = 0, partitions: int = 1) -> Records:
         from .history import History  # here: history.py imports this module's errors
 
-        jobs, timers = Store(nc, subjects.JOBS_BUCKET), Store(nc, subjects.TIMERS_BUCKET)
-        return cls(jobs, timers, retention_s, nc, History(nc))
+        jobs = [Store(nc, subjects.jobs_bucket(p)) for p in range(partitions)]
+        return cls(jobs, Store(nc, subjects.TIMERS_BUCKET), retention_s, nc, History(nc))
+
+    def store_of(self, job_id: str) -> Store:
+        """The bucket of the partition a job's record lives in."""
+        return self.stores[shard_of(job_id, len(self.stores))]
 
     def _headers(self, record: JobRecord) -> dict[str, str]:
         headers = headers_of(record)
@@ -218,14 +224,15 @@ class Records:
         A record retired to history comes with revision 0: it is no longer in the bucket, so it matches no
         revision a reader holds; it is final (succeeded or cancelled), so no transition applies to it.
         """
+        store = self.store_of(job_id)
         try:
-            data, revision = await self.store.get(job_id)
+            data, revision = await store.get(job_id)
         except NotFound:
             if self.history is None:
                 raise
             data, sequence = await self.history.get(job_id)  # after the bucket: see history.py
             return decoded(JobRecord, data, subjects.HISTORY_STREAM, job_id, sequence), 0
-        return decoded(JobRecord, data, self.store.bucket, job_id, revision), revision
+        return decoded(JobRecord, data, store.bucket, job_id, revision), revision
 
     async def create(self, record: JobRecord, data: bytes | None = None, fresh: bool = False) -> int:
         """Store a new record (`data`: its encoding, if already made); `Conflict` if the id was ever used
@@ -241,7 +248,7 @@ class Records:
         """`create`, with JetStream's ack sent to `reply` (see `Store.send_if`); returns once sent.
         Only for a new id (never a derived one, whose history `create` checks)."""
         await self._timer_entry(record, 0)
-        await self.store.send_if(record.id, data, 0, reply, self._headers(record))
+        await self.store_of(record.id).send_if(record.id, data, 0, reply, self._headers(record))
 
     async def retire(self, record: JobRecord, revision: int, fence_s: int = FENCE_S) -> None:
         """Move a finished record to history: write it there, then purge it here by CAS on `revision`.
@@ -252,12 +259,12 @@ class Records:
         subject = subjects.history(record.id, record.state.value, record.capability)
         await self.history.put(subject, encode(record), f"{record.id}:{revision}")
         crashpoint("records.retire.after_history")
-        await self.store.purge(record.id, revision, marker_ttl_s=fence_s)
+        await self.store_of(record.id).purge(record.id, revision, marker_ttl_s=fence_s)
 
     async def update(self, record: JobRecord, revision: int, data: bytes | None = None) -> int:
         """Replace the record if it is still at `revision` (0: create); `Conflict` otherwise."""
         await self._timer_entry(record, revision)
-        stored = await self.store.put_if(
+        stored = await self.store_of(record.id).put_if(
             record.id, encode(record) if data is None else data, revision, self._headers(record)
         )
         if self._announce is not None and revision:
@@ -268,7 +275,7 @@ class Records:
         return stored
 
     async def purge(self, job_id: str, revision: int) -> None:
-        await self.store.purge(job_id, revision)
+        await self.store_of(job_id).purge(job_id, revision)
 
     async def _timer_entry(self, record: JobRecord, revision: int) -> None:
         due = timer_due(record)

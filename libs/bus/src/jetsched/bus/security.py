@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import nkeys
 
-from jetsched.core import permissions
+from jetsched.core import permissions, subjects
 
 from . import topology
 from .auth import public_key
@@ -55,7 +55,8 @@ def role_permissions(role: str, inbox: str) -> Permissions:
     if role == "operator":
         return permissions.operator(inbox)
     if role in permissions.SERVICES:
-        return permissions.service(role, inbox, tuple(s.name for s in topology.streams(1) if s.name))
+        streams = topology.streams(1, partitions=subjects.MAX_RECORD_PARTITIONS)
+        return permissions.service(role, inbox, tuple(s.name for s in streams if s.name))
     if role.startswith(WORKER_PREFIX):
         return permissions.worker(role.removeprefix(WORKER_PREFIX), inbox)
     raise ValueError(f"unknown role {role!r}")

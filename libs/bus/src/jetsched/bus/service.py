@@ -79,9 +79,13 @@ class Service(ABC):
         def waiting(exc: BaseException, delay: float) -> None:
             log.warning("storage not ready; retrying", extra={"error": repr(exc), "retry_s": delay})
 
+        bus = self.bus
         await retry(
-            lambda: topology.declare(js, self.bus.replicas, self.bus.retention_s, self.bus.history_bytes),
+            lambda: topology.declare(
+                js, bus.replicas, bus.retention_s, bus.history_bytes, bus.record_partitions
+            ),
             backoff=Backoff(0.1, 2.0),
+            unless=lambda exc: isinstance(exc, topology.PartitionsMismatch),
             on_retry=waiting,
             clock=self.local,
         )
@@ -173,6 +177,6 @@ def main(
     except ActorFailed:
         log.exception("service failed")
         sys.exit(1)
-    except ConnectionLost as exc:
+    except (ConnectionLost, topology.PartitionsMismatch) as exc:
         log.error(f"service failed: {exc}")
         sys.exit(1)

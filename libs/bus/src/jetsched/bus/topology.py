@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from nats.js import api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from jetsched.core import subjects
 
@@ -23,12 +23,25 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 1024 * 1024
 
 
+#: On the first job record bucket's stream: how many partitions the deployment's records are in.
+PARTITIONS_METADATA = "jetsched_record_partitions"
+
+
+class PartitionsMismatch(Exception):
+    """This process was configured with another number of record partitions than the deployment has."""
+
+
 #: How long a marker announcing an expired record stays (so watchers, and our feeds, see the expiry).
 EXPIRY_MARKER_TTL_S = 3600.0
 
 
 def _kv_stream(
-    bucket: str, replicas: int, max_msg_size: int, expiring: bool = False, ttls: bool = False
+    bucket: str,
+    replicas: int,
+    max_msg_size: int,
+    expiring: bool = False,
+    ttls: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> api.StreamConfig:
     """`expiring`: records may carry a TTL and their expiry leaves a marker the feeds see; `ttls`: messages
     may carry a TTL, without markers."""
@@ -48,6 +61,7 @@ def _kv_stream(
         mirror_direct=False,
         allow_msg_ttl=True if expiring or ttls else None,
         subject_delete_marker_ttl=EXPIRY_MARKER_TTL_S if expiring else None,
+        metadata=metadata,
     )
 
 
@@ -75,9 +89,21 @@ def history_stream(replicas: int, retention_s: int, max_bytes: int) -> api.Strea
     )
 
 
-def streams(replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0) -> list[api.StreamConfig]:
+def streams(
+    replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0, partitions: int = 1
+) -> list[api.StreamConfig]:
+    records = [
+        _kv_stream(
+            subjects.jobs_bucket(p),
+            replicas,
+            MAX_RECORD_BYTES,
+            expiring=True,
+            metadata={PARTITIONS_METADATA: str(partitions)} if p == 0 else None,
+        )
+        for p in range(partitions)
+    ]
     return [
-        _kv_stream(subjects.JOBS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
+        *records,
         _kv_stream(subjects.KEYS_BUCKET, replicas, 1024),
         _kv_stream(subjects.TIMERS_BUCKET, replicas, 1024, ttls=True),
         _kv_stream(subjects.SCHEDULES_BUCKET, replicas, MAX_RECORD_BYTES),
@@ -112,10 +138,16 @@ def outcomes_consumer() -> api.ConsumerConfig:
 
 
 async def declare(
-    js: JetStreamContext, replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0
+    js: JetStreamContext,
+    replicas: int,
+    retention_s: int = 7 * 86_400,
+    history_bytes: int = 0,
+    partitions: int = 1,
 ) -> None:
-    """Create or update every stream and the reaper's durable consumer."""
-    for config in streams(replicas, retention_s, history_bytes):
+    """Create or update every stream and the reaper's durable consumer; `PartitionsMismatch` if the job
+    records are already spread over another number of partitions than `partitions`."""
+    await check_partitions(js, partitions)
+    for config in streams(replicas, retention_s, history_bytes, partitions):
         try:
             await js.add_stream(config)
         except BadRequestError as exc:
@@ -124,3 +156,28 @@ async def declare(
             log.info("updating stream configuration", extra={"stream": config.name})
             await js.update_stream(config)
     await js.add_consumer(subjects.OUTCOMES_STREAM, outcomes_consumer())
+
+
+async def record_partitions(js: JetStreamContext) -> int:
+    """How many partitions the deployment's job records are in (for a client that follows them all)."""
+    try:
+        info = await js.stream_info(subjects.kv_stream(subjects.JOBS_BUCKET))
+    except NotFoundError:
+        return 1
+    return int((info.config.metadata or {}).get(PARTITIONS_METADATA, "1"))
+
+
+async def check_partitions(js: JetStreamContext, partitions: int) -> None:
+    """The partition count is fixed when the first service creates the buckets (a record's bucket is
+    decided by its id and the count): a process configured otherwise would read or write the wrong ones,
+    so it must not start. A deployment from before partitions has one."""
+    try:
+        info = await js.stream_info(subjects.kv_stream(subjects.JOBS_BUCKET))
+    except NotFoundError:
+        return  # a fresh server: this process creates them
+    found = (info.config.metadata or {}).get(PARTITIONS_METADATA, "1")
+    if found != str(partitions):
+        raise PartitionsMismatch(
+            f"the job records are in {found} partition(s); this process was started with {partitions}"
+            " (JETSCHED_RECORD_PARTITIONS must be the same on every service)"
+        )

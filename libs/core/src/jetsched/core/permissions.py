@@ -49,7 +49,8 @@ class _Service:
     leases: bool = False  # splits shards by lease: writes and follows `leases` keys under its own name
 
 
-_RECORDS = (subjects.JOBS_BUCKET, subjects.TIMERS_BUCKET)  # `Records` writes a timer entry with a record
+# `Records` writes a timer entry with a record; a record is in one of the partitions' buckets.
+_RECORDS = (*subjects.ALL_JOBS_BUCKETS, subjects.TIMERS_BUCKET)
 # Every service sets aside what it cannot read (`bus/quarantine.py`).
 _QUARANTINE = (subjects.QUARANTINE_BUCKET,)
 
@@ -66,7 +67,7 @@ _SERVICES: dict[str, _Service] = {
             subjects.PROGRESS_BUCKET,
         ),
         feeds=(
-            subjects.JOBS_BUCKET,
+            *subjects.ALL_JOBS_BUCKETS,
             subjects.QUEUES_BUCKET,
             subjects.SCHEDULES_BUCKET,
             subjects.WORKFLOWS_BUCKET,
@@ -96,7 +97,7 @@ _SERVICES: dict[str, _Service] = {
     "dispatcher": _Service(
         writes=(*_RECORDS, *_QUARANTINE),
         reads=(subjects.QUEUES_BUCKET,),
-        feeds=(subjects.JOBS_BUCKET, subjects.QUEUES_BUCKET),
+        feeds=(*subjects.ALL_JOBS_BUCKETS, subjects.QUEUES_BUCKET),
         publish=(subjects.WORK_ALL,),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOME_ALL),
         leases=True,
@@ -106,7 +107,7 @@ _SERVICES: dict[str, _Service] = {
         writes=(*_RECORDS, *_QUARANTINE, subjects.WORKFLOWS_BUCKET),
         # A scheduled workflow's step jobs left without a record: will the schedule fire it again?
         reads=(subjects.SCHEDULES_BUCKET,),
-        feeds=(subjects.JOBS_BUCKET, subjects.WORKFLOWS_BUCKET),
+        feeds=(*subjects.ALL_JOBS_BUCKETS, subjects.WORKFLOWS_BUCKET),
         # It retires finished records to history.
         publish=(
             subjects.CONTROL_ALL,
@@ -148,7 +149,9 @@ def operator(inbox_prefix: str) -> Permissions:
             subjects.SUBMIT_ALL,
             subjects.BATCH_ALL,
             subjects.WORKFLOW_SUBMIT,
-            *feed(subjects.JOBS_BUCKET),
+            *(subject for bucket in subjects.ALL_JOBS_BUCKETS for subject in feed(bucket)),
+            # How many partitions the records are in (`topology.record_partitions`).
+            f"$JS.API.STREAM.INFO.{subjects.kv_stream(subjects.JOBS_BUCKET)}",
         ),
         subscribe=(f"{inbox_prefix}.>", subjects.CHANGED_ALL),
     )

@@ -151,3 +151,18 @@ def history_filter(job_id: str | None = None, state: str | None = None, capabili
 
 def kv_stream(bucket: str) -> str:
     return f"KV_{bucket}"
+
+
+#: Job record partitions a deployment may have (each a stream: a few per node is plenty).
+MAX_RECORD_PARTITIONS = 32
+
+
+def jobs_bucket(partition: int) -> str:
+    """The bucket of one partition of the job records (`JETSCHED_RECORD_PARTITIONS`): `jobs` for the
+    first — the only one by default — then `jobs-1`, `jobs-2`, …; a job's partition is `shard_of(its id,
+    partitions)`."""
+    return JOBS_BUCKET if partition == 0 else f"{JOBS_BUCKET}-{partition}"
+
+
+#: Every bucket a job record may live in (for permissions, which cannot know the deployment's count).
+ALL_JOBS_BUCKETS = tuple(jobs_bucket(p) for p in range(MAX_RECORD_PARTITIONS))

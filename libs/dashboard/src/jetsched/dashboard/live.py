@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jetsched.bus.connect import connect
 from jetsched.bus.feed import RecordFeed
+from jetsched.bus.topology import record_partitions
 
 from .events import RESYNC, Moves, job_event
 
@@ -67,7 +68,9 @@ class Hub:
 
     async def start(self, timeout: float = 10.0) -> None:
         self._nc = await connect(self.nats_url, "jetsched-dashboard-feed", self.auth, timeout=timeout)
-        self._feed = RecordFeed(self._nc, self._nc.jetstream(), self._on_change, headers_only=True)
+        js = self._nc.jetstream()
+        partitions = await record_partitions(js)
+        self._feed = RecordFeed(self._nc, js, self._on_change, headers_only=True, partitions=partitions)
         await self._feed.start()
         self.live = True
 

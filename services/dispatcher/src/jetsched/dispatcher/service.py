@@ -132,11 +132,13 @@ class DispatcherService(Service):
             self.wake.set()
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
+        feed = RecordFeed(
+            nc, js, self.observe, quarantine=self.quarantined, partitions=self.bus.record_partitions
+        )
         await feed.start()
         await nc.subscribe_direct(subjects.OUTCOME_ALL, self._outcome)
 
-        records = Records.open(nc, self.bus.retention_s)
+        records = Records.open(nc, self.bus.retention_s, self.bus.record_partitions)
         await KeyFeed(nc, js, subjects.QUEUES_BUCKET, self._queue, quarantine=self.quarantined).start()
         heartbeats = HeartbeatListener(
             nc, self.registry, self.clock, on_beat=lambda _: self.wake.set(), on_lost=self._lost
@@ -240,7 +242,9 @@ class _Dispatch:
                 # Retrying cannot help: set it aside, and it leaves the board until it is rewritten.
                 service.board.settle(claim, None)
                 service.board.drop(record.id)
-                service.quarantined.report(subjects.JOBS_BUCKET, record.id, claim.revision, str(exc))
+                service.quarantined.report(
+                    self.records.store_of(record.id).bucket, record.id, claim.revision, str(exc)
+                )
                 return
             except Exception:
                 service.board.settle(claim, None)

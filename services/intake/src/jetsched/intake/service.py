@@ -60,7 +60,7 @@ class IntakeService(Service):
             self._unregister = None
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        records = Records.open(nc, self.bus.retention_s)
+        records = Records.open(nc, self.bus.retention_s, self.bus.record_partitions)
         keys = Store(nc, subjects.KEYS_BUCKET)
         budget = bounds.record_budget(nc.max_payload)
         submitter = Submitter(records, keys, self.clock, self.config.max_request_bytes, budget)
@@ -121,7 +121,7 @@ class IntakeService(Service):
         flows = WorkflowsApi(workflows, self.clock, nc.max_payload)
         api.routes.update(flows.routes())
         self.api = api
-        feeds = [
+        feeds: list[KeyFeed | RecordFeed] = [
             KeyFeed(nc, js, subjects.QUEUES_BUCKET, api.observe_queue, quarantine=quarantine),
             RecordFeed(
                 nc,
@@ -129,6 +129,7 @@ class IntakeService(Service):
                 lambda change: self.index.observe(change, self.clock.now_ms()),
                 headers_only=True,
                 quarantine=quarantine,
+                partitions=self.bus.record_partitions,
             ),
             KeyFeed(nc, js, subjects.SCHEDULES_BUCKET, schedules.observe, quarantine=quarantine),
             KeyFeed(

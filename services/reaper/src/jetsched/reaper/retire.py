@@ -15,7 +15,6 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from jetsched.bus.records import EXPIRING, StoreError
-from jetsched.core import subjects
 from jetsched.core.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -67,7 +66,9 @@ class Retirer:
         try:
             record = change.record()
         except ValueError as exc:
-            self.quarantine.report(subjects.JOBS_BUCKET, change.id, change.revision, f"cannot retire: {exc}")
+            self.quarantine.report(
+                self.records.store_of(change.id).bucket, change.id, change.revision, f"cannot retire: {exc}"
+            )
         else:
             try:
                 await self.records.retire(record, change.revision, self.fence_s)
@@ -86,7 +87,7 @@ class Retirer:
         """Whether the bucket still holds the record at the revision the feed showed (else another
         replica retired it, and the feed brings its purge)."""
         try:
-            _, revision = await self.records.store.get(change.id)
+            _, revision = await self.records.store_of(change.id).get(change.id)
         except NotFound:
             return False
         return revision == change.revision

@@ -102,7 +102,7 @@ class ReaperService(Service):
             self.running.pop(change.id, None)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
-        self.records = Records.open(nc, self.bus.retention_s)
+        self.records = Records.open(nc, self.bus.retention_s, self.bus.record_partitions)
         self.js = js
         self.nc = nc
         workflows = Workflows(nc, self.records, self.bus.retention_s, remember=True)
@@ -112,7 +112,9 @@ class ReaperService(Service):
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
         self.retirer = Retirer(self.records, self.quarantined, fence_s)
         advancer.retire = self.retirer.observe
-        feed = RecordFeed(nc, js, self.observe, quarantine=self.quarantined)
+        feed = RecordFeed(
+            nc, js, self.observe, quarantine=self.quarantined, partitions=self.bus.record_partitions
+        )
         flows = KeyFeed(
             nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
         )
@@ -149,8 +151,12 @@ class ReaperService(Service):
             if isinstance(exc, Poisoned):
                 self.quarantined.report(exc.bucket, exc.key, exc.revision, exc.reason)
             else:
+                assert self.records is not None  # set up before outcomes are consumed
                 self.quarantined.report(
-                    subjects.JOBS_BUCKET, outcome.id, 0, f"the outcome cannot be applied: {exc}"
+                    self.records.store_of(outcome.id).bucket,
+                    outcome.id,
+                    0,
+                    f"the outcome cannot be applied: {exc}",
                 )
             await msg.term()
         except (StoreError, TimeoutError, NatsError, Conflict) as exc:
@@ -308,6 +314,8 @@ class _Sweeper:
 
     async def run(self) -> None:
         service = self.service
+        records = service.records
+        assert records is not None  # set up before the sweeper runs
         await self.feed.caught_up.wait()
         started = service.clock.now_ms()
         suspects: dict[tuple[str, str, int], int] = {}
@@ -335,7 +343,10 @@ class _Sweeper:
                 except (Poisoned, Unstorable) as exc:
                     # The record cannot be rewritten (stored past today's bounds): set aside, logged once.
                     service.quarantined.report(
-                        subjects.JOBS_BUCKET, entry.record.id, entry.revision, str(exc)
+                        records.store_of(entry.record.id).bucket,
+                        entry.record.id,
+                        entry.revision,
+                        str(exc),
                     )
                 except Exception:
                     log_failure(log, "rescue failed", {"job": entry.record.id})

@@ -98,7 +98,7 @@ class TimerService(Service):
         # runs ahead, it would take due times between the two as already past and fire them early.
         self.driver = WheelDriver(self.clock, self._on_due)
         self.timers = OwnedTimers(self.driver, self.shards)
-        self.records = Records.open(nc, self.bus.retention_s)
+        self.records = Records.open(nc, self.bus.retention_s, self.bus.record_partitions)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, subjects.SCHEDULES_BUCKET), self.timers, self.clock
         )
@@ -162,7 +162,9 @@ class TimerService(Service):
                 )
                 crashpoint("timer.due.after_cas")
             except Unstorable as exc:  # refused for good (a record stored past today's bounds)
-                self.quarantined.report(subjects.JOBS_BUCKET, record.id, revision, str(exc))
+                self.quarantined.report(
+                    self.records.store_of(record.id).bucket, record.id, revision, str(exc)
+                )
                 return
             except Exception:
                 log_failure(log, "could not make a due job ready; re-arming", {"job": record.id})

@@ -1,0 +1,94 @@
+"""Job records spread over several buckets (`JETSCHED_RECORD_PARTITIONS`), each its own stream: the
+whole life of jobs, delayed jobs, keyed submits, cancels and workflows works across them, a restart
+replays every partition, and a process configured with another count refuses to start."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Records
+from jetsched.core.shards import shard_of
+from jetsched.devkit import procs
+from jetsched.devkit.fleet import Fleet
+from jetsched.devkit.waiting import eventually
+from jetsched.sdk import Client, chain, step
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 3
+SPREAD = {
+    "JETSCHED_RECORD_PARTITIONS": str(PARTITIONS),
+    "JETSCHED_DISPATCH_PARTITIONS": f"probe.sleep={PARTITIONS}",
+}
+
+
+async def test_jobs_live_across_partitions_and_survive_a_restart(fleet: Fleet) -> None:
+    services = [fleet.service(name, env=SPREAD) for name in procs.SERVICES]
+    async with Client(fleet.url, timeout=20) as client:
+        await client.stats()
+        now = [await client.submit("probe.sleep", 0.01) for _ in range(60)]
+        later = [await client.submit("probe.sleep", 0, delay=1.0) for _ in range(15)]
+        keyed = await client.submit("probe.sleep", 0, key="once")
+        again = await client.submit("probe.sleep", 0, key="once")
+        assert (again.id, again.duplicate) == (keyed.id, True)
+        doomed = await client.submit("probe.nobody")
+        await client.cancel(doomed.id)
+        flow = await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0) for n in range(6))))
+        ids = [r.id for r in (*now, *later, keyed)]
+        assert set(Counter(shard_of(i, PARTITIONS) for i in ids)) == set(range(PARTITIONS))
+
+        # Every service killed and restarted before any worker: their views come back from all three.
+        for proc in services:
+            proc.kill()
+            proc.start()
+        await client.stats()
+        fleet.worker("--concurrency", "6")
+        for job_id in ids:
+            assert (await client.wait(job_id, timeout=60)).state == "succeeded"
+        assert (await client.get(doomed.id)).state == "cancelled"
+
+        async def finished() -> bool:
+            return (await client.workflow(flow.id)).state == "succeeded"
+
+        await eventually(finished, timeout=60, what="the workflow across partitions")
+        listed: set[str] = set()
+        after = None
+        while True:  # live jobs first, then history's
+            page = await client.list(limit=100, after=after)
+            listed |= {j.id for j in page.jobs}
+            if page.next is None:
+                break
+            after = page.next
+        assert set(ids) <= listed
+    starts = Counter(r.job_id for r in fleet.runs() if r.event == "start")
+    assert all(starts[i] == 1 for i in ids)
+
+    nc = await connect(fleet.url, "test")
+    try:
+        records = Records.open(nc, partitions=PARTITIONS)
+        for job_id in ids[:10]:
+            record, _ = await records.get(job_id)  # from its partition's bucket, or from history
+            assert record.id == job_id
+        assert [s.bucket for s in records.stores] == ["jobs", "jobs-1", "jobs-2"]
+    finally:
+        await nc.close()
+
+
+async def test_a_service_with_another_partition_count_refuses_to_start(fleet: Fleet) -> None:
+    fleet.service("intake", env=SPREAD)
+    async with Client(fleet.url, timeout=20) as client:
+        await client.stats()
+    odd = fleet.service("dispatcher", env={"JETSCHED_RECORD_PARTITIONS": "1"})
+
+    async def exited() -> bool:
+        return not odd.alive()
+
+    await eventually(exited, timeout=30, what="the misconfigured dispatcher to exit")
+    assert odd.popen is not None
+    assert odd.popen.returncode not in (0, None)
+    assert (
+        "the job records are in 3 partition(s); this process was started with 1" in odd.log_path.read_text()
+    )
