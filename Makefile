@@ -62,8 +62,9 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_dispatch.py
 	$(BIN)/python tests/bench/bench_workflows.py
 
-bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs (ARGS=--quick: 100k)
+bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs (ARGS=--quick: 100k); one hot queue by 1-3 dispatchers on 3 nodes
 	$(BIN)/python tests/bench/bench_scale.py $(ARGS)
+	$(BIN)/python tests/bench/bench_hot_queue.py
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
 	$(BIN)/python -m tests.chaos.soak --seconds $(or $(SECONDS),120) $(if $(SEED),--seed $(SEED))

@@ -60,28 +60,46 @@ async def throughput(client: Client, server: NatsServer, work: Path, env: dict[s
         worker.terminate()
 
 
+#: (priority, when it was submitted, when it started), seconds.
+Started = tuple[int, float, float]
+
+
+def inversions(jobs: list[Started], slack_s: float = 0.005) -> int:
+    """Starts that began while some higher-priority job had been ready (submitted) for over `slack_s` and
+    started later."""
+    return sum(
+        1
+        for priority, _, start in jobs
+        if any(p > priority and ready + slack_s < start < other for p, ready, other in jobs)
+    )
+
+
+async def prioritized_backlog(
+    client: Client, count: int, pace_s: float = 0.0015
+) -> list[tuple[str, Started]]:
+    """Submit `count` `bench.order` jobs of random priorities, faster than they drain; once all ran,
+    each one's id and (priority, submitted, started)."""
+    rng = random.Random(5)
+    ready_at: dict[str, tuple[int, float]] = {}
+    before = await succeeded(client)
+    for _ in range(count):
+        priority = rng.randrange(10)
+        reply = await client.submit("bench.order", priority=priority)
+        ready_at[reply.id] = (priority, time.time())
+        await asyncio.sleep(pace_s)
+    await wait_succeeded(client, before + len(ready_at), timeout=300)
+    views = await asyncio.gather(*(client.get(i) for i in ready_at))
+    return [(v.id, (ready_at[v.id][0], ready_at[v.id][1], v.result)) for v in views]
+
+
 async def order_errors(
     client: Client, server: NatsServer, work: Path, env: dict[str, str]
 ) -> tuple[int, int]:
     worker = procs.worker("bench_tasks", server.url, work, "--concurrency", "4", env=env).start()
     try:
         await asyncio.sleep(1.5)
-        rng = random.Random(5)
-        ready_at: dict[str, tuple[int, float]] = {}
-        before = await succeeded(client)
-        for _ in range(2000):
-            priority = rng.randrange(10)
-            reply = await client.submit("bench.order", priority=priority)
-            ready_at[reply.id] = (priority, time.time())
-            await asyncio.sleep(0.0015)
-        await wait_succeeded(client, before + len(ready_at), timeout=300)
-        views = await asyncio.gather(*(client.get(i) for i in ready_at))
-        jobs = [(ready_at[v.id][0], ready_at[v.id][1], v.result) for v in views]
-        inversions = 0
-        for priority, _, start in jobs:
-            if any(p > priority and ready + 0.005 < start < other for p, ready, other in jobs):
-                inversions += 1
-        return inversions, len(jobs)
+        jobs = [started for _, started in await prioritized_backlog(client, 2000)]
+        return inversions(jobs), len(jobs)
     finally:
         worker.terminate()
 

@@ -9,11 +9,13 @@ split the partitions too), and dispatched by whichever replica holds it. What th
 
 - **Order within a partition is strict**, as for a whole capability before: a partition's owner always
   starts its highest-priority ready job first.
-- **Across partitions, order is bounded by the slots a partition holds.** Each partition gets a share of
-  every worker session's slots (`slots`: concurrency / P, the remainder spread by session), so owners never
-  race for one slot. A job can wait behind a lower-priority one of another partition only while that
-  one's partition has a free slot of its share and its own has none: no job waits behind a lower
-  priority by more than the slots of the other partitions (`concurrency × (P − 1) / P` per session).
+- **Across partitions, what lower priorities can take is bounded by slots.** Each partition gets a share
+  of every worker session's slots (`slots`: concurrency / P, the remainder spread by session), so owners
+  never race for one slot. While a job waits, lower-priority jobs may start only in the other
+  partitions' shares of the slots — never in its own partition's — so at any moment they hold at most
+  `concurrency × (P − 1) / P` of a session's slots, and the waiting job's partition drains at its full
+  share in strict order. (Counted in starts rather than slots, a high-priority backlog in one partition
+  can see many low-priority starts in another: `make bench-scale` counts both.)
 - **Exact limits stay whole.** A queue with a fleet-wide cap or a start rate (for it or per key) is one
   counter and one token bucket: such a queue is not partitioned, whatever P says (`count`).
 - P is clamped to the shard count. A partition whose share of every worker is zero would never run, so
