@@ -25,10 +25,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import nats
+import nats.js.errors
 import orjson
 import uvloop
 from bench_dispatch import Started, inversions
 from bench_throughput import HERE, WINDOW, cpu_seconds, succeeded, wait_succeeded
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from jetsched.bus.connect import connect
 from jetsched.bus.records import Store
@@ -140,8 +144,44 @@ async def measure(dispatchers: int, jobs: int) -> None:
         cluster.stop()
 
 
+async def bucket(js: JetStreamContext, name: str) -> KeyValue:
+    """An R3 bucket, once the cluster has elected its leaders."""
+    for _ in range(60):
+        with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+            return await js.create_key_value(bucket=name, history=1, replicas=3)
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"bucket {name} could not be created")
+
+
+async def stream_writes(partitions: list[int], writes: int) -> None:
+    """Replicated (R3) KV creates per second from one client, spread over 1, 2, … streams: what one stream
+    leader takes, against several (on this machine, with every node on the same two cores)."""
+    work = Path(tempfile.mkdtemp(prefix="jetsched-writes-"))
+    cluster = NatsCluster(sorted(DEPLOY.glob("cluster-*.conf")), work).start()
+    try:
+        nc = await nats.connect(cluster.urls.split(","))
+        js = nc.jetstream()
+        body = b'{"payload": null, "state": "ready", "attempt": 0}' + b" " * 150
+        for run, count in enumerate(partitions):
+            buckets = [await bucket(js, f"w{run}x{p}") for p in range(count)]
+            started = time.perf_counter()
+            for base in range(0, writes, WINDOW):
+                await asyncio.gather(
+                    *(
+                        buckets[n % count].create(f"k{n}", body)
+                        for n in range(base, min(writes, base + WINDOW))
+                    )
+                )
+            rate = writes / (time.perf_counter() - started)
+            print(f"  R3 KV creates, one client, {count} stream(s): {rate:,.0f}/s")
+        await nc.close()
+    finally:
+        cluster.stop()
+
+
 async def main(counts: list[int], jobs: int) -> None:
     print(f"hot queue: {os.cpu_count()} cores; every process of the cluster and the stack on this machine")
+    await stream_writes([1, 3], 30_000)
     for dispatchers in counts:
         await measure(dispatchers, jobs)
 
