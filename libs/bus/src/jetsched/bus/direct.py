@@ -200,16 +200,22 @@ def _deliver(handler: DirectHandler, subject: bytes, reply: bytes, data: bytes, 
         log.exception("direct handler failed", extra={"subject": subject.decode(errors="replace")})
 
 
+#: Header names seen to be RFC 7230 tokens: the same few names go out again and again.
+_PLAIN_NAMES: set[str] = set()
+
+
 def _plain_header(item: tuple[str, Any]) -> bool:
     """A header nats-py would send unchanged: a clean name, a string value without line breaks."""
     name, value = item
-    return (
-        isinstance(value, str)
-        and _HEADER_NAME.fullmatch(name) is not None
-        and "\r" not in value
-        and "\n" not in value
-        and value == value.strip()
-    )
+    if not isinstance(value, str) or "\r" in value or "\n" in value or value != value.strip():
+        return False
+    if name in _PLAIN_NAMES:
+        return True
+    if _HEADER_NAME.fullmatch(name) is None:
+        return False
+    if len(_PLAIN_NAMES) < 1024:  # bounded: names come from callers, and a few are hostile
+        _PLAIN_NAMES.add(name)
+    return True
 
 
 def header_block(headers: dict[str, Any]) -> bytes:
