@@ -34,7 +34,7 @@ from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import QueueSettings
+from jetsched.core.models import JobState, QueueSettings
 from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
@@ -92,7 +92,12 @@ class DispatcherService(Service):
         self.wake.set()
 
     def observe(self, change: Change) -> None:
-        if self.board.observe(change):
+        # A new job of a queue this replica does not hand out (paused, or another replica's shard) frees
+        # nothing and can be claimed by nobody here: no reason to plan (a paused queue's submits).
+        new = change.id not in self.board.revisions
+        if self.board.observe(change) and not (
+            new and change.state is JobState.READY and not self.dispatches(change.capability)
+        ):
             self.wake.set()
 
     def _outcome(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
