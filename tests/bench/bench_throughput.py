@@ -2,7 +2,8 @@
 
 Prints, for JOBS no-op jobs through the whole pipeline (four service processes and one worker process):
 submit rate, end-to-end completion rate, NATS messages per job; sequential submits per second from one
-client (against a bare request/reply round trip in the same run); submit→start latency percentiles at a
+client, with the queue paused (the submit path alone) and with the pipeline running, each against a bare
+request/reply round trip measured just before it; submit→start latency percentiles at a
 steady RATE jobs/s; the CPU cost per message of the nats-py port's fast path against the public one; and the raw ceiling measured in the same run: one process doing publish + KV create +
 fetch + CAS + ack + CAS per job as fast as nats-py allows. Nothing here is asserted.
 """
@@ -125,6 +126,32 @@ async def wait_succeeded(client: Client, count: int, timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while await succeeded(client) < count:  # noqa: ASYNC110 -- polls a remote API; no local event
             await asyncio.sleep(0.01)
+
+
+async def settled(client: Client, timeout: float = 120) -> None:
+    """Until no queue that is not paused has a job ready or running and every finished job has been
+    retired to history: the reaper is caught up, so what is measured next does not share the machine
+    with the last phase's backlog."""
+    stats = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                stats = await client.stats()
+                busy = sum(q.ready + q.running for q in stats.queues.values() if not q.paused)
+                ended = stats.jobs.get("succeeded", 0) + stats.jobs.get("cancelled", 0)
+                if not busy and (stats.history.jobs or 0) >= ended:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TimeoutError(f"not settled within {timeout:.0f}s: {stats}") from None
+
+
+async def sequential_phase(client: Client, paused: bool) -> None:
+    """Pause (the submit path alone: the created jobs wait) or resume `bench.noop`, then wait until the
+    rest of the pipeline is quiet (`settled`), so the sequential measure that follows measures that."""
+    await client.pause("bench.noop", paused)
+    await asyncio.sleep(0.2)  # the dispatchers learn of it from the queue settings' feed
+    await settled(client)
 
 
 async def throughput(client: Client, jobs: int) -> tuple[float, float]:
@@ -269,12 +296,21 @@ async def main(jobs: int, rate: int, seconds: float, concurrency: int) -> None:
                     f"min {delayed[0]:.2f} ms (negative would be early)"
                 )
 
-                reference = await round_trip_reference(server.url, 3000)
-                one_by_one = await sequential(client, 3000)
                 print(
-                    f"\nsequential submits from one client: {one_by_one:,.0f}/s"
-                    f" ({one_by_one / reference:.2f}× a bare nats-py request/reply, {reference:,.0f}/s, same run)"
+                    "\nsequential submits from one client (against a bare request/reply measured just before):"
                 )
+                for label, paused in (
+                    ("queue paused (the submit path alone)", True),
+                    ("pipeline running", False),
+                ):
+                    await sequential_phase(client, paused)
+                    reference = await round_trip_reference(server.url, 3000)
+                    one_by_one = await sequential(client, 3000)
+                    print(
+                        f"  {label:37} {one_by_one:>6,.0f}/s ({one_by_one / reference:.2f}× a bare nats-py"
+                        f" request/reply, {reference:,.0f}/s)"
+                    )
+                await settled(client)
 
                 lat = await latency(client, rate, seconds)
                 print(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from jetsched.core.ids import ULID_RE, UlidFactory, timestamp_ms
+import random
+
+from jetsched.core.ids import ULID_RE, UlidFactory, encode, timestamp_ms
 
 
 def test_monotonic_within_a_millisecond() -> None:
@@ -27,3 +29,14 @@ def test_clock_going_back_stays_monotonic() -> None:
     factory = UlidFactory()
     a = factory.new(2_000)
     assert factory.new(1_000) > a
+
+
+def test_encode_is_base32_of_the_low_130_bits() -> None:
+    """`encode` writes the low 130 bits, five at a time, most significant first, in Crockford's alphabet."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    rng = random.Random(7)
+    values = [0, 1, 31, 32, (1 << 128) - 1, (1 << 130) - 1, 1 << 130, (1 << 135) + 9]
+    values += [rng.getrandbits(rng.choice([10, 48, 80, 128, 130])) for _ in range(2000)]
+    for value in values:
+        expected = "".join(alphabet[(value >> (5 * n)) & 31] for n in reversed(range(26)))
+        assert encode(value) == expected

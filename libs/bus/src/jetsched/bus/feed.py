@@ -29,12 +29,15 @@ from nats.js import api
 
 from jetsched.core import subjects
 from jetsched.core.changes import Change
+from jetsched.core.clock import SystemClock
 
 from .direct import DirectSubscription, parse_headers
 from .retry import Backoff, retry
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
+
+    from jetsched.core.clock import Clock
 
     from .direct import Connection
     from .quarantine import Quarantine
@@ -64,9 +67,12 @@ class KeyFeed:
         headers_only: bool = False,
         keys: str = ">",
         quarantine: Quarantine | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """`headers_only`: for readers that route on headers alone. `keys`: a key filter, e.g. `timer.>`."""
+        """`headers_only`: for readers that route on headers alone. `keys`: a key filter, e.g. `timer.>`.
+        `clock`: what the watch for a quiet feed waits on."""
         self._nc = nc
+        self._clock = clock or SystemClock()
         self._bucket = bucket
         self._quarantine = quarantine
         self._js = js
@@ -189,7 +195,7 @@ class KeyFeed:
 
     async def _watch(self) -> None:
         while not self._nc.is_closed:
-            await asyncio.sleep(2 * HEARTBEAT_S)
+            await self._clock.sleep(2 * HEARTBEAT_S)
             if not self._active and self._nc.is_connected:
                 log.warning("feed went quiet; recreating its consumer", extra={"stream": self._stream})
                 self._restart()

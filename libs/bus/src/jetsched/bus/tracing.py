@@ -37,7 +37,9 @@ _LIMITS = {"tracestate": bounds.MAX_TRACESTATE_BYTES, "baggage": bounds.MAX_BAGG
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
-def _sdk_installed() -> bool:
+def recording() -> bool:
+    """Whether spans are recorded (an SDK is installed); if not, a hot path may skip building a span's
+    name and attributes and just pass the context on."""
     # While no provider is set, get_tracer_provider() looks the environment up on every call (~3 µs per
     # span on the hot path); the global it checks first answers the common case for free.
     if trace._TRACER_PROVIDER is None and not _PROVIDER_FROM_ENV:
@@ -109,7 +111,7 @@ def span(
     Yields the headers to send downstream: the new span's context, or `parent`'s own when tracing is off.
     """
     parent = clean(parent)
-    if not _sdk_installed():
+    if not recording():
         # Spans would be no-ops; pass the (checked) context through (hot path).
         return nullcontext(parent)
     return _span(name, parent, kind, attributes, _links(link))
@@ -129,7 +131,7 @@ def linked_root(
     """A span that starts a trace of its own, linked to the span in `link` (one job of a batch: its own
     trace, joined to the batch's). Yields its context as headers; with tracing off, `link`'s own."""
     link = clean(link)
-    if not _sdk_installed():
+    if not recording():
         return nullcontext(link)
     return _root(name, link, kind, attributes)
 

@@ -48,12 +48,16 @@ class UlidFactory:
         return encode((now_ms << 80) | (rand & ((1 << 80) - 1)))
 
 
+#: Every pair of characters, by the ten bits they stand for; and where each pair's bits start.
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+_PAIR_SHIFTS = tuple(range(120, -10, -10))
+_BITS = (1 << 130) - 1
+
+
 def encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The low 130 bits of `value` as 26 Crockford base32 characters, most significant first."""
+    value &= _BITS
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def timestamp_ms(ulid: str) -> int:

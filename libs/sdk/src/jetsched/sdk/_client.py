@@ -117,13 +117,16 @@ class Client:
         assert self._nc is not None, "use `async with Client(...)` or call connect() first"
         nc = self._nc
         payload = orjson.dumps(body)
-        # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
-        data, _, tail = await retry(
-            lambda: nc.request_routed(subject, payload, self.timeout, headers),
-            on=NoRespondersError,
-            backoff=NOBODY_BACKOFF,
-            within_s=self.timeout,
-        )
+        try:
+            data, _, tail = await nc.request_routed(subject, payload, self.timeout, headers)
+        except NoRespondersError:
+            # Nobody received it, so resending is safe (unlike after a timeout): intake may be restarting.
+            data, _, tail = await retry(
+                lambda: nc.request_routed(subject, payload, self.timeout, headers),
+                on=NoRespondersError,
+                backoff=NOBODY_BACKOFF,
+                within_s=self.timeout,
+            )
         return data, tail
 
     async def submit(

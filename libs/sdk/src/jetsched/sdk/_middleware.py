@@ -83,6 +83,10 @@ class Tracing(Middleware):
     """A PRODUCER span per submit, whose context travels in the request's headers (docs/operations.md)."""
 
     async def submit(self, call: Submit, call_next: Callable[[Submit], Awaitable[Any]]) -> Any:
+        if not tracing.recording():
+            # No span to make: only the application's own trace context, if any, goes along (hot path).
+            call.headers.update(tracing.clean(tracing.carrier()))
+            return await call_next(call)
         name = {
             "job": f"jetsched submit {call.capability}",
             "batch": f"jetsched submit batch {call.capability}",

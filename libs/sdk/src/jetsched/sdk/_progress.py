@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 from nats.errors import Error as NatsError
 
 from jetsched.core import bounds, subjects
+from jetsched.core.clock import SystemClock
 from jetsched.core.models import ProgressReport
 
 if TYPE_CHECKING:
     from jetsched.bus.direct import Connection
+    from jetsched.core.clock import Clock
     from jetsched.core.models import WorkMessage
 
 #: At most one report per attempt this often; what is reported in between waits for the next slot.
@@ -35,16 +37,20 @@ FINAL_TIMEOUT_S = 0.25
 class ProgressSender:
     """One attempt's reports. `report` may be called from the event loop or from a handler's thread."""
 
-    def __init__(self, nc: Connection, work: WorkMessage) -> None:
+    def __init__(self, nc: Connection, work: WorkMessage, clock: Clock | None = None) -> None:
+        """`clock`: what the interval between reports is measured and waited on."""
         self._nc = nc
         self._work = work
+        self._clock = clock or SystemClock()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._subject = subjects.progress(work.id)
         self._seq = 0
         self._pending: ProgressReport | None = None
-        self._next_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        #: When the next report may go out (clock milliseconds).
+        self._next_ms = 0
+        #: Waiting for the next slot, then sending what is pending then.
+        self._timer: asyncio.Task[None] | None = None
         self._closed = False
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -72,14 +78,19 @@ class ProgressSender:
             return
         self._pending = report
         if self._timer is None:
-            self._timer = self._loop.call_at(max(self._next_at, self._loop.time()), self._send)
+            self._timer = self._loop.create_task(self._send_in((self._next_ms - self._clock.now_ms()) / 1000))
+
+    async def _send_in(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._clock.sleep(seconds)
+        self._send()
 
     def _send(self) -> None:
         self._timer = None
         report, self._pending = self._pending, None
         if report is None:
             return
-        self._next_at = self._loop.time() + INTERVAL_S
+        self._next_ms = self._clock.now_ms() + round(INTERVAL_S * 1000)
         task = self._loop.create_task(self._publish(report.model_dump_json().encode()))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)

@@ -323,7 +323,7 @@ class Worker:
             )
             began = time.perf_counter()
             assert self._nc is not None
-            progress = ProgressSender(self._nc, work)
+            progress = ProgressSender(self._nc, work, self.clock)
             try:
                 outcome = await self._call(work, handler, progress)
             finally:

@@ -34,7 +34,7 @@ from jetsched.bus.service import Service
 from jetsched.core import states, subjects
 from jetsched.core.changes import Change
 from jetsched.core.errors import Conflict, NotFound
-from jetsched.core.models import QueueSettings
+from jetsched.core.models import JobState, QueueSettings
 from jetsched.core.workers import WorkerRegistry
 
 from . import partitions
@@ -95,6 +95,9 @@ class DispatcherService(Service):
             return False
         return partitions.shard(capability, number, self.partitions(capability), self.shards) in self.owned
 
+    def _queue_of(self, change: Change) -> str:
+        return partitions.queue_of(change.capability, change.id, self.partitions(change.capability))
+
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
         self.wake.set()
@@ -113,7 +116,12 @@ class DispatcherService(Service):
         self.wake.set()
 
     def observe(self, change: Change) -> None:
-        if self.board.observe(change):
+        # A new job of a queue this replica does not hand out (paused, or another replica's shard) frees
+        # nothing and can be claimed by nobody here: no reason to plan (a paused queue's submits).
+        new = change.id not in self.board.revisions
+        if self.board.observe(change) and not (
+            new and change.state is JobState.READY and not self.dispatches(self._queue_of(change))
+        ):
             self.wake.set()
 
     def _outcome(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:

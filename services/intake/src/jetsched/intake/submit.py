@@ -60,10 +60,12 @@ class Submitter:
         if isinstance(request, ApiError):
             instruments.submit_latency.record(time.perf_counter() - began, {"outcome": "refused"})
             return request
-        attributes: dict[str, str | int] = {
-            "jetsched.capability": capability,
-            **tracing.messaging("process", subjects.submit(capability), request.key or "", len(data)),
-        }
+        attributes: dict[str, str | int] | None = None
+        if tracing.recording():
+            attributes = {
+                "jetsched.capability": capability,
+                **tracing.messaging("process", subjects.submit(capability), request.key or "", len(data)),
+            }
         with tracing.span("jetsched submit", headers, SpanKind.CONSUMER, attributes) as carrier:
             reply = await self._stored(capability, request, carrier or None, ack_to)
             if isinstance(reply, SubmitReply):

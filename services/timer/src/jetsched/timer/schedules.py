@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind
 
 from jetsched.bus import tracing
 from jetsched.bus.actors import log_failure
+from jetsched.bus.cas import cas_update
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.records import Records, Store, decoded, transition
 from jetsched.bus.workflows import Workflows
@@ -57,6 +58,44 @@ class Previous:
     id: str
     running: bool
     workflow: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One read of a schedule for a fire: its record, the time read, and its last fire's run."""
+
+    record: ScheduleRecord
+    now_ms: int
+    previous: Previous | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """What a fire carries out: the plan made from what was seen."""
+
+    seen: Seen
+    decided: schedules.Plan
+
+
+class FireFailed(Exception):
+    """Carrying out a fire met a lost race of its own (not the ledger's CAS): the fire is retried later."""
+
+
+class _Gone(Exception):
+    """The schedule was deleted: nothing to fire."""
+
+
+class _NothingDue(Exception):
+    """Nothing is due and nothing changes: no ledger write."""
+
+
+def plan(seen: Seen) -> Fire:
+    """The fire to carry out for what was seen; `_NothingDue` when there is none."""
+    previous_running = seen.previous is not None and seen.previous.running
+    decided = schedules.plan(seen.record, seen.now_ms, previous_running)
+    if decided.empty and decided.buffered_ms == seen.record.buffered_ms:
+        raise _NothingDue
+    return Fire(seen, decided)
 
 
 class ScheduleFirer:
@@ -106,36 +145,48 @@ class ScheduleFirer:
             self.timers.want(PREFIX + schedule_id, schedule_id, self.clock.now_ms() + 1000)
 
     async def fire(self, schedule_id: str) -> None:
-        for _ in range(CAS_TRIES):
+        """Plan the schedule's due fires, carry them out, then write its ledger by CAS on the revision
+        planned from; a lost CAS re-reads and re-plans (`cas_update`): what was dealt with is no longer
+        due."""
+
+        async def read() -> tuple[Seen, int]:
             try:
                 data, revision = await self.store.get(schedule_id)
             except NotFound:
-                return
+                raise _Gone from None
             record = decoded(ScheduleRecord, data, self.store.bucket, schedule_id, revision)
             now = self.clock.now_ms()
-            previous = await self._previous(record)
-            decided = schedules.plan(record, now, previous is not None and previous.running)
-            if decided.empty and decided.buffered_ms == record.buffered_ms:
-                return
-            if decided.cancel_previous and previous is not None:
-                await self._cancel(previous)
-            for nominal in decided.create:
-                if record.spec.workflow is not None:
-                    await self._start(record, nominal, now)
-                else:
-                    await self._fire_job(record, nominal, now)
-            crashpoint("timer.fire.after_create")
-            updated = schedules.record_fires(record, decided, now)
+            return Seen(record, now, await self._previous(record)), revision
+
+        async def write(fire: Fire, revision: int) -> None:
             try:
-                await self.store.put_if(schedule_id, updated.model_dump_json().encode(), revision)
-            except Conflict:
-                continue
-            for nominal, why in decided.missed:
-                log.info(
-                    "schedule fire missed", extra={"schedule": schedule_id, "nominal_ms": nominal, "why": why}
-                )
+                await self._carry_out(fire)
+            except Conflict as exc:  # only the ledger's CAS below is a race to re-plan after
+                raise FireFailed(f"schedule {schedule_id}: {exc}") from exc
+            crashpoint("timer.fire.after_create")
+            updated = schedules.record_fires(fire.seen.record, fire.decided, fire.seen.now_ms)
+            await self.store.put_if(schedule_id, updated.model_dump_json().encode(), revision)
+
+        try:
+            _, fire, _ = await cas_update(read, plan, write, tries=CAS_TRIES, what=f"schedule {schedule_id}")
+        except (_Gone, _NothingDue):
             return
-        raise Conflict(f"schedule {schedule_id} kept changing")
+        for nominal, why in fire.decided.missed:
+            log.info(
+                "schedule fire missed", extra={"schedule": schedule_id, "nominal_ms": nominal, "why": why}
+            )
+
+    async def _carry_out(self, fire: Fire) -> None:
+        """A planned fire's side effects, before its ledger is written: cancel the previous run if the
+        overlap policy says so, then create each due fire's job or workflow."""
+        record, now = fire.seen.record, fire.seen.now_ms
+        if fire.decided.cancel_previous and fire.seen.previous is not None:
+            await self._cancel(fire.seen.previous)
+        for nominal in fire.decided.create:
+            if record.spec.workflow is not None:
+                await self._start(record, nominal, now)
+            else:
+                await self._fire_job(record, nominal, now)
 
     async def _previous(self, record: ScheduleRecord) -> Previous | None:
         """The last fire's job or workflow, if it can still be read."""
