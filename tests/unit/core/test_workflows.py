@@ -267,17 +267,42 @@ def dags(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str]:
     return steps, draw(st.sampled_from(["fail_fast", "continue"]))
 
 
-@settings(max_examples=300, deadline=None)
-@given(dags(), st.integers(0, 2**32), st.floats(0.0, 0.4))
-def test_random_dags(graph: tuple[list[dict[str, Any]], str], seed: int, failure_rate: float) -> None:
+@settings(max_examples=400, deadline=None)
+@given(dags(), st.integers(0, 2**32), st.floats(0.0, 0.4), st.booleans())
+def test_random_dags(
+    graph: tuple[list[dict[str, Any]], str], seed: int, failure_rate: float, shortcut: bool
+) -> None:
     """Whatever order steps finish in (outcomes replayed at random), each step is released at most once,
-    only after all its parents succeeded, and the workflow ends final with every step final."""
+    only after all its parents' jobs succeeded, and the workflow ends final with every step final,
+    agreeing with its jobs. With `shortcut`, as the reaper does: a success whose children
+    `direct_children` allows releases them at once (each job's CAS `waiting → ready` guarding it) and is
+    taken in by the record only later, with some outcome that needs it."""
     steps, policy = graph
     rng = random.Random(seed)
     record = started(steps, on_failure=policy)
     jobs = {n: "ready" if s.state is StepState.RELEASED else "waiting" for n, s in enumerate(record.steps)}
     released = [n for n, s in enumerate(record.steps) if s.state is StepState.RELEASED]
     applied: list[StepEvent] = []
+    deferred: list[StepEvent] = []
+
+    def release(target: int) -> None:
+        if jobs[target] != "waiting":
+            assert shortcut, "the record released a step twice"
+            return  # released directly before: its CAS fails, nothing happens
+        assert all(jobs[p] == "succeeded" for p in record.steps[target].parents)
+        released.append(target)
+        jobs[target] = "ready"
+
+    def take_in(events: list[StepEvent]) -> None:
+        nonlocal record
+        before, record = record, wf.apply(record, events, NOW)
+        for intent in wf.intents(before, record):
+            if isinstance(intent, Release):
+                release(intent.index)
+            elif isinstance(intent, Cancel) and jobs[intent.index] in ("waiting", "ready"):
+                jobs[intent.index] = "cancelled"
+                take_in([StepEvent(intent.index, 0, C)])
+
     for _ in range(10 * len(steps) + 10):
         runnable = [n for n, state in jobs.items() if state in ("ready", "running")]
         if not runnable:
@@ -289,25 +314,25 @@ def test_random_dags(graph: tuple[list[dict[str, Any]], str], seed: int, failure
         outcome = F if rng.random() < failure_rate else S
         jobs[n] = outcome.value
         event = StepEvent(n, 0, outcome)
+        children = wf.direct_children(record, event) if shortcut else None
+        if children is not None and rng.random() < 0.8:
+            for child in children:
+                release(child)
+            deferred.append(event)
+            continue
         applied.append(event)
         replay = rng.sample(applied, min(len(applied), 2))
-        before, record = record, wf.apply(record, [event, *replay], NOW)
-        for intent in wf.intents(before, record):
-            target = intent.index
-            if isinstance(intent, Release):
-                assert jobs[target] == "waiting"
-                assert all(record.steps[p].state is S for p in record.steps[target].parents)
-                released.append(target)
-                jobs[target] = "ready"
-            elif isinstance(intent, Cancel) and jobs[target] in ("waiting", "ready"):
-                jobs[target] = "cancelled"
-                before, record = record, wf.apply(record, [StepEvent(target, 0, C)], NOW)
-                assert wf.intents(before, record) == [] or record.state is not WorkflowState.SUCCEEDED
+        events, deferred = [*deferred, event, *replay], []
+        take_in(events)
+    take_in(deferred)  # the catch-up after CATCH_UP_MS
     assert len(released) == len(set(released))
-    assert record.state in wf.WORKFLOW_TERMINAL, states(record)
-    assert all(s.state in wf.STEP_TERMINAL for s in record.steps)
+    assert record.state in wf.WORKFLOW_TERMINAL, (states(record), jobs)
+    for n, s in enumerate(record.steps):
+        assert s.state in wf.STEP_TERMINAL
+        if s.state is S:
+            assert jobs[n] == "succeeded"
     if record.state is WorkflowState.SUCCEEDED:
-        assert all(s.state is S for s in record.steps)
+        assert all(state == "succeeded" for state in jobs.values())
     if policy == "continue":
         failed = {n for n, s in enumerate(record.steps) if s.state is F}
         for n, s in enumerate(record.steps):
@@ -365,66 +390,3 @@ def test_what_the_record_must_decide_is_not_released_directly() -> None:
     assert wf.direct_children(wf.cancel(record, NOW), StepEvent(a, 0, S)) is None
     failing = done(done(record, "a"), "c", F)
     assert wf.direct_children(failing, StepEvent(b, 0, S)) is None
-
-
-@settings(max_examples=300, deadline=None)
-@given(dags(), st.integers(0, 2**32), st.floats(0.0, 0.4))
-def test_random_dags_with_direct_releases(
-    graph: tuple[list[dict[str, Any]], str], seed: int, failure_rate: float
-) -> None:
-    """As `test_random_dags`, with the reaper's shortcut: a success whose children `direct_children`
-    allows releases them at once (each job's CAS `waiting → ready` guarding it) and is taken in by the
-    record only later, with some outcome that needs it. Each step is still released at most once, only
-    after its parents' jobs succeeded, and the workflow ends final, agreeing with its jobs."""
-    steps, policy = graph
-    rng = random.Random(seed)
-    record = started(steps, on_failure=policy)
-    jobs = {n: "ready" if s.state is StepState.RELEASED else "waiting" for n, s in enumerate(record.steps)}
-    released = [n for n, s in enumerate(record.steps) if s.state is StepState.RELEASED]
-    deferred: list[StepEvent] = []
-
-    def release(target: int) -> None:
-        if jobs[target] != "waiting":
-            return  # the job moved on: its CAS fails, nothing happens
-        assert all(jobs[p] == "succeeded" for p in record.steps[target].parents)
-        released.append(target)
-        jobs[target] = "ready"
-
-    def take_in(events: list[StepEvent]) -> None:
-        nonlocal record
-        before, record = record, wf.apply(record, events, NOW)
-        for intent in wf.intents(before, record):
-            if isinstance(intent, Release):
-                release(intent.index)
-            elif isinstance(intent, Cancel) and jobs[intent.index] in ("waiting", "ready"):
-                jobs[intent.index] = "cancelled"
-                take_in([StepEvent(intent.index, 0, C)])
-
-    for _ in range(10 * len(steps) + 10):
-        runnable = [n for n, state in jobs.items() if state in ("ready", "running")]
-        if not runnable:
-            break
-        n = rng.choice(runnable)
-        if jobs[n] == "ready" and rng.random() < 0.5:
-            jobs[n] = "running"
-            continue
-        outcome = F if rng.random() < failure_rate else S
-        jobs[n] = outcome.value
-        event = StepEvent(n, 0, outcome)
-        children = wf.direct_children(record, event)
-        if children is not None and rng.random() < 0.8:
-            for child in children:
-                release(child)
-            deferred.append(event)
-            continue
-        events, deferred = [*deferred, event], []
-        take_in(events)
-    take_in(deferred)  # the catch-up after CATCH_UP_MS
-    assert len(released) == len(set(released))
-    assert record.state in wf.WORKFLOW_TERMINAL, (states(record), jobs)
-    for n, s in enumerate(record.steps):
-        assert s.state in wf.STEP_TERMINAL
-        if s.state is S:
-            assert jobs[n] == "succeeded"
-    if record.state is WorkflowState.SUCCEEDED:
-        assert all(state == "succeeded" for state in jobs.values())
