@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from datetime import timedelta
 
 import pytest
 
+from jetsched.bus.connect import connect
+from jetsched.bus.records import Store
+from jetsched.core import subjects
+from jetsched.core.errors import NotFound
 from jetsched.core.shards import shard_of
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.dispatcher.service import DEFAULT_SHARDS as DISPATCHER_SHARDS
+from jetsched.reaper.service import DEFAULT_SHARDS as REAPER_SHARDS
 from jetsched.sdk import Client
 from jetsched.timer.service import DEFAULT_SHARDS
 
@@ -97,3 +103,53 @@ async def _plain_session(client: Client) -> str | None:
 
 async def _says(client: Client, job_id: str, word: str) -> bool:
     return word in ((await client.get(job_id)).waiting or "")
+
+
+async def test_killed_reaper_replica_shards_taken_over(fleet: Fleet) -> None:
+    """Reapers split job shards: kill -9 the one owning a running job's shard, and its worker too — the
+    other reaper takes the shard within a lease TTL, rescues the lost job, and retires every finished
+    record (its own shards' and the dead one's)."""
+    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
+        fleet.service(name)
+    worker = fleet.worker("--concurrency", "8")
+    async with Client(fleet.url, timeout=20) as client:
+        await client.wait((await client.submit("probe.sleep", None)).id, timeout=20)
+
+        async def split() -> bool:
+            owners = {(await fleet.lease_owner("reaper", shard)).pid for shard in range(REAPER_SHARDS)}
+            return len(owners) == 2
+
+        await eventually(split, timeout=20, what="the reapers' shards split")
+        quick = [await client.submit("probe.sleep", None) for _ in range(20)]
+        slow = await client.submit("probe.sleep", 30, max_attempts=3)
+
+        async def running() -> bool:
+            return (await client.get(slow.id)).state == "running"
+
+        await eventually(running, timeout=20, what="the slow job running")
+        victim = await fleet.lease_owner("reaper", shard_of(slow.id, REAPER_SHARDS))
+        victim.kill()
+        worker.kill()
+        fleet.worker("--concurrency", "8", env={"JETSCHED_PROBE_LOG": str(fleet.exec_log)})
+        for reply in quick:
+            assert (await client.wait(reply.id, timeout=20)).state == "succeeded"
+
+        async def rescued() -> bool:
+            return (await client.get(slow.id)).attempt >= 2
+
+        await eventually(rescued, timeout=20, what="the lost job rescued by the other reaper")
+
+        nc = await connect(fleet.url, "test")
+        try:
+            jobs = Store(nc, subjects.JOBS_BUCKET)
+
+            async def retired() -> bool:
+                for reply in quick:
+                    with contextlib.suppress(NotFound):
+                        await jobs.get(reply.id)
+                        return False
+                return True
+
+            await eventually(retired, timeout=20, what="every finished record retired to history")
+        finally:
+            await nc.close()

@@ -116,6 +116,8 @@ _SERVICES: dict[str, _Service] = {
         ),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),
         reads_streams=(subjects.OUTCOMES_STREAM,),
+        # Replicas split job id shards by lease: each rescues and retires its own shards' jobs.
+        leases=True,
     ),
 }
 

@@ -1,9 +1,12 @@
 """Retires finished records (succeeded, cancelled) from the `jobs` bucket to history as the feed shows them.
 
 The reaper does it because it follows the record feed already and sees every ending, whichever service
-wrote it. Every replica retires what it sees: the history write is deduplicated and the purge is a CAS,
-so two replicas racing store the record once and remove it once (the loser's CAS fails, and it drops
-the job). A restarted reaper's feed replays the finished records a crash left behind, and retires them.
+wrote it. Replicas split the work by job id shard (`owns`, leased like the timer's shards): each keeps
+every finished record it sees until the feed shows it gone, and retires those of its own shards — so a
+dead replica's are retired by whoever takes its shards, a lease TTL later. Two replicas that briefly
+both own a shard race harmlessly: the history write is deduplicated and the purge is a CAS, so the
+record is stored once and removed once (the loser's CAS fails, and it drops the job). A restarted
+reaper's feed replays the finished records a crash left behind, and retires them.
 What the move guarantees, step by step, is in `bus/history.py`.
 """
 
@@ -18,6 +21,8 @@ from jetsched.bus.records import EXPIRING, StoreError
 from jetsched.core.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jetsched.bus.quarantine import Quarantine
     from jetsched.bus.records import Records
     from jetsched.core.changes import Change
@@ -36,10 +41,18 @@ class Retirer:
 
     name = "retirer"
 
-    def __init__(self, records: Records, quarantine: Quarantine, fence_s: int) -> None:
+    def __init__(
+        self,
+        records: Records,
+        quarantine: Quarantine,
+        fence_s: int,
+        owns: Callable[[str], bool] = lambda _: True,
+    ) -> None:
+        """`owns(job_id)`: whether this replica retires that job (its shard is leased here)."""
         self.records = records
         self.quarantine = quarantine
         self.fence_s = fence_s
+        self.owns = owns
         #: Finished records still in the bucket, by id: kept across a restart of the actor.
         self.pending: dict[str, Change] = {}
         self._wake = asyncio.Event()
@@ -51,12 +64,15 @@ class Retirer:
         else:
             self.pending.pop(change.id, None)  # gone (retired by a replica), or not finished (yet)
 
+    def wake(self) -> None:
+        """Look again (shards were taken here: their finished records are now this replica's)."""
+        self._wake.set()
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.pending:
-                batch = list(islice(self.pending.values(), BATCH))
+            while batch := list(islice((c for c in self.pending.values() if self.owns(c.id)), BATCH)):
                 done = await asyncio.gather(*(self._retire(change) for change in batch))
                 if not any(done):
                     await asyncio.sleep(AGAIN_S)  # nothing moved: no hot loop over the same records

@@ -31,6 +31,7 @@ from jetsched.bus.config import env_float, env_int
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
+from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import FENCE_S, Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
@@ -45,6 +46,7 @@ from jetsched.core.models import (
     OutcomeError,
     OutcomeStatus,
 )
+from jetsched.core.shards import shard_of
 from jetsched.core.workers import WorkerRegistry
 
 from . import actions
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Job id shards replicas split by lease: each rescues and retires the jobs of its own.
+DEFAULT_SHARDS = 16
 SWEEP_INTERVAL_S = 0.25
 #: How soon a report that could not be applied (storage failover, job not found yet) comes back.
 REDELIVER_S = 1.0
@@ -74,8 +78,14 @@ REDELIVER_S = 1.0
 class ReaperService(Service):
     name = "reaper"
 
-    def __init__(self, bus: BusConfig) -> None:
+    def __init__(
+        self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
+    ) -> None:
         super().__init__(bus)
+        self.shards = shards
+        self.lease_ttl_ms = lease_ttl_ms
+        #: Job id shards whose sweeps and retirements are this replica's (leased).
+        self.owned: set[int] = set()
         self.running: dict[str, Running] = {}
         self.registry = WorkerRegistry()
         self.records: Records | None = None
@@ -84,6 +94,15 @@ class ReaperService(Service):
         self.stale_reports = 0
         self.advancer: Advancer | None = None
         self.retirer: Retirer | None = None
+
+    def owns(self, job_id: str) -> bool:
+        """Whether this replica rescues and retires a job: its shard is leased here."""
+        return shard_of(job_id, self.shards) in self.owned
+
+    def _own(self, owned: set[int]) -> None:
+        self.owned = owned
+        if self.retirer is not None:
+            self.retirer.wake()
 
     def observe(self, change: Change) -> None:
         if self.retirer is not None and change.workflow is None:
@@ -110,7 +129,7 @@ class ReaperService(Service):
         self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
-        self.retirer = Retirer(self.records, self.quarantined, fence_s)
+        self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns)
         advancer.retire = self.retirer.observe
         feed = RecordFeed(
             nc, js, self.observe, quarantine=self.quarantined, partitions=self.bus.record_partitions
@@ -127,6 +146,9 @@ class ReaperService(Service):
             self.retirer,
             HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
             _Sweeper(self, feed, Outage(nc)),
+            ShardLeaser(
+                nc, js, self.name, self.instance, self.shards, self.local, self._own, self.lease_ttl_ms
+            ),
             Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
         ]
 
@@ -329,10 +351,16 @@ class _Sweeper:
                 service.registry.extend_all(now)
                 started = now
                 continue
-            found = sweep(service.running, service.registry, now, started)
+            found = [
+                (entry, verdict)
+                for entry, verdict in sweep(service.running, service.registry, now, started)
+                if service.owns(entry.record.id)
+            ]
             for session_id, job_id, attempt in stale_holdings(
                 service.running, service.registry, suspects, now
             ):
+                if not service.owns(job_id):
+                    continue
                 try:
                     await service.stop_stale(session_id, job_id, attempt)
                 except Exception:
