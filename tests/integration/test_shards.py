@@ -19,7 +19,7 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.dispatcher.service import DEFAULT_SHARDS as DISPATCHER_SHARDS
 from jetsched.reaper.service import DEFAULT_SHARDS as REAPER_SHARDS
-from jetsched.sdk import Client
+from jetsched.sdk import Client, chain, step
 from jetsched.timer.service import DEFAULT_SHARDS
 
 pytestmark = pytest.mark.slow
@@ -153,3 +153,27 @@ async def test_killed_reaper_replica_shards_taken_over(fleet: Fleet) -> None:
             await eventually(retired, timeout=20, what="every finished record retired to history")
         finally:
             await nc.close()
+
+
+async def test_killed_reaper_replica_workflow_moves(fleet: Fleet) -> None:
+    """kill -9 the reaper advancing a chain (the holder of its id's shard) between two steps: the other
+    reaper takes the shard and advances it; each step runs once."""
+    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
+        fleet.service(name)
+    fleet.worker("--concurrency", "4")
+    async with Client(fleet.url, timeout=20) as client:
+        await client.wait((await client.submit("probe.sleep", None)).id, timeout=20)
+        flow = await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.4) for n in range(5))))
+
+        async def second_running() -> bool:
+            return (await client.get(flow.steps["s1"])).state == "running"
+
+        await eventually(second_running, timeout=20, what="the second step running")
+        (await fleet.lease_owner("reaper", shard_of(flow.id, REAPER_SHARDS))).kill()
+
+        async def finished() -> bool:
+            return (await client.workflow(flow.id)).state == "succeeded"
+
+        await eventually(finished, timeout=30, what="the workflow finished by the other reaper")
+    for job_id in flow.steps.values():
+        assert len(fleet.started(job_id)) == 1

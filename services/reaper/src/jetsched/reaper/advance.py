@@ -20,7 +20,10 @@ are applied together, in one read and one CAS of its record — a 1,000-step fan
 costs a few CAS writes, not a thousand contending ones. A big workflow's outcomes are also gathered for a
 while after its last advance (`coalesce_ms`): every advance rewrites the whole record (~90 KB and ~4 ms of
 deciding, encoding and storing for 1,000 steps), which would otherwise cost more than the steps. One workflow is advanced by one task at a time
-in a process; replicas race by CAS and the loser re-reads.
+in a process, and by the one replica that holds its id's shard (`owns`, leased like the timer's shards);
+the others keep its outcomes until they see them taken in (the step job retired, or the workflow over),
+so the replica that takes a dead one's shard finds them and advances it. Two replicas that briefly both
+hold a shard race by CAS, and the loser re-reads.
 
 The check: a workflow record that changed is looked at again `CHECK_AFTER_MS` later, if this process's
 view still has step jobs of it `waiting`, or its record says it is stopping (cancelled or failing fast: the
@@ -106,8 +109,14 @@ class Advancer:
         self.quarantine: Quarantine | None = None
         self.feeds: tuple[RecordFeed, KeyFeed] | None = None
         self.pending: dict[str, list[wf.StepEvent]] = {}
-        #: The ended step jobs behind `pending`'s events, to retire once these are applied.
+        #: The ended step jobs behind `pending`'s events (the same positions), to retire once these are
+        #: applied; and each one's workflow, so that one retired by another replica is dropped here.
         self.ended: dict[str, list[Change]] = {}
+        self.ended_in: dict[str, str] = {}
+        #: Whether this replica advances a workflow (its id's shard is leased here; `ReaperService.owns`).
+        #: Others keep its outcomes until they are taken in — seen as the step job's retirement or the
+        #: workflow's end — and advance it if its shard comes here first.
+        self.owns: Callable[[str], bool] = lambda _: True
         #: Outcomes whose children were released directly, not yet taken in by their workflow's record;
         #: the ended step jobs behind them; since when; and what releasing them learned.
         self.deferred: dict[str, list[wf.StepEvent]] = {}
@@ -139,9 +148,12 @@ class Advancer:
         self.abandoned = 0
 
     def observe_job(self, change: Change) -> None:
-        workflow_id = change.workflow or self.waiting_in.get(change.id)  # a deletion names no workflow
+        # A deletion names no workflow: the views say whose job it was.
+        workflow_id = change.workflow or self.waiting_in.get(change.id) or self.ended_in.get(change.id)
         if workflow_id is None:
             return
+        if change.state is None and change.id in self.ended_in:
+            self._forget_ended(change.id)  # retired: its workflow took its ending in
         if change.state is JobState.WAITING:
             self.waiting.setdefault(workflow_id, {})[change.id] = change
             self.waiting_in[change.id] = workflow_id
@@ -158,7 +170,20 @@ class Advancer:
             if event is not None:
                 self.pending.setdefault(workflow_id, []).append(event)
                 self.ended.setdefault(workflow_id, []).append(change)
+                self.ended_in[change.id] = workflow_id
                 self.wake.set()
+
+    def _forget_ended(self, job_id: str) -> None:
+        """Drop a pending outcome whose job another replica retired (after its workflow took it in)."""
+        workflow_id = self.ended_in.pop(job_id)
+        changes = self.ended.get(workflow_id, [])
+        for n in range(len(changes) - 1, -1, -1):
+            if changes[n].id == job_id:
+                del changes[n]
+                del self.pending[workflow_id][n]
+        if not changes:
+            self.ended.pop(workflow_id, None)
+            self.pending.pop(workflow_id, None)
 
     def observe_workflow(
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
@@ -178,12 +203,20 @@ class Advancer:
         else:
             self.stopping.discard(key)
         if state is wf.WorkflowState.RUNNING:
-            self.seen.setdefault(key, set()).add(revision)
+            if self.owns(key):
+                self.seen.setdefault(key, set()).add(revision)
+            else:
+                self.seen[key] = {revision}  # another replica's to check: that a check is due is enough
             # The feed is headers-only: JetStream then names the record's size in a header.
             self.sizes[key] = int(headers.get("Nats-Msg-Size", len(data)))
             self.checks.setdefault(key, now + CHECK_AFTER_MS)
         else:
             self._settled(key)
+            if not self.owns(key):
+                # Final: every outcome it had was taken in by its owner (a retry's new runs bring new ones).
+                for change in self.ended.pop(key, []):
+                    self.ended_in.pop(change.id, None)
+                self.pending.pop(key, None)
 
     def _settled(self, workflow_id: str) -> None:
         self.seen.pop(workflow_id, None)
@@ -209,7 +242,7 @@ class Advancer:
             self.wake.clear()
             now = self.clock.now_ms()
             for workflow_id, kind in self.unstarted.due(self.waiting, now):
-                if workflow_id in self.busy:
+                if workflow_id in self.busy or not self.owns(workflow_id):
                     self.unstarted.again(workflow_id, kind, now)
                     continue
                 await self._spawn(tasks, slots, workflow_id, self._abandon(workflow_id, kind))
@@ -240,7 +273,7 @@ class Advancer:
         due: list[str] = []
         soonest: int | None = None
         for w in self.pending:
-            if w in self.busy:
+            if w in self.busy or not self.owns(w):
                 continue
             at = self.advanced_at.get(w, 0) + coalesce_ms(self.sizes.get(w, 0))
             if at <= now:
@@ -250,7 +283,7 @@ class Advancer:
         for w, since in self.deferred_at.items():
             at = since + CATCH_UP_MS
             if w in self.busy or w in self.pending:
-                continue
+                continue  # (even if its shard moved: the children it released here are its to record)
             if at <= now:
                 due.append(w)
             else:
@@ -258,7 +291,11 @@ class Advancer:
         due += [
             w
             for w, at in self.checks.items()
-            if at <= now and w not in self.busy and w not in self.pending and w not in self.deferred_at
+            if at <= now
+            and w not in self.busy
+            and w not in self.pending
+            and w not in self.deferred_at
+            and self.owns(w)
         ]
         return due, soonest
 
@@ -267,6 +304,8 @@ class Advancer:
         try:
             events = self.pending.pop(workflow_id, [])
             ended = self.ended.pop(workflow_id, [])
+            for change in ended:
+                self.ended_in.pop(change.id, None)
             now = self.clock.now_ms()
             # Even for a workflow the feed showed final: the two feeds are not ordered with each other,
             # and a retried workflow's first outcome may arrive before its record's return to running.
@@ -299,6 +338,7 @@ class Advancer:
                     # Storage passing through a failover, a CAS lost too often: the outcomes come back.
                     self.pending.setdefault(workflow_id, [])[:0] = events
                     self.ended.setdefault(workflow_id, [])[:0] = ended
+                    self.ended_in.update((change.id, workflow_id) for change in ended)
                     log_failure(log, "workflow not advanced yet; retrying", {"workflow": workflow_id})
                     await self.clock.sleep(0.5)
             elif self.checks.get(workflow_id, now + 1) <= now:

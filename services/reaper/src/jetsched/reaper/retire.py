@@ -36,6 +36,12 @@ BATCH = 64
 AGAIN_S = 0.5
 
 
+def _owner(change: Change) -> str:
+    """Whose shard a finished job's retirement is: its workflow's for a step (whose replica took the
+    ending in), its own otherwise."""
+    return change.workflow or change.id
+
+
 class Retirer:
     """An actor: finished records as the feed delivered them, moved a batch at a time."""
 
@@ -48,7 +54,8 @@ class Retirer:
         fence_s: int,
         owns: Callable[[str], bool] = lambda _: True,
     ) -> None:
-        """`owns(job_id)`: whether this replica retires that job (its shard is leased here)."""
+        """`owns(id)`: whether this replica retires the jobs of that id's shard (a job's, or for a
+        workflow's step, the workflow's)."""
         self.records = records
         self.quarantine = quarantine
         self.fence_s = fence_s
@@ -72,7 +79,7 @@ class Retirer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := list(islice((c for c in self.pending.values() if self.owns(c.id)), BATCH)):
+            while batch := list(islice((c for c in self.pending.values() if self.owns(_owner(c))), BATCH)):
                 done = await asyncio.gather(*(self._retire(change) for change in batch))
                 if not any(done):
                     await asyncio.sleep(AGAIN_S)  # nothing moved: no hot loop over the same records

@@ -95,14 +95,17 @@ class ReaperService(Service):
         self.advancer: Advancer | None = None
         self.retirer: Retirer | None = None
 
-    def owns(self, job_id: str) -> bool:
-        """Whether this replica rescues and retires a job: its shard is leased here."""
-        return shard_of(job_id, self.shards) in self.owned
+    def owns(self, key: str) -> bool:
+        """Whether this replica rescues and retires a job, or advances a workflow: the shard of its id
+        (a step job's retirement: its workflow's) is leased here."""
+        return shard_of(key, self.shards) in self.owned
 
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
         if self.retirer is not None:
             self.retirer.wake()
+        if self.advancer is not None:
+            self.advancer.wake.set()
 
     def observe(self, change: Change) -> None:
         if self.retirer is not None and change.workflow is None:
@@ -128,6 +131,7 @@ class ReaperService(Service):
         abandon_after_ms = int(env_float("JETSCHED_ABANDON_AFTER_S", GRACE_MS / 1000) * 1000)
         self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined
+        advancer.owns = self.owns
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
         self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns)
         advancer.retire = self.retirer.observe
