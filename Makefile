@@ -62,7 +62,7 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_dispatch.py
 	$(BIN)/python tests/bench/bench_workflows.py
 
-bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs (ARGS=--quick: 100k)
+bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs, memory per pending job with 1M delayed (ARGS=--quick: 100k; --retained N…, --pending N…)
 	$(BIN)/python tests/bench/bench_scale.py $(ARGS)
 
 chaos: $(VENV)/.installed  ## a 2-minute chaos soak (SEED=n to replay one)
