@@ -19,6 +19,11 @@ an `advance(to_ms)` with `to_ms >= due`. At most one tick late, plus however lat
 Cancel is O(1) and frees the entry at once (a dict delete), which matters when heartbeats and retries
 reschedule constantly; `add` on a key already present moves it.
 
+Compact: an entry is its key and one int — the due time in the low `DUE_BITS`, and above them whatever
+non-negative int `data` its owner gave `add` (the timer packs a timer entry's facts there), handed back
+by `advance`. With a 26-character id that is ~190 B per entry in all (docs/scaling.md, "Pending jobs"):
+the owner needs no map of its own beside the wheel's.
+
 Cascading in bounded chunks. Moving a big bucket down a level all at once (~1M timers) would block a
 CPython loop for a third of a second. So a higher-level bucket keeps its entries grouped by the lower
 level's block they belong to, and as soon as a group fits the lower level's window — one level-span
@@ -35,6 +40,10 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
+#: The low bits of an entry's int hold its due time (ms); the owner's data sits above them.
+DUE_BITS = 64
+_DUE_MASK = (1 << DUE_BITS) - 1
+
 
 class TimingWheel(Generic[K]):
     def __init__(self, tick_ms: int = 1, wheel_size: int = 256, start_ms: int = 0) -> None:
@@ -44,7 +53,8 @@ class TimingWheel(Generic[K]):
         self.wheel_size = wheel_size
         self.now_ms = start_ms
         self._current = start_ms // tick_ms
-        # (level, block) → {lower-level block → {key → due ms}}; level 0 buckets have one group (block 0).
+        # (level, block) → {lower-level block → {key → due ms | data << DUE_BITS}}; level 0 buckets have
+        # one group (block 0).
         self._buckets: dict[tuple[int, int], dict[int, dict[K, int]]] = {}
         # key → the group dict holding it: one reference per timer, no coordinates to allocate.
         self._where: dict[K, dict[K, int]] = {}
@@ -56,12 +66,15 @@ class TimingWheel(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
-    def add(self, key: K, due_ms: int) -> bool:
-        """Arm `key` for `due_ms`. False (and nothing stored) if that time has already come."""
+    def add(self, key: K, due_ms: int, data: int = 0) -> bool:
+        """Arm `key` for `due_ms`, keeping `data` (an int ≥ 0) with it. False (and nothing stored) if that
+        time has already come."""
         self.cancel(key)
         if due_ms <= self.now_ms:
             return False
-        self._place(key, due_ms, -(-due_ms // self.tick_ms))
+        if not 0 <= due_ms <= _DUE_MASK or data < 0:
+            raise ValueError("0 <= due_ms < 2**64 and data >= 0")
+        self._place(key, due_ms | data << DUE_BITS, -(-due_ms // self.tick_ms))
         return True
 
     def cancel(self, key: K) -> bool:
@@ -83,12 +96,12 @@ class TimingWheel(Generic[K]):
             self._buckets.pop((level, block), None)
         return None
 
-    def advance(self, to_ms: int) -> list[tuple[K, int]]:
-        """Move time to `to_ms`; return (key, due_ms) of every entry now due, in bucket order."""
+    def advance(self, to_ms: int) -> list[tuple[K, int, int]]:
+        """Move time to `to_ms`; return (key, due_ms, data) of every entry now due, in bucket order."""
         if to_ms <= self.now_ms:
             return []
         target = to_ms // self.tick_ms
-        fired: list[tuple[K, int]] = []
+        fired: list[tuple[K, int, int]] = []
         heap = self._expirations
         while heap and heap[0][0] <= target:
             tick, level, block = heapq.heappop(heap)
@@ -97,13 +110,14 @@ class TimingWheel(Generic[K]):
                 continue
             self._current = max(self._current, tick)
             for group in bucket.values():
-                for key, due_ms in group.items():
+                for key, value in group.items():
                     del self._where[key]
+                    due_ms = value & _DUE_MASK
                     due_tick = -(-due_ms // self.tick_ms)
                     if due_tick <= target:
-                        fired.append((key, due_ms))
+                        fired.append((key, due_ms, value >> DUE_BITS))
                     else:
-                        self._place(key, due_ms, due_tick)
+                        self._place(key, value, due_tick)
         self._current = target
         self.now_ms = to_ms
         return fired
@@ -120,8 +134,8 @@ class TimingWheel(Generic[K]):
                     break  # this group (and every later one) does not fit the lower level yet
                 group = bucket[sub]
                 while group and moved < budget:
-                    key, due_ms = group.popitem()
-                    self._place(key, due_ms, -(-due_ms // self.tick_ms))
+                    key, value = group.popitem()
+                    self._place(key, value, -(-(value & _DUE_MASK) // self.tick_ms))
                     moved += 1
                 if group:
                     return moved
@@ -151,7 +165,7 @@ class TimingWheel(Generic[K]):
         found.sort(key=lambda item: item[0])
         return [(sub_unit, bucket) for _, sub_unit, bucket in found]
 
-    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
+    def _place(self, key: K, value: int, due_tick: int) -> None:
         level, unit = 0, 1
         while due_tick // unit - self._current // unit >= self.wheel_size:
             level += 1
@@ -165,5 +179,5 @@ class TimingWheel(Generic[K]):
         group = bucket.get(sub)
         if group is None:
             group = bucket[sub] = {}
-        group[key] = due_ms
+        group[key] = value
         self._where[key] = group
