@@ -167,3 +167,15 @@ class TestWheelData:
             w.add("a", 5, data=-1)
         with pytest.raises(ValueError, match="due_ms"):
             w.add("a", 2**64)
+
+    def test_moved_away_and_back_fires_once(self) -> None:
+        """An entry moved out of its group and back (two slots in one list) fires once, at its last time."""
+        w = wheel(size=4)
+        w.add("a", 70, data=1)
+        w.add("a", 200, data=2)
+        w.add("a", 71, data=3)
+        w.add("b", 72)
+        w.cancel("b")
+        assert w.advance(300) == [("a", 71, 3)]
+        assert len(w) == 0
+        assert w.next_expiration() is None
