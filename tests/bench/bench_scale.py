@@ -46,6 +46,8 @@ from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
 WINDOW = 2000
+#: How long nats-server may take to recover millions of history records on a restart.
+RECOVERY_TIMEOUT_S = 900
 
 
 async def template(url: str) -> bytes:
@@ -103,7 +105,7 @@ async def measure(n: int) -> dict[str, float]:
             child.terminate()
         server.stop()
         started = time.perf_counter()
-        server.start()
+        server.start(timeout=RECOVERY_TIMEOUT_S)
         figures = {"server_ready_s": time.perf_counter() - started}
         started = time.perf_counter()
         children = start_stack(server, work)
