@@ -45,12 +45,12 @@ def rss_all(children: list[procs.Proc], server: NatsServer) -> dict[str, float]:
     return figures
 
 
-async def first_job_done(url: str) -> None:
+async def first_job_done(url: str, timeout: float = 900) -> None:
     """Submit (once intake answers) and wait for one no-op job to succeed."""
     async with Client(url, timeout=30) as client:
-        await eventually(client.stats, timeout=60, what="intake answers")
+        await eventually(client.stats, timeout=timeout, what="intake answers")
         reply = await client.submit(CAPABILITY)
-        await client.wait(reply.id, timeout=60)
+        await client.wait(reply.id, timeout=timeout)
 
 
 async def feeds_caught_up(url: str, timeout: float = 1800) -> float:
