@@ -61,6 +61,7 @@ async def measure_pending(n: int) -> dict[str, dict[str, float]]:
         timings = {"submit_per_s": await submit_delayed(server.url, n)}
         timings["catch_up_s"] = await feeds_caught_up(server.url)
         after = await settled(children, server)
+        print(f"  before {before}\n  after {after}\n  {timings}", flush=True)
         for child in children:
             child.terminate()
         started = time.perf_counter()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nats
+from nats.errors import NoRespondersError
 
 from jetsched.core import subjects
 from jetsched.devkit import procs
@@ -48,7 +49,15 @@ def rss_all(children: list[procs.Proc], server: NatsServer) -> dict[str, float]:
 async def first_job_done(url: str, timeout: float = 900) -> None:
     """Submit (once intake answers) and wait for one no-op job to succeed."""
     async with Client(url, timeout=30) as client:
-        await eventually(client.stats, timeout=timeout, what="intake answers")
+
+        async def answers() -> bool:
+            try:
+                await client.stats()
+            except (NoRespondersError, TimeoutError):  # still replaying its feeds: not in the API group yet
+                return False
+            return True
+
+        await eventually(answers, timeout=timeout, interval=0.1, what="intake answers")
         reply = await client.submit(CAPABILITY)
         await client.wait(reply.id, timeout=timeout)
 
