@@ -62,7 +62,7 @@ bench: $(VENV)/.installed  ## print throughput, latency, round-trip and timer fi
 	$(BIN)/python tests/bench/bench_dispatch.py
 	$(BIN)/python tests/bench/bench_workflows.py
 
-bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs (ARGS=--quick: 100k); one hot queue by 1-3 dispatchers on 3 nodes
+bench-scale: $(VENV)/.installed  ## memory and restart time with 0 and 1M retained jobs, memory per pending job with 1M delayed (ARGS=--quick: 100k; --retained N…, --pending N…); one hot queue by 1-3 dispatchers on 3 nodes
 	$(BIN)/python tests/bench/bench_scale.py $(ARGS)
 	$(BIN)/python tests/bench/bench_hot_queue.py
 

@@ -1,15 +1,21 @@
-"""`make bench-scale`: what retained history costs each process after a restart.
+"""`make bench-scale`: what retained history and pending jobs cost each process.
 
-For each N (0 and 1,000,000 by default; `--quick`: 0 and 100,000): a fresh nats-server, the four services
-and one no-op worker as processes; one job run through the real pipeline and retired to history, whose
-stored message is the template; N more succeeded records written **directly in the history format**
-(that message with fresh ids, pipelined publishes) — the state a week of finished jobs leaves, in
-seconds instead of hours. Then everything is restarted (nats-server included) and the bench reports
-how long nats-server took to be ready, the time from starting the services (once it is) to the first
-new job done, and each process's RSS two seconds later.
+**Retained** (0 and 1,000,000 by default; `--quick`: 0 and 100,000; `--retained 0 10000000` for ten
+million): a fresh nats-server, the four services and one no-op worker as processes; one job run through
+the real pipeline and retired to history, whose stored message is the template; N more succeeded records
+written **directly in the history format** (that message with fresh ids, pipelined publishes) — the state
+a week of finished jobs leaves, in minutes instead of days. Then everything is restarted (nats-server
+included) and the bench reports how long nats-server took to be ready, the time from starting the
+services (once it is) to the first new job done, each process's RSS two seconds later, and the store's
+size on disk. Not included: the markers retired jobs leave in the `jobs` bucket for the fence
+(`JETSCHED_HISTORY_FENCE_S`, 120 s); they cost (completions/s × fence) entries, independent of the
+retention.
 
-Not included: the markers retired jobs leave in the `jobs` bucket for the fence (`JETSCHED_HISTORY_FENCE_S`,
-120 s); they cost (completions/s × fence) entries, independent of the retention. Nothing is asserted.
+**Pending** (1,000,000 delayed jobs by default; `--quick`: 100,000; `--pending N…`): see
+`scale_pending.py` — RSS of every process before and after N jobs submitted with a delay of an hour or
+more, and after a restart of the services, as bytes per pending job.
+
+`--retained …` or `--pending …` alone runs only that part. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pathlib import Path
 
 import nats
 import orjson
+from scale_pending import measure_pending
+from scale_stack import CAPABILITY, first_job_done, rss_all, start_stack
 
 from jetsched.bus.connect import connect
 from jetsched.bus.history import History
@@ -33,36 +41,13 @@ from jetsched.core import subjects
 from jetsched.core.errors import NotFound
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobState
-from jetsched.devkit import procs
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
-HERE = Path(__file__).parent
-CAPABILITY = "bench.noop"
 WINDOW = 2000
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def start_stack(server: NatsServer, work: Path) -> list[procs.Proc]:
-    env = {"PYTHONPATH": str(HERE), "JETSCHED_LOG_LEVEL": "WARNING"}
-    children = [procs.service(name, server.url, work, env=env).start() for name in procs.SERVICES]
-    children.append(procs.worker("bench_tasks", server.url, work, env=env).start())
-    return children
-
-
-async def first_job_done(url: str) -> None:
-    """Submit (once intake answers) and wait for one no-op job to succeed."""
-    async with Client(url, timeout=30) as client:
-        await eventually(client.stats, timeout=60, what="intake answers")
-        reply = await client.submit(CAPABILITY)
-        await client.wait(reply.id, timeout=60)
+#: How long nats-server may take to recover millions of history records on a restart.
+RECOVERY_TIMEOUT_S = 900
 
 
 async def template(url: str) -> bytes:
@@ -120,16 +105,15 @@ async def measure(n: int) -> dict[str, float]:
             child.terminate()
         server.stop()
         started = time.perf_counter()
-        server.start()
+        server.start(timeout=RECOVERY_TIMEOUT_S)
         figures = {"server_ready_s": time.perf_counter() - started}
         started = time.perf_counter()
         children = start_stack(server, work)
         await first_job_done(server.url)
         figures["restart_to_first_job_s"] = time.perf_counter() - started
         await asyncio.sleep(2)  # let replays and start-up allocations settle
-        assert server.proc is not None
-        figures |= {f"{c.name}_mib": rss_mib(c.pid) for c in children if c.pid}
-        figures["nats-server_mib"] = rss_mib(server.proc.pid)
+        figures |= {f"{name}_mib": mib for name, mib in rss_all(children, server).items()}
+        figures["store_gib"] = sum(f.stat().st_size for f in (work / "js").rglob("*") if f.is_file()) / 2**30
         return figures
     finally:
         for child in children:
@@ -137,25 +121,48 @@ async def measure(n: int) -> dict[str, float]:
         server.stop()
 
 
-async def main(counts: list[int]) -> None:
+def table(label: str, rows: dict[int, dict[str, float]]) -> None:
+    names = list(next(iter(rows.values())))
+    print(f"\n| {label} | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for n, figures in rows.items():
+        print(f"| {n:,} | " + " | ".join(f"{figures[k]:.2f}" for k in names) + " |")
+
+
+async def main(retained: list[int], pending: list[int]) -> None:
     today = datetime.date.today().isoformat()
     print(f"{today}, {platform.node()}, {os.cpu_count()} cores, python {sys.version.split()[0]}", flush=True)
     results = {}
-    for n in counts:
+    for n in retained:
         print(f"{n:,} retained succeeded jobs:", flush=True)
         results[n] = await measure(n)
         print("  " + orjson.dumps(results[n]).decode(), flush=True)
-    names = list(results[counts[0]])
-    print("\n| retained | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for n, figures in results.items():
-        print(f"| {n:,} | " + " | ".join(f"{figures[k]:.2f}" for k in names) + " |")
+    if results:
+        table("retained", results)
+    for n in pending:
+        print(f"\n{n:,} pending delayed jobs:", flush=True)
+        figures = await measure_pending(n)
+        print("  " + orjson.dumps(figures).decode(), flush=True)
+        rows = {k: figures[k] for k in ("before_mib", "after_mib", "restarted_mib")}
+        rows |= {k: figures[k] for k in ("bytes_per_job", "bytes_per_job_restarted")}
+        names = list(figures["before_mib"])
+        print(f"\n| {n:,} pending | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for label, row in rows.items():
+            print(f"| {label} | " + " | ".join(f"{row[k]:.1f}" for k in names) + " |")
+        print("  " + ", ".join(f"{k} {v:,.2f}" for k, v in figures["timings"].items()), flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="0 and 100,000 retained jobs")
-    parser.add_argument("--jobs", type=int, nargs="*", help="retained job counts to measure")
+    parser.add_argument("--quick", action="store_true", help="0 and 100,000 retained, 100,000 pending")
+    parser.add_argument(
+        "--retained", "--jobs", type=int, nargs="*", help="retained job counts to measure (e.g. 0 10000000)"
+    )
+    parser.add_argument("--pending", type=int, nargs="*", help="pending delayed job counts to measure")
     args = parser.parse_args()
-    counts = args.jobs or ([0, 100_000] if args.quick else [0, 1_000_000])
-    asyncio.run(main(counts))
+    if args.retained is None and args.pending is None:
+        retained, pending = ([0, 100_000], [100_000]) if args.quick else ([0, 1_000_000], [1_000_000])
+    else:
+        retained, pending = args.retained or [], args.pending or []
+    asyncio.run(main(retained, pending))

@@ -64,9 +64,9 @@ async def lateness(keys: list[str], packed: bool) -> None:
     late: list[float] = []
     probes: dict[str, int] = {}
 
-    def on_due(fired: list[tuple[str, int]]) -> None:
+    def on_due(fired: list[tuple[str, int, int]]) -> None:
         at = clock.now() * 1000
-        late.extend(at - due for key, due in fired if key in probes)
+        late.extend(at - due for key, due, _ in fired if key in probes)
 
     driver: WheelDriver[str] = WheelDriver(clock, on_due)
     rng = random.Random(2)

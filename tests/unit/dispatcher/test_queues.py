@@ -84,6 +84,18 @@ def test_stale_feed_update_ignored() -> None:
     assert board.ready == {}
 
 
+def test_a_scheduled_job_leaves_nothing_on_the_board() -> None:
+    """A job waiting for its time is not the dispatcher's: the board keeps nothing of it, and picks it up
+    when it becomes ready."""
+    delayed = states.accept(JobRequest(delay_ms=60_000), ids.new(NOW), "a", NOW, None)
+    board = board_with(delayed)
+    assert (board.ready, board.revisions, board.queues) == ({}, {}, {})
+    ready = states.due(delayed, NOW + 60_000)
+    assert board.observe(Change.of(ready, 2))
+    reg = registry(("s1", 1, ("a",)))
+    assert [c.record.id for c in board.plan(reg, limit=10, now_ms=NOW)] == [delayed.id]
+
+
 def test_only_capable_workers() -> None:
     """Jobs go only to sessions with their capability."""
     board = board_with(job(capability="b"))

@@ -24,7 +24,7 @@ class TestAdd:
         w = wheel(tick=10, start=100)
         assert w.add("a", 105)
         assert w.advance(104) == []
-        assert w.advance(110) == [("a", 105)]
+        assert w.advance(110) == [("a", 105, 0)]
 
     def test_re_add_moves_entry(self) -> None:
         """Adding a key again replaces its due time."""
@@ -33,7 +33,7 @@ class TestAdd:
         w.add("a", 9)
         assert len(w) == 1
         assert w.advance(5) == []
-        assert w.advance(9) == [("a", 9)]
+        assert w.advance(9) == [("a", 9, 0)]
 
     def test_invalid_geometry(self) -> None:
         """A tick under 1 ms or a wheel of one bucket is refused."""
@@ -49,7 +49,7 @@ class TestAdvance:
         w = wheel()
         w.add("a", 3)
         assert w.advance(2) == []
-        assert w.advance(3) == [("a", 3)]
+        assert w.advance(3) == [("a", 3, 0)]
         assert len(w) == 0
 
     def test_overflow_levels_made_and_cascaded(self) -> None:
@@ -59,10 +59,10 @@ class TestAdvance:
         w.add("mid", 9)
         w.add("far", 70)
         assert w.next_expiration() == 3
-        assert w.advance(8) == [("near", 3)]
-        assert w.advance(9) == [("mid", 9)]
+        assert w.advance(8) == [("near", 3, 0)]
+        assert w.advance(9) == [("mid", 9, 0)]
         assert w.advance(69) == []
-        assert w.advance(70) == [("far", 70)]
+        assert w.advance(70) == [("far", 70, 0)]
 
     def test_jump_far_ahead_fires_everything_due(self) -> None:
         """One advance across many levels returns every due entry and keeps the rest."""
@@ -70,9 +70,9 @@ class TestAdvance:
         for due in (1, 5, 17, 65, 300, 1000):
             w.add(f"t{due}", due)
         fired = w.advance(299)
-        assert sorted(d for _, d in fired) == [1, 5, 17, 65]
+        assert sorted(d for _, d, _ in fired) == [1, 5, 17, 65]
         assert len(w) == 2
-        assert w.advance(1000) == [("t300", 300), ("t1000", 1000)]
+        assert w.advance(1000) == [("t300", 300, 0), ("t1000", 1000, 0)]
 
     def test_advance_backwards_is_noop(self) -> None:
         """Time never goes back."""
@@ -87,7 +87,7 @@ class TestAdvance:
         w.add("a", 101)
         assert w.advance(100) == []
         assert w.advance(109) == []
-        assert w.advance(110) == [("a", 101)]
+        assert w.advance(110) == [("a", 101, 0)]
 
 
 class TestCancel:
@@ -108,7 +108,7 @@ class TestCancel:
         w.cancel("a")
         assert "b" in w
         assert "a" not in w
-        assert w.advance(10) == [("b", 10)]
+        assert w.advance(10) == [("b", 10, 0)]
 
 
 class TestNextExpiration:
@@ -140,10 +140,42 @@ class TestCascade:
         assert w.cascade(budget=100) == 0
         fired = w.advance(499)
         assert len(fired) == 1000
-        assert all(due <= 499 for _, due in fired)
+        assert all(due <= 499 for _, due, _ in fired)
 
     def test_nothing_to_cascade_far_ahead(self) -> None:
         """Buckets beyond the next block of their level are left alone."""
         w = wheel(size=4)
         w.add("far", 10_000)
         assert w.cascade(budget=10) == 0
+
+
+class TestWheelData:
+    def test_data_comes_back_with_its_entry(self) -> None:
+        """The int given to `add` comes back from `advance`, through cascades and moves."""
+        w = wheel(size=4)
+        w.add("near", 3, data=7)
+        w.add("far", 70, data=2**200 + 5)
+        w.add("moved", 9, data=1)
+        w.add("moved", 10, data=11)
+        assert w.advance(9) == [("near", 3, 7)]
+        assert w.advance(70) == [("moved", 10, 11), ("far", 70, 2**200 + 5)]
+
+    def test_refuses_negative_data_and_huge_due_times(self) -> None:
+        """Data is an int ≥ 0; a due time must fit its 64 bits."""
+        w = wheel()
+        with pytest.raises(ValueError, match="data"):
+            w.add("a", 5, data=-1)
+        with pytest.raises(ValueError, match="due_ms"):
+            w.add("a", 2**64)
+
+    def test_moved_away_and_back_fires_once(self) -> None:
+        """An entry moved out of its group and back (two slots in one list) fires once, at its last time."""
+        w = wheel(size=4)
+        w.add("a", 70, data=1)
+        w.add("a", 200, data=2)
+        w.add("a", 71, data=3)
+        w.add("b", 72)
+        w.cancel("b")
+        assert w.advance(300) == [("a", 71, 3)]
+        assert len(w) == 0
+        assert w.next_expiration() is None

@@ -33,7 +33,7 @@ def test_same_fires_never_early_at_most_one_tick_late(
     for op, key, value in ops:
         if op == "add":
             due = now + value
-            if wheel.add(key, due):
+            if wheel.add(key, due, data=key * 1_000_003):
                 live[key] = due
                 heapq.heappush(heap, (due, key))
             else:
@@ -51,10 +51,11 @@ def test_same_fires_never_early_at_most_one_tick_late(
                 due, k = heapq.heappop(heap)
                 if live.get(k) == due:
                     expected[k] = due
-            for k, due in fired:
+            for k, due, data in fired:
+                assert data == k * 1_000_003
                 assert due <= now, "fired early"
                 assert live.pop(k) == due
-            late = {k: d for k, d in expected.items() if k not in dict(fired)}
+            late = {k: d for k, d in expected.items() if k not in {f[0] for f in fired}}
             for k, due in late.items():
                 # Due within the last tick: allowed to wait for the next tick boundary.
                 assert now // tick < -(-due // tick), "more than one tick late"

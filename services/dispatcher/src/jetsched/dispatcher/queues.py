@@ -18,7 +18,12 @@ one question — what to claim next for whom (`plan`) — without I/O:
 - A capability split in partitions (`partitions.py`) has one queue per partition (`cap#k`), each with
   its share of every session's slots, counted per (session, partition).
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
-  board's own CAS) is ignored.
+  board's own CAS) is ignored. The board knows revisions only of the jobs it holds (ready, running) and
+  keeps nothing at all for a job that waits for a time or for its workflow (scheduled, waiting) — those
+  can be millions, for hours (docs/scaling.md, "Pending jobs"). Forgetting is safe: the feed delivers a
+  key's revisions in order, so only the board's own re-read after a lost claim can be ahead of it, and an
+  older revision applied after a forgotten newer one is undone by the feed's next message, at the cost
+  of at most one failed claim CAS.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ if TYPE_CHECKING:
 
 #: Outcomes remembered for jobs not (yet) seen running; the oldest are forgotten past this.
 MAX_FINISHED = 100_000
+#: States of jobs the board keeps nothing for: not the dispatcher's until they become ready.
+UNTRACKED = frozenset({JobState.SCHEDULED, JobState.WAITING}) | TERMINAL
 
 
 @dataclass(slots=True)
@@ -87,7 +94,7 @@ class Board:
         self.ready.pop(job_id, None)
         if state is not JobState.RUNNING:
             self.finished.pop(job_id, None)
-        if state is None or state in TERMINAL:
+        if state is None or state in UNTRACKED:
             self.revisions.pop(job_id, None)
             return True
         if state is JobState.READY:

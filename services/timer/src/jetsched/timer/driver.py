@@ -32,17 +32,20 @@ CASCADE_BUDGET = 3000
 class WheelDriver(Generic[K]):
     name = "wheel"
 
-    def __init__(self, clock: Clock, on_due: Callable[[list[tuple[K, int]]], None], tick_ms: int = 1) -> None:
+    def __init__(
+        self, clock: Clock, on_due: Callable[[list[tuple[K, int, int]]], None], tick_ms: int = 1
+    ) -> None:
         self.clock = clock
         self.on_due = on_due
         self.wheel: TimingWheel[K] = TimingWheel(tick_ms=tick_ms, start_ms=clock.now_ms())
         self._rearm = asyncio.Event()
         self._sleeping_until = math.inf
 
-    def arm(self, key: K, due_ms: int) -> None:
-        """Schedule `key`; an entry already due is handed to `on_due` at once."""
-        if not self.wheel.add(key, due_ms):
-            self.on_due([(key, due_ms)])
+    def arm(self, key: K, due_ms: int, data: int = 0) -> None:
+        """Schedule `key` (with `data`, see `TimingWheel.add`); an entry already due is handed to `on_due`
+        at once."""
+        if not self.wheel.add(key, due_ms, data):
+            self.on_due([(key, due_ms, data)])
         elif due_ms < self._sleeping_until:
             self._rearm.set()
 

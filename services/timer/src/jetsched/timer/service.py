@@ -13,6 +13,12 @@ It fires cron and interval schedules too (`schedules.py`), whose next fire times
 The wheel is a view: rebuilt from the `timers` bucket on start (last value of every key), so a timer
 restarted or killed loses nothing, and entries already due fire at once. Replicas split the shards by
 lease; each fires only its shards' entries.
+
+A pending entry is one key and one int on the wheel, nothing else: the entry's facts (`entries.pack`),
+whether its record is still to be read ahead (`READ`) and its shard are packed beside its due time, so
+a million delayed jobs cost the timer ~190 MB, not ~750 (docs/scaling.md, "Pending jobs"). A fire in
+flight is remembered (`firing`) only until it re-arms or drops its entry; a newer entry written meanwhile
+supersedes it, so a late re-arm never overwrites a newer entry's time.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from jetsched.core.errors import Conflict, NotFound, Poisoned
 from jetsched.core.models import JobRecord, JobState
 
 from .driver import WheelDriver
-from .entries import RETRY_MS, Arm, Entry, Fire, Forget, after_fire, decide, fire
+from .entries import RETRY_MS, Arm, Entry, Fire, Forget, after_fire, decide, fire, pack, unpack
 from .ownership import OwnedTimers
 from .schedules import PREFIX as SCHEDULE_PREFIX
 from .schedules import ScheduleFirer
@@ -54,7 +60,8 @@ log = logging.getLogger(__name__)
 
 #: A timer entry's record is read this long before it comes due.
 PREFETCH_MS = 100
-READ_PREFIX = "read:"
+#: The low bit of an entry's data on the wheel: armed to read its record ahead, not yet to fire.
+READ = 1
 #: A removed timer entry's marker is kept this long (long enough for every replica's view to see it).
 ENTRY_MARKER_TTL_S = 3600
 #: Timer shards: replicas split them by lease; more shards than replicas keeps the split even.
@@ -72,7 +79,9 @@ class TimerService(Service):
         super().__init__(bus)
         self.shards = shards
         self.lease_ttl_ms = lease_ttl_ms
-        self.entries: dict[str, Entry] = {}
+        #: job id → number of the fire in flight for it (until it re-arms or drops its entry)
+        self.firing: dict[str, int] = {}
+        self._fires = 0
         #: job id → (record, revision) read just before its entry comes due
         self.prefetched: dict[str, tuple[JobRecord, int]] = {}
         self.records: Records | None = None
@@ -81,23 +90,23 @@ class TimerService(Service):
 
     def observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         """A timer entry written (or removed)."""
+        self.firing.pop(key, None)  # a fire in flight for an older entry re-arms nothing now
         if data is None:
-            self.entries.pop(key, None)
             self.prefetched.pop(key, None)
             self.timers.drop(key)
-            self.timers.drop(READ_PREFIX + key)
             return
         due, base = map(int, data.split())  # malformed: the feed quarantines it
-        self.entries[key] = Entry(revision, self.clock.now_ms(), base)
-        self.timers.want(key, key, due)
+        entry = pack(Entry(revision, self.clock.now_ms(), base)) << 1
         if due - self.clock.now_ms() > PREFETCH_MS:
-            self.timers.want(READ_PREFIX + key, key, due - PREFETCH_MS)
+            self.timers.want(key, key, due - PREFETCH_MS, entry | READ)
+        else:
+            self.timers.want(key, key, due, entry)
 
     async def setup(self, nc: Connection, js: JetStreamContext) -> list[Actor]:
         # The wheel starts at the servers' time, known only now: started earlier at a host clock that
         # runs ahead, it would take due times between the two as already past and fire them early.
-        self.driver = WheelDriver(self.clock, self._on_due)
-        self.timers = OwnedTimers(self.driver, self.shards)
+        self.driver = WheelDriver(self.clock, lambda fired: self.timers.fired(fired))
+        self.timers = OwnedTimers(self.driver, self.shards, self._on_due)
         self.records = Records.open(nc, self.bus.retention_s, self.bus.record_partitions)
         self.firer = ScheduleFirer(
             nc, self.records, Store(nc, subjects.SCHEDULES_BUCKET), self.timers, self.clock
@@ -110,15 +119,18 @@ class TimerService(Service):
         )
         return [self.driver, leases]
 
-    def _on_due(self, fired: list[tuple[str, int]]) -> None:
-        for job_id, _ in fired:
+    def _on_due(self, fired: list[tuple[str, int, int]]) -> None:
+        for job_id, due_ms, data in fired:
             if job_id.startswith(SCHEDULE_PREFIX):
                 assert self.firer is not None
                 self.firer.due(job_id[len(SCHEDULE_PREFIX) :])
-            elif job_id.startswith(READ_PREFIX):
-                self._spawn(self._prefetch(job_id[len(READ_PREFIX) :]))
-            elif (entry := self.entries.get(job_id)) is not None:
-                self._spawn(self._fire(job_id, entry))
+            elif data & READ:
+                self._spawn(self._prefetch(job_id))
+                self.timers.want(job_id, job_id, due_ms + PREFETCH_MS, data & ~READ)
+            else:
+                self._fires += 1
+                self.firing[job_id] = self._fires
+                self._spawn(self._fire(job_id, unpack(data >> 1), self._fires))
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work)
@@ -132,7 +144,20 @@ class TimerService(Service):
         with contextlib.suppress(Exception):
             self.prefetched[job_id] = await self.records.get(job_id)
 
-    async def _fire(self, job_id: str, entry: Entry) -> None:
+    def _rearm(self, job_id: str, entry: Entry, number: int, at_ms: int) -> None:
+        """Arm the entry of fire `number` again, unless a newer entry (or its removal) came meanwhile."""
+        if self.firing.get(job_id) == number:
+            del self.firing[job_id]
+            self.timers.want(job_id, job_id, at_ms, pack(entry) << 1)
+
+    async def _fire(self, job_id: str, entry: Entry, number: int) -> None:
+        try:
+            await self._fire_entry(job_id, entry, number)
+        finally:
+            if self.firing.get(job_id) == number:
+                del self.firing[job_id]
+
+    async def _fire_entry(self, job_id: str, entry: Entry, number: int) -> None:
         """A timer entry came due: act on what the record says now (`entries.decide`)."""
         assert self.records is not None
         try:
@@ -146,11 +171,11 @@ class TimerService(Service):
             return  # nothing to act on until the record is rewritten (its new entry arms it again)
         except Exception:
             log_failure(log, "could not read a due job; re-arming", {"job": job_id})
-            self.timers.want(job_id, job_id, self.clock.now_ms() + RETRY_MS)
+            self._rearm(job_id, entry, number, self.clock.now_ms() + RETRY_MS)
             return
         decision = decide(record, revision, entry, self.clock.now_ms())
         if not isinstance(decision, Fire):
-            await self._carry_out(job_id, entry, decision)
+            await self._carry_out(job_id, entry, number, decision)
             return
         assert record is not None
         attributes = {"jetsched.job_id": record.id, "jetsched.capability": record.capability}
@@ -168,20 +193,20 @@ class TimerService(Service):
                 return
             except Exception:
                 log_failure(log, "could not make a due job ready; re-arming", {"job": record.id})
-                self.timers.want(record.id, record.id, self.clock.now_ms() + RETRY_MS)
+                self._rearm(job_id, entry, number, self.clock.now_ms() + RETRY_MS)
                 return
         if done is not None and done[1].state is JobState.READY and record.state is JobState.SCHEDULED:
             late = max(0, done[1].updated_at_ms - decision.due_ms) / 1000
             instruments.timer_lateness.record(late, {"capability": record.capability})
         await self._carry_out(
-            job_id, entry, after_fire(None if done is None else done[1], self.clock.now_ms())
+            job_id, entry, number, after_fire(None if done is None else done[1], self.clock.now_ms())
         )
 
-    async def _carry_out(self, job_id: str, entry: Entry, decision: Forget | Arm | None) -> None:
+    async def _carry_out(self, job_id: str, entry: Entry, number: int, decision: Forget | Arm | None) -> None:
         if isinstance(decision, Forget):
             await self._forget(job_id, entry.revision)
         elif isinstance(decision, Arm):
-            self.timers.want(job_id, job_id, decision.at_ms)
+            self._rearm(job_id, entry, number, decision.at_ms)
 
     async def _forget(self, job_id: str, entry: int) -> None:
         """Remove a timer entry nothing waits for (unless a newer one replaced it meanwhile)."""

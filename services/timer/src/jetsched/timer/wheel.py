@@ -16,8 +16,17 @@ Worked example, tick 1 ms, wheel_size 4, now 0:
 
 Never early: a due time is rounded *up* to a tick (`ceil(due / tick)`), and an entry is returned only by
 an `advance(to_ms)` with `to_ms >= due`. At most one tick late, plus however late the driver wakes.
-Cancel is O(1) and frees the entry at once (a dict delete), which matters when heartbeats and retries
-reschedule constantly; `add` on a key already present moves it.
+Compact: an entry is its key and one int in one dict (`_entries`) — the due time in the low `DUE_BITS`,
+and above them whatever non-negative int `data` its owner gave `add` (the timer packs a timer entry's
+facts there), handed back by `advance` — plus the key's place in a plain list in its bucket. With a
+26-character id that is ~170 B per entry in all (docs/scaling.md, "Pending jobs"); the owner needs no
+map of its own beside the wheel's.
+
+Cancel is O(1) and frees the entry's int at once (a dict delete); `add` on a key already present moves
+it. The bucket lists are cleaned lazily: a list slot whose key is gone, or now due in another group (it
+was moved), is skipped when its group's time comes round, so a moved or cancelled entry leaves 8 bytes
+(and a reference to its key) in its old list until then. A key in two lists (moved back into the same
+group) fires once: firing removes it from `_entries`, and the second slot finds it gone.
 
 Cascading in bounded chunks. Moving a big bucket down a level all at once (~1M timers) would block a
 CPython loop for a third of a second. So a higher-level bucket keeps its entries grouped by the lower
@@ -35,6 +44,10 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
+#: The low bits of an entry's int hold its due time (ms); the owner's data sits above them.
+DUE_BITS = 64
+_DUE_MASK = (1 << DUE_BITS) - 1
+
 
 class TimingWheel(Generic[K]):
     def __init__(self, tick_ms: int = 1, wheel_size: int = 256, start_ms: int = 0) -> None:
@@ -44,36 +57,44 @@ class TimingWheel(Generic[K]):
         self.wheel_size = wheel_size
         self.now_ms = start_ms
         self._current = start_ms // tick_ms
-        # (level, block) → {lower-level block → {key → due ms}}; level 0 buckets have one group (block 0).
-        self._buckets: dict[tuple[int, int], dict[int, dict[K, int]]] = {}
-        # key → the group dict holding it: one reference per timer, no coordinates to allocate.
-        self._where: dict[K, dict[K, int]] = {}
+        # (level, block) → {lower-level block → [key, …]}; level 0 buckets have one group (block 0).
+        self._buckets: dict[tuple[int, int], dict[int, list[K]]] = {}
+        # key → due ms | data << DUE_BITS: the entries themselves.
+        self._entries: dict[K, int] = {}
         self._expirations: list[tuple[int, int, int]] = []
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._entries)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._where
+        return key in self._entries
 
-    def add(self, key: K, due_ms: int) -> bool:
-        """Arm `key` for `due_ms`. False (and nothing stored) if that time has already come."""
-        self.cancel(key)
+    def add(self, key: K, due_ms: int, data: int = 0) -> bool:
+        """Arm `key` for `due_ms`, keeping `data` (an int ≥ 0) with it. False (and nothing stored) if that
+        time has already come."""
         if due_ms <= self.now_ms:
+            self.cancel(key)
             return False
-        self._place(key, due_ms, -(-due_ms // self.tick_ms))
+        if not 0 <= due_ms <= _DUE_MASK or data < 0:
+            raise ValueError("0 <= due_ms < 2**64 and data >= 0")
+        old = self._entries.get(key)
+        self._entries[key] = due_ms | data << DUE_BITS
+        if old is None or old & _DUE_MASK != due_ms:  # the same due time: its list slot stands
+            self._place(key, -(-due_ms // self.tick_ms))
         return True
 
     def cancel(self, key: K) -> bool:
-        group = self._where.pop(key, None)
-        if group is None:
-            return False
-        del group[key]  # emptied groups and buckets are dropped when their time comes round
-        return True
+        # Its list slot stays until its group's time comes round, and is skipped then.
+        return self._entries.pop(key, None) is not None
 
     def next_expiration(self) -> int | None:
-        """When the driver must next call `advance` (ms), or None when the wheel is empty."""
+        """When the driver must next call `advance` (ms), or None when the wheel is empty. (A bucket that
+        holds only moved or cancelled keys may still be named: advancing to it finds nothing.)"""
         heap = self._expirations
+        if not self._entries:
+            heap.clear()
+            self._buckets.clear()
+            return None
         while heap:
             _, level, block = heap[0]
             bucket = self._buckets.get((level, block))
@@ -83,12 +104,12 @@ class TimingWheel(Generic[K]):
             self._buckets.pop((level, block), None)
         return None
 
-    def advance(self, to_ms: int) -> list[tuple[K, int]]:
-        """Move time to `to_ms`; return (key, due_ms) of every entry now due, in bucket order."""
+    def advance(self, to_ms: int) -> list[tuple[K, int, int]]:
+        """Move time to `to_ms`; return (key, due_ms, data) of every entry now due, in bucket order."""
         if to_ms <= self.now_ms:
             return []
         target = to_ms // self.tick_ms
-        fired: list[tuple[K, int]] = []
+        fired: list[tuple[K, int, int]] = []
         heap = self._expirations
         while heap and heap[0][0] <= target:
             tick, level, block = heapq.heappop(heap)
@@ -96,14 +117,21 @@ class TimingWheel(Generic[K]):
             if not bucket:
                 continue
             self._current = max(self._current, tick)
-            for group in bucket.values():
-                for key, due_ms in group.items():
-                    del self._where[key]
+            sub_unit = self.wheel_size ** (level - 1) if level else 0
+            for sub, group in bucket.items():
+                for key in group:
+                    value = self._entries.get(key)
+                    if value is None:
+                        continue  # cancelled, or fired from another slot
+                    due_ms = value & _DUE_MASK
                     due_tick = -(-due_ms // self.tick_ms)
+                    if (due_tick // sub_unit != sub) if level else (due_tick != block):
+                        continue  # moved: its live slot is in another group
                     if due_tick <= target:
-                        fired.append((key, due_ms))
+                        del self._entries[key]
+                        fired.append((key, due_ms, value >> DUE_BITS))
                     else:
-                        self._place(key, due_ms, due_tick)
+                        self._place(key, due_tick)
         self._current = target
         self.now_ms = to_ms
         return fired
@@ -120,9 +148,13 @@ class TimingWheel(Generic[K]):
                     break  # this group (and every later one) does not fit the lower level yet
                 group = bucket[sub]
                 while group and moved < budget:
-                    key, due_ms = group.popitem()
-                    self._place(key, due_ms, -(-due_ms // self.tick_ms))
+                    key = group.pop()
                     moved += 1
+                    value = self._entries.get(key)
+                    if value is not None:
+                        due_tick = -(-(value & _DUE_MASK) // self.tick_ms)
+                        if due_tick // sub_unit == sub:  # else moved: its live slot is elsewhere
+                            self._place(key, due_tick)
                 if group:
                     return moved
                 del bucket[sub]
@@ -140,7 +172,7 @@ class TimingWheel(Generic[K]):
                 soonest = at if soonest is None else min(soonest, at)
         return soonest
 
-    def _upcoming(self) -> list[tuple[int, dict[int, dict[K, int]]]]:
+    def _upcoming(self) -> list[tuple[int, dict[int, list[K]]]]:
         """(lower-level unit, bucket) of each higher-level bucket whose block is its level's next, soonest first."""
         found = []
         for tick, level, block in self._expirations:
@@ -151,7 +183,7 @@ class TimingWheel(Generic[K]):
         found.sort(key=lambda item: item[0])
         return [(sub_unit, bucket) for _, sub_unit, bucket in found]
 
-    def _place(self, key: K, due_ms: int, due_tick: int) -> None:
+    def _place(self, key: K, due_tick: int) -> None:
         level, unit = 0, 1
         while due_tick // unit - self._current // unit >= self.wheel_size:
             level += 1
@@ -164,6 +196,5 @@ class TimingWheel(Generic[K]):
         sub = due_tick // (unit // self.wheel_size) if level else 0
         group = bucket.get(sub)
         if group is None:
-            group = bucket[sub] = {}
-        group[key] = due_ms
-        self._where[key] = group
+            group = bucket[sub] = []
+        group.append(key)
