@@ -40,6 +40,14 @@ def test_a_page_with_room_left_continues_at_the_given_cursor() -> None:
     assert page.reply(None) == {"jobs": page.jobs, "next": None}
 
 
+def test_a_job_that_moved_to_history_while_listed_is_shown_once() -> None:
+    """The index named it live, and history holds it by the time history is read."""
+    page = Page(budget=1 << 20)
+    assert page.add(record(IDS[0]), IDS[0])
+    assert page.add(record(IDS[0]), history_cursor(3))
+    assert [job["id"] for job in page.jobs] == [IDS[0]]
+
+
 @pytest.mark.parametrize(
     ("cursor", "sequence"), [(None, None), (IDS[0], None), ("history.0", 0), ("history.123", 123)]
 )

@@ -40,15 +40,21 @@ class Page:
     #: The cursor after the last job taken, and whether the page is full.
     last: str | None = None
     full: bool = False
+    #: The jobs taken: one that finished and moved to history while the page was read (the index still
+    #: named it live) is met again among history's, and shown once.
+    ids: set[str] = field(default_factory=set)
 
     def add(self, record: JobRecord, cursor: str) -> bool:
-        """Take a record if it fits; False once the page is full."""
+        """Take a record if it fits (and is not on the page already); False once the page is full."""
+        if record.id in self.ids:
+            return True
         view = record.model_dump(mode="json")
         size = len(orjson.dumps(view))
         if self.jobs and self.size + size > self.budget:
             self.full = True
             return False
         self.jobs.append(view)
+        self.ids.add(record.id)
         self.size += size
         self.last = cursor
         self.full = self.size > self.budget
