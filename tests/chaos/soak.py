@@ -276,7 +276,10 @@ class Soak:
             jobs += [j for j in page["jobs"] if j.get("schedule_id")]
             if (after := page["next"]) is None:
                 break
-        nominal = Counter(j["fire_at_ms"] for j in jobs)
+        # A job that moved to history between two pages is listed twice (once live, once from history):
+        # the same job, created once. A fire created again would be a second creation of its id.
+        created = {(j["id"], j["created_at_ms"]): j["fire_at_ms"] for j in jobs}
+        nominal = Counter(created.values())
         report.schedule_fires = len(nominal)
         report.schedule_duplicates = sum(n - 1 for n in nominal.values())
         missed = {e["nominal_ms"] for e in record["history"] if e["missed"]}
