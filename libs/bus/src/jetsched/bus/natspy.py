@@ -23,6 +23,7 @@ Measured gain over the public path: docs/performance.md ("The nats-py port").
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 from nats.errors import BadSubjectError, MaxPayloadError
 from nats.protocol import parser as nats_parser
 
@@ -90,7 +92,13 @@ CONTRACT: dict[str, Callable[[], str | None]] = {
         Client, "_send_publish", "self", "subject", "reply", "payload", "payload_size", "headers"
     ),
     "Client._send_command": _method(Client, "_send_command", "self", "cmd"),
-    "Client._flush_pending": _method(Client, "_flush_pending", "self"),
+    "Client._flush_pending": _method(Client, "_flush_pending", "self", "force_flush"),
+    "Client._send_ping": _method(Client, "_send_ping", "self", "future"),
+    "Client._pending": _attribute(Client, "_pending", list),
+    "Client._pending_data_size": _attribute(Client, "_pending_data_size", int),
+    "Client._flusher_task": _attribute(Client, "_flusher_task", type(None)),
+    "Client._transport": _attribute(Client, "_transport", type(None)),
+    "TcpTransport._io_writer": _attribute(TcpTransport, "_io_writer", type(None)),
     "Client._ps": _attribute(Client, "_ps", nats_parser.Parser),
     "Client._sid": _attribute(Client, "_sid", int),
     "Client._max_payload": _attribute(Client, "_max_payload", int),
@@ -140,6 +148,7 @@ class FastConnection(Connection):
         super().__init__()
         self._direct: dict[int, DirectHandler] = {}
         self._ps = _Parser(self)
+        self._write_soon = False
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         handler = self._direct.get(sid)
@@ -177,6 +186,58 @@ class FastConnection(Connection):
         )
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        """Written by one callback at the end of this loop turn, not by nats-py's flusher task.
+
+        nats-py appends every command (PUB, HPUB, SUB, UNSUB, PONG) to `_pending`, then kicks its flusher
+        through a queue: a future, a queue put and a task wake-up per loop turn with output, and a drain.
+        Here one `call_soon` writes `_pending` as it then is — everything written in this loop turn, in
+        the order written, in one `writelines`. nats-py's own path is kept whenever it matters: not
+        connected (it keeps the buffer for the reconnect, or closes), a forced flush (the pending-size
+        limit reached: it waits for the flusher), the flusher gone (it writes inline), a WebSocket, and a
+        socket with data still unsent (its flusher waits for the socket to drain, which is what holds the
+        pending buffer back until the limit makes publishers wait).
+        """
+        if force_flush or self._socket() is None:
+            return await super()._flush_pending(force_flush)
+        if not self._write_soon:
+            self._write_soon = True
+            asyncio.get_running_loop().call_soon(self._write_pending)
+        return None
+
+    def _socket(self) -> asyncio.WriteTransport | None:
+        """The socket's transport, if `_pending` may go straight to it now (see `_flush_pending`)."""
+        if not self.is_connected or self._flusher_task is None or self._flusher_task.done():
+            return None
+        writer: asyncio.StreamWriter | None = getattr(self._transport, "_io_writer", None)
+        if writer is None:
+            return None
+        socket = writer.transport
+        if socket.is_closing() or socket.get_write_buffer_size():
+            return None
+        return socket
+
+    def _write_pending(self) -> None:
+        self._write_soon = False
+        if not self._pending:
+            return
+        socket = self._socket()
+        if socket is not None:
+            pending = self._pending
+            self._pending = []
+            self._pending_data_size = 0
+            socket.writelines(pending)
+        elif self.is_connected and self._flush_queue is not None and not self._flush_queue.full():
+            # Unsent data since this was scheduled: nats-py's flusher writes it once the socket drains.
+            self._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+        # Not connected: nats-py keeps `_pending` and writes it after the reconnect.
+
+    async def _send_ping(self, future: asyncio.Future[Any] | None = None) -> None:
+        """nats-py writes PING to the socket at once, ahead of what is pending: pending goes first here."""
+        if self._pending and self._socket() is not None:
+            self._write_pending()
+        await super()._send_ping(future)
 
     async def subscribe_direct(
         self, subject: str, handler: DirectHandler, queue: str = ""
