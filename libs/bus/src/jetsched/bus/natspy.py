@@ -7,8 +7,12 @@ replies) that cost ~15 µs of CPU per message, the largest single cost per job. 
 three private parts of nats-py's client — `_process_msg`, the parser `_ps` (one that reads `MSG`/`HMSG`
 frames without regular expressions and hands direct messages over without a coroutine) and
 `_send_publish` (headers formatted into the frame in one go) — and numbers direct subscriptions as
-nats-py does (`_sid`, `Subscription._id`). Everything else (connection, reconnects, re-subscribing,
-every other subscription and protocol line) stays nats-py's own.
+nats-py does (`_sid`, `Subscription._id`). It also writes nats-py's pending buffer itself, once per loop
+turn from a `call_soon`, instead of kicking nats-py's flusher task through a queue for every turn with
+output (`_flush_pending`; PING, which nats-py writes straight to the socket, after what is pending); it
+leaves the writing to nats-py whenever it is not connected, the socket has unsent data or the pending
+limit is reached. Everything else (connection, reconnects, re-subscribing, every other subscription and
+protocol line) stays nats-py's own.
 
 The contract. `CONTRACT` names each private thing relied on; `broken()` lists those missing or changed
 in the nats-py installed. `tests/unit/bus/test_natspy.py` fails loudly, naming them, on any change, and
