@@ -197,6 +197,7 @@ async def test_unsent_data_leaves_the_pace_to_nats_py_s_flusher() -> None:
     await nc.publish("b", b"2")
     socket.unsent = 1
     await asyncio.sleep(0)
+    await asyncio.sleep(0)
     assert socket.written == []
     assert nc._flush_queue.qsize() == 1
     assert nc._pending == [b"PUB a  1\r\n1\r\n", b"PUB b  1\r\n2\r\n"]
