@@ -78,14 +78,11 @@ def test_parse_headers() -> None:
 
 
 class RecordingConnection(FastConnection):
-    """A client that keeps what it would write instead of sending it."""
+    """A client never connected: what it would write stays in nats-py's pending buffer."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    async def _send_command(self, cmd: bytes, priority: bool = False) -> None:
-        self.written.append(cmd)
+    @property
+    def written(self) -> list[bytes]:
+        return self._pending
 
 
 @pytest.mark.parametrize(
@@ -96,9 +93,11 @@ class RecordingConnection(FastConnection):
         {"Bad": " padded "},
         {"Bad": "line\r\nInjected: yes"},
         {" spaced ": "x"},
+        {},
+        None,
     ],
 )
-async def test_fast_headers_write_what_nats_py_writes(headers: dict[str, str]) -> None:
+async def test_fast_headers_write_what_nats_py_writes(headers: dict[str, str] | None) -> None:
     """Headers needing no cleaning are written directly; the rest go nats-py's way. Same bytes either way."""
     fast, slow = RecordingConnection(), RecordingConnection()
     await fast._send_publish("a.b", "_INBOX.x.1", b"payload", 7, headers)
