@@ -12,6 +12,6 @@ def test_small_workflows_are_advanced_at_once() -> None:
 
 
 def test_big_workflows_gather_outcomes_for_a_bounded_while() -> None:
-    """A 1,000-step record (~90 KB) waits ~45 ms between advances; nothing waits more than the cap."""
-    assert 30 <= coalesce_ms(90_000) <= 60
+    """A 1,000-step record (~90 KB) waits ~90 ms between advances; nothing waits more than the cap."""
+    assert 60 <= coalesce_ms(90_000) <= MAX_COALESCE_MS
     assert coalesce_ms(10_000_000) == MAX_COALESCE_MS

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .errors import FieldError, TransitionError
 from .ids import encode, timestamp_ms
@@ -236,8 +236,22 @@ class WorkflowRecord(Model):
     schedule_id: str | None = None
     fire_at_ms: int | None = None
 
+    #: Each step's children, worked out once for a record and the copies made of it (no change of a
+    #: workflow touches its graph).
+    _children: tuple[tuple[int, ...], ...] | None = PrivateAttr(default=None)
+
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
+
+    def children(self, index: int) -> tuple[int, ...]:
+        """The steps that have step `index` among their parents, in order."""
+        if self._children is None:
+            found: list[list[int]] = [[] for _ in self.steps]
+            for n, step in enumerate(self.steps):
+                for parent in step.parents:
+                    found[parent].append(n)
+            self._children = tuple(tuple(c) for c in found)
+        return self._children[index]
 
 
 def step_job_id(workflow_id: str, index: int, run: int, instance: int | None = None) -> str:
@@ -364,7 +378,7 @@ def direct_children(record: WorkflowRecord, event: StepEvent) -> tuple[int, ...]
     current run (a map instance's included); the step has no children; or some child has other parents,
     maps over a list, or is no longer waiting.
     """
-    if record.state is not WorkflowState.RUNNING or stopping(record):
+    if record.state is not WorkflowState.RUNNING:
         return None
     if event.outcome is not StepState.SUCCEEDED or event.instance is not None:
         return None
@@ -373,9 +387,7 @@ def direct_children(record: WorkflowRecord, event: StepEvent) -> tuple[int, ...]
     step = record.steps[event.index]
     if event.run != step.run or step.state in _NOT_SUCCEEDED:
         return None
-    children = tuple(
-        n for n in range(event.index + 1, len(record.steps)) if event.index in record.steps[n].parents
-    )
+    children = record.children(event.index)
     if not children:
         return None
     for n in children:
@@ -386,6 +398,8 @@ def direct_children(record: WorkflowRecord, event: StepEvent) -> tuple[int, ...]
             or child.state is not StepState.WAITING
         ):
             return None
+    if stopping(record):  # last: it looks at every step
+        return None
     return children
 
 

@@ -81,9 +81,9 @@ CHECK_AFTER_MS = 2000
 PARALLEL = 32
 TICK_S = 0.25
 #: A workflow's outcomes are gathered for 1 ms per this many bytes of its record after its last advance,
-#: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~45 ms for a 1,000-step one, whose every
-#: advance costs ~5–10 ms of deciding, encoding and storing its ~90 KB here (a fifth of a core at most).
-COALESCE_BYTES_PER_MS = 2048
+#: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~90 ms for a 1,000-step one, whose every
+#: advance costs ~5–10 ms of deciding, encoding and storing its ~90 KB here (a tenth of a core at most).
+COALESCE_BYTES_PER_MS = 1024
 MAX_COALESCE_MS = 100
 #: How long a workflow's record may go without taking in outcomes already acted on (children released
 #: directly): the lag of its steps' `step_state` in `workflows.get` (their jobs' states never lag).
@@ -360,12 +360,14 @@ class Advancer:
             record = await self.workflows.recall(workflow_id)
         except Exception:  # the advance reads it again and deals with what it finds
             return False
-        plans = [wf.direct_children(record, event) for event in events]
-        if any(children is None for children in plans):
-            return False
+        plans = []
+        for event in events:  # the first that needs the record settles it (a fan-in's outcomes: at once)
+            children = wf.direct_children(record, event)
+            if children is None:
+                return False
+            plans.append(children)
         known = self.known.setdefault(workflow_id, Known(self._job))
         for event, children in zip(events, plans, strict=True):
-            assert children is not None
             await self.workflows.release_directly(record, event, children, now, known)
         return True
 
