@@ -84,6 +84,8 @@ TICK_S = 0.25
 #: for at most `MAX_COALESCE_MS`: nothing for a small workflow, ~90 ms for a 1,000-step one, whose every
 #: advance costs ~5–10 ms of deciding, encoding and storing its ~90 KB here (a tenth of a core at most).
 COALESCE_BYTES_PER_MS = 1024
+#: A record this small (a few dozen steps) is advanced as soon as its outcomes come.
+SMALL_RECORD_BYTES = 4096
 MAX_COALESCE_MS = 100
 #: How long a workflow's record may go without taking in outcomes already acted on (children released
 #: directly): the lag of its steps' `step_state` in `workflows.get` (their jobs' states never lag).
@@ -92,7 +94,7 @@ CATCH_UP_MS = 1000
 
 def coalesce_ms(record_bytes: int) -> int:
     """How long after its last advance a workflow with a record this big is advanced again."""
-    return min(MAX_COALESCE_MS, record_bytes // COALESCE_BYTES_PER_MS)
+    return min(MAX_COALESCE_MS, max(0, record_bytes - SMALL_RECORD_BYTES) // COALESCE_BYTES_PER_MS)
 
 
 class Advancer:
