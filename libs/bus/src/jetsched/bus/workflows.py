@@ -31,7 +31,7 @@ from .crashpoints import crashpoint
 from .records import Store, decoded, transition
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from jetsched.core.types import JSON
 
@@ -71,6 +71,9 @@ class Known:
     results: dict[int, asyncio.Future[JSON]] = field(default_factory=dict)
     #: Step jobs released here, as written (consulted before `jobs`: the feed may not show them yet).
     moved: dict[str, tuple[JobRecord, int]] = field(default_factory=dict)
+    #: Step index → result, of steps that succeeded, kept by the caller from earlier advances (a fan-in's
+    #: parents, which ended over many advances, are then not read back one by one).
+    kept: Mapping[int, JSON] = field(default_factory=dict)
 
     def job(self, job_id: str) -> tuple[JobRecord, int] | None:
         return self.moved.get(job_id) or self.jobs(job_id)
@@ -402,6 +405,9 @@ class Workflows:
     def _result(self, record: wf.WorkflowRecord, index: int, known: Known) -> asyncio.Future[JSON]:
         result = known.results.get(index)
         if result is None:
+            if index in known.kept:
+                known.learn(index, known.kept[index])
+                return known.results[index]
             job_id = record.steps[index].job_id
             result = known.results[index] = asyncio.ensure_future(self._read_result(job_id))
         return result

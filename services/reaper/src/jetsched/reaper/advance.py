@@ -55,11 +55,12 @@ from typing import TYPE_CHECKING
 from jetsched.bus.actors import log_failure
 from jetsched.bus.records import Store, decoded
 from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER, Known
-from jetsched.core import subjects
+from jetsched.core import bounds, subjects
 from jetsched.core import workflows as wf
 from jetsched.core.errors import NotFound, Poisoned
 from jetsched.core.models import TERMINAL, JobState
 from jetsched.core.schedules import ScheduleRecord, may_still_fire
+from jetsched.core.workflows import MAX_PARENTS_BYTES
 
 from .abandoned import GRACE_MS, Kind, Unstarted
 
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from jetsched.core.changes import Change
     from jetsched.core.clock import Clock
     from jetsched.core.models import JobRecord
+    from jetsched.core.types import JSON
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,10 @@ TICK_S = 0.25
 COALESCE_BYTES_PER_MS = 1024
 #: A record this small (a few dozen steps) is advanced as soon as its outcomes come.
 SMALL_RECORD_BYTES = 4096
+#: Bytes of succeeded steps' results kept per workflow between advances (what a step's parents may
+#: hand it at most), and workflows kept at once.
+KEPT_BYTES = MAX_PARENTS_BYTES
+KEPT_WORKFLOWS = 256
 MAX_COALESCE_MS = 100
 #: How long a workflow's record may go without taking in outcomes already acted on (children released
 #: directly): the lag of its steps' `step_state` in `workflows.get` (their jobs' states never lag).
@@ -125,6 +131,10 @@ class Advancer:
         self.deferred_ended: dict[str, list[Change]] = {}
         self.deferred_at: dict[str, int] = {}
         self.known: dict[str, Known] = {}
+        #: Results of steps that succeeded, per running workflow, as its advances learnt them (bounded:
+        #: `KEPT_BYTES` a workflow, `KEPT_WORKFLOWS` workflows, the longest unchanged dropped first).
+        self.kept: dict[str, dict[int, JSON]] = {}
+        self.kept_bytes: dict[str, int] = {}
         #: Where an ended step job goes once its workflow took it in (the service's `Retirer`).
         self.retire: Callable[[Change], None] | None = None
         #: Step jobs in `waiting`, per workflow (from the record feed, as last written), and each one's
@@ -220,11 +230,30 @@ class Advancer:
                     self.ended_in.pop(change.id, None)
                 self.pending.pop(key, None)
 
+    def _keep(self, workflow_id: str, known: Known) -> None:
+        """Keep the results an advance learnt, for the next ones (a fan-in's parents)."""
+        kept = self.kept.pop(workflow_id, {})  # re-inserted: the most recently used last
+        size = self.kept_bytes.pop(workflow_id, 0)
+        for index, result in known.results.items():
+            if index in kept or not result.done() or result.cancelled() or result.exception() is not None:
+                continue
+            value = result.result()
+            grown = size + bounds.json_bytes(value)
+            if grown > KEPT_BYTES:
+                break
+            kept[index], size = value, grown
+        self.kept[workflow_id], self.kept_bytes[workflow_id] = kept, size
+        while len(self.kept) > KEPT_WORKFLOWS:
+            oldest = next(iter(self.kept))
+            del self.kept[oldest], self.kept_bytes[oldest]
+
     def _settled(self, workflow_id: str) -> None:
         self.seen.pop(workflow_id, None)
         self.own.pop(workflow_id, None)
         self.sizes.pop(workflow_id, None)
         self.advanced_at.pop(workflow_id, None)
+        self.kept.pop(workflow_id, None)
+        self.kept_bytes.pop(workflow_id, None)
 
     def _job(self, job_id: str) -> tuple[JobRecord, int] | None:
         """A waiting step job as the feed last showed it."""
@@ -326,7 +355,9 @@ class Advancer:
                     ended[:0] = self.deferred_ended.pop(workflow_id, [])
                     self.deferred_at.pop(workflow_id, None)
                     known = self.known.pop(workflow_id, None) or Known(self._job)
+                    known.kept = self.kept.get(workflow_id, {})
                     written = await self.workflows.advance(workflow_id, events, now, known)
+                    self._keep(workflow_id, known)
                     if written is not None:
                         self.own.setdefault(workflow_id, set()).add(written)
                         if workflow_id in self.sizes:  # still running, as far as the feed has shown
