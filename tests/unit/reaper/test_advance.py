@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from jetsched.reaper.advance import MAX_COALESCE_MS, coalesce_ms
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
+
+from jetsched.core import states, steps
+from jetsched.core import workflows as wf
+from jetsched.core.changes import Change
+from jetsched.core.clock import FakeClock
+from jetsched.core.ids import new_ulid
+from jetsched.reaper.advance import MAX_COALESCE_MS, Advancer, coalesce_ms
+
+if TYPE_CHECKING:
+    from jetsched.bus.workflows import Workflows
+
+NOW = 1_800_000_000_000
 
 
 def test_small_workflows_are_advanced_at_once() -> None:
@@ -15,3 +28,29 @@ def test_big_workflows_gather_outcomes_for_a_bounded_while() -> None:
     """A 1,000-step record (~90 KB) waits ~90 ms between advances; nothing waits more than the cap."""
     assert 60 <= coalesce_ms(90_000) <= MAX_COALESCE_MS
     assert coalesce_ms(10_000_000) == MAX_COALESCE_MS
+
+
+def test_outcomes_another_replica_took_in_are_dropped_in_bulk() -> None:
+    """A replica that does not advance a workflow keeps its outcomes until it sees their jobs retired;
+    they are then dropped — all of them, without a rescan of the list per retirement."""
+    request = wf.WorkflowRequest.model_validate(
+        {"steps": [{"name": f"s{n}", "capability": "c"} for n in range(6)]}
+    )
+    record, ordered = wf.new_record(request, new_ulid(NOW), NOW, None)
+    advancer = Advancer(cast("Workflows", SimpleNamespace(nc=None)), FakeClock())
+    advancer.owns = lambda _: False
+    jobs = [steps.waiting_job(s, record, n, NOW, None) for n, s in enumerate(ordered)]
+    for n, job in enumerate(jobs):
+        ready = steps.release(job, {}, NOW)
+        advancer.observe_job(Change.of(states.cancel(ready, NOW), n + 1))
+    assert len(advancer.pending[record.id]) == 6
+    for n, job in enumerate(jobs[:4]):
+        advancer.observe_job(Change.deleted(job.id, 100 + n))
+    left = [c.id for c in advancer.ended[record.id]]
+    assert left[-2:] == [j.id for j in jobs[4:]]
+    assert len(left) <= 3  # pruned once half were seen retired; the rest wait for the next prune
+    assert len(advancer.pending[record.id]) == len(left)
+    for n, job in enumerate(jobs[4:]):
+        advancer.observe_job(Change.deleted(job.id, 200 + n))
+    assert record.id not in advancer.pending
+    assert not advancer.ended_in

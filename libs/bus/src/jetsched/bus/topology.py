@@ -164,7 +164,10 @@ async def record_partitions(js: JetStreamContext) -> int:
         info = await js.stream_info(subjects.kv_stream(subjects.JOBS_BUCKET))
     except NotFoundError:
         return 1
-    return int((info.config.metadata or {}).get(PARTITIONS_METADATA, "1"))
+    found = (info.config.metadata or {}).get(PARTITIONS_METADATA, "1")
+    if not found.isdigit() or not 1 <= int(found) <= subjects.MAX_RECORD_PARTITIONS:
+        raise PartitionsMismatch(f"the job records' partition count on the stream is unreadable: {found!r}")
+    return int(found)
 
 
 async def check_partitions(js: JetStreamContext, partitions: int) -> None:

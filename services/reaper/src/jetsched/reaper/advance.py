@@ -121,6 +121,8 @@ class Advancer:
         #: applied; and each one's workflow, so that one retired by another replica is dropped here.
         self.ended: dict[str, list[Change]] = {}
         self.ended_in: dict[str, str] = {}
+        #: Per workflow, the pending outcomes' jobs seen retired since, dropped from `pending` in bulk.
+        self.taken: dict[str, set[str]] = {}
         #: Whether this replica advances a workflow (its id's shard is leased here; `ReaperService.owns`).
         #: Others keep its outcomes until they are taken in — seen as the step job's retirement or the
         #: workflow's end — and advance it if its shard comes here first.
@@ -188,14 +190,29 @@ class Advancer:
     def _forget_ended(self, job_id: str) -> None:
         """Drop a pending outcome whose job another replica retired (after its workflow took it in)."""
         workflow_id = self.ended_in.pop(job_id)
-        changes = self.ended.get(workflow_id, [])
-        for n in range(len(changes) - 1, -1, -1):
-            if changes[n].id == job_id:
-                del changes[n]
-                del self.pending[workflow_id][n]
-        if not changes:
-            self.ended.pop(workflow_id, None)
+        taken = self.taken.setdefault(workflow_id, set())
+        taken.add(job_id)
+        if 2 * len(taken) >= len(self.ended.get(workflow_id, ())):  # in bulk: no rescan per retirement
+            self._prune(workflow_id)
+
+    def _prune(self, workflow_id: str) -> None:
+        """Drop the pending outcomes of a workflow whose jobs were seen retired."""
+        taken = self.taken.pop(workflow_id, None)
+        if not taken:
+            return
+        kept = [
+            (event, change)
+            for event, change in zip(
+                self.pending.get(workflow_id, ()), self.ended.get(workflow_id, ()), strict=True
+            )
+            if change.id not in taken
+        ]
+        if kept:
+            self.pending[workflow_id] = [event for event, _ in kept]
+            self.ended[workflow_id] = [change for _, change in kept]
+        else:
             self.pending.pop(workflow_id, None)
+            self.ended.pop(workflow_id, None)
 
     def observe_workflow(
         self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None
@@ -229,6 +246,7 @@ class Advancer:
                 for change in self.ended.pop(key, []):
                     self.ended_in.pop(change.id, None)
                 self.pending.pop(key, None)
+                self.taken.pop(key, None)
 
     def _keep(self, workflow_id: str, known: Known) -> None:
         """Keep the results an advance learnt, for the next ones (a fan-in's parents)."""
@@ -333,6 +351,7 @@ class Advancer:
     async def _turn(self, workflow_id: str) -> None:
         """Advance one workflow by its pending outcomes, or check it; then look again if more came."""
         try:
+            self._prune(workflow_id)
             events = self.pending.pop(workflow_id, [])
             ended = self.ended.pop(workflow_id, [])
             for change in ended:

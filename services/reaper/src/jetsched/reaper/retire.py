@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from jetsched.bus.records import EXPIRING, StoreError
@@ -79,9 +78,13 @@ class Retirer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := list(islice((c for c in self.pending.values() if self.owns(_owner(c))), BATCH)):
-                done = await asyncio.gather(*(self._retire(change) for change in batch))
-                if not any(done):
+            # One look over what is pending per round, not per batch: a big map leaves thousands at once.
+            while owned := [c for c in self.pending.values() if self.owns(_owner(c))]:
+                moved = False
+                for start in range(0, len(owned), BATCH):
+                    done = await asyncio.gather(*(self._retire(c) for c in owned[start : start + BATCH]))
+                    moved = moved or any(done)
+                if not moved:
                     await asyncio.sleep(AGAIN_S)  # nothing moved: no hot loop over the same records
 
     async def _retire(self, change: Change) -> bool:
