@@ -60,6 +60,11 @@ class JobError(View):
     type: str = ""
     message: str = ""
     traceback: str | None = None
+    #: Who ran the failed attempt (None when no worker did: an expired start, a step failed before it
+    #: ran; and in records written before attempts kept their worker).
+    worker: str | None = None
+    session: str | None = None
+    claimed_at: datetime | None = None
 
 
 class JobProgress(View):
@@ -74,7 +79,7 @@ class JobProgress(View):
 
 
 class JobLease(View):
-    """Which worker session holds the running attempt."""
+    """Which worker session holds (`JobInfo.lease`) or last held (`JobInfo.last_run`) an attempt."""
 
     worker: str
     session: str
@@ -107,6 +112,8 @@ class JobInfo(View):
     concurrency_key: str | None = None
     key: str | None = None
     lease: JobLease | None = None
+    #: Who ran the latest attempt, once its lease is gone (a succeeded attempt leaves no error naming it).
+    last_run: JobLease | None = None
     errors: tuple[JobError, ...] = ()
     result: Any = None
     created_at: datetime
@@ -121,6 +128,8 @@ class JobInfo(View):
     item: Any = None
     #: The submit's W3C trace context, which every span of the job continues.
     trace: dict[str, str] | None = None
+    #: The trace context of the failed attempt a waiting or running retry follows (its spans link to it).
+    retry_of: dict[str, str] | None = None
     #: The newest of `errors`, if any.
     last_error: JobError | None = None
     #: Why a job that has not started waits (no capable worker, a paused queue, its due time).
