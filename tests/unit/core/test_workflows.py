@@ -302,6 +302,9 @@ def test_random_dags(
             elif isinstance(intent, Cancel) and jobs[intent.index] in ("waiting", "ready"):
                 jobs[intent.index] = "cancelled"
                 take_in([StepEvent(intent.index, 0, C)])
+        if record.state in wf.WORKFLOW_TERMINAL:
+            # Final only once every step's job is: none left to run (or running) behind a final record.
+            assert not [n for n, job in jobs.items() if job in ("ready", "running")], (states(record), jobs)
 
     for _ in range(10 * len(steps) + 10):
         runnable = [n for n, state in jobs.items() if state in ("ready", "running")]
@@ -331,6 +334,8 @@ def test_random_dags(
         assert s.state in wf.STEP_TERMINAL
         if s.state is S:
             assert jobs[n] == "succeeded"
+        if s.state is C:  # a step recorded cancelled never ran: a retry of the workflow runs it again
+            assert jobs[n] in ("cancelled", "waiting"), (n, states(record), jobs)
     if record.state is WorkflowState.SUCCEEDED:
         assert all(state == "succeeded" for state in jobs.values())
     if policy == "continue":
@@ -390,3 +395,24 @@ def test_what_the_record_must_decide_is_not_released_directly() -> None:
     assert wf.direct_children(wf.cancel(record, NOW), StepEvent(a, 0, S)) is None
     failing = done(done(record, "a"), "c", F)
     assert wf.direct_children(failing, StepEvent(b, 0, S)) is None
+
+
+def test_a_failure_taken_in_with_a_success_it_follows_leaves_running_siblings_alone() -> None:
+    """r → {x, y}, failing fast: r's success released x and y directly; y runs; x fails before the record
+    took r in, so r's success and x's failure are taken in together. The record must learn that y was
+    released (successes first) — not cancel y as still waiting, which would end the workflow while y
+    runs and make a retry run y again."""
+    record = started(
+        [{"name": "r"}, {"name": "x", "depends_on": ["r"]}, {"name": "y", "depends_on": ["r"]}],
+        on_failure="fail_fast",
+    )
+    r, x, y = (index(record, n) for n in "rxy")
+    assert wf.direct_children(record, StepEvent(r, 0, S)) == (x, y)
+    for events in ([StepEvent(r, 0, S), StepEvent(x, 0, F)], [StepEvent(x, 0, F), StepEvent(r, 0, S)]):
+        after = wf.apply(record, events, NOW)
+        assert after.state is WorkflowState.RUNNING, states(after)
+        assert states(after) == {"r": "succeeded", "x": "failed", "y": "released"}
+        # y's job is asked to cancel only if it has not started (fail fast lets running steps finish).
+        assert [(type(i), i.index) for i in wf.intents(record, after)] == [(Cancel, y)]
+        assert not next(i for i in wf.intents(record, after) if isinstance(i, Cancel)).running
+        assert wf.apply(after, [StepEvent(y, 0, S)], NOW).state is WorkflowState.FAILED

@@ -55,13 +55,30 @@ def test_partitions_lease_shards_spread_around_the_ring() -> None:
 
 
 def test_slot_shares_add_up_and_spread_the_remainder() -> None:
-    """Each session's slots are split among the partitions without overlap; remainders land on different
-    partitions on different sessions, so small workers together serve every partition."""
+    """Each session's slots are split among the partitions without overlap; the remainders tile the
+    ring, so small workers together serve every partition they can — all of them, with P slots or more
+    in the fleet (a hash of the session id left one out in 11% of fleets of three workers of two slots,
+    P=3, and in 91% of four of one, P=4)."""
     for concurrency in (1, 2, 3, 7, 200):
-        for session in ("s1", "s2", "s3"):
-            assert sum(partitions.slots(concurrency, session, k, 3) for k in range(3)) == concurrency
-    served = {k for s in range(12) for k in range(3) if partitions.slots(1, f"s{s}", k, 3)}
-    assert served == {0, 1, 2}
+        for offset in range(3):
+            assert sum(partitions.slots(concurrency, offset, k, 3) for k in range(3)) == concurrency
+    rng = random.Random(3)
+    for _ in range(2_000):
+        count = rng.randint(1, 8)
+        fleet = [(f"s{rng.random()}", rng.randint(1, 5)) for _ in range(rng.randint(1, 6))]
+        at = partitions.offsets(fleet, count)
+        served = {k for s, c in fleet for k in range(count) if partitions.slots(c, at[s], k, count)}
+        assert len(served) == min(count, sum(c for _, c in fleet)), (count, fleet)
+
+
+def test_small_workers_serve_every_partition() -> None:
+    """Four workers of one slot, four partitions: each partition's owner has a slot to start its head
+    on, and no two owners plan on one worker."""
+    records = [job() for _ in range(80)]
+    reg = registry(*((f"s{n}", 1, ("a",)) for n in range(4)))
+    planned = [partitioned(4, *records).plan(reg, 10, NOW, dispatches=owner_of(k)) for k in range(4)]
+    assert [len(claims) for claims in planned] == [1, 1, 1, 1]
+    assert len({c.session.id for claims in planned for c in claims}) == 4
 
 
 def test_an_owner_dispatches_only_its_partition_in_strict_order() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
 
+from jetsched.bus.workflows import STATE_HEADER
 from jetsched.core import states, steps
 from jetsched.core import workflows as wf
 from jetsched.core.changes import Change
@@ -54,3 +55,37 @@ def test_outcomes_another_replica_took_in_are_dropped_in_bulk() -> None:
         advancer.observe_job(Change.deleted(job.id, 200 + n))
     assert record.id not in advancer.pending
     assert not advancer.ended_in
+
+
+def _ended_steps(advancer: Advancer, count: int) -> tuple[wf.WorkflowRecord, list[Change]]:
+    """A workflow of `count` steps, each ended (cancelled: a final state the retirer moves) as the
+    record feed shows it to `advancer`."""
+    request = wf.WorkflowRequest.model_validate(
+        {"steps": [{"name": f"s{n}", "capability": "c"} for n in range(count)]}
+    )
+    record, ordered = wf.new_record(request, new_ulid(NOW), NOW, None)
+    changes = []
+    for n, step in enumerate(ordered):
+        job = steps.release(steps.waiting_job(step, record, n, NOW, None), {}, NOW)
+        changes.append(Change.of(states.cancel(job, NOW), n + 1))
+        advancer.observe_job(changes[-1])
+    return record, changes
+
+
+def test_a_final_workflow_of_another_replica_leaves_its_jobs_to_the_retirers() -> None:
+    """A replica that does not advance a workflow, seeing it final, hands its step jobs not yet seen
+    retired to its retirer (which retires them if the shard comes here): its owner may die before
+    retiring them. Nor does it keep a check for it."""
+    workflows = SimpleNamespace(nc=None, forget=lambda key, revision: None)
+    advancer = Advancer(cast("Workflows", workflows), FakeClock())
+    advancer.owns = lambda _: False
+    retired: list[str] = []
+    advancer.retire = lambda change: retired.append(change.id)
+    record, changes = _ended_steps(advancer, 3)
+    advancer.observe_workflow(record.id, 1, b"{}", {STATE_HEADER: "running"})
+    assert record.id in advancer.checks
+    advancer.observe_job(Change.deleted(changes[0].id, 10))  # its owner retired one already
+    advancer.observe_workflow(record.id, 2, b"{}", {STATE_HEADER: "succeeded"})
+    assert retired == [c.id for c in changes[1:]]
+    assert (advancer.pending, advancer.ended, advancer.ended_in, advancer.taken) == ({}, {}, {}, {})
+    assert not advancer.checks

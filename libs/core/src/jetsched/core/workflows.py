@@ -344,9 +344,21 @@ def apply(record: WorkflowRecord, events: Iterable[StepEvent], now_ms: int) -> W
 
     Idempotent: an outcome already applied, for an older run, or for a final workflow changes nothing —
     and `apply(r, [], now)` of a settled record is `r` itself.
+
+    Successes are taken in first, each releasing what it may, then the rest. Outcomes taken in together
+    may have happened in any order, and a success's children may have been released already, without
+    the record (`direct_children`): a failure settled first would cancel them as still waiting — ending
+    a fail-fast workflow while one of them runs, and recording as cancelled a step a retry then runs
+    again. Settled after the successes, the failure finds them released, and the workflow waits for
+    them (their jobs are cancelled if they have not started).
     """
     if record.state is not WorkflowState.RUNNING:
         return record
+    events = list(events)
+    successes = [e for e in events if e.outcome is StepState.SUCCEEDED]
+    if successes and len(successes) < len(events):
+        others = [e for e in events if e.outcome is not StepState.SUCCEEDED]
+        return apply(apply(record, successes, now_ms), others, now_ms)
     steps = list(record.steps)
     for event in events:
         if not 0 <= event.index < len(steps):

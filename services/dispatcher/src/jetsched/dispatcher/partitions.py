@@ -19,9 +19,13 @@ split the partitions too), and dispatched by whichever replica holds it. What th
 - **Exact limits stay whole.** A queue with a fleet-wide cap or a start rate (for it or per key) is one
   counter and one token bucket: such a queue is not partitioned, whatever P says (`count`).
 - P is clamped to the shard count. A partition whose share of every worker is zero would never run, so
-  P should stay at or below the fleet's slots for the capability; `slots` gives the remainder of
-  `concurrency / P` to different partitions on different sessions, so several small workers serve every
-  partition.
+  P should stay at or below the fleet's slots for the capability. Each session's remainder of
+  `concurrency / P` goes to a run of partitions starting where the previous session's ended (sessions
+  in id order, `offsets`), so the remainders tile the ring: with at least P slots in the fleet every
+  partition has one, however small the workers. (It was a hash of the session id once; small workers
+  then often all left the same partition out, and its jobs never ran.) Replicas that see the fleet
+  differently for a moment (a worker just joined) may both count one slot theirs; the worker refuses the
+  claim beyond its concurrency and the job is handed back, spending no attempt.
 
 Every replica must be given the same P for a capability (like `--shards`): two replicas that disagree
 only waste claims (each claim is a CAS on the job's record), never run a job twice at once.
@@ -35,6 +39,8 @@ from typing import TYPE_CHECKING
 from jetsched.core.shards import shard_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from jetsched.core.models import QueueSettings
 
 #: Between a capability and its partition number in a board queue's name; in no capability name.
@@ -93,9 +99,20 @@ def shard(capability: str, partition: int, partitions: int, shards: int) -> int:
     return (shard_of(capability, shards) + partition * shards // partitions) % shards
 
 
-def slots(concurrency: int, session_id: str, partition: int, partitions: int) -> int:
-    """A partition's share of one session's slots. The remainder goes to a different run of partitions on
-    each session (by the session's id), so with several small workers every partition gets some."""
+def offsets(sessions: Iterable[tuple[str, int]], partitions: int) -> dict[str, int]:
+    """Where each session's remainder (`slots`) starts on the ring of partitions, by (session id,
+    concurrency): in id order, each after the previous one's, so together they cover every partition
+    they can."""
+    found: dict[str, int] = {}
+    at = 0
+    for session_id, concurrency in sorted(sessions):
+        found[session_id] = at
+        at = (at + concurrency % partitions) % partitions
+    return found
+
+
+def slots(concurrency: int, offset: int, partition: int, partitions: int) -> int:
+    """A partition's share of one session's slots: an equal part, and one of the remainder for the
+    partitions in the run that starts at the session's `offset`."""
     base, extra = divmod(concurrency, partitions)
-    offset = zlib.crc32(session_id.encode()) % partitions
     return base + (1 if (partition - offset) % partitions < extra else 0)

@@ -121,14 +121,15 @@ class Board:
     def load(self, session: Session) -> int:
         return len(self.held.get(session.id, ()))
 
-    def free(self, session: Session, queue: str | None = None) -> int:
-        """Slots of the session free — for one partition queue, of that partition's share."""
+    def free(self, session: Session, queue: str | None = None, offset: int = 0) -> int:
+        """Slots of the session free — for one partition queue, of that partition's share (the session's
+        remainder starting at `offset`: `partitions.offsets`)."""
         free = session.heartbeat.concurrency - self.load(session)
         if queue is None or partitions.SEPARATOR not in queue:
             return free
         capability, number = partitions.split(queue)
         share = partitions.slots(
-            session.heartbeat.concurrency, session.id, number, self.partition_count(capability)
+            session.heartbeat.concurrency, offset, number, self.partition_count(capability)
         )
         return min(free, share - self.held_in.get((session.id, queue), 0))
 
@@ -160,7 +161,15 @@ class Board:
             if not dispatches(queue):
                 continue
             capability = partitions.split(queue)[0]
-            sessions = [s for s in registry.capable(capability, now_ms) if self.free(s, queue) > 0]
+            capable = registry.capable(capability, now_ms)
+            offsets = (
+                partitions.offsets(
+                    ((s.id, s.heartbeat.concurrency) for s in capable), self.partition_count(capability)
+                )
+                if partitions.SEPARATOR in queue
+                else {}
+            )
+            sessions = [s for s in capable if self.free(s, queue, offsets.get(s.id, 0)) > 0]
             passed: list[tuple[str, int, tuple[int, str]]] = []
             while sessions and len(claims) < limit and self.limits.capability_open(capability, now_ms):
                 chosen = self._next(queue, capability, keyed, now_ms)
@@ -180,7 +189,7 @@ class Board:
                 self.limits.start(capability, record.concurrency_key, now_ms)
                 self._turn += 1
                 self.served[queue, key] = self._turn
-                if self.free(session, queue) <= 0:
+                if self.free(session, queue, offsets.get(session.id, 0)) <= 0:
                     sessions.remove(session)
             for key, level, head in passed:
                 heapq.heappush(keyed[key][level], head)

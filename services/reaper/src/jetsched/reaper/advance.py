@@ -243,10 +243,14 @@ class Advancer:
             self._settled(key)
             if not self.owns(key):
                 # Final: every outcome it had was taken in by its owner (a retry's new runs bring new ones).
+                # Their jobs go to this replica's retirer, like any finished job: its owner retires them
+                # — or, if it dies first, whichever replica its shard goes to, this one included.
+                taken = self.taken.pop(key, set())
                 for change in self.ended.pop(key, []):
                     self.ended_in.pop(change.id, None)
+                    if change.id not in taken:
+                        self._retire([change])
                 self.pending.pop(key, None)
-                self.taken.pop(key, None)
 
     def _keep(self, workflow_id: str, known: Known) -> None:
         """Keep the results an advance learnt, for the next ones (a fan-in's parents)."""
@@ -266,6 +270,9 @@ class Advancer:
             del self.kept[oldest], self.kept_bytes[oldest]
 
     def _settled(self, workflow_id: str) -> None:
+        """Forget a workflow that is no longer running (final, or gone) — on every replica, its owner's
+        or not: a check set for another replica's workflow is never due here, and would stay."""
+        self.checks.pop(workflow_id, None)
         self.seen.pop(workflow_id, None)
         self.own.pop(workflow_id, None)
         self.sizes.pop(workflow_id, None)
