@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from jetsched.bus import topology
 from jetsched.bus.connect import connect
 from jetsched.bus.records import Records
 from jetsched.core.shards import shard_of
@@ -92,3 +93,18 @@ async def test_a_service_with_another_partition_count_refuses_to_start(fleet: Fl
     assert (
         "the job records are in 3 partition(s); this process was started with 1" in odd.log_path.read_text()
     )
+
+
+async def test_two_processes_starting_at_once_with_different_counts_do_not_both_run(fleet: Fleet) -> None:
+    """Both look before either created the buckets; the first creates them with its count. The second's
+    create then finds them with another configuration: it must refuse, not update the count."""
+    nc = await connect(fleet.url, "test")
+    try:
+        js = nc.jetstream()
+        await topology.declare(js, replicas=1, partitions=1)
+        counted = next(c for c in topology.streams(1, partitions=3) if c.metadata)
+        with pytest.raises(topology.PartitionsMismatch, match="in 1 partition"):
+            await topology._ensure_stream(js, counted, 3)
+        assert await topology.record_partitions(js) == 1
+    finally:
+        await nc.close()

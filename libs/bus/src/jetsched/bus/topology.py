@@ -148,14 +148,21 @@ async def declare(
     records are already spread over another number of partitions than `partitions`."""
     await check_partitions(js, partitions)
     for config in streams(replicas, retention_s, history_bytes, partitions):
-        try:
-            await js.add_stream(config)
-        except BadRequestError as exc:
-            if exc.err_code != 10058:  # stream name already in use with a different configuration
-                raise
-            log.info("updating stream configuration", extra={"stream": config.name})
-            await js.update_stream(config)
+        await _ensure_stream(js, config, partitions)
     await js.add_consumer(subjects.OUTCOMES_STREAM, outcomes_consumer())
+
+
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig, partitions: int) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != 10058:  # stream name already in use with a different configuration
+            raise
+        if config.metadata and PARTITIONS_METADATA in config.metadata:
+            # Created since `declare` looked (another process starting at once): its count stands.
+            await check_partitions(js, partitions)
+        log.info("updating stream configuration", extra={"stream": config.name})
+        await js.update_stream(config)
 
 
 async def record_partitions(js: JetStreamContext) -> int:
