@@ -77,6 +77,48 @@ def test_parse_headers() -> None:
     }
 
 
+def _headers_piece_by_piece(block: bytes) -> dict[str, str] | None:
+    """`parse_headers` as it was: each name and value decoded apart, values stripped as bytes."""
+    if not block:
+        return None
+    headers: dict[str, str] = {}
+    for line in block.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.decode(errors="replace")] = value.strip().decode(errors="replace")
+    return headers
+
+
+_PIECES = st.sampled_from(
+    [
+        b"\r\n",
+        b":",
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"\x0b",
+        b"\x85",
+        b"\xa0",
+        b"\xc3",
+        b"\xa9",
+        b"\xe2\x80\xa8",
+        b"\xff",
+        b"Name",
+        b"value",
+        b"NATS/1.0",
+    ]
+)
+
+
+@given(st.lists(st.one_of(_PIECES, st.binary(max_size=4)), max_size=24))
+def test_headers_decoded_at_once_read_as_piece_by_piece(pieces: list[bytes]) -> None:
+    """Decoding the block once finds the same names and values as decoding each apart, whatever the
+    bytes (invalid UTF-8, Unicode spaces, stray CR or LF)."""
+    block = b"".join(pieces)
+    assert parse_headers(block) == _headers_piece_by_piece(block)
+
+
 class RecordingConnection(FastConnection):
     """A client never connected: what it would write stays in nats-py's pending buffer."""
 
