@@ -43,7 +43,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .errors import FieldError, TransitionError
 from .ids import encode, timestamp_ms
-from .models import CapabilityName, JobRecord, JobRequest, JobState, Model
+from .models import CapabilityName, JobRecord, JobRequest, JobState, Model, Stored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -78,8 +78,11 @@ class OnFailure(StrEnum):
     CONTINUE = "continue"
 
 
-class StepRequest(JobRequest):
-    """One step as submitted: a job (every submit option) with a name and its parents."""
+class StepRequest(JobRequest, Stored):
+    """One step as submitted: a job (every submit option) with a name and its parents.
+
+    Also stored, in a schedule's workflow template: so it keeps unknown fields (`Stored`) where a plain
+    submit's `JobRequest` refuses them; as a request it is read at intake's door, which refuses them."""
 
     name: str
     capability: CapabilityName
@@ -196,7 +199,7 @@ STEP_TERMINAL = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANC
 _NOT_SUCCEEDED = frozenset({StepState.FAILED, StepState.CANCELLED})
 
 
-class Step(Model):
+class Step(Stored):
     name: str
     job_id: str
     #: Indices of its parents in the workflow's step list (which is in topological order).
@@ -219,7 +222,7 @@ class Step(Model):
         return int(self.done, 16).bit_count() if self.done else 0
 
 
-class WorkflowRecord(Model):
+class WorkflowRecord(Stored):
     """One workflow: the value under its id in the `workflows` bucket."""
 
     id: str
