@@ -473,9 +473,20 @@ def cancel(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     return _settle(requested, list(requested.steps), now_ms)
 
 
+#: What a step's new run starts from: everything its last run decided, undone. (A copy, not a new `Step`,
+#: so the fields of the step that this version does not know are kept, as `Stored` promises.)
+_NEW_RUN: dict[str, object] = {
+    "state": StepState.WAITING,
+    "items": None,
+    "instances": None,
+    "done": "",
+    "error": None,
+}
+
+
 def retry(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     """failed (or cancelled) → running again from the steps that did not succeed, each in a new run
-    (new job ids); the steps that succeeded keep their results."""
+    (new job ids, `_NEW_RUN`); the steps that succeeded keep their results."""
     if record.state not in (WorkflowState.FAILED, WorkflowState.CANCELLED):
         raise TransitionError(
             f"workflow {record.id} is {record.state}: only a failed or cancelled one retries"
@@ -483,12 +494,8 @@ def retry(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     steps = [
         step
         if step.state is StepState.SUCCEEDED
-        else Step(
-            name=step.name,
-            job_id=step_job_id(record.id, n, step.run + 1),
-            parents=step.parents,
-            map_over=step.map_over,
-            run=step.run + 1,
+        else step.model_copy(
+            update={**_NEW_RUN, "job_id": step_job_id(record.id, n, step.run + 1), "run": step.run + 1}
         )
         for n, step in enumerate(record.steps)
     ]
