@@ -40,7 +40,7 @@ class TestJobRequest:
         request with `extra="forbid"`, which refuses them in every nested shape."""
         body = {"backoff": {"base_ms": 1, "nope": 2}}
         assert JobRequest.model_validate(body).backoff.model_extra == {"nope": 2}
-        with pytest.raises(ValidationError, match="backoff.nope"):
+        with pytest.raises(ValidationError, match=r"backoff\.nope"):
             JobRequest.model_validate(body, extra="forbid")
 
 

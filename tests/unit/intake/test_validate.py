@@ -155,8 +155,12 @@ def test_batch_item_past_64_bits_is_its_own_error() -> None:
     assert items[1].field == "jobs.1"
 
 
-JOB_SPEC = {"id": "s1", "every_ms": 60_000, "job": {"capability": "a"}}
-FLOW_SPEC = {"id": "s1", "every_ms": 60_000, "workflow": {"steps": [{"name": "a", "capability": "a"}]}}
+JOB_SPEC: dict[str, Any] = {"id": "s1", "every_ms": 60_000, "job": {"capability": "a"}}
+FLOW_SPEC: dict[str, Any] = {
+    "id": "s1",
+    "every_ms": 60_000,
+    "workflow": {"steps": [{"name": "a", "capability": "a"}]},
+}
 
 
 @pytest.mark.parametrize(
