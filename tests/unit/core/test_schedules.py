@@ -252,9 +252,11 @@ class TestWorkflowTemplate:
         ],
     )
     def test_rejects_bad_graphs(self, workflow: dict[str, Any]) -> None:
-        """A workflow template is checked as a submit is: no empty, cyclic or dangling graphs, no key."""
+        """A workflow template is checked as a submit is: no empty, cyclic or dangling graphs, no key
+        (an unknown field, as intake reads a spec: `extra="forbid"`)."""
+        body = {"id": "s1", "every_ms": 60_000, "workflow": workflow}
         with pytest.raises(ValidationError):
-            spec(job=None, workflow=workflow)
+            ScheduleSpec.model_validate(body, extra="forbid")
 
     def test_jitter_delays_the_whole_workflow(self) -> None:
         """With jitter, a fire's first steps are scheduled at its jittered time — the same on every

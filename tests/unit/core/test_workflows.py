@@ -95,9 +95,13 @@ class TestValidation:
             request([{"name": f"s{n}"} for n in range(wf.MAX_STEPS + 1)])
 
     def test_unknown_field(self) -> None:
-        """A typo in a step is an error, like in a submit."""
-        with pytest.raises(ValidationError):
-            request([{"name": "a", "prority": 3}])
+        """A typo in a step is an error, like in a submit, as intake reads a request (`extra="forbid"`:
+        a step is stored too, in a schedule's template, where it keeps unknown fields)."""
+        body = {"steps": [{"name": "a", "capability": "cap", "prority": 3}]}
+        with pytest.raises(ValidationError, match=r"steps\.0\.prority"):
+            WorkflowRequest.model_validate(body, extra="forbid")
+        with pytest.raises(ValidationError, match="prority"):
+            WorkflowRequest.model_validate({**body, "prority": 3})  # the request itself: strict anyway
 
     def test_topological_order(self) -> None:
         """The record stores steps parents first, whatever the submitted order."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
+from pydantic import BaseModel
 
 from jetsched.core.errors import ApiError, ErrorCode
-from jetsched.core.models import JobRequest
-from jetsched.intake.validate import parse_batch, parse_submit
+from jetsched.core.models import ConfigureRequest, JobRequest
+from jetsched.core.schedules import PreviewRequest, ScheduleSpec
+from jetsched.core.workflows import WorkflowRequest
+from jetsched.intake.validate import parse, parse_batch, parse_submit
 
 LIMIT = 1024
 
@@ -148,3 +153,54 @@ def test_batch_item_past_64_bits_is_its_own_error() -> None:
     assert isinstance(items[0], JobRequest)
     assert isinstance(items[1], ApiError)
     assert items[1].field == "jobs.1"
+
+
+JOB_SPEC: dict[str, Any] = {"id": "s1", "every_ms": 60_000, "job": {"capability": "a"}}
+FLOW_SPEC: dict[str, Any] = {
+    "id": "s1",
+    "every_ms": 60_000,
+    "workflow": {"steps": [{"name": "a", "capability": "a"}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        (JobRequest, {"backoff": {"base_ms": 1, "jiter": 0.5}}, "backoff.jiter"),
+        (WorkflowRequest, {"steps": [{"name": "a", "capability": "a", "prority": 3}]}, "steps.0.prority"),
+        (
+            WorkflowRequest,
+            {"steps": [{"name": "a", "capability": "a", "backoff": {"factr": 2}}]},
+            "steps.0.backoff.factr",
+        ),
+        (ScheduleSpec, {**JOB_SPEC, "pased": True}, "pased"),
+        (ScheduleSpec, {**JOB_SPEC, "job": {"capability": "a", "delay_ms": 5}}, "job.delay_ms"),
+        (ScheduleSpec, {**JOB_SPEC, "job": {"capability": "a", "backoff": {"x": 1}}}, "job.backoff.x"),
+        (ScheduleSpec, {**FLOW_SPEC, "workflow": {**FLOW_SPEC["workflow"], "key": "k"}}, "workflow.key"),
+        (
+            ScheduleSpec,
+            {**FLOW_SPEC, "workflow": {"steps": [{"name": "a", "capability": "a", "x": 1}]}},
+            "workflow.steps.0.x",
+        ),
+        (PreviewRequest, {"spec": {**JOB_SPEC, "job": {"capability": "a", "x": 1}}}, "spec.job.x"),
+        (ConfigureRequest, {"capability": "a", "max_runing": 3}, "max_runing"),
+    ],
+)
+def test_unknown_fields_are_refused_at_every_depth(
+    model: type[BaseModel], body: dict[str, Any], field: str
+) -> None:
+    """The shapes a request shares with stored records (which keep unknown fields when read back from
+    storage: a backoff, a schedule's spec and templates, a workflow's steps, queue settings) refuse them
+    in a request: a typo is an error wherever it is."""
+    got = parse(model, orjson.dumps(body), 64 * 1024)
+    assert isinstance(got, ApiError), got
+    assert (got.code, got.field, got.message) == (ErrorCode.INVALID_FIELD, field, f"unknown field '{field}'")
+
+
+def test_a_batch_item_s_nested_unknown_field_is_refused() -> None:
+    """A batch item is read at the same door: an unknown field in its backoff is its error."""
+    items = parse_batch("a", orjson.dumps({"jobs": [{}, {"backoff": {"nope": 1}}]}), LIMIT)
+    assert isinstance(items, list)
+    assert isinstance(items[0], JobRequest)
+    assert isinstance(items[1], ApiError)
+    assert (items[1].field, items[1].message) == ("jobs.1.backoff.nope", "unknown field 'backoff.nope'")

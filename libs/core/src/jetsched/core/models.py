@@ -1,7 +1,21 @@
 """The wire contract: every JSON shape jetsched stores or sends, as pydantic v2 models.
 
-Every model forbids unknown fields, so a typo in a client's request is an error, not a silently ignored
-option. Times are integers with a unit suffix (`*_ms` epoch or duration milliseconds) except where a client
+Three kinds, by who reads a shape and what they do with a field they do not know (docs/protocol.md,
+"Compatibility"):
+
+- **Requests** (`Model`): what a client sends. Unknown fields are errors, so a typo in a client's request
+  is an error, not a silently ignored option. Intake reads every request at one door (`validate.parse`:
+  `strict=True, extra="forbid"`), which holds every shape nested in it to that too — also the shapes a
+  request shares with a stored record (`Backoff`, a schedule's spec and templates, a workflow's steps).
+- **Stored shapes** (`Stored`): what is written to a bucket or stream and read back, maybe by a service of
+  another version during a rolling deploy. Unknown fields are kept: read, carried through every
+  transition (`model_copy`) and written back as they were, so a service of the previous version neither
+  refuses a record a newer one wrote nor drops what the newer one added to it.
+- **Messages** (`Message`): what workers and services send each other (reports, heartbeats, work,
+  commands, replies), each side of its own version. Unknown fields are ignored: nobody stores a message
+  back, so there is nothing to keep.
+
+Times are integers with a unit suffix (`*_ms` epoch or duration milliseconds) except where a client
 types them (`run_at`, RFC 3339). `docs/protocol.md` is the prose version of this module.
 """
 
@@ -101,10 +115,34 @@ Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
 
 
 class Model(BaseModel):
-    """Every wire shape: unknown fields are errors. Intake reads client requests strictly as well
-    (`validate.parse`: `"5"` or `true` is not 5); built in Python, models coerce as usual."""
+    """A request, and the base of every wire shape: unknown fields are errors. Intake reads client requests
+    strictly as well (`validate.parse`: `"5"` or `true` is not 5, and no nested shape takes an unknown
+    field either); built in Python, models coerce as usual."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Stored(Model):
+    """A shape that is stored and read back — perhaps by another version: unknown fields are kept.
+
+    A field it does not know (a newer version added it) is read into `__pydantic_extra__`, held to the
+    bounds of any stored JSON (`check_json`: nesting, 64-bit integers, finite numbers; an unreadable one
+    quarantines the value as before), carried by every `model_copy` and written back by `model_dump*`
+    with the known ones: a read-modify-write by this version keeps what a newer one added. Being part of
+    the stored bytes, such fields count in every size check made on them. A shape this version builds
+    anew (`Lease(...)` at a claim) has only the fields it knows.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    __pydantic_extra__: dict[str, JSONValue] = Field(init=False)
+
+
+class Message(Model):
+    """A message between workers and services, each of its own version, that nobody stores back:
+    unknown fields are ignored (a newer peer may send more than this version reads)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class JobState(StrEnum):
@@ -130,8 +168,11 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 
 
-class Backoff(Model):
-    """Retry delay policy: `min(max_ms, base_ms * factor**(n-1))`, spread by ±`jitter`."""
+class Backoff(Stored):
+    """Retry delay policy: `min(max_ms, base_ms * factor**(n-1))`, spread by ±`jitter`.
+
+    Stored in every job record and job template, so it keeps unknown fields there; in a request it is
+    read at intake's door, which refuses them."""
 
     base_ms: int = Field(1000, ge=0, le=86_400_000)
     factor: float = Field(2.0, ge=1.0, le=10.0)
@@ -168,7 +209,7 @@ class JobRequest(Model):
         return value
 
 
-class Lease(Model):
+class Lease(Stored):
     """Who holds a running job: one worker session, for one attempt, proven by a per-attempt token.
 
     The token itself travels only in the work message to that session; the record keeps its hash, so
@@ -213,7 +254,7 @@ class ErrorKind(StrEnum):
     RELEASED = "released"
 
 
-class Run(Model):
+class Run(Stored):
     """Who ran an attempt: what a record keeps of a lease once the attempt is over."""
 
     attempt: int
@@ -222,7 +263,7 @@ class Run(Model):
     claimed_at_ms: int
 
 
-class ErrorInfo(Model):
+class ErrorInfo(Stored):
     attempt: int
     at_ms: int
     kind: ErrorKind
@@ -237,7 +278,7 @@ class ErrorInfo(Model):
     claimed_at_ms: int | None = None
 
 
-class WorkflowLink(Model):
+class WorkflowLink(Stored):
     """What ties a job to a workflow step (`core/workflows.py`)."""
 
     #: The workflow's id.
@@ -256,7 +297,7 @@ class WorkflowLink(Model):
     expires_in_ms: int | None = None
 
 
-class JobRecord(Model):
+class JobRecord(Stored):
     """One job: the value stored under its id in the `jobs` KV bucket. The record is the truth."""
 
     id: str
@@ -339,7 +380,7 @@ class OutcomeStatus(StrEnum):
     RELEASED = "released"
 
 
-class OutcomeError(Model):
+class OutcomeError(Message):
     type: str = ""
     message: str = ""
     traceback: str | None = None
@@ -350,11 +391,12 @@ class OutcomeError(Model):
 MAX_ATTEMPT = 1_000_000
 
 
-class Outcome(Model):
+class Outcome(Message):
     """A worker's report on one attempt, published durably to `jetsched.outcome.<capability>`.
 
     Read leniently where a worker may be careless (the result and error texts are bounded when the
-    reaper applies them), strictly where it decides (id, attempt, token).
+    reaper applies them), strictly where it decides (id, attempt, token). Fields a newer worker adds are
+    ignored: the reaper applies a report, it never stores it back.
     """
 
     id: JobId
@@ -368,7 +410,7 @@ class Outcome(Model):
     finished_at_ms: int
 
 
-class WorkMessage(Model):
+class WorkMessage(Message):
     """What a dispatcher sends a worker session: one claimed job for one attempt."""
 
     id: JobId
@@ -392,7 +434,7 @@ class WorkMessage(Model):
 HELD_BEYOND_CONCURRENCY = 64
 
 
-class ProgressReport(Model):
+class ProgressReport(Message):
     """A worker's report of an attempt's progress, fenced like an outcome by (`attempt`, `token`)."""
 
     id: JobId
@@ -403,8 +445,11 @@ class ProgressReport(Model):
     value: JSONValue = None
 
 
-class Progress(Model):
-    """What the `progress` bucket keeps for a job: its latest accepted report, stamped by intake."""
+class Progress(Stored):
+    """What the `progress` bucket keeps for a job: its latest accepted report, stamped by intake.
+
+    A newer report replaces it whole (it is not modified), so what an entry keeps of unknown fields
+    matters only to its readers: they must not refuse it."""
 
     attempt: int
     seq: int
@@ -412,14 +457,14 @@ class Progress(Model):
     at_ms: int
 
 
-class JobChanged(Model):
+class JobChanged(Message):
     """Announced on `changed(job id)` after every stored write of the job's record (a hint, not the truth)."""
 
     state: JobState
     attempt: int = 0
 
 
-class Heartbeat(Model):
+class Heartbeat(Message):
     """A worker session's periodic announcement (core NATS `jetsched.hb.<session>`)."""
 
     worker: str = Field(min_length=1, max_length=128)
@@ -445,7 +490,7 @@ class Heartbeat(Model):
         return self
 
 
-class Control(Model):
+class Control(Message):
     """A command to one worker session (`jetsched.control.<session>`): cancel an attempt, or drain."""
 
     op: Literal["cancel", "drain"]
@@ -463,7 +508,9 @@ class BatchRequest(Model):
     jobs: list[JSON] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
 
 
-class SubmitReply(Model):
+class SubmitReply(Message):
+    """Intake's answer to a submit, read by clients of any version."""
+
     id: str
     state: JobState
     duplicate: bool = False
@@ -496,7 +543,7 @@ MIN_RATE_PER_S = 0.001
 MAX_RATE_PER_S = 1_000_000.0
 
 
-class QueueSettings(Model):
+class QueueSettings(Stored):
     """How one capability's queue is dispatched (the `queues` bucket; `jetsched.api.queues.configure`)."""
 
     paused: bool = False
@@ -516,6 +563,10 @@ class QueueSettings(Model):
 
 
 class ConfigureRequest(QueueSettings):
+    """`queues.configure`: a request, so strict again (the settings it carries are stored whole, as given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     capability: CapabilityName
 
 

@@ -42,6 +42,7 @@ from jetsched.core.models import (
     Labels,
     Model,
     Rfc3339,
+    Stored,
 )
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class Overlap(StrEnum):
     CANCEL_PREVIOUS = "cancel_previous"
 
 
-class JobTemplate(Model):
+class JobTemplate(Stored):
     """The job each fire creates."""
 
     capability: CapabilityName
@@ -104,7 +105,7 @@ class JobTemplate(Model):
     labels: Labels = Field(default_factory=dict)
 
 
-class WorkflowTemplate(Model):
+class WorkflowTemplate(Stored):
     """The workflow each fire starts (a `jetsched.workflow.submit` body without a key: the fire's
     deterministic id makes it idempotent)."""
 
@@ -117,9 +118,12 @@ class WorkflowTemplate(Model):
         return self
 
 
-class ScheduleSpec(Model):
+class ScheduleSpec(Stored):
     """What a user writes: `jetsched.api.schedules.create` / `.update`. Each fire creates a job (`job`)
-    or starts a workflow (`workflow`)."""
+    or starts a workflow (`workflow`).
+
+    A request read strictly at intake's door, and stored in its schedule's record, where it keeps unknown
+    fields like every stored shape (an update replaces it whole, with what the user wrote)."""
 
     id: ScheduleId
     #: A 5-field (minute first) or 6-field (second first) cron expression; or give `every_ms`.
@@ -127,8 +131,8 @@ class ScheduleSpec(Model):
     every_ms: int | None = Field(None, ge=1000, le=366 * 86_400_000)
     timezone: str = Field("UTC", max_length=64)
     job: JobTemplate | None = None
-    #: Left out when absent, so a job schedule's stored record reads the same to an older timer replica
-    #: (`extra="forbid"`) during a rolling upgrade.
+    #: Left out when absent, so a job schedule's stored record reads the same to a timer replica older
+    #: than workflow templates — and than `Stored`: it refused unknown fields — during a rolling upgrade.
     workflow: WorkflowTemplate | None = Field(None, exclude_if=lambda value: value is None)
     start_at: Rfc3339 | None = None
     end_at: Rfc3339 | None = None
@@ -161,7 +165,7 @@ class ScheduleSpec(Model):
         return self
 
 
-class FireEntry(Model):
+class FireEntry(Stored):
     #: The nominal fire time (epoch ms).
     nominal_ms: int
     #: The job it created, or None when it was missed.
@@ -172,7 +176,7 @@ class FireEntry(Model):
     missed: str | None = None
 
 
-class ScheduleRecord(Model):
+class ScheduleRecord(Stored):
     """One schedule in the `schedules` bucket: the spec plus its ledger."""
 
     spec: ScheduleSpec

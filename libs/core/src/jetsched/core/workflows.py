@@ -43,7 +43,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .errors import FieldError, TransitionError
 from .ids import encode, timestamp_ms
-from .models import CapabilityName, JobRecord, JobRequest, JobState, Model
+from .models import CapabilityName, JobRecord, JobRequest, JobState, Model, Stored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -78,8 +78,11 @@ class OnFailure(StrEnum):
     CONTINUE = "continue"
 
 
-class StepRequest(JobRequest):
-    """One step as submitted: a job (every submit option) with a name and its parents."""
+class StepRequest(JobRequest, Stored):
+    """One step as submitted: a job (every submit option) with a name and its parents.
+
+    Also stored, in a schedule's workflow template: so it keeps unknown fields (`Stored`) where a plain
+    submit's `JobRequest` refuses them; as a request it is read at intake's door, which refuses them."""
 
     name: str
     capability: CapabilityName
@@ -196,7 +199,7 @@ STEP_TERMINAL = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANC
 _NOT_SUCCEEDED = frozenset({StepState.FAILED, StepState.CANCELLED})
 
 
-class Step(Model):
+class Step(Stored):
     name: str
     job_id: str
     #: Indices of its parents in the workflow's step list (which is in topological order).
@@ -219,7 +222,7 @@ class Step(Model):
         return int(self.done, 16).bit_count() if self.done else 0
 
 
-class WorkflowRecord(Model):
+class WorkflowRecord(Stored):
     """One workflow: the value under its id in the `workflows` bucket."""
 
     id: str
@@ -482,9 +485,20 @@ def cancel(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     return _settle(requested, list(requested.steps), now_ms)
 
 
+#: What a step's new run starts from: everything its last run decided, undone. (A copy, not a new `Step`,
+#: so the fields of the step that this version does not know are kept, as `Stored` promises.)
+_NEW_RUN: dict[str, object] = {
+    "state": StepState.WAITING,
+    "items": None,
+    "instances": None,
+    "done": "",
+    "error": None,
+}
+
+
 def retry(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     """failed (or cancelled) → running again from the steps that did not succeed, each in a new run
-    (new job ids); the steps that succeeded keep their results."""
+    (new job ids, `_NEW_RUN`); the steps that succeeded keep their results."""
     if record.state not in (WorkflowState.FAILED, WorkflowState.CANCELLED):
         raise TransitionError(
             f"workflow {record.id} is {record.state}: only a failed or cancelled one retries"
@@ -492,12 +506,8 @@ def retry(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
     steps = [
         step
         if step.state is StepState.SUCCEEDED
-        else Step(
-            name=step.name,
-            job_id=step_job_id(record.id, n, step.run + 1),
-            parents=step.parents,
-            map_over=step.map_over,
-            run=step.run + 1,
+        else step.model_copy(
+            update={**_NEW_RUN, "job_id": step_job_id(record.id, n, step.run + 1), "run": step.run + 1}
         )
         for n, step in enumerate(record.steps)
     ]

@@ -3,6 +3,10 @@
 The size limit is checked before any parsing, so an oversized body costs nothing but its length. Parsing
 goes straight from bytes through pydantic (no intermediate dict), and the first problem found is reported
 as `{code, message, field}` with the field as a dotted path (`backoff.factor`).
+
+This is the one door for what clients send, and it reads strictly: no type coercion, and no unknown field
+anywhere in the body — also in the shapes a request shares with stored records (`Backoff`, a schedule's
+spec, a workflow's steps), which keep unknown fields when read back from storage (`models.Stored`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def parse(model: type[M], data: bytes, max_bytes: int, headers: int = 0) -> M | 
             message=f"the request is {len(data) + headers} bytes with its headers; the limit is {max_bytes}",
         )
     try:
-        return model.model_validate_json(data or b"{}", strict=True)
+        return model.model_validate_json(data or b"{}", strict=True, extra="forbid")
     except ValidationError as exc:
         return from_validation(exc)
 
