@@ -34,6 +34,7 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
+from jetsched.dispatcher.service import DispatcherService
 from jetsched.sdk import Client, Fatal, SessionConflict, Tasks, Worker
 
 if TYPE_CHECKING:
@@ -479,3 +480,42 @@ async def test_the_operator_can_follow_the_records_feed(secure: Secure) -> None:
             await feed.stop()
             await nc.close()
     assert secure.violations() == []
+
+
+async def test_a_forged_reply_subject_gets_no_answer(secure: Secure) -> None:
+    """NATS checks what a client publishes to, not the reply subject it names — and a service answering
+    there (or JetStream, acking a store-acked submit) would publish with the service's permissions. A
+    client naming a job record, the JetStream API or the lease bucket as its reply gets nothing done:
+    the job runs, the stream stands, no member is made up, and the dispatcher keeps every shard."""
+    auth = {name: secure.auth(name) for name in security.ROLES}
+    async with (
+        Stack(secure.url, auth=auth) as stack,
+        running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")),
+    ):
+        async with Client(secure.url, auth=secure.auth("client")) as client:
+            victim = await client.submit("demo.echo", {"n": 1}, delay=1.0)
+            nc, errors = await secure.connect("client")
+            try:
+                forged = {subjects.REPLY_HEADER: subjects.REPLY_BY_STORE}
+                await nc.publish(subjects.submit("demo.echo"), b"{}", reply=f"$KV.jobs.{victim.id}")
+                for _ in range(20):
+                    await nc.publish(
+                        subjects.submit("demo.echo"),
+                        b"{}",
+                        reply="$KV.leases.dispatcher.member",
+                        headers=forged,
+                    )
+                await nc.publish(subjects.api("jobs.get"), b"{}", reply="$JS.API.STREAM.DELETE.KV_jobs")
+                await nc.publish(subjects.submit("demo.echo"), b"{}", reply="_INBOX.*")
+                await nc.flush()
+            finally:
+                await nc.close()
+            assert errors == []
+            job = await client.wait(victim.id, timeout=20)
+            assert (job.state, job.result) == ("succeeded", {"n": 1})
+        async with Client(secure.url, auth=secure.auth("operator")) as operator:
+            assert (await operator.stats()).jobs == {"succeeded": 1}  # the forged submits made no jobs
+        (dispatcher,) = stack.of(DispatcherService)
+        assert isinstance(dispatcher, DispatcherService)
+        assert len(dispatcher.owned) == dispatcher.shards  # no made-up member took a share
+    assert secure.violations() == [], "the answers were published nowhere (a violation if so)"

@@ -111,3 +111,31 @@ def test_intake_takes_progress_reports_and_keeps_them() -> None:
             grant.publish, "$KV.progress.01J"
         )
         assert takes is (name == "intake"), name
+
+
+def test_replies_go_only_to_inboxes() -> None:
+    """A request's reply subject is answered only if it is an inbox: a forged one would be published to
+    with the answering service's permissions (docs/security.md)."""
+    for good in ("_INBOX.abc", "_INBOX.abc.def.7", "_INBOX_UABC123.x.y", "_INBOX_u-a_b.x"):
+        assert subjects.is_reply(good), good
+    for bad in (
+        "",
+        "$KV.jobs.01KBZ3R6X9T2M0Q7D5W8C4N1HE",
+        "$JS.API.STREAM.DELETE.KV_jobs",
+        "jetsched.api.stats",
+        "_INBOX",
+        "_INBOX.",
+        "_INBOX..a",
+        "_INBOX.a.",
+        "_INBOX.*",
+        "_INBOX.>",
+        "_INBOX.a>",
+        "_INBOX.a b",
+        "_INBOX.a\tb",
+        "_INBOX.é",
+        "_INBOXX.a",
+        "_INBOX_.a",
+        "_INBOX_$.a",
+        "_INBOX." + "a" * subjects.MAX_REPLY_BYTES,
+    ):
+        assert not subjects.is_reply(bad), bad

@@ -21,6 +21,7 @@ from nats.errors import Error as NatsError
 
 from jetsched.core import subjects
 from jetsched.core.errors import Conflict
+from jetsched.core.ids import ULID_RE
 from jetsched.core.shards import ShardTable, Verb
 
 from .feed import KeyFeed
@@ -67,10 +68,13 @@ class ShardLeaser:
     def _observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         now = self.clock.now_ms()
         kind, _, ident = key.partition(".")[2].partition(".")
-        if kind == "shard":
+        # Only keys of the shapes replicas write count: a member is an instance id (a lower-case ULID), a
+        # shard its number. Anything else in the bucket — nobody but the services may write there, but
+        # a JetStream ack sent to a forged reply subject once could — must not pass for a live replica.
+        if kind == "shard" and ident.isdigit() and int(ident) < self.table.shards:
             owner = orjson.loads(data)["owner"] if data else None
             self.table.observe_lease(int(ident), owner, revision, now)
-        elif kind == "member":
+        elif kind == "member" and ident == ident.lower() and ULID_RE.match(ident.upper()):
             self.table.observe_member(ident, revision if data else None, now)
 
     async def run(self) -> None:

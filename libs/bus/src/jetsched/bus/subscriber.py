@@ -6,7 +6,9 @@ On stop the subscription goes first, then in-flight handlers finish.
 
 Every request gets an answer: a handler that fails, or whose reply does not fit the server's message
 limit, is answered with a structured error. Replies carry no headers — nats-py's `respond` echoes the
-request's, which lets a client size a reply past the limit with one padded header.
+request's, which lets a client size a reply past the limit with one padded header. Answers go only to an
+inbox (`subjects.is_reply`): a request naming any other reply subject is dropped unhandled, since the
+answer would be published there with this service's permissions, not the sender's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
 
+from jetsched.core import subjects
 from jetsched.core.errors import ApiError, ErrorCode
 
 from .direct import parse_headers
@@ -63,8 +66,11 @@ class Subscriber:
         queue: str = "",
         max_in_flight: int = 2000,
         ready: Callable[[], Awaitable[object]] | None = None,
+        jetstream: bool = False,
     ) -> None:
-        """`ready`: awaited before subscribing, e.g. until the views the handler reads are complete."""
+        """`ready`: awaited before subscribing, e.g. until the views the handler reads are complete.
+        `jetstream`: the subject is a consumer's delivery, whose replies are JetStream's ack subjects
+        (only JetStream may publish there)."""
         self.name = f"sub:{subject}"
         self._ready = ready
         self._nc = nc
@@ -76,6 +82,9 @@ class Subscriber:
         self._backlog_bytes = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._replies: set[asyncio.Task[None]] = set()
+        self._jetstream = jetstream
+        #: Requests dropped for a reply subject that is no inbox.
+        self.refused = 0
 
     async def run(self) -> None:
         if self._ready is not None:
@@ -91,13 +100,16 @@ class Subscriber:
                 await asyncio.wait(self._tasks, timeout=10)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        msg = Request(
-            self._nc,
-            subject.decode(errors="replace"),
-            reply.decode(errors="replace"),
-            data,
-            parse_headers(headers),
-        )
+        answer = reply.decode(errors="replace")
+        if answer and not self._jetstream and not subjects.is_reply(answer):
+            self.refused += 1
+            if self.refused % 1000 == 1:  # hostile traffic must not flood the log either
+                log.warning(
+                    "request dropped: its reply subject is no inbox",
+                    extra={"subject": self._subject, "reply": answer[:64], "dropped": self.refused},
+                )
+            return
+        msg = Request(self._nc, subject.decode(errors="replace"), answer, data, parse_headers(headers))
         msg.nc = self._nc
         if len(self._tasks) < self._max_in_flight:
             self._start(msg)

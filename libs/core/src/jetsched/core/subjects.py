@@ -55,6 +55,8 @@ SUBMIT_ALL = f"{PREFIX}.submit.>"
 #: A submit request's header, and its value, by which a client asks for JetStream's ack of the stored
 #: record as the reply, sent to `<reply>.<job id>.<state>` (docs/protocol.md, "Replied by the store").
 REPLY_HEADER = "Jetsched-Reply"
+#: The longest reply subject a service answers on.
+MAX_REPLY_BYTES = 256
 REPLY_BY_STORE = "store-ack"
 
 
@@ -162,6 +164,28 @@ def jobs_bucket(partition: int) -> str:
     first — the only one by default — then `jobs-1`, `jobs-2`, …; a job's partition is `shard_of(its id,
     partitions)`."""
     return JOBS_BUCKET if partition == 0 else f"{JOBS_BUCKET}-{partition}"
+
+
+def is_reply(subject: str) -> bool:
+    """Whether a request's reply subject is one a service may answer on: an inbox — `_INBOX.…`, or
+    `_INBOX_<identity>.…` as each identity of a secured deployment has — and one plain subject.
+
+    NATS checks a publisher's permissions on the subject it publishes to, never on the reply subject it
+    names; a service answering (or having JetStream ack a write) on any reply would publish there with
+    *its* permissions. A submit-only client could so overwrite a job record (`$KV.jobs.<id>`), call the
+    JetStream API, or flood the lease bucket with members. Anything else is no reply: the request is not
+    handled.
+    """
+    if not subject.startswith("_INBOX") or len(subject) > MAX_REPLY_BYTES:
+        return False
+    if not subject.isascii() or not subject.isprintable() or any(c in subject for c in " *>"):
+        return False
+    prefix, _, rest = subject.partition(".")
+    if prefix != "_INBOX" and not (
+        prefix.startswith("_INBOX_") and prefix[7:].replace("_", "").replace("-", "").isalnum()
+    ):
+        return False
+    return bool(rest) and all(rest.split("."))
 
 
 #: Every bucket a job record may live in (for permissions, which cannot know the deployment's count).

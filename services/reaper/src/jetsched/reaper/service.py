@@ -153,7 +153,9 @@ class ReaperService(Service):
             ShardLeaser(
                 nc, js, self.name, self.instance, self.shards, self.local, self._own, self.lease_ttl_ms
             ),
-            Subscriber(nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER),
+            Subscriber(
+                nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER, jetstream=True
+            ),
         ]
 
     async def apply(self, msg: Request) -> None:
