@@ -259,6 +259,22 @@ async def test_dead_letters(stack: Stack, client: Client, nats_server: NatsServe
     assert [j.id for j in (await client.dead()).jobs] == []
 
 
+async def test_a_revived_expired_job_runs(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A job that expired unstarted, retried from the dead letters, runs: its deadline went with it."""
+    tasks = Tasks()
+
+    @tasks.task("late")
+    async def late(job: Job) -> str:
+        return "ran"
+
+    expired = await client.wait((await client.submit("late", expires_in=0.1)).id, timeout=10)
+    assert (expired.state, expired.errors[-1].kind) == ("dead", "expired")
+    async with running_worker(tasks, nats_server.url):
+        assert (await client.retry_dead(expired.id)).state == "ready"
+        record = await client.wait(expired.id, timeout=10)
+    assert (record.state, record.result, record.expires_at) == ("succeeded", "ran", None)
+
+
 async def test_list_pages(stack: Stack, client: Client) -> None:
     """Listing by state and capability pages through jobs in submission order."""
     ids = [(await client.submit("x" if n % 2 else "y", delay=60)).id for n in range(7)]

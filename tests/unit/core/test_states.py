@@ -382,6 +382,33 @@ class TestCancelAndRevive:
         assert (revived.state, revived.max_attempts, revived.finished_at_ms) == (JobState.READY, 3, None)
         assert running(revived).attempt == 2
 
+    def test_a_revived_expired_job_does_not_expire_again(self) -> None:
+        """An expired job revived is claimable, not expired again at once: its deadline is gone."""
+        dead = states.expire(accepted(expires_in_ms=5), NOW + 10)
+        revived = states.revive(dead, NOW + 1000)
+        assert (revived.state, revived.expires_at_ms) == (JobState.READY, None)
+        assert not states.expired(revived, NOW + 1000)
+        assert running(revived).state is JobState.RUNNING
+
+    def test_a_revived_job_gets_its_releases_back(self) -> None:
+        """A job that died of too many releases may be handed back `MAX_RELEASES` times again; the claims
+        handed back before count as attempts used, and the grant of attempts stays whole."""
+        record = accepted(max_attempts=2)
+        for _ in range(states.MAX_RELEASES + 1):
+            record = states.release(running(record), NOW)
+        assert (record.state, record.errors[-1].type) == (JobState.DEAD, "TooManyReleases")
+        revived = states.revive(record, NOW + 5, attempts=3)
+        assert (revived.state, revived.releases) == (JobState.READY, 0)
+        assert revived.max_attempts - revived.attempts_used == 3
+        record = states.release(running(revived), NOW + 6)
+        assert (record.state, record.releases) == (JobState.READY, 1)
+        for _ in range(3):
+            if record.state is JobState.SCHEDULED:
+                record = states.due(record, record.run_at_ms)
+            attempt = running(record)
+            record = states.apply_outcome(attempt, report(attempt, OutcomeStatus.FAILED), NOW + 7, 0.5)
+        assert record.state is JobState.DEAD  # the three attempts granted, no more
+
     def test_revive_needs_dead(self) -> None:
         """Only dead jobs are revived."""
         with pytest.raises(TransitionError):

@@ -252,3 +252,53 @@ def test_aging_counts_from_first_ready() -> None:
     )
     (claim,) = board.plan(reg, limit=1, now_ms=NOW + 10_000)
     assert claim.record.id == old.id  # 1 + 10 s / 2 s = 6 > 5
+
+
+class TestCapsThroughLosses:
+    def test_a_lost_sessions_jobs_stay_counted_until_they_leave_running(self) -> None:
+        """A session presumed lost frees its slots, but its running jobs count against the caps until the
+        feed shows them rescued: its worker may only have been slow, and the reaper not have given up."""
+        first, second, third = keyed_job("k"), keyed_job("k"), keyed_job("other")
+        board = board_with(first, second, third)
+        board.limits.settings["a"] = QueueSettings(max_running=2, max_running_per_key=1)
+        reg = registry(("s1", 4, ("a",)))
+        claims = board.plan(reg, limit=10, now_ms=NOW)
+        assert sorted(c.record.id for c in claims) == sorted([first.id, third.id])
+        for revision, claim in enumerate(claims, start=10):
+            board.settle(claim, revision)
+            board.observe(Change.of(states.claim(claim.record, "w", "s1", "t", NOW), revision))
+        board.forget_session("s1")
+        assert (board.limits.running["a"], board.limits.running_by_key["a", "k"]) == (2, 1)
+        assert board.load(reg.sessions["s1"]) == 0
+        assert board.plan(reg, limit=10, now_ms=NOW) == []  # the worker was slow, not gone
+        rescued = states.lose(states.claim(first, "w", "s1", "t", NOW), NOW, 0.5, "gone")
+        board.observe(Change.of(rescued, 20))
+        assert (board.limits.running["a"], board.limits.running_by_key["a", "k"]) == (1, 0)
+        assert len(board.plan(reg, limit=10, now_ms=NOW)) == 1
+
+    def test_a_lost_claim_leaves_the_winners_hold_and_count(self) -> None:
+        """A claim CAS lost to another replica whose claim the feed already showed gives back nothing of
+        that claim: the job stays counted and held by the winner's session."""
+        record, other = job(), job()
+        board = board_with(record, other)
+        board.limits.settings["a"] = QueueSettings(max_running=1)
+        reg = registry(("s1", 1, ("a",)), ("s2", 1, ("a",)))
+        (claim,) = board.plan(reg, limit=10, now_ms=NOW)
+        theirs = states.claim(claim.record, "w", "s2", "t", NOW)
+        board.observe(Change.of(theirs, 50))
+        board.settle(claim, None)
+        board.observe(Change.of(theirs, 50))  # the re-read after the lost CAS: not newer
+        assert board.limits.running["a"] == 1
+        assert board.holder[claim.record.id] == "s2"
+        assert board.plan(reg, limit=10, now_ms=NOW) == []
+
+    def test_a_lost_claim_the_feed_did_not_explain_gives_everything_back(self) -> None:
+        """Lost with nothing newer seen (a spurious loss, or the feed behind): hold, count and place back."""
+        record = job()
+        board = board_with(record)
+        board.limits.settings["a"] = QueueSettings(max_running=1)
+        reg = registry(("s1", 1, ("a",)))
+        (claim,) = board.plan(reg, limit=10, now_ms=NOW)
+        board.settle(claim, None)
+        assert (board.limits.running["a"], board.holder) == (0, {})
+        assert [c.record.id for c in board.plan(reg, limit=10, now_ms=NOW)] == [record.id]

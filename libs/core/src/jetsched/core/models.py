@@ -309,6 +309,7 @@ class JobRecord(Stored):
     #: Claims so far; each claim increments it, so it fences reports from older attempts.
     attempt: int = 0
     #: Claims handed back without running (worker drain, over-delivery); they do not use up attempts.
+    #: Counted from 0 again by a revive (`states.revive`), after which the earlier ones count as used.
     releases: int = 0
     #: Attempts the handler ended by asking to run later without spending an attempt (`snoozed`).
     snoozes: int = 0
@@ -320,7 +321,8 @@ class JobRecord(Stored):
     run_at_ms: int
     #: When the job first became ready (epoch ms): its place in its queue, kept through rescues and retries.
     ready_since_ms: int | None = None
-    #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired.
+    #: Latest start of the first attempt (epoch ms); past it, an unstarted job dies as expired. Dropped
+    #: once the job snoozes or is revived.
     expires_at_ms: int | None = None
     #: Labels a worker must announce to run it.
     labels: dict[str, str] = Field(default_factory=dict)

@@ -305,13 +305,22 @@ def cancel(rec: JobRecord, now_ms: int) -> JobRecord:
 
 
 def revive(rec: JobRecord, now_ms: int, attempts: int | None = None) -> JobRecord:
-    """dead → ready with a fresh budget of attempts (by default the job's own max_attempts)."""
+    """dead → ready with a fresh chance: a new budget of attempts (by default the job's own max_attempts),
+    no start deadline, and `MAX_RELEASES` releases again — else a job that died of either would die of it
+    again at once (its deadline is still past; one more release is one too many).
+
+    `releases` starts again from 0, so the claims handed back before count as attempts used from now on
+    (`attempt` only grows: it fences reports); `max_attempts` is set from the attempts used counted that
+    way, so the grant is whole.
+    """
     _require(rec, JobState.DEAD, "revive")
     extra = attempts if attempts is not None else rec.max_attempts
     return rec.model_copy(
         update={
             "state": JobState.READY,
-            "max_attempts": rec.attempts_used + extra,
+            "releases": 0,
+            "max_attempts": rec.attempt - rec.snoozes + extra,
+            "expires_at_ms": None,
             "run_at_ms": now_ms,
             "finished_at_ms": None,
             "updated_at_ms": now_ms,

@@ -14,7 +14,7 @@ one question — what to claim next for whom (`plan`) — without I/O:
   never planned more jobs than its declared concurrency minus that load. (Its heartbeat's own list is up
   to an interval stale, so it is not used here; two replicas racing for one slot are settled by the
   worker handing the extra job back.) Fleet-wide concurrency caps keep counting a job until its record
-  leaves `running`.
+  leaves `running` — also when its session is presumed lost, which frees the session's slots only.
 - A capability split in partitions (`partitions.py`) has one queue per partition (`cap#k`), each with
   its share of every session's slots, counted per (session, partition).
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
@@ -241,27 +241,30 @@ class Board:
         self.ready.pop(job_id, None)
 
     def settle(self, claim: Claim, new_revision: int | None) -> None:
-        """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened)."""
+        """A claim's CAS finished: won (`new_revision`) or lost (None: the feed will say what happened).
+
+        A lost claim gives back its hold and cap count and its place in line — unless the feed has shown
+        a newer revision of the job since it was planned: that update already dropped them, and what the
+        board holds now is the feed's (another replica's claim, whose hold and count must stay).
+        """
         job_id = claim.record.id
         self.claiming.discard(job_id)
         if new_revision is None:
-            self._release(job_id)
-            entry = self.ready.get(job_id)
-            if entry is not None:
-                self._push(entry[0])
+            if self.revisions.get(job_id) == claim.revision:
+                self._release(job_id)
+                entry = self.ready.get(job_id)
+                if entry is not None:
+                    self._push(entry[0])
             return
         self.ready.pop(job_id, None)
         self.revisions[job_id] = max(new_revision, self.revisions.get(job_id, 0))
 
     def forget_session(self, session_id: str) -> None:
-        for job_id in self.held.pop(session_id, set()):
-            self.holder.pop(job_id, None)
-            queue = self.held_queue.pop(job_id, None)
-            if queue is not None:
-                self.held_in.pop((session_id, queue), None)
-            counted = self.counted.pop(job_id, None)
-            if counted is not None:
-                self.limits.count(*counted, -1)
+        """A session is presumed lost: its slots are freed, but its jobs stay counted by the caps until the
+        feed shows their records leave running. Its worker may only have been slow (and run them on), and
+        the reaper, which rescues them, decides on its own clock: until it has, they still run."""
+        for job_id in list(self.held.get(session_id, ())):
+            self._free_slot(job_id)
 
     def _queue(self, capability: str, job_id: str) -> str:
         return partitions.queue_of(capability, job_id, self.partition_count(capability))
