@@ -42,6 +42,7 @@ def _kv_stream(
     expiring: bool = False,
     ttls: bool = False,
     metadata: dict[str, str] | None = None,
+    max_keys: int | None = None,
 ) -> api.StreamConfig:
     """`expiring`: records may carry a TTL and their expiry leaves a marker the feeds see; `ttls`: messages
     may carry a TTL, without markers."""
@@ -51,6 +52,7 @@ def _kv_stream(
         subjects=[f"$KV.{bucket}.>"],
         retention=api.RetentionPolicy.LIMITS,
         max_msgs_per_subject=1,
+        max_msgs=max_keys,
         discard=api.DiscardPolicy.NEW,
         max_msg_size=max_msg_size,
         storage=api.StorageType.FILE,
@@ -89,6 +91,11 @@ def history_stream(replicas: int, retention_s: int, max_bytes: int) -> api.Strea
     )
 
 
+#: Quarantine entries kept; past it new ones are logged and counted (`jetsched.quarantined`) but not
+#: stored, until an operator purges some (`jetsched doctor`).
+MAX_QUARANTINED = 100_000
+
+
 def streams(
     replicas: int, retention_s: int = 7 * 86_400, history_bytes: int = 0, partitions: int = 1
 ) -> list[api.StreamConfig]:
@@ -109,7 +116,8 @@ def streams(
         _kv_stream(subjects.SCHEDULES_BUCKET, replicas, MAX_RECORD_BYTES),
         _kv_stream(subjects.LEASES_BUCKET, replicas, 1024),
         _kv_stream(subjects.QUEUES_BUCKET, replicas, 1024),
-        _kv_stream(subjects.QUARANTINE_BUCKET, replicas, 4096),
+        # Bounded: what lands here comes from hostile or broken peers, one entry per message they send.
+        _kv_stream(subjects.QUARANTINE_BUCKET, replicas, 4096, max_keys=MAX_QUARANTINED),
         _kv_stream(subjects.PROGRESS_BUCKET, replicas, 8192, ttls=True),
         _kv_stream(subjects.WORKFLOWS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         api.StreamConfig(
