@@ -87,6 +87,31 @@ async def test_drain_timeout_hands_work_back(fleet: Fleet, proc_client: Client) 
     assert (record.state, record.result, record.releases) == ("succeeded", successor.pid, 1)
 
 
+async def test_drain_timeout_leaves_a_thread_to_be_rescued_as_lost(fleet: Fleet, proc_client: Client) -> None:
+    """A plain `def` handler still running at the drain timeout cannot be stopped: it is not handed back
+    (`released` would run it elsewhere while this process runs it on, with no fault to show for it). Its
+    session falls silent, the job is rescued as lost (an attempt spent, the cause recorded), and the
+    process exits once the thread has returned."""
+    worker = fleet.worker("--drain-timeout", "200ms")
+    reply = await proc_client.submit("probe.sleep_sync", 3.0, max_attempts=2)
+    await eventually(lambda: fleet.started(reply.id), timeout=20, what="job started")
+    assert worker.popen is not None
+    os.kill(worker.popen.pid, signal.SIGTERM)
+    successor = fleet.worker()
+    record = await proc_client.wait(reply.id, timeout=30)
+    assert (record.state, record.result, record.attempt, record.releases) == (
+        "succeeded",
+        successor.pid,
+        2,
+        0,
+    )
+    assert [error.kind for error in record.errors] == ["lost"]
+    assert await asyncio.to_thread(worker.popen.wait, 20) == 0
+    ended = [r.pid for r in fleet.runs() if r.job_id == reply.id and r.event == "end"]
+    assert len(ended) == 2  # twice: the first run was lost
+    assert set(ended) == {worker.pid, successor.pid}
+
+
 async def test_services_killed_and_restarted(fleet: Fleet, proc_client: Client) -> None:
     """`kill -9` of each service while jobs flow, then restart: every job still completes."""
     fleet.worker("--concurrency", "8")

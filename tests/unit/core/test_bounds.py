@@ -16,6 +16,7 @@ from jetsched.core.models import (
     Outcome,
     OutcomeError,
     OutcomeStatus,
+    max_listed,
     token_hash,
 )
 from jetsched.core.schedules import ScheduleSpec
@@ -174,8 +175,13 @@ def test_releases_are_bounded() -> None:
 
 
 def test_heartbeat_lists_are_bounded_by_concurrency() -> None:
-    """A heartbeat may not list more jobs than its concurrency allows (plus those being reported)."""
-    running = tuple((JOB, n) for n in range(2 * 4 + 65))
+    """A heartbeat may not list more jobs than its concurrency allows (plus those being reported):
+    `max_listed` (what a worker holds at most) is the most it may list."""
+    assert max_listed(4) == 2 * 4 + 64
+    running = tuple((JOB, n) for n in range(1, max_listed(4) + 2))
+    Heartbeat(
+        worker="w", session="s", capabilities=("a",), concurrency=4, running=running[:-1], interval_ms=500
+    )
     with pytest.raises(ValueError, match="lists"):
         Heartbeat(
             worker="w", session="s", capabilities=("a",), concurrency=4, running=running, interval_ms=500

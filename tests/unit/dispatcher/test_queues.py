@@ -5,7 +5,7 @@ from __future__ import annotations
 from jetsched.core import states
 from jetsched.core.changes import Change
 from jetsched.core.ids import UlidFactory
-from jetsched.core.models import Heartbeat, JobRecord, JobRequest, QueueSettings
+from jetsched.core.models import HELD_BEYOND_CONCURRENCY, Heartbeat, JobRecord, JobRequest, QueueSettings
 from jetsched.core.workers import WorkerRegistry
 from jetsched.dispatcher.queues import Board
 
@@ -252,6 +252,28 @@ def test_aging_counts_from_first_ready() -> None:
     )
     (claim,) = board.plan(reg, limit=1, now_ms=NOW + 10_000)
     assert claim.record.id == old.id  # 1 + 10 s / 2 s = 6 > 5
+
+
+def test_a_session_listing_reports_it_cannot_store_is_planned_nothing() -> None:
+    """A heartbeat listing `concurrency + HELD_BEYOND_CONCURRENCY` jobs: reports are piling up unstored
+    (their slots were freed as they were published), and the worker holds no more than `max_listed`: it
+    is sent nothing until its list shrinks."""
+    board = board_with(*(job() for _ in range(3)))
+    reg = WorkerRegistry()
+
+    def beat(listed: int) -> None:
+        running = tuple((ids.new(NOW), 1) for _ in range(listed))
+        reg.observe(
+            Heartbeat(
+                worker="w", session="s1", capabilities=("a",), concurrency=2, running=running, interval_ms=500
+            ),
+            NOW,
+        )
+
+    beat(2 + HELD_BEYOND_CONCURRENCY)
+    assert board.plan(reg, limit=10, now_ms=NOW) == []
+    beat(2 + HELD_BEYOND_CONCURRENCY - 1)
+    assert len(board.plan(reg, limit=10, now_ms=NOW)) == 2
 
 
 class TestCapsThroughLosses:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, cast
 
 import orjson
@@ -88,3 +89,27 @@ class TestThrottle:
         await turns()
         assert nc.published == ["10%"]
         assert nc.requested == ["100%"]
+
+
+def test_a_thread_left_running_past_its_loop_reports_into_nothing() -> None:
+    """A `def` handler a drain left running in its thread may report after the worker's loop closed: the
+    report is dropped, not raised into the handler (which would cut its run short)."""
+
+    async def make() -> ProgressSender:
+        return sender(FakeClock(autojump=False))[0]
+
+    loop = asyncio.new_event_loop()
+    progress = loop.run_until_complete(make())
+    loop.close()
+    failures: list[BaseException] = []
+
+    def handler() -> None:
+        try:
+            progress.report(1)
+        except BaseException as exc:  # pragma: no cover - the failure this test looks for
+            failures.append(exc)
+
+    thread = threading.Thread(target=handler)
+    thread.start()
+    thread.join(10)
+    assert failures == []

@@ -436,6 +436,12 @@ class WorkMessage(Message):
 HELD_BEYOND_CONCURRENCY = 64
 
 
+def max_listed(concurrency: int) -> int:
+    """The most jobs a heartbeat of this concurrency may list (`running`): twice the concurrency plus
+    `HELD_BEYOND_CONCURRENCY`. A worker holds no more than that, so that its heartbeats stay valid."""
+    return 2 * concurrency + HELD_BEYOND_CONCURRENCY
+
+
 class ProgressReport(Message):
     """A worker's report of an attempt's progress, fenced like an outcome by (`attempt`, `token`)."""
 
@@ -484,7 +490,7 @@ class Heartbeat(Message):
 
     @model_validator(mode="after")
     def _bounded(self) -> Heartbeat:
-        if len(self.running) > 2 * self.concurrency + HELD_BEYOND_CONCURRENCY:
+        if len(self.running) > max_listed(self.concurrency):
             raise ValueError(
                 f"lists {len(self.running)} jobs for a concurrency of {self.concurrency}"
                 f" (at most twice that plus {HELD_BEYOND_CONCURRENCY})"

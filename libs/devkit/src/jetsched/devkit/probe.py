@@ -28,6 +28,15 @@ async def sleep(job: Job) -> int:
     return os.getpid()
 
 
+@task("probe.sleep_sync")
+def sleep_in_thread(job: Job) -> int:
+    """`probe.sleep` as a plain `def`: run in a worker thread, which no cancellation stops."""
+    log(job, "start")
+    time.sleep(float(job.payload or 0))
+    log(job, "end")
+    return os.getpid()
+
+
 @task("probe.poison")
 async def poison(job: Job) -> None:
     """Kills the worker process running it, every time: a poison pill."""

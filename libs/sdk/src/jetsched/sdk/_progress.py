@@ -70,8 +70,10 @@ class ProgressSender:
             )
         if threading.get_ident() == self._loop_thread:
             self._offer(report)
-        else:
-            self._loop.call_soon_threadsafe(self._offer, report)
+        elif not self._closed:
+            # A `def` handler left running in its thread by a drain may outlive the event loop.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._offer, report)
 
     def _offer(self, report: ProgressReport) -> None:
         if self._closed:

@@ -8,8 +8,14 @@ listed as held from receipt until its report is stored, so the reaper can tell a
 from one that finished.
 
 Never more than `concurrency`: a work message beyond the free slots (two dispatchers racing) or arriving
-while draining is handed back at once (`released`, no attempt used). On SIGTERM the worker drains: it
-announces `draining`, finishes what it holds within `drain_timeout`, hands back the rest, then exits.
+while draining is handed back at once (`released`, no attempt used). Never more held than a heartbeat may
+list (`max_listed`): held jobs whose reports cannot be stored yet (the outcomes stream failing over, full)
+would otherwise pile up while new work arrives; a work message beyond that is dropped unheld, and the
+reaper gives it back without using an attempt once the heartbeats do not list it (a lost work message).
+Heartbeats go out whatever happens to one of them. On SIGTERM the worker drains: it announces
+`draining`, finishes what it holds within `drain_timeout`, hands back the rest, then exits — except a
+plain `def` handler still running in its thread, which cannot be stopped: it is not reported at all (a
+`released` would let it run elsewhere while it runs on here), and the reaper rescues it as lost.
 """
 
 from __future__ import annotations
@@ -42,7 +48,15 @@ from jetsched.bus.retry import Backoff, retry
 from jetsched.core import subjects
 from jetsched.core.clock import LocalClock, SystemClock
 from jetsched.core.ids import new_ulid
-from jetsched.core.models import Control, Heartbeat, Outcome, OutcomeError, OutcomeStatus, WorkMessage
+from jetsched.core.models import (
+    Control,
+    Heartbeat,
+    Outcome,
+    OutcomeError,
+    OutcomeStatus,
+    WorkMessage,
+    max_listed,
+)
 from jetsched.core.permissions import WORKER_NAME_RE
 from jetsched.core.states import result_problem
 
@@ -74,7 +88,8 @@ class Worker:
         concurrency: jobs run at once, at most.
         labels: free-form `key=value` tags announced with the session.
         heartbeat_ms: heartbeat interval; the session is presumed lost after about three missed beats.
-        drain_timeout: seconds to finish held jobs on shutdown before handing them back.
+        drain_timeout: seconds to finish held jobs on shutdown before handing them back (a plain `def`
+            handler still running then is not handed back: its thread cannot be stopped; docs/sdk.md).
         name: this process's name in heartbeats (default host-pid).
         session: the session id: a worker identity's name under `jetsched security` (its permissions
             allow only that session's subjects); default a fresh id per start.
@@ -133,6 +148,10 @@ class Worker:
         self.draining = False
         self.executed = 0
         self._cancelled: set[tuple[str, int]] = set()
+        #: Attempts whose `def` handler was interrupted while its thread runs on (it cannot be stopped).
+        self._in_thread: set[tuple[str, int]] = set()
+        #: Why the latest heartbeat was not sent, while they fail (logged once per run of failures).
+        self._beat_failing: str | None = None
         self._stop = asyncio.Event()
         self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="jetsched-job")
         self._nc: Connection | None = None
@@ -215,7 +234,7 @@ class Worker:
         try:
             await self._stop.wait()
             self.draining = True
-            await self._beat()
+            await self._beat_once()
             await self._drain()
         finally:
             beats.cancel()
@@ -250,10 +269,25 @@ class Worker:
         assert self._nc is not None
         await self._nc.publish(subjects.heartbeat(self.session), self._heartbeat().model_dump_json().encode())
 
+    async def _beat_once(self) -> None:
+        """Send a heartbeat; a failure is logged (once per run of them), never raised: the heartbeats
+        must go on, and a drain must not be skipped, whatever one of them ran into."""
+        try:
+            await self._beat()
+        except NatsError:
+            return  # the connection's trouble: reconnecting, or lost (then `unless_lost` ends the worker)
+        except Exception as exc:
+            if self._beat_failing is None:
+                log.exception("heartbeat not sent", extra={"session": self.session, "held": len(self.held)})
+            self._beat_failing = repr(exc)
+            return
+        if self._beat_failing is not None:
+            log.info("heartbeats sent again", extra={"session": self.session, "failed": self._beat_failing})
+            self._beat_failing = None
+
     async def _heartbeats(self) -> None:
         while True:
-            with contextlib.suppress(NatsError):
-                await self._beat()
+            await self._beat_once()
             await self.clock.sleep(self.heartbeat_ms / 1000)
 
     def _on_work(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
@@ -269,6 +303,14 @@ class Worker:
         key = (work.id, work.attempt)
         if key in self.held:
             return  # the same attempt sent twice: it is already running here
+        if len(self.held) >= max_listed(self.concurrency):
+            # Even a hand-back is held until its report is stored, and the heartbeats could not list more.
+            # Unlisted and unreported, the job is given back by the reaper without using an attempt.
+            log.warning(
+                "work message dropped: holding as many jobs as a heartbeat may list (reports not stored)",
+                extra={"job": work.id, "attempt": work.attempt, "held": len(self.held)},
+            )
+            return
         handler = self.tasks.handlers.get(work.capability)
         if handler is None or self.draining or len(self.executing) >= self.concurrency:
             handler = None  # hand it back unrun: reported `released`, no attempt used
@@ -329,6 +371,14 @@ class Worker:
             finally:
                 self.executing.discard(key)
             await progress.finish()
+            if outcome is None:  # interrupted, its thread running on
+                extra = {"job": work.id, "capability": work.capability, "attempt": work.attempt}
+                if key in self._cancelled:
+                    self._cancelled.discard(key)
+                    log.info("job cancelled; its handler's thread runs on", extra=extra)
+                else:
+                    log.warning("job left running in its thread, not reported: rescued as lost", extra=extra)
+                return
             instruments.handler_time.record(
                 time.perf_counter() - began, {"capability": work.capability, "outcome": outcome.status.value}
             )
@@ -341,7 +391,20 @@ class Worker:
             await self._report(work, outcome, hdrs)
             crashpoint("worker.after_report")
 
-    async def _call(self, work: WorkMessage, handler: Handler | None, progress: ProgressSender) -> Outcome:
+    async def _call(
+        self, work: WorkMessage, handler: Handler | None, progress: ProgressSender
+    ) -> Outcome | None:
+        """The attempt's outcome; None for a `def` handler interrupted (the drain timeout, a cancel) while
+        its thread runs on: no outcome may be reported for a handler still running."""
+        key = (work.id, work.attempt)
+        try:
+            return await self._outcome_of(work, handler, progress)
+        finally:
+            self._in_thread.discard(key)
+
+    async def _outcome_of(
+        self, work: WorkMessage, handler: Handler | None, progress: ProgressSender
+    ) -> Outcome | None:
         clock = self.clock
         beats = [clock.now()]
         job = Job(
@@ -376,6 +439,8 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            if (work.id, work.attempt) in self._in_thread:
+                return None  # `released` would run it elsewhere while it runs on here
             status = OutcomeStatus.RELEASED
         except _NoHeartbeat as exc:
             status, fields["error"] = (
@@ -405,7 +470,16 @@ class Worker:
             return handler
 
         async def in_thread(job: Job) -> Any:
-            return await asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+            running = self._threads.submit(handler, job)
+            try:
+                return await asyncio.wrap_future(running)
+            except asyncio.CancelledError:
+                if running.cancel():
+                    raise  # it never started
+                if running.done():
+                    return running.result()  # it returned as it was interrupted: report what it did
+                self._in_thread.add((job.id, job.attempt))  # a thread cannot be stopped: it runs on
+                raise
 
         return in_thread
 

@@ -13,8 +13,11 @@ one question — what to claim next for whom (`plan`) — without I/O:
   (`finish`: its slot is free before the reaper's CAS of the outcome comes back on the feed). A worker is
   never planned more jobs than its declared concurrency minus that load. (Its heartbeat's own list is up
   to an interval stale, so it is not used here; two replicas racing for one slot are settled by the
-  worker handing the extra job back.) Fleet-wide concurrency caps keep counting a job until its record
-  leaves `running` — also when its session is presumed lost, which frees the session's slots only.
+  worker handing the extra job back.) The one exception: a session whose heartbeat lists `concurrency +
+  HELD_BEYOND_CONCURRENCY` jobs or more is planned nothing. Its reports are not being stored (the outcomes
+  stream failing over, full) — their slots were freed as they were published — and a worker holds at most
+  `max_listed` jobs, dropping work beyond them. Fleet-wide concurrency caps keep counting a job until its
+  record leaves `running` — also when its session is presumed lost, which frees the session's slots only.
 - A capability split in partitions (`partitions.py`) has one queue per partition (`cap#k`), each with
   its share of every session's slots, counted per (session, partition).
 - Revisions only move forward: an update older than what the board knows (a late feed message after the
@@ -32,7 +35,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jetsched.core.models import TERMINAL, JobRecord, JobState
+from jetsched.core.models import HELD_BEYOND_CONCURRENCY, TERMINAL, JobRecord, JobState
 from jetsched.core.workers import matches
 
 from . import partitions
@@ -124,7 +127,10 @@ class Board:
     def free(self, session: Session, queue: str | None = None, offset: int = 0) -> int:
         """Slots of the session free — for one partition queue, of that partition's share (the session's
         remainder starting at `offset`: `partitions.offsets`)."""
-        free = session.heartbeat.concurrency - self.load(session)
+        heartbeat = session.heartbeat
+        if len(heartbeat.running) >= heartbeat.concurrency + HELD_BEYOND_CONCURRENCY:
+            return 0  # holding that many, it has reports it cannot store: sent more, it would drop them
+        free = heartbeat.concurrency - self.load(session)
         if queue is None or partitions.SEPARATOR not in queue:
             return free
         capability, number = partitions.split(queue)
