@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from jetsched.core import cron
 from jetsched.core.schedules import fire_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
@@ -187,3 +188,23 @@ async def test_overlap_policies(stack: Stack, client: Client, nats_server: NatsS
         assert interrupted, "the previous run was not cancelled"
         cancelled = [(await client.get(job_id)).state for job_id in interrupted]
         assert set(cancelled) == {"cancelled"}
+
+
+async def test_costly_cron_neither_stalls_intake_nor_is_stored(
+    stack: Stack, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sparse runs of dense fires (every second of 29 February, of September, …) are created and listed
+    promptly; one whose evaluation passes the step cap is refused on `cron`, nothing stored."""
+    exprs = ("* * * 29 2 *", "* * * * 9 *", "*/5 * * * * 1-5", "* * * 1 * *")
+    for n, expr in enumerate(exprs):
+        created = await asyncio.wait_for(
+            client.create_schedule(f"dense-{n}", "tick", cron=expr, timezone="Europe/Berlin"), 10
+        )
+        assert created.next_fire is not None
+    await asyncio.wait_for(client.stats(), 5)
+    assert len(await asyncio.wait_for(client.schedules(), 10)) == len(exprs)
+    monkeypatch.setattr(cron, "MAX_STEPS", 3)
+    with pytest.raises(JetschedApiError) as info:
+        await client.create_schedule("capped", "tick", cron="* * * * * *")
+    assert (info.value.code, info.value.field) == ("invalid_field", "cron")
+    assert len(await client.schedules()) == len(exprs)

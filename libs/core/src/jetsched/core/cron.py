@@ -13,6 +13,11 @@ then mapped to instants, where daylight saving decides:
 
 Australia/Lord_Howe shifts by 30 minutes, so a gap or fold there is half an hour; nothing here assumes an
 hour. The results are UTC epoch milliseconds, sorted and unique.
+
+Evaluation costs croniter steps in proportion to the instants asked for (plus, on a daylight-saving night,
+the matches of the shifted hour), never to the width of the window searched: every second of September is
+as cheap to look up as one fire a day. `MAX_STEPS` bounds one evaluation all the same; past it
+`cron_fires` raises `TooManySteps` with what it had found.
 """
 
 from __future__ import annotations
@@ -30,6 +35,17 @@ DAY_MS = 86_400_000
 _MARGIN = timedelta(hours=3)
 #: croniter's own bound on how far a match may be (29 February needs 8 years at worst).
 _MAX_YEARS = 9
+#: The most croniter steps one evaluation takes (~30-250 us each). An evaluation needs about `limit` plus,
+#: near a daylight-saving transition, the matches of up to twice the shift (every second: ~7,200).
+MAX_STEPS = 20_000
+
+
+class TooManySteps(ValueError):
+    """An evaluation reached `MAX_STEPS`; `found` holds the instants it was sure of (earliest first)."""
+
+    def __init__(self, expr: str, found: list[int]) -> None:
+        super().__init__(f"evaluating {expr!r} takes more than {MAX_STEPS} steps of the cron iterator")
+        self.found = found
 
 
 class DstGap(StrEnum):
@@ -92,15 +108,20 @@ def local_instants(naive: datetime, tz: ZoneInfo, gap: DstGap, fold: DstFold) ->
 def cron_fires(
     expr: str, tz_name: str, after_ms: int, until_ms: int, gap: DstGap, fold: DstFold, limit: int
 ) -> list[int]:
-    """Fire instants in (after_ms, until_ms], at most `limit`, earliest first."""
+    """Fire instants in (after_ms, until_ms], at most `limit`, earliest first; TooManySteps past
+    `MAX_STEPS` croniter steps."""
     tz = zone(tz_name)
     seconds_first = len(expr.split()) == 6
     found: list[int] = []
+    budget = [MAX_STEPS]
     lo = after_ms
     span = 3_600_000
     while lo < until_ms and len(found) < limit:
         hi = min(until_ms, lo + span)
-        found += _window(expr, seconds_first, tz, lo, hi, gap, fold, limit - len(found))
+        window = _window(expr, seconds_first, tz, lo, hi, gap, fold, limit - len(found), budget)
+        if window is None:
+            raise TooManySteps(expr, found[:limit])
+        found += window
         lo = hi
         span = min(span * 4, 400 * DAY_MS)
         if hi - after_ms > _MAX_YEARS * 366 * DAY_MS:
@@ -123,16 +144,36 @@ def interval_fires(every_ms: int, anchor_ms: int, after_ms: int, until_ms: int, 
 
 
 def _window(
-    expr: str, seconds_first: bool, tz: ZoneInfo, lo: int, hi: int, gap: DstGap, fold: DstFold, limit: int
-) -> list[int]:
-    margin_ms = 2 * int(_MARGIN.total_seconds() * 1000)
-    steady = hi - lo <= DAY_MS and _offset(lo - margin_ms, tz) == _offset(hi + margin_ms, tz)
-    # Away from a transition wall clock and instants move together: start exactly at `lo`, stop at `limit`.
-    pad = timedelta(0) if steady else _MARGIN
-    start, end = _naive(lo, tz) - pad, _naive(hi, tz) + pad
+    expr: str,
+    seconds_first: bool,
+    tz: ZoneInfo,
+    lo: int,
+    hi: int,
+    gap: DstGap,
+    fold: DstFold,
+    limit: int,
+    budget: list[int],
+) -> list[int] | None:
+    """The first `limit` instants in (lo, hi]; None once `budget` (croniter steps left) runs out.
+
+    Wall clock and instants move together except within a shift of a transition, so the walk over
+    wall-clock times starts before `lo`'s only by how much the offset falls around it (the gap-shifted
+    times just after a spring forward), ends after `hi`'s only by how much it rises, and stops once it holds
+    `limit` instants and is past the wall-clock time of the limit-th by how much the offset falls just
+    before it (a fold: later wall-clock times of its first pass are earlier instants).
+    """
+    margin_ms = int(_MARGIN.total_seconds() * 1000)
+    # Offsets are sampled at ±_MARGIN: at most one transition lies within that of any instant.
+    start = _naive(lo, tz) - max(timedelta(0), _offset(lo, tz) - min(_around(lo, tz, margin_ms)))
+    end = _naive(hi, tz) + max(timedelta(0), max(_around(hi, tz, margin_ms)) - _offset(hi, tz))
     it = croniter(expr, start, second_at_beginning=seconds_first, max_years_between_matches=_MAX_YEARS)
     out: set[int] = set()
-    while not (steady and len(out) >= limit):
+    last: int | None = None
+    stop_at: datetime | None = None
+    while True:
+        if budget[0] <= 0:
+            return None
+        budget[0] -= 1
         try:
             naive = it.get_next(datetime)
         except Exception:  # croniter gives up past max_years_between_matches (e.g. 30 February)
@@ -140,11 +181,24 @@ def _window(
         if naive > end:
             break
         out.update(t for t in local_instants(naive, tz, gap, fold) if lo < t <= hi)
-    return sorted(out)
+        if len(out) >= limit:
+            kth = sorted(out)[limit - 1]
+            if kth != last:
+                last = kth
+                fall = _offset(kth - margin_ms, tz) - _offset(kth, tz)
+                stop_at = _naive(kth, tz) + max(timedelta(0), fall)
+            assert stop_at is not None
+            if naive >= stop_at:
+                break
+    return sorted(out)[:limit]
 
 
-def _offset(ms: int, tz: ZoneInfo) -> timedelta | None:
-    return datetime.fromtimestamp(ms / 1000, tz).utcoffset()
+def _around(ms: int, tz: ZoneInfo, margin_ms: int) -> tuple[timedelta, timedelta]:
+    return _offset(ms - margin_ms, tz), _offset(ms + margin_ms, tz)
+
+
+def _offset(ms: int, tz: ZoneInfo) -> timedelta:
+    return datetime.fromtimestamp(ms / 1000, tz).utcoffset() or timedelta(0)
 
 
 def _naive(ms: int, tz: ZoneInfo) -> datetime:

@@ -205,6 +205,12 @@ def may_still_fire(record: ScheduleRecord, nominal_ms: int) -> bool:
     return nominal_ms > record.after_ms or record.buffered_ms == nominal_ms
 
 
+#: How far ahead the next fire and previews are looked for.
+HORIZON_MS = 10 * 366 * 86_400_000
+#: How many next fires a schedule's view shows.
+PREVIEW_FIRES = 5
+
+
 def window(spec: ScheduleSpec) -> tuple[int | None, int | None]:
     def ms(value: datetime | None) -> int | None:
         return None if value is None else int(value.timestamp() * 1000)
@@ -225,15 +231,33 @@ def fires(spec: ScheduleSpec, anchor_ms: int, after_ms: int, until_ms: int, limi
         base = start if start is not None else anchor_ms
         return cronlib.interval_fires(spec.every_ms, base - spec.every_ms, after_ms, until_ms, limit)
     assert spec.cron is not None
-    return cronlib.cron_fires(
-        spec.cron, spec.timezone, after_ms, until_ms, spec.dst_gap, spec.dst_fold, limit
-    )
+    try:
+        return cronlib.cron_fires(
+            spec.cron, spec.timezone, after_ms, until_ms, spec.dst_gap, spec.dst_fold, limit
+        )
+    except cronlib.TooManySteps as exc:
+        # Intake refuses such a spec (`check_evaluable`); one stored anyway yields what was found in the
+        # bounded effort (maybe nothing: no next fire), never an unbounded search.
+        return exc.found
+
+
+def check_evaluable(spec: ScheduleSpec, now_ms: int, count: int = PREVIEW_FIRES) -> None:
+    """FieldError on `cron` if finding the spec's next `count` fires takes more than
+    `cron.MAX_STEPS` croniter steps (intake refuses it; the timer would find no next fire)."""
+    if spec.cron is None:
+        return
+    try:
+        cronlib.cron_fires(
+            spec.cron, spec.timezone, now_ms, now_ms + HORIZON_MS, spec.dst_gap, spec.dst_fold, count
+        )
+    except cronlib.TooManySteps as exc:
+        raise FieldError("cron", f"{exc}: too costly to evaluate") from None
 
 
 def next_fire(record: ScheduleRecord, now_ms: int | None = None) -> int | None:
     """The next nominal fire after the ledger (and after `now_ms` if given), or None if there is none."""
     after = record.after_ms if now_ms is None else max(record.after_ms, now_ms)
-    found = fires(record.spec, record.anchor_ms, after, after + 10 * 366 * 86_400_000, 1)
+    found = fires(record.spec, record.anchor_ms, after, after + HORIZON_MS, 1)
     return found[0] if found else None
 
 
@@ -445,5 +469,5 @@ def preview(record: ScheduleRecord, now_ms: int, count: int) -> list[dict[str, s
     """The next `count` fires after now, in UTC and in the schedule's zone (DST policies applied)."""
     spec = record.spec
     after = max(record.after_ms, now_ms)
-    found = fires(spec, record.anchor_ms, after, after + 10 * 366 * 86_400_000, count)
+    found = fires(spec, record.anchor_ms, after, after + HORIZON_MS, count)
     return [{"utc": cronlib.to_utc(t), "local": cronlib.to_local(t, spec.timezone)} for t in found]

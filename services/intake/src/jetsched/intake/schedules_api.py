@@ -13,7 +13,7 @@ from jetsched.bus.cas import KeptChanging, cas_update
 from jetsched.bus.records import decoded, encode
 from jetsched.core import schedules, steps
 from jetsched.core import workflows as wf
-from jetsched.core.errors import ApiError, Conflict, ErrorCode, NotFound
+from jetsched.core.errors import ApiError, Conflict, ErrorCode, FieldError, NotFound
 from jetsched.core.models import EmptyRequest
 from jetsched.core.schedules import PreviewRequest, ScheduleIdRequest, ScheduleRecord, ScheduleSpec
 
@@ -61,7 +61,9 @@ class SchedulesApi:
     def view(self, record: ScheduleRecord) -> dict[str, Any]:
         return {
             "schedule": record.model_dump(mode="json"),
-            "next_fires": [] if record.spec.paused else schedules.preview(record, self.clock.now_ms(), 5),
+            "next_fires": []
+            if record.spec.paused
+            else schedules.preview(record, self.clock.now_ms(), schedules.PREVIEW_FIRES),
         }
 
     def _checked(self, data: bytes) -> ScheduleSpec | ApiError:
@@ -70,6 +72,10 @@ class SchedulesApi:
         if isinstance(spec, ApiError):
             return spec
         now = self.clock.now_ms()
+        try:
+            schedules.check_evaluable(spec, now)
+        except FieldError as exc:
+            return ApiError(code=ErrorCode.INVALID_FIELD, message=str(exc), field=exc.field)
         if spec.workflow is not None:
             return self._checked_workflow(spec, now)
         size = len(encode(schedules.fire_job(schedules.new_record(spec, now), now, now)))
