@@ -63,6 +63,11 @@ def tasks_for(runs: Counter[str], gate: asyncio.Event | None = None) -> Tasks:
             return
         raise Fatal("this step fails")
 
+    @tasks.task("wf.big")
+    async def big(job: Job) -> str:
+        runs[job.id] += 1
+        return "x" * 60_000
+
     @tasks.task("wf.block")
     async def block(job: Job) -> None:
         runs[job.id] += 1
@@ -193,6 +198,36 @@ async def test_map_over_empty_list(stack: Stack, client: Client, nats_server: Na
     async with running_worker(tasks_for(Counter()), nats_server.url):
         view = await finished(client, (await client.submit_workflow(flow)).id)
     assert (view.state, view.steps["each"].result) == ("succeeded", [])
+
+
+async def test_map_parents_too_large(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A map step whose other parents' results are too large to hand over ends dead, `ParentsTooLarge`,
+    as a plain step with the same parents does, and the workflow fails — no instance ever runs. (The
+    map step used to be expanded regardless: storage refused every instance and the job itself, past
+    NATS's max_payload, and the reaper retried that forever, the workflow `running` for good.)"""
+    runs: Counter[str] = Counter()
+    bigs = [step(f"big{n}", "wf.big") for n in range(20)]
+    parents = ["numbers", *(f"big{n}" for n in range(20))]
+    flow = [
+        step("numbers", "wf.list", 3),
+        *bigs,
+        step("each", "wf.double", depends_on=parents, map_over="numbers"),
+        step("plain", "wf.echo", depends_on=parents),
+    ]
+    async with running_worker(tasks_for(runs), nats_server.url, concurrency=8):
+        reply = await client.submit_workflow(flow, on_failure="continue")
+        view = await finished(client, reply.id)
+    assert view.state == "failed"
+    for name in ("each", "plain"):
+        info = view.steps[name]
+        assert (info.state, info.last_error and info.last_error.type) == ("dead", "ParentsTooLarge"), name
+    assert view.steps["each"].instances == 3
+    link = (await client.get(view.steps["each"].job_id)).workflow
+    assert link is not None
+    for n in range(3):
+        with pytest.raises(JetschedApiError):
+            await client.get(step_job_id(reply.id, link["index"], link["run"], n))
+    assert len(runs) == 21  # neither the instances nor the plain step ran
 
 
 async def test_keyed_resubmit(stack: Stack, client: Client, nats_server: NatsServer) -> None:

@@ -9,6 +9,7 @@ from jetsched.core import workflows as wf
 from jetsched.core.errors import TransitionError
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRecord, JobState
+from jetsched.core.types import JSON
 from jetsched.core.workflows import WorkflowRequest
 
 NOW = 1_800_000_000_000
@@ -60,6 +61,37 @@ class TestMap:
         assert one.id == wf.step_job_id(one.workflow.id, 1, 0, 1)
         done = steps.collect(expanded, [8, 10], NOW)
         assert (done.state, done.result) == (JobState.SUCCEEDED, [8, 10])
+
+    def test_parents_too_large(self) -> None:
+        """A map step whose other parents' results are over the budget is refused before any instance
+        exists, and its job ends dead like a plain step's (it used to be expanded regardless: every
+        instance and the job itself were refused by storage, and the workflow hung `running`)."""
+        _, [_, _, job] = jobs(
+            {"name": "l"},
+            {"name": "big"},
+            {"name": "m", "depends_on": ["l", "big"], "map_over": "l"},
+        )
+        parents: dict[str, JSON] = {"l": [1, 2, 3], "big": "x" * wf.MAX_PARENTS_BYTES}
+        problem = steps.map_parents_problem(parents)
+        assert problem is not None
+        dead = steps.fail(job, "ParentsTooLarge", problem, NOW)
+        assert (dead.state, dead.errors[-1].type) == (JobState.DEAD, "ParentsTooLarge")
+
+    def test_instance_share_within_the_bound(self) -> None:
+        """Parents that pass the check fit in the map step's job and in every instance: an instance's
+        share (the other parents and one element) is never larger than them all."""
+        _, [_, _, job] = jobs(
+            {"name": "l"},
+            {"name": "other"},
+            {"name": "m", "depends_on": ["l", "other"], "map_over": "l"},
+        )
+        element = "y" * 1000
+        other = "x" * (wf.MAX_PARENTS_BYTES - 2 * len(element) - 100)
+        parents: dict[str, JSON] = {"l": [element, element], "other": other}
+        assert steps.map_parents_problem(parents) is None
+        one = steps.instance(steps.expand(job, parents, NOW), 0, element, {"other": other}, NOW)
+        share = bounds.json_bytes(one.parents) + bounds.json_bytes(one.item)
+        assert share <= bounds.json_bytes(parents) <= wf.MAX_PARENTS_BYTES
 
     def test_collect_too_large(self) -> None:
         """Collected results over the result limit fail the map step."""

@@ -250,6 +250,14 @@ class TestMap:
         again = wf.apply(failed, [StepEvent(1, 0, F, instance=0)], NOW + 3)
         assert wf.intents(failed, again) == []
 
+    def test_map_job_dead_fails_the_workflow(self) -> None:
+        """A released map step whose own job ends dead without instances having run (its parents were
+        too large to hand over) fails the step, and the workflow settles: failed, the rest cancelled."""
+        record = done(started(self.STEPS), "list", items=3)
+        failed = wf.apply(record, [StepEvent(1, 0, F)], NOW + 2)
+        assert failed.state is WorkflowState.FAILED
+        assert states(failed) == {"list": "succeeded", "each": "failed", "sum": "cancelled"}
+
 
 class TestRepair:
     def test_blank_baseline_rederives_every_intent(self) -> None:

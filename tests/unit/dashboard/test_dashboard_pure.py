@@ -144,10 +144,42 @@ class TestAccess:
         assert not host_ok(None, hosts)
         assert host_ok("proxy.internal", allowed_hosts("127.0.0.1", 8080, ("proxy.internal",)))
 
-    def test_any_host_when_asked(self) -> None:
-        """An empty allow-set answers any Host (`--allow-host '*'`, or bound to all addresses)."""
-        assert host_ok("anything", frozenset())
-        assert allowed_hosts("0.0.0.0", 80) == frozenset()
+    def test_any_host_only_when_asked(self) -> None:
+        """Only an explicit `--allow-host '*'` answers any Host; an empty allow-set answers none."""
+        for bind in ("127.0.0.1", "0.0.0.0", "::", "10.0.0.5"):
+            hosts = allowed_hosts(bind, 80, ("proxy.internal", "*"))
+            assert host_ok("evil.attacker.example", hosts)
+            assert host_ok(None, hosts)
+        assert not host_ok("anything", frozenset())
+
+    @pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
+    def test_wildcard_bind_refuses_foreign_hosts(self, bind: str) -> None:
+        """Bound to every address without `--allow-host`, a foreign Host is refused (DNS rebinding: it
+        used to be answered, like `'*'`); loopback names and the machine's own names and addresses are
+        answered, with or without the port."""
+        own = ("vm.example.org", "vm", "192.0.2.7", "2001:db8::7")
+        hosts = allowed_hosts(bind, 8080, (), own)
+        for foreign in ("evil.attacker.example", "evil.attacker.example:8080", "*.example", ""):
+            assert not host_ok(foreign, hosts), foreign
+        assert not host_ok(None, hosts)
+        for ours in (
+            "localhost",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "VM.example.org:8080",
+            "vm",
+            "192.0.2.7:8080",
+        ):
+            assert host_ok(ours, hosts), ours
+        assert host_ok("[2001:db8::7]:8080", hosts)
+        assert not host_ok("evil.example", allowed_hosts(bind, 8080))  # no own names found: loopback only
+        assert host_ok("proxy.internal:8080", allowed_hosts(bind, 8080, ("proxy.internal",), own))
+
+    def test_specific_bind(self) -> None:
+        """Bound to one non-loopback address, that address (bracketed if IPv6) is answered."""
+        assert host_ok("10.0.0.5:80", allowed_hosts("10.0.0.5", 80))
+        assert host_ok("[2001:db8::5]:80", allowed_hosts("2001:db8::5", 80))
+        assert not host_ok("evil.example:80", allowed_hosts("10.0.0.5", 80))
 
     def test_origins(self) -> None:
         """A change comes from no Origin or our own."""

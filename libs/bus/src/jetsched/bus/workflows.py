@@ -28,7 +28,7 @@ from jetsched.core.models import TERMINAL, Control, JobRecord, JobState
 
 from .cas import cas_update
 from .crashpoints import crashpoint
-from .records import Store, decoded, transition
+from .records import Store, Unstorable, decoded, transition
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -384,11 +384,23 @@ class Workflows:
         elif isinstance(intent, wf.Collect):
             await self._collect(record, intent.index, job, revision, now_ms)
         else:
-            await self._instances(record, intent.index, self._stopper(record, intent.index, False, now_ms))
-            reason = intent.reason
-            await transition(
-                self.records, job, revision, lambda r: steps.fail(r, "MapFailed", reason, now_ms)
-            )
+            await self._fail(record, intent.index, job, revision, "MapFailed", intent.reason, now_ms)
+
+    async def _fail(
+        self,
+        record: wf.WorkflowRecord,
+        index: int,
+        job: JobRecord,
+        revision: int,
+        type: str,
+        reason: str,
+        now_ms: int,
+    ) -> None:
+        """End a waiting step's job dead without running (a map step's: its unstarted instances, those
+        that exist, are cancelled first); its workflow then settles per its failure policy."""
+        if job.workflow is not None and job.workflow.map:
+            await self._instances(record, index, self._stopper(record, index, False, now_ms))
+        await transition(self.records, job, revision, lambda r: steps.fail(r, type, reason, now_ms))
 
     async def _parents(self, record: wf.WorkflowRecord, index: int, known: Known) -> dict[str, JSON]:
         """Step name → result of each parent of step `index`: as known, or read from the parents' jobs
@@ -424,27 +436,46 @@ class Workflows:
         parents = await self._parents(record, index, known)
         step = record.steps[index]
         if step.map_over is None:
-            done = await transition(self.records, job, revision, lambda r: steps.release(r, parents, now_ms))
+            try:
+                done = await transition(
+                    self.records, job, revision, lambda r: steps.release(r, parents, now_ms)
+                )
+            except Unstorable as exc:  # refused for good: retried, it would be refused again forever
+                reason = f"its job cannot be stored: {exc}"
+                await self._fail(record, index, job, revision, "Unstorable", reason, now_ms)
+                return
             if done is not None:
                 known.moved[job.id] = done[1], done[2]
             crashpoint("workflow.release.after_cas")
             return
         if job.parents is not None:
             return  # expanded already: its instances exist
+        # Checked before any instance exists, as a plain step's release checks them: every instance is
+        # handed the other parents' results, and the map step's own job keeps them all.
+        problem = steps.map_parents_problem(parents)
+        if problem is not None:  # no instance exists (the same parents failed the same check before)
+            await transition(
+                self.records, job, revision, lambda r: steps.fail(r, "ParentsTooLarge", problem, now_ms)
+            )
+            return
         source = record.steps[step.map_over].name
         items: list[JSON] = parents[source]
         # An instance gets its element as `item`, not the whole list again: repeated in every instance,
         # the list would make a map's records (and every feed reading them) grow with its size squared.
         shared = {name: result for name, result in parents.items() if name != source}
-        for start in range(0, len(items), CHUNK):
-            await asyncio.gather(
-                *(
-                    self._create_step(steps.instance(job, n, items[n], shared, now_ms), fresh=False)
-                    for n in range(start, min(start + CHUNK, len(items)))
+        try:
+            for start in range(0, len(items), CHUNK):
+                await asyncio.gather(
+                    *(
+                        self._create_step(steps.instance(job, n, items[n], shared, now_ms), fresh=False)
+                        for n in range(start, min(start + CHUNK, len(items)))
+                    )
                 )
-            )
-            crashpoint("workflow.expand.after_chunk")
-        await transition(self.records, job, revision, lambda r: steps.expand(r, parents, now_ms))
+                crashpoint("workflow.expand.after_chunk")
+            await transition(self.records, job, revision, lambda r: steps.expand(r, parents, now_ms))
+        except Unstorable as exc:  # refused for good: the instances made so far are cancelled
+            reason = f"its job cannot be stored: {exc}"
+            await self._fail(record, index, job, revision, "Unstorable", reason, now_ms)
 
     async def _cancel(
         self, record: wf.WorkflowRecord, index: int, job: JobRecord, revision: int, running: bool, now_ms: int

@@ -86,6 +86,14 @@ def parents_problem(parents: dict[str, JSON]) -> str | None:
     return None
 
 
+def map_parents_problem(parents: dict[str, JSON]) -> str | None:
+    """Why a map step's parents' results cannot be handed over (None: they can), checked before any of
+    its instances exists, as `release` checks a plain step's. Its own job keeps them all (`expand`); an
+    instance is handed all but the list it maps over, plus one element of that list (`instance`) — never
+    more than them all, so the one bound covers both."""
+    return parents_problem(parents)
+
+
 def _queued(rec: JobRecord, link: WorkflowLink, now_ms: int, **changes: object) -> JobRecord:
     run_at_ms = max(rec.run_at_ms, now_ms + (link.delay_ms or 0))
     ready = run_at_ms <= now_ms

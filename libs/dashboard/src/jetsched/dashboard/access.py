@@ -54,19 +54,39 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def allowed_hosts(bind: str, port: int, extra: tuple[str, ...] = ()) -> frozenset[str]:
-    """`Host` header values the dashboard answers: its loopback names when bound to loopback, else the
-    address it is bound to, plus any names given (`--allow-host`, e.g. a reverse proxy's)."""
-    names = set(LOOPBACK_NAMES) if is_loopback(bind) else {bind}
-    if bind in ("0.0.0.0", "::"):
-        names = set()
-    names.update(extra)
+#: In an allow-set: answer any `Host` (`--allow-host '*'`, asked for explicitly, never implied).
+ANY_HOST = "*"
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(
+    bind: str, port: int, extra: tuple[str, ...] = (), own: tuple[str, ...] = ()
+) -> frozenset[str]:
+    """`Host` header values the dashboard answers: its loopback names when bound to loopback; bound to
+    every address (`0.0.0.0`, `::`), its loopback names and the machine's own names and addresses (`own`:
+    its host name, FQDN and their addresses, found by the caller); else the address it is bound to. Plus
+    any names given (`--allow-host`, e.g. a reverse proxy's); `'*'` among them answers any Host."""
+    if ANY_HOST in extra:
+        return frozenset({ANY_HOST})
+    if is_loopback(bind):
+        names = set(LOOPBACK_NAMES)
+    elif bind in WILDCARD_BINDS:
+        names = set(LOOPBACK_NAMES) | {_bracketed(name) for name in own if name}
+    else:
+        names = {_bracketed(bind)}
+    names.update(name.lower() for name in extra)
+    names = {name.lower() for name in names}
     return frozenset({*names, *(f"{name}:{port}" for name in names)})
 
 
+def _bracketed(name: str) -> str:
+    """An IPv6 address as a `Host` header carries it: in brackets."""
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
+
+
 def host_ok(host: str | None, allowed: frozenset[str]) -> bool:
-    """Whether a request's `Host` is one of ours (an empty `allowed` set accepts any: `--allow-host '*'`)."""
-    if not allowed:
+    """Whether a request's `Host` is one of ours (`ANY_HOST` in `allowed`: any; an empty set: none)."""
+    if ANY_HOST in allowed:
         return True
     return host is not None and host.lower() in allowed
 

@@ -22,7 +22,7 @@ from jetsched.bus.connect import redact
 from jetsched.sdk import Client, JetschedApiError
 
 from . import bulk, params, shapes
-from .access import TOKEN_HEADER, Access, allowed_hosts, host_ok, origin_ok
+from .access import TOKEN_HEADER, WILDCARD_BINDS, Access, allowed_hosts, host_ok, origin_ok
 from .events import KEEPALIVE, frame
 from .live import Hub
 
@@ -79,7 +79,8 @@ class Dashboard:
         self.nats_url = nats_url
         self.access = access or Access()
         self.allow_hosts = allow_hosts
-        #: `Host` values answered (empty: any); None until the port is bound, and nothing is answered.
+        #: `Host` values answered (`ANY_HOST` among them: any); None until the port is bound, and nothing
+        #: is answered.
         self.hosts: frozenset[str] | None = None
         self.client = Client(nats_url, timeout=timeout, auth=auth)
         self.hub = Hub(nats_url, auth)
@@ -267,6 +268,20 @@ class Dashboard:
         return _json({**result, "scanned": found.scanned, "truncated": found.truncated})
 
 
+def own_names() -> tuple[str, ...]:
+    """This machine's host name, FQDN and their addresses: the names a dashboard bound to every address
+    answers besides loopback (best effort — a name that does not resolve adds no address)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    addresses: set[str] = set()
+    for name in names:
+        try:
+            found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            continue
+        addresses.update(str(info[4][0]) for info in found if "%" not in str(info[4][0]))
+    return tuple(sorted(n for n in names | addresses if n))
+
+
 async def serve(
     dashboard: Dashboard, host: str, port: int, ready: Callable[[int], None] | None = None
 ) -> None:
@@ -276,9 +291,8 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
-    dashboard.hosts = (
-        frozenset() if "*" in dashboard.allow_hosts else allowed_hosts(host, bound, dashboard.allow_hosts)
-    )
+    own = await asyncio.to_thread(own_names) if host in WILDCARD_BINDS else ()
+    dashboard.hosts = allowed_hosts(host, bound, dashboard.allow_hosts, own)
     runner = web.AppRunner(dashboard.app(), access_log=None, handle_signals=False)
     await runner.setup()
     try:

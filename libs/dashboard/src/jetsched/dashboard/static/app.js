@@ -238,20 +238,22 @@ function pager(name, query, next) {
 }
 
 function graph(steps) {
-  // Layered layout: a step's column is one more than its deepest parent's.
+  // Layered layout: a step's column is one more than its deepest parent's. Keyed by step name, so
+  // prototype-less: a step named `constructor`, `toString` or `__proto__` is a step like any other.
   const names = Object.keys(steps);
-  const depth = {};
+  const isStep = (name) => Object.prototype.hasOwnProperty.call(steps, name);
+  const depth = Object.create(null);
   const depthOf = (name, seen) => {
     if (depth[name] !== undefined) return depth[name];
     if (seen.has(name)) return 0;
     seen.add(name);
-    const parents = (steps[name].depends_on || []).filter((p) => p in steps);
+    const parents = (steps[name].depends_on || []).filter(isStep);
     depth[name] = parents.length ? 1 + Math.max(...parents.map((p) => depthOf(p, seen))) : 0;
     return depth[name];
   };
   names.forEach((n) => depthOf(n, new Set()));
-  const rows = {};
-  const pos = {};
+  const rows = Object.create(null);
+  const pos = Object.create(null);
   for (const n of names.slice(0, 500)) {
     const d = depth[n];
     rows[d] = (rows[d] || 0) + 1;
