@@ -34,8 +34,20 @@ wheels: $(VENV)/.installed  ## build the wheels of jetsched, jetsched-server and
 run: $(VENV)/.installed  ## run everything: embedded nats-server, four services, demo worker, demo jobs
 	$(BIN)/jetsched dev
 
-test: $(VENV)/.installed  ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+#: `make test` runs the suite on this many parallel pytest-xdist workers (most tests wait on processes and
+#: timers, so more than the cores pay), then the tests marked `serial` alone; 0 runs everything in-process.
+TEST_WORKERS ?= 3
+
+# Pass 1: all but `serial`, in parallel. Pass 2: `serial` (time bounds, loads of their own), alone.
+# PYTEST_ARGS go to both; a pass that its selection leaves empty (exit 5) is no failure unless both are.
+# The sources are compiled first: every test starts Python processes, and PYTHONDONTWRITEBYTECODE (set on
+# CI's machines) would have each of them compile jetsched afresh.
+test: $(VENV)/.installed  ## run the whole test suite (TEST_WORKERS=n parallel workers, then the serial tests)
+	@$(BIN)/python -m compileall -q $(addsuffix /src,$(PACKAGES))
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS); parallel=$$?; \
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS); serial=$$?; \
+	echo "make test: parallel pass exit $$parallel, serial pass exit $$serial"; \
+	case "$$parallel$$serial" in 00|05|50) exit 0;; 55) exit 5;; *) exit 1;; esac
 
 unit: $(VENV)/.installed  ## pure unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ import pytest
 
 from .soak import soak
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(300)]
 
 
 async def test_short_soak_loses_nothing(tmp_path: Path) -> None:

@@ -66,6 +66,29 @@ async def test_structured_error_exit_code(stack: Stack, nats_server: NatsServer)
     assert "priority" in err
 
 
+async def test_a_long_output_reaches_a_slow_reader_whole() -> None:
+    """Unbuffered (PYTHONUNBUFFERED=1) and after uvloop has run, a print to a pipe whose reader lags used to
+    come back short and lose all past 64 KiB (`--json jobs` under load); the CLI's stdout writes it whole."""
+    script = (
+        "import asyncio, uvloop\n"
+        "from jetsched.cli.__main__ import whole_stdout\n"
+        "uvloop.run(asyncio.sleep(0))\n"
+        "whole_stdout()\n"
+        "print('x' * 300_000)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    await asyncio.sleep(1.5)  # the pipe fills (64 KiB) long before the reader starts
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert len(out) == 300_001
+
+
 async def test_unreachable_server_is_a_clear_error() -> None:
     """No NATS at the address: one line naming the URL (without its password) and the last error, exit 3."""
     port = free_port()

@@ -25,7 +25,7 @@ from jetsched.sdk import Client
 
 from .conftest import ms
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 #: How early a start may be against the true due time: the server-time probe's reply flight and the
 #: rounding to milliseconds (docs/architecture.md, "Time"). Submit times here are taken *before* the

@@ -90,7 +90,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
 
         async def answering() -> None:
-            async with Client(server.url) as client:
+            # timeout=30: the client resends while nobody answers yet (for 5 s by default, which a
+            # loaded machine, busy with other tests, can take to start intake).
+            async with Client(server.url, timeout=30) as client:
                 await eventually(client.stats, timeout=30, what="intake answers")
 
         asyncio.run(answering())

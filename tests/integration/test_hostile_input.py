@@ -370,6 +370,7 @@ async def test_a_report_for_an_unknown_job_is_retried_before_it_is_dropped(
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 async def test_a_burst_of_large_list_requests_keeps_intake_small(fleet: Fleet) -> None:
     """A hundred concurrent 1,000-record list requests over large records are all answered, and intake
     assembles only a few pages at once (it used to build them all together: 70 MB → 700 MB, kept)."""

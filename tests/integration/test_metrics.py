@@ -20,7 +20,7 @@ from jetsched.devkit.procs import SERVICES
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(180)]
 
 
 class Prometheus:

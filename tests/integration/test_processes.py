@@ -39,6 +39,7 @@ async def test_services_as_processes(fleet: Fleet, proc_client: Client) -> None:
     assert {r.result for r in records} == {worker.pid}
 
 
+@pytest.mark.serial
 async def test_killed_worker_job_restarts_elsewhere(fleet: Fleet, proc_client: Client) -> None:
     """`kill -9` of a worker mid-job: the job is rescued and runs again on another worker within seconds."""
     doomed = fleet.worker()
@@ -154,6 +155,7 @@ async def test_nats_outage_does_not_rescue_healthy_jobs(
     assert len(fleet.started(reply.id)) == 1
 
 
+@pytest.mark.serial
 async def test_views_recover_at_once_after_a_nats_restart(
     nats_server: NatsServer, fleet: Fleet, proc_client: Client
 ) -> None:

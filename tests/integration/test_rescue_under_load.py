@@ -19,7 +19,7 @@ from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(120)]
 
 WORKERS = 3
 SLOTS = 4

@@ -8,7 +8,9 @@ contracts cannot see, that the OpenTelemetry SDK is only ever imported lazily.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
+import os
 import subprocess
 import sys
 import zipfile
@@ -71,7 +73,14 @@ def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
-    built = run("make", "-s", "-C", ROOT, "wheels", f"WHEELS={out}")
+    # One build at a time in this source tree (setuptools' build/ and egg-info directories there): parallel
+    # test workers (pytest-xdist) may each run a test of this module.
+    tree = os.open(ROOT, os.O_RDONLY)
+    try:
+        fcntl.flock(tree, fcntl.LOCK_EX)
+        built = run("make", "-s", "-C", ROOT, "wheels", f"WHEELS={out}")
+    finally:
+        os.close(tree)  # and the lock with it
     assert built.returncode == 0, built.stderr
     return {path.name.split("-")[0]: path for path in out.glob("*.whl")}
 

@@ -14,7 +14,7 @@ from .harness import Phases, run_scenario
 from .run import details
 from .scenarios import NodeKill, WorkerZombie
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(150)]
 
 
 def test_worker_cut_off_mid_job_is_fenced(tmp_path: Path) -> None:

@@ -21,7 +21,10 @@ ULID = new_ulid(1_700_000_000_000)
 
 class TestParams:
     @pytest.mark.parametrize(
-        "value", ["", "x", ULID.lower(), ULID + "0", "../" + ULID[3:], ULID[:-1] + "U", "*", ">"]
+        "value",
+        ["", "x", ULID.lower(), ULID + "0", "../" + ULID[3:], ULID[:-1] + "U", "*", ">"],
+        # Named, not shown: the ULID is random, and xdist needs every worker to collect the same ids.
+        ids=["empty", "x", "lowercase", "27-chars", "path", "not-base32", "star", "gt"],
     )
     def test_job_ids_must_be_ulids(self, value: str) -> None:
         """Anything but 26 characters of Crockford base32 is refused."""

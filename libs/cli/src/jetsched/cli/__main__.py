@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
@@ -368,7 +369,24 @@ def missing(exc: ModuleNotFoundError, module: str, command: str, install: str) -
     sys.exit(f"error: `jetsched {command}` is not installed here: pip install {install}")
 
 
+def whole_stdout() -> None:
+    """Give stdout a buffer if it has none (`python -u`, PYTHONUNBUFFERED=1), so that every print is
+    written whole. Unbuffered, a print is one write(2) whose short count nobody looks at, and once uvloop
+    has run, a write to a pipe whose reader lags behind does come back short: `--json jobs` piped to a
+    slow reader lost everything after its first 64 KiB. A buffer writes on until all is out."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and isinstance(sys.stdout.buffer, io.RawIOBase):
+        sys.stdout = open(  # noqa: SIM115 (stdout for the rest of the process; the fd stays open)
+            sys.stdout.fileno(),
+            "w",
+            buffering=1,  # by line, as before
+            encoding=sys.stdout.encoding,
+            errors=sys.stdout.errors,
+            closefd=False,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
+    whole_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "worker" and args.reload:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,9 +65,30 @@ class Proc:
                 self.kill()
         return self.popen.returncode
 
+    def signal_stop(self) -> None:
+        """SIGTERM, without waiting (`terminate_all` waits)."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
     def restart(self) -> Proc:
         self.kill()
         return self.start()
+
+
+def terminate_all(procs: list[Proc], timeout: float = 30.0) -> None:
+    """`terminate` them together: SIGTERM to each at once, then a graceful exit awaited for `timeout` in all
+    (not per process); whichever is still running then is killed."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            proc.signal_stop()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        if proc.popen is None:
+            continue
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def service(name: str, nats_url: str, log_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
