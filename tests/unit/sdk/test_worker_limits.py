@@ -116,6 +116,19 @@ class TestHeld:
             beats.cancel()
 
 
+def blocking(result: int) -> tuple[Tasks, threading.Event, threading.Event]:
+    """Tasks with a `def` handler `t.sync` that says it `started`, waits to `go_on`, returns `result`."""
+    tasks, started, go_on = Tasks(), threading.Event(), threading.Event()
+
+    @tasks.task("t.sync")
+    def blocked(job: Job) -> int:
+        started.set()
+        go_on.wait(10)
+        return result
+
+    return tasks, started, go_on
+
+
 class TestInterruptedThread:
     """A `def` handler runs in a thread, which no cancellation stops."""
 
@@ -128,14 +141,7 @@ class TestInterruptedThread:
 
     async def test_a_thread_still_running_is_not_reported(self) -> None:
         """Interrupted (the drain timeout) while its thread runs on: no outcome, not `released`."""
-        tasks, started, go_on = Tasks(), threading.Event(), threading.Event()
-
-        @tasks.task("t.sync")
-        def blocked(job: Job) -> int:
-            started.set()
-            go_on.wait(10)
-            return 1
-
+        tasks, started, go_on = blocking(1)
         worker, _ = worker_for(tasks)
         try:
             running = await self.run(worker, work(capability="t.sync"), started)
@@ -147,14 +153,7 @@ class TestInterruptedThread:
 
     async def test_a_thread_never_started_is_released(self) -> None:
         """Interrupted before a thread took it (all of them busy): nothing ran, so it is handed back."""
-        tasks, started, go_on = Tasks(), threading.Event(), threading.Event()
-
-        @tasks.task("t.sync")
-        def blocked(job: Job) -> int:
-            started.set()
-            go_on.wait(10)
-            return 1
-
+        tasks, started, go_on = blocking(1)
         worker, _ = worker_for(tasks, concurrency=1)
         try:
             first = await self.run(worker, work(1, "t.sync"), started)
@@ -172,14 +171,7 @@ class TestInterruptedThread:
 
     async def test_a_thread_that_returned_as_it_was_interrupted_reports_its_result(self) -> None:
         """Its handler finished, the loop not yet told: what it did is reported, not `released`."""
-        tasks, started, go_on = Tasks(), threading.Event(), threading.Event()
-
-        @tasks.task("t.sync")
-        def quick(job: Job) -> int:
-            started.set()
-            go_on.wait(10)
-            return 7
-
+        tasks, started, go_on = blocking(7)
         worker, _ = worker_for(tasks)
         running = await self.run(worker, work(capability="t.sync"), started)
         go_on.set()
