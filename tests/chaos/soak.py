@@ -123,6 +123,9 @@ class Soak:
         for _ in range(WORKERS):
             fleet.worker("--concurrency", "4")
         try:
+            # Up to a minute for intake to answer: a dozen processes start at once, slow on a busy machine.
+            async with Client(self.server.url, timeout=60) as starting:
+                await starting.list(limit=1)
             async with Client(self.server.url, timeout=10) as client:
                 await client.list(limit=1)
                 await client.create_schedule("soak-beat", "probe.sleep", None, every=1.0, misfire="all")

@@ -17,7 +17,7 @@ from jetsched.dispatcher import partitions
 from jetsched.dispatcher.service import DEFAULT_SHARDS
 from jetsched.sdk import Client
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 HOT = "probe.sleep"
 SPLIT = {"JETSCHED_DISPATCH_PARTITIONS": f"{HOT}=2"}
