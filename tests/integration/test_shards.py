@@ -25,6 +25,7 @@ from jetsched.timer.service import DEFAULT_SHARDS
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.serial  # delayed jobs start at most a lease TTL plus a tick late across the takeover
 async def test_killed_timer_replica_shards_taken_over(fleet: Fleet) -> None:
     """kill -9 the timer that owns a schedule's shard: its timers fire on the other, none lost or doubled."""
     for name in ("intake", "dispatcher", "reaper", "timer", "timer"):
