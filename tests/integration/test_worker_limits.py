@@ -8,6 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import nats
+import pytest
 from nats.aio.msg import Msg
 
 from jetsched.core import subjects
@@ -81,6 +82,7 @@ async def test_work_beyond_what_heartbeats_may_list_is_not_held(nats_server: Nat
         await nc.close()
 
 
+@pytest.mark.serial  # a worker's heartbeats must keep their pace: on a loaded machine the session is presumed lost
 async def test_outcomes_that_cannot_be_stored_lose_nothing(
     stack: Stack, client: Client, nats_server: NatsServer
 ) -> None:
