@@ -280,7 +280,7 @@ class TestStepJobs:
         job = stored(job, "backoff", "workflow")
         expanded = steps.expand(job, {"l": [4, 5]}, NOW)
         assert_kept(expanded, "backoff", "workflow")
-        assert_kept(steps.instance(expanded, 1, 5, {"l": [4, 5]}, NOW), "backoff", "workflow")
+        assert_kept(steps.instance(expanded, 1, 5, {"l": [4, 5]}, NOW, 1), "backoff", "workflow")
         collected = steps.collect(expanded, [1, 2], NOW + 5)
         assert collected.state is JobState.SUCCEEDED
         assert_kept(collected, "backoff", "workflow")
@@ -437,7 +437,7 @@ class TestScheduleRecord:
         fired = schedules.record_fires(record, schedules.plan(record, NOW + 60_001, False), NOW + 60_001)
         written = orjson.loads(fired.model_dump_json())
         assert written["spec"]["workflow"]["steps"][0]["backoff"]["future_spec_workflow_steps_0_backoff"]
-        _, flow, jobs = schedules.fire_workflow(fired, NOW + 60_000, NOW + 60_001)
+        _, flow, jobs = schedules.fire_workflow(fired, NOW + 60_000, NOW + 60_001, 1)
         assert flow.state is WorkflowState.RUNNING
         assert jobs[0].backoff.base_ms == 5
 

@@ -263,20 +263,20 @@ class TestWorkflowTemplate:
         replay — and no step job may start before it."""
         rec = new_record(flow_spec(jitter_ms=30_000), T0)
         nominal = T0 + 60_000
-        _, _, jobs = fire_workflow(rec, nominal, nominal + 5)
+        _, _, jobs = fire_workflow(rec, nominal, nominal + 5, 1)
         at = nominal + jitter_ms("s1", nominal, 30_000)
         assert {j.run_at_ms for j in jobs} == {at}
         assert at > nominal + 5  # (this fire's jitter is not 0, so the release below is a delay)
         released = steps.release(jobs[0], {}, nominal + 5)
         assert (released.state, released.run_at_ms) == (JobState.SCHEDULED, at)
-        assert [j.run_at_ms for j in fire_workflow(rec, nominal, nominal + 900)[2]] == [at, at]
+        assert [j.run_at_ms for j in fire_workflow(rec, nominal, nominal + 900, 1)[2]] == [at, at]
 
     def test_fire_starts_one_workflow_under_the_fire_id(self) -> None:
         """A fire's workflow has the fire's deterministic id, starts running with its roots released,
         and its step jobs wait, marked with the schedule and nominal time — the same on every replay."""
         rec = new_record(flow_spec(), T0)
         nominal = T0 + 60_000
-        created, running, jobs = fire_workflow(rec, nominal, nominal + 5)
+        created, running, jobs = fire_workflow(rec, nominal, nominal + 5, 1)
         assert created.id == running.id == fire_job_id("s1", nominal)
         assert created.state == "creating"
         assert running.state == "running"
@@ -285,19 +285,19 @@ class TestWorkflowTemplate:
         assert [j.state.value for j in jobs] == ["waiting", "waiting"]
         assert {(j.schedule_id, j.fire_at_ms) for j in jobs} == {("s1", nominal)}
         assert [j.id for j in jobs] == [s.job_id for s in running.steps]
-        again = fire_workflow(rec, nominal, nominal + 900)
+        again = fire_workflow(rec, nominal, nominal + 900, 1)
         assert [j.id for j in again[2]] == [j.id for j in jobs]
 
     def test_fire_is_one_trace(self) -> None:
         """A fire's workflow and every step job carry one trace context, the same on every replay and
         different for every fire."""
         rec = new_record(flow_spec(), T0)
-        _, running, jobs = fire_workflow(rec, T0 + 60_000, T0 + 60_001)
+        _, running, jobs = fire_workflow(rec, T0 + 60_000, T0 + 60_001, 1)
         assert running.trace is not None
         assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", running.trace["traceparent"])
         assert {j.trace["traceparent"] for j in jobs if j.trace} == {running.trace["traceparent"]}
-        assert fire_workflow(rec, T0 + 60_000, T0 + 70_000)[1].trace == running.trace
-        assert fire_workflow(rec, T0 + 120_000, T0 + 120_001)[1].trace != running.trace
+        assert fire_workflow(rec, T0 + 60_000, T0 + 70_000, 1)[1].trace == running.trace
+        assert fire_workflow(rec, T0 + 120_000, T0 + 120_001, 1)[1].trace != running.trace
 
     def test_job_schedule_serialises_as_before(self) -> None:
         """A job schedule's record carries no `workflow` key, so replicas of the previous version read it."""

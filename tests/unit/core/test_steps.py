@@ -55,7 +55,7 @@ class TestMap:
         expanded = steps.expand(job, {"l": [4, 5]}, NOW)
         with pytest.raises(TransitionError):
             steps.expand(expanded, {}, NOW)
-        one = steps.instance(expanded, 1, 5, {"l": [4, 5]}, NOW)
+        one = steps.instance(expanded, 1, 5, {"l": [4, 5]}, NOW, 1)
         assert one.workflow is not None
         assert (one.state, one.item, one.workflow.instance, one.workflow.map) == (JobState.READY, 5, 1, False)
         assert one.id == wf.step_job_id(one.workflow.id, 1, 0, 1)
@@ -89,7 +89,7 @@ class TestMap:
         other = "x" * (wf.MAX_PARENTS_BYTES - 2 * len(element) - 100)
         parents: dict[str, JSON] = {"l": [element, element], "other": other}
         assert steps.map_parents_problem(parents) is None
-        one = steps.instance(steps.expand(job, parents, NOW), 0, element, {"other": other}, NOW)
+        one = steps.instance(steps.expand(job, parents, NOW), 0, element, {"other": other}, NOW, 1)
         share = bounds.json_bytes(one.parents) + bounds.json_bytes(one.item)
         assert share <= bounds.json_bytes(parents) <= wf.MAX_PARENTS_BYTES
 

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from jetsched.core import workflows as wf
 from jetsched.core.errors import FieldError, TransitionError
-from jetsched.core.ids import new_ulid
+from jetsched.core.ids import ULID_RE, new_ulid, timestamp_ms
+from jetsched.core.shards import shard_of
 from jetsched.core.workflows import (
     Cancel,
     Collect,
@@ -428,3 +429,38 @@ def test_a_failure_taken_in_with_a_success_it_follows_leaves_running_siblings_al
         assert [(type(i), i.index) for i in wf.intents(record, after)] == [(Cancel, y)]
         assert not next(i for i in wf.intents(record, after) if isinstance(i, Cancel)).running
         assert wf.apply(after, [StepEvent(y, 0, S)], NOW).state is WorkflowState.FAILED
+
+
+class TestStepPlacement:
+    """Step jobs live in their workflow's record partition (so the reaper replica owning it sees them)."""
+
+    @given(
+        st.integers(min_value=NOW - 10**9, max_value=NOW + 10**9),
+        st.integers(min_value=1, max_value=32),
+        st.integers(min_value=0, max_value=1999),
+        st.integers(min_value=0, max_value=5),
+        st.none() | st.integers(min_value=0, max_value=9999),
+    )
+    def test_a_step_job_shares_its_workflows_partition(
+        self, at: int, partitions: int, index: int, run: int, instance: int | None
+    ) -> None:
+        workflow_id = new_ulid(at)
+        job_id = wf.step_job_id(workflow_id, index, run, instance, partitions=partitions)
+        assert shard_of(job_id, partitions) == shard_of(workflow_id, partitions)
+        assert ULID_RE.match(job_id)
+        assert timestamp_ms(job_id) == timestamp_ms(workflow_id)  # a ULID of the workflow's time
+        assert wf.step_job_id(workflow_id, index, run, instance, partitions=partitions) == job_id
+
+    def test_one_partition_keeps_the_ids_steps_always_had(self) -> None:
+        workflow_id = "01KB0000000000000000000000"
+        assert wf.step_job_id(workflow_id, 3, 1, 7) == wf.step_job_id(workflow_id, 3, 1, 7, partitions=1)
+        assert wf.step_job_id(workflow_id, 3, 1, 7) == "01KB000000VJ7W7NBR5RP3NSZ0"  # as before partitions
+
+    def test_reruns_and_new_records_place_their_steps_too(self) -> None:
+        record, _ = wf.new_record(
+            request([{"name": "a"}, {"name": "b"}]), new_ulid(NOW), NOW, None, partitions=7
+        )
+        failed = record.model_copy(update={"state": WorkflowState.FAILED})
+        for rec in (record, wf.retry(failed, NOW + 1)):
+            assert rec.partitions == 7
+            assert {shard_of(s.job_id, 7) for s in rec.steps} == {shard_of(rec.id, 7)}

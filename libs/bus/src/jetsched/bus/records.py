@@ -207,6 +207,10 @@ class Records:
         jobs = [Store(nc, subjects.jobs_bucket(p)) for p in range(partitions)]
         return cls(jobs, Store(nc, subjects.TIMERS_BUCKET), retention_s, nc, History(nc))
 
+    @property
+    def partitions(self) -> int:
+        return len(self.stores)
+
     def store_of(self, job_id: str) -> Store:
         """The bucket of the partition a job's record lives in."""
         return self.stores[shard_of(job_id, len(self.stores))]

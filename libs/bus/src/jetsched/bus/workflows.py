@@ -467,7 +467,9 @@ class Workflows:
             for start in range(0, len(items), CHUNK):
                 await asyncio.gather(
                     *(
-                        self._create_step(steps.instance(job, n, items[n], shared, now_ms), fresh=False)
+                        self._create_step(
+                            steps.instance(job, n, items[n], shared, now_ms, record.partitions), fresh=False
+                        )
                         for n in range(start, min(start + CHUNK, len(items)))
                     )
                 )
@@ -513,7 +515,8 @@ class Workflows:
         count = step.instances or 0
         for start in range(0, count, CHUNK):
             ids = [
-                wf.step_job_id(record.id, index, step.run, n) for n in range(start, min(start + CHUNK, count))
+                wf.step_job_id(record.id, index, step.run, n, partitions=record.partitions)
+                for n in range(start, min(start + CHUNK, count))
             ]
             read = await asyncio.gather(*(self._get(job_id) for job_id in ids))
             for got in read:

@@ -403,7 +403,7 @@ def fire_job(record: ScheduleRecord, nominal_ms: int, now_ms: int) -> JobRecord:
 
 
 def fire_workflow(
-    record: ScheduleRecord, nominal_ms: int, now_ms: int
+    record: ScheduleRecord, nominal_ms: int, now_ms: int, partitions: int
 ) -> tuple[wf.WorkflowRecord, wf.WorkflowRecord, list[JobRecord]]:
     """The workflow one fire starts, under the fire's id (`fire_job_id`): its record as created
     (`creating`, for the intents of its start), as stored (`running`, its first steps released), and
@@ -413,7 +413,7 @@ def fire_workflow(
     request = wf.WorkflowRequest(on_failure=template.on_failure, steps=template.steps)
     workflow_id = fire_job_id(record.spec.id, nominal_ms)
     trace = fire_trace(workflow_id)
-    created, ordered = wf.new_record(request, workflow_id, now_ms, trace)
+    created, ordered = wf.new_record(request, workflow_id, now_ms, trace, partitions=partitions)
     created = created.model_copy(update={"schedule_id": record.spec.id, "fire_at_ms": nominal_ms})
     # Jitter delays the whole workflow: no step starts before the fire's jittered time (a released step
     # runs at the later of its job's run_at and its own delay after release).

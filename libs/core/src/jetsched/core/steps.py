@@ -129,14 +129,17 @@ def expand(rec: JobRecord, parents: dict[str, JSON], now_ms: int) -> JobRecord:
     return rec.model_copy(update={"parents": parents, "updated_at_ms": now_ms})
 
 
-def instance(rec: JobRecord, number: int, item: JSON, parents: dict[str, JSON], now_ms: int) -> JobRecord:
-    """Map instance `number` of a map step's job: a new job, queued at once, handed `item`."""
+def instance(
+    rec: JobRecord, number: int, item: JSON, parents: dict[str, JSON], now_ms: int, partitions: int
+) -> JobRecord:
+    """Map instance `number` of a map step's job: a new job, queued at once, handed `item`, its id
+    placed for its workflow record's `partitions`."""
     link = rec.workflow
     assert link is not None
     sub = link.model_copy(update={"instance": number, "map": False})
     fresh = rec.model_copy(
         update={
-            "id": step_job_id(link.id, link.index, link.run, number),
+            "id": step_job_id(link.id, link.index, link.run, number, partitions=partitions),
             "created_at_ms": now_ms,
             "workflow": sub,
             "item": item,

@@ -44,6 +44,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from .errors import FieldError, TransitionError
 from .ids import encode, timestamp_ms
 from .models import CapabilityName, JobRecord, JobRequest, JobState, Model, Stored
+from .shards import shard_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -238,6 +239,9 @@ class WorkflowRecord(Stored):
     #: The schedule whose fire started it, and the fire's nominal time.
     schedule_id: str | None = None
     fire_at_ms: int | None = None
+    #: The record partitions its step jobs' ids were chosen for (`step_job_id`): 1 in a record written
+    #: before partitions existed, whose steps keep the ids it gave them.
+    partitions: int = Field(default=1, ge=1)
 
     #: Each step's children, worked out once for a record and the copies made of it (no change of a
     #: workflow touches its graph).
@@ -257,24 +261,50 @@ class WorkflowRecord(Stored):
         return self._children[index]
 
 
-def step_job_id(workflow_id: str, index: int, run: int, instance: int | None = None) -> str:
+def step_job_id(
+    workflow_id: str, index: int, run: int, instance: int | None = None, *, partitions: int = 1
+) -> str:
     """A step job's id: a ULID with the workflow's time and a hash of (workflow, step, run, instance) —
-    the same on every replay, so re-creating it is a CAS that finds it there."""
+    the same on every replay, so re-creating it is a CAS that finds it there — placed in its workflow's
+    record partition (`placed`), so that the reaper replica owning that partition sees all its steps."""
     digest = hashlib.sha256(f"{workflow_id}:{index}:{run}:{instance}".encode()).digest()[:10]
-    return encode((timestamp_ms(workflow_id) << 80) | int.from_bytes(digest, "big"))
+    return placed((timestamp_ms(workflow_id) << 80) | int.from_bytes(digest, "big"), workflow_id, partitions)
+
+
+#: The low bits of a step job's id varied to place it: 2^15 candidates, where the odds that none of them
+#: lands in a given one of `MAX_RECORD_PARTITIONS` (32) partitions are (31/32)^32768 — never.
+_PLACING_BITS = 15
+
+
+def placed(value: int, anchor: str, partitions: int) -> str:
+    """The ULID `value`, its low bits changed as little as it takes for it to share `anchor`'s record
+    partition (`shard_of(·, partitions)`). With one partition it is `value` unchanged — the ids steps had
+    before partitions existed. Deterministic: every replica and replay places an id the same way."""
+    target = shard_of(anchor, partitions)
+    for flip in range(1 << _PLACING_BITS):
+        job_id = encode(value ^ flip)
+        if shard_of(job_id, partitions) == target:
+            return job_id
+    raise AssertionError(f"no id among 2^{_PLACING_BITS} lands in partition {target} of {partitions}")
 
 
 def new_record(
-    request: WorkflowRequest, workflow_id: str, now_ms: int, trace: dict[str, str] | None
+    request: WorkflowRequest,
+    workflow_id: str,
+    now_ms: int,
+    trace: dict[str, str] | None,
+    *,
+    partitions: int = 1,
 ) -> tuple[WorkflowRecord, list[StepRequest]]:
-    """The `creating` record of a valid request, and the step requests in the record's (topological) order."""
+    """The `creating` record of a valid request, and the step requests in the record's (topological)
+    order; its step jobs' ids placed for `partitions` record partitions."""
     order = check_graph(request.steps)
     position = {request.steps[n].name: at for at, n in enumerate(order)}
     ordered = [request.steps[n] for n in order]
     steps = tuple(
         Step(
             name=step.name,
-            job_id=step_job_id(workflow_id, at, 0),
+            job_id=step_job_id(workflow_id, at, 0, partitions=partitions),
             parents=tuple(sorted(position[p] for p in step.depends_on)),
             map_over=None if step.map_over is None else position[step.map_over],
         )
@@ -289,6 +319,7 @@ def new_record(
         created_at_ms=now_ms,
         updated_at_ms=now_ms,
         trace=trace,
+        partitions=partitions,
     )
     return record, ordered
 
@@ -507,7 +538,11 @@ def retry(record: WorkflowRecord, now_ms: int) -> WorkflowRecord:
         step
         if step.state is StepState.SUCCEEDED
         else step.model_copy(
-            update={**_NEW_RUN, "job_id": step_job_id(record.id, n, step.run + 1), "run": step.run + 1}
+            update={
+                **_NEW_RUN,
+                "job_id": step_job_id(record.id, n, step.run + 1, partitions=record.partitions),
+                "run": step.run + 1,
+            }
         )
         for n, step in enumerate(record.steps)
     ]

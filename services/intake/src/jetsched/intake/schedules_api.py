@@ -89,7 +89,8 @@ class SchedulesApi:
 
     def _checked_workflow(self, spec: ScheduleSpec, now: int) -> ScheduleSpec | ApiError:
         """Each fire's workflow record and step jobs fit, with room to grow (as for a workflow submit)."""
-        _, flow, jobs = schedules.fire_workflow(schedules.new_record(spec, now), now, now)
+        # (Its size only: ids are as long whatever the record partitions they are placed in.)
+        _, flow, jobs = schedules.fire_workflow(schedules.new_record(spec, now), now, now, 1)
         size = len(flow.model_dump_json(exclude_defaults=True)) + wf.growth_bytes(flow)
         if size > wf.MAX_WORKFLOW_RECORD_BYTES:
             return ApiError(

@@ -146,7 +146,9 @@ class WorkflowSubmitter:
                     return reply(stored, duplicate=True)
                 # Half-made by an intake of an earlier version (record first): completed under its id.
                 log.info("completing a half-made workflow", extra={"workflow": workflow_id})
-        created, ordered = wf.new_record(request, workflow_id, now, trace)
+        created, ordered = wf.new_record(
+            request, workflow_id, now, trace, partitions=self.workflows.records.partitions
+        )
         jobs = [steps.waiting_job(step, created, n, now, trace) for n, step in enumerate(ordered)]
         problem = self._sized(created, jobs, request_bytes)
         if problem is not None:

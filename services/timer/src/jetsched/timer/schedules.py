@@ -221,7 +221,7 @@ class ScheduleFirer:
 
     async def _start(self, record: ScheduleRecord, nominal: int, now: int) -> None:
         """Start the fire's workflow, once however often this is replayed (see the module's docstring)."""
-        created, running, jobs = schedules.fire_workflow(record, nominal, now)
+        created, running, jobs = schedules.fire_workflow(record, nominal, now, self.records.partitions)
         points = (
             lambda: crashpoint("timer.fire.after_steps"),
             lambda: crashpoint("timer.fire.after_workflow"),
