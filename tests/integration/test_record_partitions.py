@@ -5,17 +5,22 @@ replays every partition, and a process configured with another count refuses to 
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 
 from jetsched.bus import topology
 from jetsched.bus.connect import connect
 from jetsched.bus.records import Records
+from jetsched.core import subjects
 from jetsched.core.shards import shard_of
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client, chain, step
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +113,74 @@ async def test_two_processes_starting_at_once_with_different_counts_do_not_both_
         assert await topology.record_partitions(js) == 1
     finally:
         await nc.close()
+
+
+async def consumers(js: JetStreamContext, partition: int) -> int:
+    return len(await js.consumers_info(subjects.kv_stream(subjects.jobs_bucket(partition))))
+
+
+async def test_reapers_split_the_partitions_and_a_dead_ones_move(fleet: Fleet) -> None:
+    """With the records in partitions, each reaper replica follows only the partitions it leases — a
+    workflow's steps are in its own — and a killed one's partitions move to the other, whose replay of
+    them finishes every workflow and retires every job; restarted, it takes half of them back."""
+    spread = {"JETSCHED_RECORD_PARTITIONS": "4"}
+    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
+        fleet.service(name, env=spread)
+    nc = await connect(fleet.url, "test")
+    js = nc.jetstream()
+    try:
+        async with Client(fleet.url, timeout=20) as client:
+            await client.stats()
+            # Intake and the dispatcher follow every partition; the reapers one each between them.
+            owners = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
+
+            async def split() -> bool:
+                owners[:] = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
+                counts = [await consumers(js, p) for p in range(4)]
+                return len({o.pid for o in owners}) == 2 and counts == [3, 3, 3, 3]
+
+            await eventually(split, timeout=30, what="two reapers following two partitions each")
+            flows = [
+                await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
+                for _ in range(8)
+            ]
+            jobs = [await client.submit("probe.sleep", 0.02) for _ in range(40)]
+            assert {shard_of(f.id, 4) for f in flows} | {shard_of(j.id, 4) for j in jobs} == {0, 1, 2, 3}
+            fleet.worker("--concurrency", "4")
+            await client.wait(jobs[0].id, timeout=30)
+            owners[0].kill()  # kill -9, mid-way through the workflows
+
+            async def taken_over() -> bool:
+                survivors = {(await fleet.lease_owner("reaper.records", p)).pid for p in range(4)}
+                return len(survivors) == 1 and [await consumers(js, p) for p in range(4)] == [3, 3, 3, 3]
+
+            await eventually(taken_over, timeout=30, what="the survivor to own and follow every partition")
+
+            async def finished() -> bool:
+                states = [(await client.workflow(f.id)).state for f in flows]
+                return all(s == "succeeded" for s in states)
+
+            await eventually(finished, timeout=60, what="every workflow to finish")
+            owners[0].start()  # back: the survivor hands over half its partitions, mid-way through more
+            flows += [
+                await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
+                for _ in range(8)
+            ]
+            await eventually(split, timeout=30, what="the partitions split again")
+            await eventually(finished, timeout=60, what="every workflow to finish")
+            for job in jobs:
+                assert (await client.wait(job.id, timeout=30)).state == "succeeded"
+            records = Records.open(nc, partitions=4)
+            placed = {f.id: [s.job_id for s in (await client.workflow(f.id)).steps.values()] for f in flows}
+            assert all(shard_of(s, 4) == shard_of(f, 4) for f, ids in placed.items() for s in ids)
+            step_ids = [s for ids in placed.values() for s in ids]
+
+            async def retired() -> bool:
+                found = [await records.store_of(i).latest(i) for i in (*step_ids, *(j.id for j in jobs))]
+                return all(data is None for data, _ in found)
+
+            await eventually(retired, timeout=30, what="every finished job retired to history")
+    finally:
+        await nc.close()
+    starts = Counter(r.job_id for r in fleet.runs() if r.event == "start")
+    assert set(starts.values()) == {1}

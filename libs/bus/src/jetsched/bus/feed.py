@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from nats.js import api
@@ -251,10 +251,14 @@ class KeyFeed:
 
 
 class RecordFeed:
-    """The job records' feed — every partition's bucket (`subjects.jobs_bucket`), each its own `KeyFeed`
-    in its own stream order — as `Change`s decoded only as far as the reader needs. A key lives in one
-    partition, so each key's changes still come in order; there is no order between keys, as there never
-    was one a reader could rely on."""
+    """The job records' feed — every followed partition's bucket (`subjects.jobs_bucket`), each its own
+    `KeyFeed` in its own stream order — as `Change`s decoded only as far as the reader needs. A key lives
+    in one partition, so each key's changes still come in order; there is no order between keys, as there
+    never was one a reader could rely on.
+
+    A reader follows every partition (`start()`), or the ones it owns (`follow`, as its leases change): a
+    partition newly followed replays like a fresh start, and `ready` tells when it has; one dropped
+    delivers nothing more once `follow` returns."""
 
     def __init__(
         self,
@@ -271,30 +275,74 @@ class RecordFeed:
             else:
                 handler(Change.from_message(key, revision, data, headers))
 
-        self.feeds = [
-            KeyFeed(nc, js, subjects.jobs_bucket(p), on_key, headers_only, quarantine=quarantine)
-            for p in range(partitions)
-        ]
-        #: Set once every partition's replay is complete.
+        def feed_of(partition: int) -> KeyFeed:
+            bucket = subjects.jobs_bucket(partition)
+            return KeyFeed(nc, js, bucket, on_key, headers_only, quarantine=quarantine)
+
+        self._feed_of = feed_of
+        self.partitions = partitions
+        #: The followed partitions' feeds.
+        self.feeds: dict[int, KeyFeed] = {}
+        #: Called with a followed partition once its replay is complete.
+        self.on_ready: Callable[[int], None] = lambda _: None
+        self._readying: dict[int, asyncio.Task[None]] = {}
+        #: Set once the replay of every partition followed from the start is complete.
         self.caught_up = asyncio.Event()
         self._waiting: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
-        """False while JetStream cannot serve some partition's feed (see `KeyFeed.healthy`)."""
-        return all(feed.healthy for feed in self.feeds)
+        """False while JetStream cannot serve some followed partition's feed (see `KeyFeed.healthy`)."""
+        return all(feed.healthy for feed in list(self.feeds.values()))
 
-    async def start(self) -> None:
-        for feed in self.feeds:
-            await feed.start()
-        self._waiting = asyncio.create_task(self._all_caught_up())
+    def ready(self, partition: int) -> bool:
+        """Whether a partition is followed and its replay complete."""
+        feed = self.feeds.get(partition)
+        return feed is not None and feed.caught_up.is_set()
 
-    async def _all_caught_up(self) -> None:
-        await asyncio.gather(*(feed.caught_up.wait() for feed in self.feeds))
+    async def start(self, partitions: Iterable[int] | None = None) -> None:
+        """Follow these partitions (every one by default)."""
+        for partition in range(self.partitions) if partitions is None else partitions:
+            await self._follow(partition)
+        self._waiting = asyncio.create_task(self._all_caught_up(list(self.feeds.values())))
+
+    async def follow(self, partitions: set[int]) -> set[int]:
+        """Follow exactly these partitions from now on; the partitions dropped (nothing more comes from
+        them). One caller at a time."""
+        dropped = set(self.feeds) - partitions
+        for partition in sorted(dropped):
+            await self._unfollow(partition)
+        for partition in sorted(partitions - set(self.feeds)):
+            await self._follow(partition)
+        return dropped
+
+    async def _follow(self, partition: int) -> None:
+        feed = self.feeds[partition] = self._feed_of(partition)
+        await feed.start()
+
+        async def announce() -> None:
+            await feed.caught_up.wait()
+            self.on_ready(partition)
+
+        self._readying[partition] = asyncio.create_task(announce())
+
+    async def _unfollow(self, partition: int) -> None:
+        feed = self.feeds.pop(partition)
+        await _cancelled(self._readying.pop(partition, None))
+        await feed.stop()
+
+    async def _all_caught_up(self, feeds: list[KeyFeed]) -> None:
+        await asyncio.gather(*(feed.caught_up.wait() for feed in feeds))
         self.caught_up.set()
 
     async def stop(self) -> None:
-        if self._waiting is not None:
-            self._waiting.cancel()
-        for feed in self.feeds:
-            await feed.stop()
+        await _cancelled(self._waiting)
+        for partition in sorted(self.feeds):
+            await self._unfollow(partition)
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

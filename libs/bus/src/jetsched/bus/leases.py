@@ -67,7 +67,7 @@ class ShardLeaser:
 
     def _observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         now = self.clock.now_ms()
-        kind, _, ident = key.partition(".")[2].partition(".")
+        kind, _, ident = key[len(self.service) + 1 :].partition(".")
         # Only keys of the shapes replicas write count: a member is an instance id (a lower-case ULID), a
         # shard its number. Anything else in the bucket — nobody but the services may write there, but
         # a JetStream ack sent to a forged reply subject once could — must not pass for a live replica.

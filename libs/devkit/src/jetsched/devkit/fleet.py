@@ -91,7 +91,8 @@ class Fleet:
         finally:
             await nc.close()
         assert instance is not None
-        return next(p for p in self.services if p.name == service and instance in p.log_path.read_text())
+        name = service.partition(".")[0]  # a service's leases of another kind: `reaper.records`
+        return next(p for p in self.services if p.name == name and instance in p.log_path.read_text())
 
     def stop(self) -> None:
         """Every worker stopped gracefully, together, then every service, together (the workers report to

@@ -252,6 +252,17 @@ class Advancer:
                         self._retire([change])
                 self.pending.pop(key, None)
 
+    def forget(self, shards_of: Callable[[str], bool]) -> None:
+        """Drop the step jobs and outcomes of the workflows `shards_of` names: their shards went to another
+        replica, whose feed replays them. (Outcomes whose children were released here stay: the record
+        that takes them in is this replica's to write — `_due`.)"""
+        for jobs in (self.waiting_in, self.ended_in):
+            for job_id in [j for j, w in jobs.items() if shards_of(w)]:
+                del jobs[job_id]
+        for view in (self.pending, self.ended, self.taken, self.waiting, self.known):
+            for workflow_id in [w for w in view if shards_of(w)]:
+                del view[workflow_id]
+
     def _keep(self, workflow_id: str, known: Known) -> None:
         """Keep the results an advance learnt, for the next ones (a fan-in's parents)."""
         kept = self.kept.pop(workflow_id, {})  # re-inserted: the most recently used last

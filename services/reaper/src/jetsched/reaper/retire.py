@@ -52,23 +52,31 @@ class Retirer:
         quarantine: Quarantine,
         fence_s: int,
         owns: Callable[[str], bool] = lambda _: True,
+        follows: Callable[[str], bool] = lambda _: True,
     ) -> None:
         """`owns(id)`: whether this replica retires the jobs of that id's shard (a job's, or for a
-        workflow's step, the workflow's)."""
+        workflow's step, the workflow's). `follows(id)`: whether this replica's feed shows that shard's
+        records (where it does not, nothing would ever show a record kept here gone)."""
         self.records = records
         self.quarantine = quarantine
         self.fence_s = fence_s
         self.owns = owns
+        self.follows = follows
         #: Finished records still in the bucket, by id: kept across a restart of the actor.
         self.pending: dict[str, Change] = {}
         self._wake = asyncio.Event()
 
     def observe(self, change: Change) -> None:
-        if change.state in EXPIRING:
+        if change.state in EXPIRING and self.follows(_owner(change)):
             self.pending[change.id] = change
             self._wake.set()
         else:
             self.pending.pop(change.id, None)  # gone (retired by a replica), or not finished (yet)
+
+    def forget(self, shards_of: Callable[[str], bool]) -> None:
+        """Drop the finished records of the ids `shards_of` names (their shards went to another replica)."""
+        for job_id in [k for k, change in self.pending.items() if shards_of(_owner(change))]:
+            del self.pending[job_id]
 
     def wake(self) -> None:
         """Look again (shards were taken here: their finished records are now this replica's)."""

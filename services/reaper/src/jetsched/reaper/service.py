@@ -15,6 +15,7 @@ forever.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Job id shards replicas split by lease: each rescues and retires the jobs of its own.
+#: Job id shards replicas split by lease: each rescues and retires the jobs of its own. With the records
+#: in P > 1 partitions the shards are the partitions (`ReaperService.partitioned`).
 DEFAULT_SHARDS = 16
 SWEEP_INTERVAL_S = 0.25
 #: How soon a report that could not be applied (storage failover, job not found yet) comes back.
@@ -82,8 +84,15 @@ class ReaperService(Service):
         self, bus: BusConfig, shards: int = DEFAULT_SHARDS, lease_ttl_ms: int = DEFAULT_TTL_MS
     ) -> None:
         super().__init__(bus)
-        self.shards = shards
+        #: With the records in partitions, replicas own partitions: each follows only its own partitions'
+        #: feeds (a workflow's step jobs are in its partition: `wf.step_job_id`), so reading the records
+        #: splits among them like the rest of the work. Their leases are apart from the id shards' (under
+        #: `reaper.records`), so replicas of either kind never take the other's keys for their own.
+        self.partitioned = bus.record_partitions > 1
+        self.shards = bus.record_partitions if self.partitioned else shards
         self.lease_ttl_ms = lease_ttl_ms
+        self.feed: RecordFeed | None = None
+        self.refollow = asyncio.Event()
         #: Job id shards whose sweeps and retirements are this replica's (leased).
         self.owned: set[int] = set()
         self.running: dict[str, Running] = {}
@@ -97,11 +106,33 @@ class ReaperService(Service):
 
     def owns(self, key: str) -> bool:
         """Whether this replica rescues and retires a job, or advances a workflow: the shard of its id
-        (a step job's retirement: its workflow's) is leased here."""
-        return shard_of(key, self.shards) in self.owned
+        (a step job's retirement: its workflow's) is leased here — and, a partition, its feed's replay
+        is complete (until then this replica's view of it is partial: a workflow's waiting steps missing
+        from it would never be released)."""
+        shard = shard_of(key, self.shards)
+        if not self.partitioned:
+            return shard in self.owned
+        return shard in self.owned and self.feed is not None and self.feed.ready(shard)
+
+    def follows(self, key: str) -> bool:
+        """Whether this replica's feed shows the job records of this id's partition."""
+        return not self.partitioned or (
+            self.feed is not None and shard_of(key, self.shards) in self.feed.feeds
+        )
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what the views hold of partitions no longer followed: their new owner replays them."""
+        gone = {key for key in self.running if shard_of(key, self.shards) in partitions}
+        for key in gone:
+            del self.running[key]
+        if self.retirer is not None:
+            self.retirer.forget(lambda key: shard_of(key, self.shards) in partitions)
+        if self.advancer is not None:
+            self.advancer.forget(lambda key: shard_of(key, self.shards) in partitions)
 
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
+        self.refollow.set()
         if self.retirer is not None:
             self.retirer.wake()
         if self.advancer is not None:
@@ -133,16 +164,17 @@ class ReaperService(Service):
         advancer.quarantine = self.quarantined
         advancer.owns = self.owns
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
-        self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns)
+        self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns, self.follows)
         advancer.retire = self.retirer.observe
-        feed = RecordFeed(
+        self.feed = feed = RecordFeed(
             nc, js, self.observe, quarantine=self.quarantined, partitions=self.bus.record_partitions
         )
+        feed.on_ready = lambda _: self._own(self.owned)  # its work is now this replica's to do
         flows = KeyFeed(
             nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
         )
         advancer.feeds = (feed, flows)
-        await feed.start()
+        await feed.start([] if self.partitioned else None)  # partitions: as their leases come
         await flows.start()
 
         return [
@@ -151,8 +183,16 @@ class ReaperService(Service):
             HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
             _Sweeper(self, feed, Outage(nc)),
             ShardLeaser(
-                nc, js, self.name, self.instance, self.shards, self.local, self._own, self.lease_ttl_ms
+                nc,
+                js,
+                f"{self.name}.records" if self.partitioned else self.name,
+                self.instance,
+                self.shards,
+                self.local,
+                self._own,
+                self.lease_ttl_ms,
             ),
+            *([_Follower(self, feed)] if self.partitioned else []),
             Subscriber(
                 nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER, jetstream=True
             ),
@@ -332,6 +372,25 @@ def salvage(data: bytes, problem: str) -> Outcome | None:
     return head
 
 
+class _Follower:
+    """Follows the feeds of the partitions this replica owns, as its leases change."""
+
+    name = "partitions"
+
+    def __init__(self, service: ReaperService, feed: RecordFeed) -> None:
+        self.service = service
+        self.feed = feed
+
+    async def run(self) -> None:
+        while True:
+            await self.service.refollow.wait()
+            self.service.refollow.clear()
+            dropped = await self.feed.follow(set(self.service.owned))
+            if dropped:
+                self.service.forget(dropped)
+                log.info("partitions handed over", extra={"partitions": sorted(dropped)})
+
+
 class _Sweeper:
     name = "sweeper"
 
@@ -363,7 +422,7 @@ class _Sweeper:
                 if service.owns(entry.record.id)
             ]
             for session_id, job_id, attempt in stale_holdings(
-                service.running, service.registry, suspects, now
+                service.running, service.registry, suspects, now, service.follows
             ):
                 if not service.owns(job_id):
                     continue

@@ -28,6 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jetsched.core.models import JobRecord
     from jetsched.core.workers import WorkerRegistry
 
@@ -93,6 +95,7 @@ def stale_holdings(
     registry: WorkerRegistry,
     suspects: dict[tuple[str, str, int], int],
     now_ms: int,
+    seen: Callable[[str], bool] = lambda _: True,
 ) -> list[tuple[str, str, int]]:
     """(session, job id, attempt) that a live session still runs though the lease is no longer its own.
 
@@ -100,11 +103,14 @@ def stale_holdings(
     out server-side: the worker must be told to stop. A listing that disagrees with this view only briefly
     is normal (the view lags the claim), so a holding becomes a verdict after `STALE_GRACE_MS`, and the
     shell confirms it against the stored record before telling the worker. `suspects` carries first
-    sightings between sweeps; entries that resolve are dropped.
+    sightings between sweeps; entries that resolve are dropped. `seen(job_id)`: whether `running` shows
+    that job's partition (the others are left to their replicas).
     """
     listed: set[tuple[str, str, int]] = set()
     for session in registry.sessions.values():
         for job_id, attempt in session.heartbeat.running:
+            if not seen(job_id):
+                continue
             entry = running.get(job_id)
             lease = entry.record.lease if entry is not None else None
             if lease is not None and lease.attempt == attempt and lease.session == session.id:
