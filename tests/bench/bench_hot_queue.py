@@ -2,7 +2,8 @@
 once on the deployed 3-node cluster (every stream replicated 3 times), records and dispatch split in as
 many partitions (`JETSCHED_RECORD_PARTITIONS`, `JETSCHED_DISPATCH_PARTITIONS`; docs/scaling.md).
 
-For each D: a fresh cluster; intake, timer, reaper and D dispatchers (D dispatch shards, so each replica
+For each D: a fresh cluster; intake, timer, R reapers (`--reapers`, 1 by default; with D > 1 record
+partitions each follows only the partitions it owns) and D dispatchers (D dispatch shards, so each replica
 holds one partition); then
 - throughput: JOBS no-op jobs of one capability, end to end, through one worker of concurrency 200, and
   the CPU every process spent per job;
@@ -87,7 +88,7 @@ async def split(urls: str, dispatchers: int) -> None:
         await nc.close()
 
 
-async def measure(dispatchers: int, jobs: int) -> None:
+async def measure(dispatchers: int, jobs: int, reapers: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="jetsched-hot-"))
     cluster = NatsCluster(sorted(DEPLOY.glob("cluster-*.conf")), work).start()
     env = {
@@ -98,7 +99,7 @@ async def measure(dispatchers: int, jobs: int) -> None:
         "JETSCHED_DISPATCH_PARTITIONS": f"bench.noop={dispatchers},bench.order={dispatchers}",
         "JETSCHED_DISPATCHER_SHARDS": str(dispatchers),
     }
-    names = ["intake", "timer", "reaper"] + ["dispatcher"] * dispatchers
+    names = ["intake", "timer"] + ["reaper"] * reapers + ["dispatcher"] * dispatchers
     children = [procs.service(name, cluster.urls, work, env=env).start() for name in names]
     try:
         async with Client(cluster.urls, timeout=60) as client:
@@ -179,16 +180,19 @@ async def stream_writes(partitions: list[int], writes: int) -> None:
         cluster.stop()
 
 
-async def main(counts: list[int], jobs: int) -> None:
+async def main(counts: list[int], jobs: int, reapers: int, writes: bool) -> None:
     print(f"hot queue: {os.cpu_count()} cores; every process of the cluster and the stack on this machine")
-    await stream_writes([1, 3], 30_000)
+    if writes:
+        await stream_writes([1, 3], 30_000)
     for dispatchers in counts:
-        await measure(dispatchers, jobs)
+        await measure(dispatchers, jobs, reapers)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dispatchers", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--reapers", type=int, default=1, help="reaper replicas (default 1)")
+    parser.add_argument("--no-writes", action="store_true", help="skip the stream leaders' write rate")
     args = parser.parse_args()
-    uvloop.run(main(args.dispatchers, args.jobs))
+    uvloop.run(main(args.dispatchers, args.jobs, args.reapers, not args.no_writes))

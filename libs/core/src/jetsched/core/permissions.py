@@ -113,6 +113,12 @@ _SERVICES: dict[str, _Service] = {
             subjects.CONTROL_ALL,
             f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>",
             subjects.HISTORY_ALL,
+            # It spreads the record partitions' stream leaders over the cluster's nodes (`bus/leaders.py`).
+            *(
+                f"$JS.API.STREAM.{verb}.{subjects.kv_stream(bucket)}"
+                for bucket in subjects.ALL_JOBS_BUCKETS
+                for verb in ("INFO", "LEADER.STEPDOWN")
+            ),
         ),
         subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),
         reads_streams=(subjects.OUTCOMES_STREAM,),

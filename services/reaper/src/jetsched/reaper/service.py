@@ -32,6 +32,7 @@ from jetsched.bus.config import env_float, env_int
 from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
+from jetsched.bus.leaders import LeaderSpreader
 from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
 from jetsched.bus.records import FENCE_S, Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
@@ -177,7 +178,7 @@ class ReaperService(Service):
         await feed.start([] if self.partitioned else None)  # partitions: as their leases come
         await flows.start()
 
-        return [
+        actors: list[Actor] = [
             self.advancer,
             self.retirer,
             HeartbeatListener(nc, self.registry, self.clock, cut_off=lambda: not feed.healthy),
@@ -192,11 +193,16 @@ class ReaperService(Service):
                 self._own,
                 self.lease_ttl_ms,
             ),
-            *([_Follower(self, feed)] if self.partitioned else []),
             Subscriber(
                 nc, subjects.OUTCOMES_DELIVER, self.apply, queue=subjects.OUTCOMES_CONSUMER, jetstream=True
             ),
         ]
+        if self.partitioned:
+            streams = [subjects.kv_stream(subjects.jobs_bucket(p)) for p in range(self.shards)]
+            actors.append(_Follower(self, feed))
+            # One replica at a time spreads the partitions' leaders: the one holding partition 0.
+            actors.append(LeaderSpreader(nc, streams, lambda: 0 in self.owned, self.local))
+        return actors
 
     async def apply(self, msg: Request) -> None:
         """Apply one outcome report, then ack it."""
