@@ -4,6 +4,8 @@ replays every partition, and a process configured with another count refuses to 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -11,8 +13,11 @@ import pytest
 
 from jetsched.bus import topology
 from jetsched.bus.connect import connect
-from jetsched.bus.records import Records
-from jetsched.core import subjects
+from jetsched.bus.records import Records, Store
+from jetsched.bus.workflows import Workflows
+from jetsched.core import steps, subjects
+from jetsched.core import workflows as wf
+from jetsched.core.ids import new_ulid
 from jetsched.core.shards import shard_of
 from jetsched.devkit import procs
 from jetsched.devkit.fleet import Fleet
@@ -184,3 +189,92 @@ async def test_reapers_split_the_partitions_and_a_dead_ones_move(fleet: Fleet) -
         await nc.close()
     starts = Counter(r.job_id for r in fleet.runs() if r.event == "start")
     assert set(starts.values()) == {1}
+
+
+async def test_a_workflow_whose_steps_are_anywhere_is_seen_whole(fleet: Fleet) -> None:
+    """A running workflow written before steps were placed (or by a version that did not place them) has
+    its steps in any partition: while it runs, every reaper follows every partition, so its owner sees
+    them all and finishes it; once it is over, each goes back to its own partitions."""
+    spread = {"JETSCHED_RECORD_PARTITIONS": "4"}
+    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
+        fleet.service(name, env=spread)
+    nc = await connect(fleet.url, "test")
+    js = nc.jetstream()
+    try:
+        async with Client(fleet.url, timeout=20) as client:
+            await client.stats()
+
+            async def following(count: int) -> bool:
+                return [await consumers(js, p) for p in range(4)] == [count] * 4
+
+            await eventually(lambda: following(3), timeout=30, what="each partition followed by one reaper")
+            records = Records.open(nc, partitions=4)
+            now = round(time.time() * 1000)
+            chained = [
+                {"name": f"s{n}", "capability": "probe.sleep", "payload": 0.01, "depends_on": [f"s{n - 1}"]}
+                for n in range(1, 8)
+            ]
+            request = wf.WorkflowRequest.model_validate(
+                {"steps": [{"name": "s0", "capability": "probe.sleep", "payload": 0.01}, *chained]}
+            )
+            created, ordered = wf.new_record(request, new_ulid(now), now, None)  # as before partitions
+            assert {shard_of(s.job_id, 4) for s in created.steps} - {shard_of(created.id, 4)}
+            jobs = [steps.waiting_job(s, created, n, now, None) for n, s in enumerate(ordered)]
+            started = await Workflows(nc, records).begin(
+                created, wf.start(created, now), jobs, now, (lambda: None, lambda: None)
+            )
+            assert started
+            await eventually(lambda: following(4), timeout=30, what="every reaper following every partition")
+            fleet.worker("--concurrency", "2")
+
+            async def finished() -> bool:
+                return (await client.workflow(created.id)).state == "succeeded"
+
+            await eventually(finished, timeout=60, what="the unplaced workflow to finish")
+            await eventually(lambda: following(3), timeout=30, what="each reaper back to its own partitions")
+
+            async def retired() -> bool:
+                found = [await records.store_of(s.job_id).latest(s.job_id) for s in created.steps]
+                return all(data is None for data, _ in found)
+
+            await eventually(retired, timeout=30, what="every step retired to history")
+    finally:
+        await nc.close()
+
+
+async def test_reapers_stand_by_while_reapers_of_an_earlier_version_run(fleet: Fleet) -> None:
+    """A reaper of an earlier version (job id shards, unplaced map instances) renews `reaper.member.*`:
+    while one does, the partition-owning reapers leave the work to it — here, retiring a finished job."""
+    spread = {"JETSCHED_RECORD_PARTITIONS": "2"}
+    for name in ("intake", "timer", "dispatcher", "reaper"):
+        fleet.service(name, env=spread)
+    nc = await connect(fleet.url, "test")
+    leases = Store(nc, subjects.LEASES_BUCKET)
+    elder = f"reaper.member.{new_ulid(round(time.time() * 1000)).lower()}"
+    renewing = True
+
+    async def renew() -> None:
+        while renewing:
+            await leases.put(elder, b"{}")
+            await asyncio.sleep(0.3)
+
+    try:
+        async with Client(fleet.url, timeout=20) as client:
+            await client.stats()
+            renewer = asyncio.create_task(renew())
+            await asyncio.sleep(1)  # the reaper has seen the elder
+            fleet.worker()
+            job = await client.submit("probe.sleep", 0)
+            assert (await client.wait(job.id, timeout=30)).state == "succeeded"  # outcomes still applied
+            records = Records.open(nc, partitions=2)
+            await asyncio.sleep(2)
+            assert (await records.store_of(job.id).latest(job.id))[0] is not None  # not retired: standing by
+            renewing = False
+            await renewer
+
+            async def retired() -> bool:
+                return (await records.store_of(job.id).latest(job.id))[0] is None
+
+            await eventually(retired, timeout=30, what="the job retired once the elder is gone")
+    finally:
+        await nc.close()

@@ -307,18 +307,30 @@ class RecordFeed:
         self._waiting = asyncio.create_task(self._all_caught_up(list(self.feeds.values())))
 
     async def follow(self, partitions: set[int]) -> set[int]:
-        """Follow exactly these partitions from now on; the partitions dropped (nothing more comes from
-        them). One caller at a time."""
-        dropped = set(self.feeds) - partitions
-        for partition in sorted(dropped):
+        """Follow these partitions from now on, as far as JetStream lets: the partitions whose views must
+        be forgotten — those dropped (nothing more comes from them) and those whose feed could not be
+        started (not followed now: `follow` again to retry). One caller at a time."""
+        gone = set(self.feeds) - partitions
+        for partition in sorted(gone):
             await self._unfollow(partition)
         for partition in sorted(partitions - set(self.feeds)):
-            await self._follow(partition)
-        return dropped
+            try:
+                await self._follow(partition)
+            except Exception as exc:  # JetStream unreachable, a leader being elected: tried again
+                log.warning("partition feed not started", extra={"partition": partition, "error": repr(exc)})
+                gone.add(partition)
+        return gone
 
     async def _follow(self, partition: int) -> None:
+        # Listed before it starts: its replay may be delivered before `start` returns.
         feed = self.feeds[partition] = self._feed_of(partition)
-        await feed.start()
+        try:
+            await feed.start()
+        except BaseException:
+            del self.feeds[partition]
+            with contextlib.suppress(Exception):
+                await feed.stop()
+            raise
 
         async def announce() -> None:
             await feed.caught_up.wait()

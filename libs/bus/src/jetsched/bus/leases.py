@@ -133,3 +133,25 @@ class ShardLeaser:
 
     def _member_key(self) -> str:
         return f"{self.service}.member.{self.instance}"
+
+
+class Members:
+    """The live replicas of another kind of lease (membership keys renewed within the TTL, judged by
+    this replica's clock as `ShardTable` judges them), watched without taking part in it."""
+
+    def __init__(
+        self, nc: Connection, js: JetStreamContext, service: str, clock: Clock, ttl_ms: int = DEFAULT_TTL_MS
+    ) -> None:
+        self.clock = clock
+        self.table = ShardTable("", 0, ttl_ms)
+        self._prefix = f"{service}.member."
+        self.feed = KeyFeed(nc, js, subjects.LEASES_BUCKET, self._observe, keys=f"{self._prefix}>")
+
+    def _observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
+        ident = key[len(self._prefix) :]
+        if ident == ident.lower() and ULID_RE.match(ident.upper()):
+            self.table.observe_member(ident, revision if data else None, self.clock.now_ms())
+
+    def live(self) -> int:
+        now = self.clock.now_ms()
+        return sum(1 for seen in self.table.members.values() if self.table.live(seen, now))

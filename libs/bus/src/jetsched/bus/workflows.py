@@ -44,6 +44,10 @@ STATE_HEADER = "Jetsched-Workflow-State"
 #: On a running workflow's record that stops starting steps (cancelled, or failing fast): the reaper's
 #: check then re-derives its cancellations too, not only its releases.
 STOPPING_HEADER = "Jetsched-Workflow-Stopping"
+#: On a workflow's record whose step jobs are all in its own record partition (`wf.placed`), with the
+#: records in several: the reapers then need to follow only that partition to see them. Written afresh
+#: by every write, so a record last written by a version that does not know it shows unplaced.
+PLACED_HEADER = "Jetsched-Workflow-Placed"
 #: Final workflows that expire after the retention, like succeeded and cancelled jobs (failed ones stay,
 #: to be retried, as dead jobs do).
 EXPIRING = frozenset({wf.WorkflowState.SUCCEEDED, wf.WorkflowState.CANCELLED})
@@ -115,6 +119,8 @@ class Workflows:
         headers = {STATE_HEADER: record.state.value}
         if record.state is wf.WorkflowState.RUNNING and wf.stopping(record):
             headers[STOPPING_HEADER] = "1"
+        if self.records.partitions > 1 and wf.placed(record, self.records.partitions):
+            headers[PLACED_HEADER] = "1"
         if self.retention_s and record.state in EXPIRING:
             headers["Nats-TTL"] = str(self.retention_s)
         data = record.model_dump_json(exclude_defaults=True).encode()

@@ -10,7 +10,8 @@ import os
 import re
 import threading
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Crockford base32, as ULIDs spell their 5-bit groups.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 #: A list page's cursor: the last job id of a page of live jobs (id order), or `history.<sequence>` past a
 #: page of finished ones (history's order: when they ended).
@@ -49,7 +50,7 @@ class UlidFactory:
 
 
 #: Every pair of characters, by the ten bits they stand for; and where each pair's bits start.
-_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+_PAIRS = [high + low for high in ALPHABET for low in ALPHABET]
 _PAIR_SHIFTS = tuple(range(120, -10, -10))
 _BITS = (1 << 130) - 1
 
@@ -64,7 +65,7 @@ def timestamp_ms(ulid: str) -> int:
     """The millisecond timestamp a ULID was made at."""
     value = 0
     for ch in ulid[:10]:
-        value = value * 32 + _ALPHABET.index(ch)
+        value = value * 32 + ALPHABET.index(ch)
     return value
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -42,9 +43,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .errors import FieldError, TransitionError
-from .ids import encode, timestamp_ms
+from .ids import ALPHABET, encode, timestamp_ms
 from .models import CapabilityName, JobRecord, JobRequest, JobState, Model, Stored
 from .shards import shard_of
+from .subjects import MAX_RECORD_PARTITIONS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -241,7 +243,7 @@ class WorkflowRecord(Stored):
     fire_at_ms: int | None = None
     #: The record partitions its step jobs' ids were chosen for (`step_job_id`): 1 in a record written
     #: before partitions existed, whose steps keep the ids it gave them.
-    partitions: int = Field(default=1, ge=1)
+    partitions: int = Field(default=1, ge=1, le=MAX_RECORD_PARTITIONS)
 
     #: Each step's children, worked out once for a record and the copies made of it (no change of a
     #: workflow touches its graph).
@@ -266,9 +268,9 @@ def step_job_id(
 ) -> str:
     """A step job's id: a ULID with the workflow's time and a hash of (workflow, step, run, instance) —
     the same on every replay, so re-creating it is a CAS that finds it there — placed in its workflow's
-    record partition (`placed`), so that the reaper replica owning that partition sees all its steps."""
+    record partition (`place`), so that the reaper replica owning that partition sees all its steps."""
     digest = hashlib.sha256(f"{workflow_id}:{index}:{run}:{instance}".encode()).digest()[:10]
-    return placed((timestamp_ms(workflow_id) << 80) | int.from_bytes(digest, "big"), workflow_id, partitions)
+    return place((timestamp_ms(workflow_id) << 80) | int.from_bytes(digest, "big"), workflow_id, partitions)
 
 
 #: The low bits of a step job's id varied to place it: 2^15 candidates, where the odds that none of them
@@ -276,16 +278,36 @@ def step_job_id(
 _PLACING_BITS = 15
 
 
-def placed(value: int, anchor: str, partitions: int) -> str:
+def place(value: int, anchor: str, partitions: int) -> str:
     """The ULID `value`, its low bits changed as little as it takes for it to share `anchor`'s record
     partition (`shard_of(·, partitions)`). With one partition it is `value` unchanged — the ids steps had
     before partitions existed. Deterministic: every replica and replay places an id the same way."""
+    job_id = encode(value)
     target = shard_of(anchor, partitions)
-    for flip in range(1 << _PLACING_BITS):
-        job_id = encode(value ^ flip)
-        if shard_of(job_id, partitions) == target:
-            return job_id
+    if partitions == 1 or shard_of(job_id, partitions) == target:
+        return job_id
+    # Only the last three characters change (15 bits, 5 a character): the CRC of the rest is taken once
+    # and continued over each candidate's tail (`shard_of` is the CRC-32 of the whole id) — about P tries
+    # of a few hundred nanoseconds each, not P encodes and hashes of the whole id.
+    head = job_id[:-3]
+    crc_head = zlib.crc32(head.encode())
+    low = value & ((1 << _PLACING_BITS) - 1)
+    for flip in range(1, 1 << _PLACING_BITS):
+        bits = low ^ flip
+        tail = ALPHABET[bits >> 10] + ALPHABET[(bits >> 5) & 31] + ALPHABET[bits & 31]
+        if zlib.crc32(tail.encode(), crc_head) % partitions == target:
+            return head + tail
     raise AssertionError(f"no id among 2^{_PLACING_BITS} lands in partition {target} of {partitions}")
+
+
+def placed(record: WorkflowRecord, partitions: int) -> bool:
+    """Whether every step job the record names, and every map instance it will make, lives in the
+    workflow's record partition: false for a record written before partitions existed, or by a version
+    that did not place its steps (the reapers then follow every partition while it runs)."""
+    if record.partitions != partitions:
+        return False
+    home = shard_of(record.id, partitions)
+    return all(shard_of(step.job_id, partitions) == home for step in record.steps)
 
 
 def new_record(

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 
 from jetsched.bus.actors import log_failure
 from jetsched.bus.records import Store, decoded
-from jetsched.bus.workflows import STATE_HEADER, STOPPING_HEADER, Known
+from jetsched.bus.workflows import PLACED_HEADER, STATE_HEADER, STOPPING_HEADER, Known
 from jetsched.core import bounds, subjects
 from jetsched.core import workflows as wf
 from jetsched.core.errors import NotFound, Poisoned
@@ -145,6 +145,11 @@ class Advancer:
         self.waiting_in: dict[str, str] = {}
         #: Running workflows whose records say no step may start any more.
         self.stopping: set[str] = set()
+        #: With the records in partitions: running workflows whose step jobs may be outside their own
+        #: partition (no `PLACED_HEADER`), and whom to tell when there come to be some, or none.
+        self.placing = False
+        self.unplaced: set[str] = set()
+        self.on_unplaced: Callable[[], None] = lambda: None
         self.unstarted = Unstarted(abandon_after_ms)
         #: When to check a workflow's jobs against its record.
         self.checks: dict[str, int] = {}
@@ -221,6 +226,7 @@ class Advancer:
         self.workflows.forget(key, revision)
         if data is None:
             self.stopping.discard(key)
+            self._placed(key, True)
             self._settled(key)
             self.unstarted.observe(key, None, now)
             return
@@ -231,6 +237,9 @@ class Advancer:
             self.stopping.add(key)
         else:
             self.stopping.discard(key)
+        if self.placing:
+            live = state in (wf.WorkflowState.RUNNING, wf.WorkflowState.CREATING)
+            self._placed(key, not live or PLACED_HEADER in headers)
         if state is wf.WorkflowState.RUNNING:
             if self.owns(key):
                 self.seen.setdefault(key, set()).add(revision)
@@ -262,6 +271,15 @@ class Advancer:
         for view in (self.pending, self.ended, self.taken, self.waiting, self.known):
             for workflow_id in [w for w in view if shards_of(w)]:
                 del view[workflow_id]
+
+    def _placed(self, workflow_id: str, placed: bool) -> None:
+        before = bool(self.unplaced)
+        if placed:
+            self.unplaced.discard(workflow_id)
+        else:
+            self.unplaced.add(workflow_id)
+        if bool(self.unplaced) != before:
+            self.on_unplaced()
 
     def _keep(self, workflow_id: str, known: Known) -> None:
         """Keep the results an advance learnt, for the next ones (a fan-in's parents)."""

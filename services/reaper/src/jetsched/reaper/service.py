@@ -33,7 +33,7 @@ from jetsched.bus.crashpoints import crashpoint
 from jetsched.bus.feed import KeyFeed, RecordFeed
 from jetsched.bus.heartbeats import HeartbeatListener, Outage
 from jetsched.bus.leaders import LeaderSpreader
-from jetsched.bus.leases import DEFAULT_TTL_MS, ShardLeaser
+from jetsched.bus.leases import DEFAULT_TTL_MS, Members, ShardLeaser
 from jetsched.bus.records import FENCE_S, Records, StoreError, Unstorable, transition
 from jetsched.bus.service import Service
 from jetsched.bus.subscriber import Subscriber
@@ -76,6 +76,8 @@ DEFAULT_SHARDS = 16
 SWEEP_INTERVAL_S = 0.25
 #: How soon a report that could not be applied (storage failover, job not found yet) comes back.
 REDELIVER_S = 1.0
+#: How soon a partition's feed that could not be started is tried again.
+REFOLLOW_S = 1.0
 
 
 class ReaperService(Service):
@@ -94,6 +96,7 @@ class ReaperService(Service):
         self.lease_ttl_ms = lease_ttl_ms
         self.feed: RecordFeed | None = None
         self.refollow = asyncio.Event()
+        self.elders: Members | None = None
         #: Job id shards whose sweeps and retirements are this replica's (leased).
         self.owned: set[int] = set()
         self.running: dict[str, Running] = {}
@@ -113,7 +116,27 @@ class ReaperService(Service):
         shard = shard_of(key, self.shards)
         if not self.partitioned:
             return shard in self.owned
-        return shard in self.owned and self.feed is not None and self.feed.ready(shard)
+        if shard not in self.owned or self.feed is None or self.standing_by():
+            return False
+        if self.advancer is not None and self.advancer.unplaced:
+            # Some running workflow's steps may be anywhere (`following`): every partition's replay first.
+            return all(self.feed.ready(p) for p in range(self.shards))
+        return self.feed.ready(shard)
+
+    def standing_by(self) -> bool:
+        """Whether reapers of an earlier version, which split job id shards instead of partitions and do
+        not place a map's instances, still run: until they stop, they do the work (rescues, retirements,
+        workflows), and this replica only applies the outcomes its queue group hands it. Run side by side,
+        an old replica's unplaced map instances would be found by no replica of this version."""
+        return self.elders is not None and self.elders.live() > 0
+
+    def following(self) -> set[int]:
+        """The partitions whose feeds this replica follows: its own — or, while some running workflow's
+        steps are not all in its partition (written before partitions, or by a version that did not
+        place them), every one, so that its owner sees them all, as with one partition."""
+        if self.advancer is not None and self.advancer.unplaced:
+            return set(range(self.shards))
+        return set(self.owned)
 
     def follows(self, key: str) -> bool:
         """Whether this replica's feed shows the job records of this id's partition."""
@@ -133,6 +156,10 @@ class ReaperService(Service):
 
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
+        self.wake()
+
+    def wake(self) -> None:
+        """Look again at what this replica owns (leases moved, a replay completed, elders gone)."""
         self.refollow.set()
         if self.retirer is not None:
             self.retirer.wake()
@@ -164,18 +191,23 @@ class ReaperService(Service):
         self.advancer = advancer = Advancer(workflows, self.clock, abandon_after_ms)
         advancer.quarantine = self.quarantined
         advancer.owns = self.owns
+        advancer.placing = self.partitioned
+        advancer.on_unplaced = self.refollow.set
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
         self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns, self.follows)
         advancer.retire = self.retirer.observe
         self.feed = feed = RecordFeed(
             nc, js, self.observe, quarantine=self.quarantined, partitions=self.bus.record_partitions
         )
-        feed.on_ready = lambda _: self._own(self.owned)  # its work is now this replica's to do
+        feed.on_ready = lambda _: self.wake()  # its work is now this replica's to do
         flows = KeyFeed(
             nc, js, subjects.WORKFLOWS_BUCKET, advancer.observe_workflow, True, quarantine=self.quarantined
         )
         advancer.feeds = (feed, flows)
         await feed.start([] if self.partitioned else None)  # partitions: as their leases come
+        if self.partitioned:
+            self.elders = Members(nc, js, self.name, self.local, self.lease_ttl_ms)
+            await self.elders.feed.start()
         await flows.start()
 
         actors: list[Actor] = [
@@ -388,13 +420,19 @@ class _Follower:
         self.feed = feed
 
     async def run(self) -> None:
+        service = self.service
+        service.refollow.set()  # (restarted: whatever the last run left half done is looked at again)
         while True:
-            await self.service.refollow.wait()
-            self.service.refollow.clear()
-            dropped = await self.feed.follow(set(self.service.owned))
-            if dropped:
-                self.service.forget(dropped)
-                log.info("partitions handed over", extra={"partitions": sorted(dropped)})
+            await service.refollow.wait()
+            service.refollow.clear()
+            wanted = service.following()
+            gone = await self.feed.follow(wanted)
+            if gone:
+                service.forget(gone)
+                log.info("partitions not followed", extra={"partitions": sorted(gone)})
+            if not wanted <= set(self.feed.feeds):  # some feed could not start: again in a while
+                await service.clock.sleep(REFOLLOW_S)
+                service.refollow.set()
 
 
 class _Sweeper:
@@ -412,9 +450,18 @@ class _Sweeper:
         await self.feed.caught_up.wait()
         started = service.clock.now_ms()
         suspects: dict[tuple[str, str, int], int] = {}
+        standing_by = False
         while True:
             await service.clock.sleep(SWEEP_INTERVAL_S)
             now = service.clock.now_ms()
+            if service.standing_by() != standing_by:
+                standing_by = not standing_by
+                log.warning(
+                    "reapers of an earlier version are running: standing by until they stop"
+                    if standing_by
+                    else "no reaper of an earlier version runs any more: taking up the work"
+                )
+                service.wake()
             if self.outage.since_last_check() or not self.feed.healthy:
                 # Cut off from NATS, or from the cluster's storage (our feed cannot be served: we may be
                 # on a partition's minority side, hearing only some workers): judge nobody until a full
