@@ -39,9 +39,9 @@ from jetsched.bus.connect import connect
 from jetsched.bus.records import Store
 from jetsched.core import subjects
 from jetsched.core.errors import NotFound
-from jetsched.core.shards import shard_of
 from jetsched.devkit import procs
 from jetsched.devkit.cluster import NatsCluster
+from jetsched.dispatcher import partitions
 from jetsched.sdk import Client
 
 DEPLOY = HERE.parents[1] / "deploy" / "nats"
@@ -127,7 +127,7 @@ async def measure(dispatchers: int, jobs: int, reapers: int) -> None:
         starts = [started for _, started in backlog]
         per_partition: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
         for job_id, started_at in backlog:
-            per_partition[shard_of(job_id, dispatchers)].append(started_at)
+            per_partition[partitions.number(job_id, dispatchers)].append(started_at)
         within = sum(inversions(part) for part in per_partition.values())
         print(f"\n{dispatchers} dispatcher(s), {dispatchers} partition(s), 3-node cluster (R3):")
         print(f"  one hot capability, end to end   {rate:,.0f} jobs/s ({jobs:,} no-op jobs)")

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 
 from jetsched.core import states
+from jetsched.core import workflows as wf
 from jetsched.core.changes import Change
+from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRecord, QueueSettings
 from jetsched.dispatcher import partitions
 from jetsched.dispatcher.queues import Board
@@ -134,3 +137,14 @@ def test_repartition_moves_ready_jobs_between_queues() -> None:
     assert set(board.queues) == {"a"}
     claims = board.plan(registry(("s1", 100, ("a",))), limit=100, now_ms=NOW)
     assert {c.record.id for c in claims} == {r.id for r in records}
+
+
+def test_a_workflows_steps_spread_over_dispatch_partitions() -> None:
+    """Steps share their workflow's record partition (`wf.step_job_id`); a map's instances must still
+    spread over every dispatch partition, whatever the two counts."""
+    workflow_id = new_ulid(1_800_000_000_000)
+    for records, dispatch in ((4, 4), (3, 3), (4, 2), (8, 4), (6, 4), (32, 64)):
+        ids = [wf.step_job_id(workflow_id, 1, 0, n, partitions=records) for n in range(2000)]
+        used = Counter(partitions.number(i, dispatch) for i in ids)
+        assert set(used) == set(range(dispatch)), (records, dispatch)
+        assert min(used.values()) > 2000 / dispatch / 2  # roughly even

@@ -3,7 +3,7 @@
 A capability is dispatched by the one replica that holds its shard's lease, so its priority order holds
 exactly — and one process is the ceiling for a hot queue. A capability given P partitions
 (`--partitions hot.cap=3`, `JETSCHED_DISPATCH_PARTITIONS`) is split by job id instead: job j belongs
-to partition `crc32(j) mod P`, each partition is a queue of its own on the board (`cap#k`), leased as a
+to partition `number(j, P)`, each partition is a queue of its own on the board (`cap#k`), leased as a
 shard of its own (P shards spaced evenly over the ring, so that replicas splitting the ring by blocks
 split the partitions too), and dispatched by whichever replica holds it. What that keeps and gives up:
 
@@ -33,7 +33,7 @@ only waste claims (each claim is a CAS on the job's record), never run a job twi
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from typing import TYPE_CHECKING
 
 from jetsched.core.shards import shard_of
@@ -81,11 +81,20 @@ def count(configured: int, settings: QueueSettings, shards: int) -> int:
     return 1 if limited(settings) else max(1, min(configured, shards))
 
 
+def number(job_id: str, partitions: int) -> int:
+    """A job's dispatch partition: a hash of its id — not the CRC-32 that places records (`shard_of`).
+    A workflow's steps share its record partition (`wf.step_job_id`), so with that CRC they would all
+    fall in one dispatch partition whenever the two counts share a factor: a 10,000-instance map would
+    get one partition's share of the slots. (Any CRC of the id, salted or not, differs from `shard_of`'s
+    by a constant XOR for ids of one length, so it would share the correlation.)"""
+    return int.from_bytes(hashlib.blake2s(job_id.encode(), digest_size=4).digest(), "big") % partitions
+
+
 def queue_of(capability: str, job_id: str, partitions: int) -> str:
     """The board queue a job of `capability` sits in: the capability itself, or one partition of it."""
     if partitions <= 1:
         return capability
-    return f"{capability}{SEPARATOR}{zlib.crc32(job_id.encode()) % partitions}"
+    return f"{capability}{SEPARATOR}{number(job_id, partitions)}"
 
 
 def split(queue: str) -> tuple[str, int]:
