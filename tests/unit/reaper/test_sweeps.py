@@ -147,3 +147,15 @@ def test_lost_when_the_session_comes_back_as_another_process() -> None:
         )
         reg.observe(hb, T0 + 100)
         assert sweep({"000000000000000000000000J1": entry}, reg, T0 + 100, T0) == verdict
+
+
+def test_timeout_counts_from_the_claim_when_this_replica_saw_the_job_later() -> None:
+    """A job seen first long after its claim (its partition moved here; a restart) is not given its
+    whole timeout again; a claim stamped after the first sight (clock error) changes nothing."""
+    reg = WorkerRegistry()
+    record = states.accept(JobRequest(timeout_s=10), "000000000000000000000000J1", "a", T0, None)
+    late = Running(states.claim(record, "w", "s1", "tok", T0), revision=2, seen_ms=T0 + 9_000)
+    beat(reg, T0 + 12_001, (("000000000000000000000000J1", 1),))
+    assert sweep({"000000000000000000000000J1": late}, reg, T0 + 12_001, T0) == [(late, Verdict.TIMEOUT)]
+    ahead = Running(states.claim(record, "w", "s1", "tok", T0 + 60_000), revision=2, seen_ms=T0)
+    assert sweep({"000000000000000000000000J1": ahead}, reg, T0 + 12_000, T0) == []

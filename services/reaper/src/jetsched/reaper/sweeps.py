@@ -59,7 +59,10 @@ class Running:
 def sweep(
     running: dict[str, Running], registry: WorkerRegistry, now_ms: int, started_ms: int
 ) -> list[tuple[Running, Verdict]]:
-    """Running jobs whose session is lost, or that their live session does not hold."""
+    """Running jobs whose session is lost, or that their live session does not hold, or that ran past
+    their timeout — counted from the claim (the dispatcher's reading of the servers' clock, as this
+    one's is) or from when this replica first saw it, whichever is earlier: a job whose partition moved
+    here, or that a restart replayed, is not given its whole timeout again."""
     found: list[tuple[Running, Verdict]] = []
     for entry in running.values():
         lease = entry.record.lease
@@ -77,7 +80,10 @@ def sweep(
             session.heartbeat.running, lease.attempt, entry.record.id
         ):
             found.append((entry, Verdict.ORPHAN))
-        elif now_ms - entry.seen_ms > entry.record.timeout_s * 1000 + TIMEOUT_GRACE_MS:
+        elif (
+            now_ms - min(entry.seen_ms, lease.claimed_at_ms)
+            > entry.record.timeout_s * 1000 + TIMEOUT_GRACE_MS
+        ):
             found.append((entry, Verdict.TIMEOUT))
     return found
 
