@@ -55,6 +55,10 @@ MAX_STEPS = 2000
 MAX_EDGES = 20_000
 #: Elements a map step may run over (instances of it).
 MAX_MAP_ITEMS = 10_000
+#: Bytes of job records a map step's instances may take together, as created: each copies the step's
+#: job (its payload) and its other parents' results, so without this one submit and a list of 10,000
+#: elements could write gigabytes (10,000 × a record of up to ~1 MiB).
+MAX_MAP_BYTES = 64 * 1024 * 1024
 #: Bytes of JSON a released step's parents' results may take (step name → result), as handed to it.
 MAX_PARENTS_BYTES = 128 * 1024
 #: A workflow submit, body and headers (and never more than the server's max_payload).
