@@ -146,7 +146,8 @@ def check_graph(steps: Sequence[StepRequest]) -> list[int]:
         raise FieldError("steps", f"{edges} dependencies; at most {MAX_EDGES}")
     order = _topological(steps, index)
     if len(order) < len(steps):
-        stuck = next(n for n in range(len(steps)) if n not in set(order))
+        placed = set(order)
+        stuck = next(n for n in range(len(steps)) if n not in placed)
         raise FieldError(f"steps.{stuck}.depends_on", f"step '{steps[stuck].name}' is on a cycle")
     return order
 
