@@ -34,7 +34,8 @@ def dense_workflow() -> dict[str, Any]:
 
 
 async def stretches(stop: asyncio.Event, found: list[float]) -> None:
-    """The CPU time the loop spends between two turns of this task, turn after turn."""
+    """The CPU time the loop spends between two turns of this task, turn after turn (it never sleeps, so
+    the process is busy throughout: its CPU time runs as the submit's duration does)."""
     before = time.process_time()
     while not stop.is_set():
         await asyncio.sleep(0)
@@ -44,12 +45,12 @@ async def stretches(stop: asyncio.Event, found: list[float]) -> None:
 
 
 async def test_a_big_workflow_submit_leaves_the_loop_turns(nats_server: NatsServer) -> None:
-    """No stretch of a 2,000-step submit's work without a turn of the loop takes more than a fifth of its
-    CPU time. (It used to validate, build the record and build all 2,000 step jobs in one stretch: 35-55 %
-    of it, 100-200 ms during which intake answered no one.) Measured in CPU time of this process (intake
-    runs in it), so a busy machine does not change the ratio; the collector is held off meanwhile, its
-    pauses not being this test's subject (service processes keep their start-up heap out of it:
-    `bus/service.py`)."""
+    """No stretch of a 2,000-step submit's work without a turn of the loop takes more than a fifth of the
+    submit's duration. (It used to validate, build the record and build all 2,000 step jobs in one
+    stretch: about half of it, 100-200 ms during which intake answered no one.) Both measured in CPU time
+    of this process, which intake runs in and a yielding task keeps busy, so a busy machine does not
+    change the ratio; the collector is held off meanwhile, its pauses not being this test's subject
+    (service processes keep their start-up heap out of it: `bus/service.py`)."""
     intake = IntakeService(BusConfig(nats_url=nats_server.url))
     serving = asyncio.create_task(intake.run())
     try:

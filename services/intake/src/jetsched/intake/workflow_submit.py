@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 #: next to a step's budget cannot make a step job over it, so its jobs are not encoded to be measured.
 RECORD_GROWTH = 5
 RECORD_OVERHEAD_BYTES = 8192
+#: Bytes of workflow submits one intake works on at once (their bodies): a submit's work grows with its
+#: size — the largest, 2,000 steps, takes ~0.3 s of CPU in stretches between which other requests are
+#: served — and each one taken at once would lengthen every other request's wait by a stretch. One of
+#: the largest at a time, or many small ones; the rest wait in order (`Subscriber`).
+BYTES_IN_FLIGHT = wf.MAX_WORKFLOW_REQUEST_BYTES
 
 
 def key_id(key: str) -> str:
