@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+import orjson
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from jetsched.dashboard.access import TOKEN_HEADER, Access
 from jetsched.dashboard.app import Dashboard, serve
+from jetsched.dashboard.live import MAX_STREAMS
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
@@ -34,12 +36,11 @@ FAST = {"base_ms": 20, "factor": 2.0, "jitter": 0.0}
 
 
 @contextlib.asynccontextmanager
-async def dashboard(nats_url: str, token: str | None) -> AsyncIterator[str]:
+async def dashboard(nats_url: str, token: str | None, max_streams: int = MAX_STREAMS) -> AsyncIterator[str]:
     """The dashboard on a free loopback port; yields its URL."""
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        serve(Dashboard(nats_url, access=Access(token)), "127.0.0.1", 0, bound.set_result)
-    )
+    served = Dashboard(nats_url, access=Access(token), max_streams=max_streams)
+    task = asyncio.create_task(serve(served, "127.0.0.1", 0, bound.set_result))
     try:
         port = await asyncio.wait_for(asyncio.shield(bound), 20)
         yield f"http://127.0.0.1:{port}/"
@@ -321,3 +322,41 @@ async def test_changes_need_the_token_and_a_same_origin_request(
     ):
         assert response.status == 403
         assert "read-only" in (await response.json())["error"]["message"]
+
+
+async def test_live_event_streams_are_capped(stack: Stack, nats_server: NatsServer) -> None:
+    """Beyond `max_streams` open event streams a new one is refused, 503 with a one-line reason, and a
+    client that goes away frees its slot within seconds (not at the next keepalive write, 15 s on).
+    (Every stream used to be served: each may hold ~100 KB while its client does not read.)"""
+
+    async def open_stream(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+        response = await http.get(url + "api/events")
+        if response.status == 200:
+            assert await response.content.readline() == b"event: hello\n"
+        return response
+
+    async with dashboard(nats_server.url, None, max_streams=2) as url, aiohttp.ClientSession() as http:
+        first, second = await open_stream(http, url), await open_stream(http, url)
+        assert (first.status, second.status) == (200, 200)
+        refused = await open_stream(http, url)
+        assert refused.status == 503
+        body = await refused.read()
+        assert b"\n" not in body
+        error = orjson.loads(body)["error"]
+        assert error["code"] == "too_many_streams"
+        assert "2 live event streams are open" in error["message"]
+        first.close()  # the client goes away: its connection is closed
+
+        async def admitted() -> aiohttp.ClientResponse | None:
+            response = await open_stream(http, url)
+            if response.status == 200:
+                return response
+            response.close()
+            return None
+
+        third = await eventually(admitted, timeout=5, what="a stream admitted in the freed slot")
+        assert third is not None
+        again = await open_stream(http, url)
+        assert again.status == 503  # the slot was taken again
+        for response in (again, second, third):
+            response.close()

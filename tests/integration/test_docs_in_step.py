@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jetsched.bus.crashpoints import POINTS
 from jetsched.core import bounds, states, subjects
+from jetsched.core import workflows as wf
 from jetsched.devkit.stack import Stack
 from jetsched.intake import api, doctor_api
 from jetsched.intake.service import IntakeService
@@ -111,7 +112,9 @@ def test_every_wire_subject_is_documented_and_every_documented_one_is_used() -> 
 
 
 def size(n: int) -> str:
-    """A byte count as the documents write it: 256 B, 2 KiB, 64 KiB."""
+    """A byte count as the documents write it: 256 B, 2 KiB, 64 KiB, 64 MiB."""
+    if n % 2**20 == 0:
+        return f"{n // 2**20} MiB"
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
@@ -126,6 +129,8 @@ def test_documented_limits_are_the_code_s() -> None:
         f"| releases of one job | {states.MAX_RELEASES}, then it is dead",
         f"a page stops at {api.MAX_PAGE_RECORDS} records or {size(api.MAX_REPLY_BYTES)} of records",
         f"(at most {doctor_api.MAX_LISTED})",
+        f"| workflow map step | ≤ {wf.MAX_MAP_ITEMS:,} elements",
+        f"job records ≤ {size(wf.MAX_MAP_BYTES)} together as created (else `MapTooLarge`)",
     ]
     for text in rendered:
         assert text in PROTOCOL, f"docs/protocol.md does not say {text!r}"

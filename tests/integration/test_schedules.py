@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
+import nats
 import pytest
 
-from jetsched.core import cron
+from jetsched.core import cron, subjects
 from jetsched.core.schedules import fire_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client, JetschedApiError, Job, JobInfo, Tasks
+from jetsched.timer.service import TimerService
 
 from .conftest import ms
 
@@ -188,6 +191,46 @@ async def test_overlap_policies(stack: Stack, client: Client, nats_server: NatsS
         assert interrupted, "the previous run was not cancelled"
         cancelled = [(await client.get(job_id)).state for job_id in interrupted]
         assert set(cancelled) == {"cancelled"}
+
+
+async def test_a_stored_schedule_past_the_step_cap_is_quarantined_once(
+    stack: Stack,
+    client: Client,
+    nats_server: NatsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stored schedule whose next fire cannot be found within the cron step cap (intake refuses such a
+    cron; an older version or a hand could store one) is set aside by the timer: logged once with its id,
+    listed by `doctor`, no longer armed. (It used to be dropped without a word: it never fired again.)"""
+    caplog.set_level(logging.WARNING, logger="jetsched.bus.quarantine")
+    await client.create_schedule("costly", "tick", cron="0 0 1 1 *")  # yearly: no fire meanwhile
+    (timer,) = stack.of(TimerService)
+    assert isinstance(timer, TimerService)
+    wheel = timer.timers.driver.wheel
+    await eventually(lambda: "schedule:costly" in wheel, what="the schedule armed")
+    monkeypatch.setattr(cron, "MAX_STEPS", 0)  # from now on, every evaluation passes the cap
+    nc = await nats.connect(nats_server.url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.SCHEDULES_BUCKET)
+        stored = await kv.get("costly")
+        assert stored.value is not None
+        await kv.put("costly", stored.value)  # the same schedule again, as another writer stores it
+
+        async def listed() -> bool:
+            found = (await client.request(subjects.api("doctor.list"), {}))["quarantined"]
+            return any(item["bucket"] == "schedules" and item["key"] == "costly" for item in found)
+
+        await eventually(listed, what="the schedule quarantined")
+    finally:
+        await nc.close()
+    logged = [
+        r for r in caplog.records if r.getMessage() == "quarantined" and getattr(r, "key", None) == "costly"
+    ]
+    assert len(logged) == 1
+    assert "TooManySteps" in logged[0].__dict__["reason"]
+    assert timer.quarantined.count == 1
+    assert "schedule:costly" not in wheel
 
 
 async def test_costly_cron_neither_stalls_intake_nor_is_stored(

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from jetsched.core.workflows import step_job_id
+from jetsched.core.workflows import MAX_MAP_BYTES, step_job_id
 from jetsched.devkit.nats_server import NatsServer
 from jetsched.devkit.stack import Stack, running_worker
 from jetsched.devkit.waiting import eventually
@@ -228,6 +228,32 @@ async def test_map_parents_too_large(stack: Stack, client: Client, nats_server: 
         with pytest.raises(JetschedApiError):
             await client.get(step_job_id(reply.id, link["index"], link["run"], n))
     assert len(runs) == 21  # neither the instances nor the plain step ran
+
+
+async def test_map_too_large(stack: Stack, client: Client, nats_server: NatsServer) -> None:
+    """A map step whose instances' records would together pass `MAX_MAP_BYTES` — its 120 KB payload
+    copied into each of 600 instances, 72 MB — ends dead, `MapTooLarge`, before any instance exists, and
+    the workflow fails, `workflows.get` saying why. (It used to be expanded regardless: one submit and a
+    list made the instances write their payload's size times the list's length.)"""
+    runs: Counter[str] = Counter()
+    count = 600
+    payload = "p" * 120_000
+    assert count * len(payload) > MAX_MAP_BYTES
+    flow = chain(step("numbers", "wf.list", count), step("each", "wf.double", payload, map_over="numbers"))
+    async with running_worker(tasks_for(runs), nats_server.url, concurrency=8):
+        reply = await client.submit_workflow(flow)
+        view = await finished(client, reply.id)
+    assert view.state == "failed"
+    info = view.steps["each"]
+    assert (info.state, info.step_state) == ("dead", "failed")
+    assert info.last_error is not None
+    assert info.last_error.type == "MapTooLarge"
+    assert f"its {count} instances" in info.last_error.message
+    link = (await client.get(info.job_id)).workflow
+    assert link is not None
+    with pytest.raises(JetschedApiError):
+        await client.get(step_job_id(reply.id, link["index"], link["run"], 0))
+    assert len(runs) == 1  # only the list's step ran
 
 
 async def test_keyed_resubmit(stack: Stack, client: Client, nats_server: NatsServer) -> None:

@@ -96,3 +96,12 @@ def test_status_names_the_worker_of_every_attempt(capsys: pytest.CaptureFixture[
     assert attempts[0].endswith("error")
     assert "2  on host-b (session s2)" in attempts[1]
     assert attempts[1].endswith("succeeded")
+
+
+def test_dashboard_max_streams() -> None:
+    """`--max-streams` takes a positive count (the dashboard's default when absent); nonsense is refused."""
+    assert build_parser().parse_args(["dashboard", "--max-streams", "5"]).max_streams == 5
+    assert build_parser().parse_args(["dashboard"]).max_streams is None
+    for text in ("0", "-1", "many"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["dashboard", "--max-streams", text])

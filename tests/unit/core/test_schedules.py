@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from jetsched.core import steps
+from jetsched.core import cron, steps
 from jetsched.core.ids import timestamp_ms
 from jetsched.core.models import JobState
 from jetsched.core.schedules import (
@@ -21,6 +21,7 @@ from jetsched.core.schedules import (
     jitter_ms,
     may_still_fire,
     new_record,
+    next_fire,
     plan,
     record_fires,
     revise,
@@ -304,3 +305,14 @@ class TestWorkflowTemplate:
         assert "workflow" not in record().model_dump(mode="json")["spec"]
         assert "workflow" not in record().model_dump_json()
         assert "workflow" in new_record(flow_spec(), T0).model_dump(mode="json")["spec"]
+
+
+def test_next_fire_past_the_step_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A next fire that cannot be found within the cron step cap is none, or, asked strictly (the timer
+    asks so, to set the schedule aside), `TooManySteps`."""
+    rec = record(every_ms=None, cron="0 0 1 1 *")
+    assert next_fire(rec) is not None
+    monkeypatch.setattr(cron, "MAX_STEPS", 0)
+    assert next_fire(rec) is None
+    with pytest.raises(cron.TooManySteps):
+        next_fire(rec, strict=True)

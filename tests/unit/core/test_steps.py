@@ -72,9 +72,9 @@ class TestMap:
             {"name": "m", "depends_on": ["l", "big"], "map_over": "l"},
         )
         parents: dict[str, JSON] = {"l": [1, 2, 3], "big": "x" * wf.MAX_PARENTS_BYTES}
-        problem = steps.map_parents_problem(parents)
+        problem = steps.map_problem(job, parents, "l", NOW)
         assert problem is not None
-        dead = steps.fail(job, "ParentsTooLarge", problem, NOW)
+        dead = steps.fail(job, *problem, NOW)
         assert (dead.state, dead.errors[-1].type) == (JobState.DEAD, "ParentsTooLarge")
 
     def test_instance_share_within_the_bound(self) -> None:
@@ -88,10 +88,44 @@ class TestMap:
         element = "y" * 1000
         other = "x" * (wf.MAX_PARENTS_BYTES - 2 * len(element) - 100)
         parents: dict[str, JSON] = {"l": [element, element], "other": other}
-        assert steps.map_parents_problem(parents) is None
+        assert steps.map_problem(job, parents, "l", NOW) is None
         one = steps.instance(steps.expand(job, parents, NOW), 0, element, {"other": other}, NOW, 1)
         share = bounds.json_bytes(one.parents) + bounds.json_bytes(one.item)
         assert share <= bounds.json_bytes(parents) <= wf.MAX_PARENTS_BYTES
+
+    def test_map_too_large(self) -> None:
+        """A map whose instances' records would take more than the budget together is refused before any
+        instance exists: each instance copies the step's payload and its other parents' results, so a
+        modest payload times 10,000 elements would write gigabytes (they used to be written regardless)."""
+        _, [_, job] = jobs(
+            {"name": "l"}, {"name": "m", "depends_on": ["l"], "map_over": "l", "payload": "p" * 8000}
+        )
+        fits: dict[str, JSON] = {"l": list(range(wf.MAX_MAP_BYTES // 10_000))}
+        assert steps.map_problem(job, fits, "l", NOW) is None
+        problem = steps.map_problem(job, {"l": list(range(wf.MAX_MAP_ITEMS))}, "l", NOW)
+        assert problem is not None
+        assert problem[0] == "MapTooLarge"
+        assert f"its {wf.MAX_MAP_ITEMS} instances" in problem[1]
+        assert str(wf.MAX_MAP_BYTES) in problem[1]
+
+    def test_map_bytes_bounds_what_is_written(self) -> None:
+        """The estimate is never below the instances' records as created, and close to them."""
+        _, [_, _, job] = jobs(
+            {"name": "l"},
+            {"name": "o"},
+            {"name": "m", "depends_on": ["l", "o"], "map_over": "l", "payload": {"k": "v" * 500}},
+        )
+        items: list[JSON] = [n * "z" for n in range(120)]
+        parents: dict[str, JSON] = {"l": items, "o": {"shared": "s" * 300}}
+        shared = steps.instance_parents(parents, "l")
+        assert shared == {"o": {"shared": "s" * 300}}
+        written = sum(
+            len(steps.instance(job, n, item, shared, NOW, 1).model_dump_json(exclude_defaults=True))
+            for n, item in enumerate(items)
+        )
+        estimate = steps.map_bytes(job, parents, "l", NOW)
+        assert written <= estimate <= written * 1.02
+        assert steps.map_bytes(job, {"l": [], "o": 1}, "l", NOW) == 0
 
     def test_collect_too_large(self) -> None:
         """Collected results over the result limit fail the map step."""

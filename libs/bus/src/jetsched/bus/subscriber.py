@@ -67,10 +67,13 @@ class Subscriber:
         max_in_flight: int = 2000,
         ready: Callable[[], Awaitable[object]] | None = None,
         jetstream: bool = False,
+        max_bytes_in_flight: int | None = None,
     ) -> None:
         """`ready`: awaited before subscribing, e.g. until the views the handler reads are complete.
         `jetstream`: the subject is a consumer's delivery, whose replies are JetStream's ack subjects
-        (only JetStream may publish there)."""
+        (only JetStream may publish there). `max_bytes_in_flight`: requests handled at once hold at most
+        this many bytes of body between them (one is always let in), for handlers whose work grows with
+        the body; the rest wait their turn in the backlog, in order."""
         self.name = f"sub:{subject}"
         self._ready = ready
         self._nc = nc
@@ -78,9 +81,12 @@ class Subscriber:
         self._queue = queue
         self._handler = handler
         self._max_in_flight = max_in_flight
+        self._max_bytes_in_flight = max_bytes_in_flight
         self._backlog: deque[Request] = deque()
         self._backlog_bytes = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Handlers running, and the bytes of the body each was given.
+        self._tasks: dict[asyncio.Task[None], int] = {}
+        self._bytes_in_flight = 0
         self._replies: set[asyncio.Task[None]] = set()
         self._jetstream = jetstream
         #: Requests dropped for a reply subject that is no inbox.
@@ -97,7 +103,7 @@ class Subscriber:
             self._backlog.clear()
             self._backlog_bytes = 0
             if self._tasks:
-                await asyncio.wait(self._tasks, timeout=10)
+                await asyncio.wait(set(self._tasks), timeout=10)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         answer = reply.decode(errors="replace")
@@ -111,7 +117,7 @@ class Subscriber:
             return
         msg = Request(self._nc, subject.decode(errors="replace"), answer, data, parse_headers(headers))
         msg.nc = self._nc
-        if len(self._tasks) < self._max_in_flight:
+        if not self._backlog and self._fits(len(data)):
             self._start(msg)
         elif self._backlog_bytes + len(data) <= MAX_BACKLOG_BYTES:
             self._backlog.append(msg)
@@ -121,9 +127,16 @@ class Subscriber:
             busy = ApiError(code=ErrorCode.UNAVAILABLE, message="too many requests in flight; retry shortly")
             self._start_reply(msg, busy.body())
 
+    def _fits(self, size: int) -> bool:
+        if len(self._tasks) >= self._max_in_flight:
+            return False
+        limit = self._max_bytes_in_flight
+        return limit is None or not self._tasks or self._bytes_in_flight + size <= limit
+
     def _start(self, msg: Request) -> None:
         task = asyncio.create_task(self._handle(msg))
-        self._tasks.add(task)
+        self._tasks[task] = len(msg.data)
+        self._bytes_in_flight += len(msg.data)
         task.add_done_callback(self._done)
 
     def _start_reply(self, msg: Request, body: bytes) -> None:
@@ -132,8 +145,8 @@ class Subscriber:
         task.add_done_callback(self._replies.discard)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._backlog:
+        self._bytes_in_flight -= self._tasks.pop(task, 0)
+        while self._backlog and self._fits(len(self._backlog[0].data)):
             msg = self._backlog.popleft()
             self._backlog_bytes -= len(msg.data)
             self._start(msg)

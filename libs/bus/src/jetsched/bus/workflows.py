@@ -456,19 +456,13 @@ class Workflows:
             return
         if job.parents is not None:
             return  # expanded already: its instances exist
-        # Checked before any instance exists, as a plain step's release checks them: every instance is
-        # handed the other parents' results, and the map step's own job keeps them all.
-        problem = steps.map_parents_problem(parents)
-        if problem is not None:  # no instance exists (the same parents failed the same check before)
-            await transition(
-                self.records, job, revision, lambda r: steps.fail(r, "ParentsTooLarge", problem, now_ms)
-            )
-            return
         source = record.steps[step.map_over].name
+        problem = steps.map_problem(job, parents, source, now_ms)
+        if problem is not None:  # no instance exists (the same parents failed the same check before)
+            await transition(self.records, job, revision, lambda r: steps.fail(r, *problem, now_ms))
+            return
         items: list[JSON] = parents[source]
-        # An instance gets its element as `item`, not the whole list again: repeated in every instance,
-        # the list would make a map's records (and every feed reading them) grow with its size squared.
-        shared = {name: result for name, result in parents.items() if name != source}
+        shared = steps.instance_parents(parents, source)
         try:
             for start in range(0, len(items), CHUNK):
                 await asyncio.gather(

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from jetsched.bus.auth import NatsAuth
 from jetsched.bus.connect import redact
 
-if TYPE_CHECKING:
-    import argparse
-
 TOKEN_ENV = "JETSCHED_DASHBOARD_TOKEN"
+STREAMS_ENV = "JETSCHED_DASHBOARD_MAX_STREAMS"
+
+
+def stream_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of streams, 1-100000")
+    return value
 
 
 def add_dashboard_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,11 +49,20 @@ def add_dashboard_command(commands: argparse._SubParsersAction[argparse.Argument
         metavar="NAME",
         help="another Host name to answer, e.g. a reverse proxy's (repeatable; '*': any)",
     )
+    dashboard.add_argument(
+        "--max-streams",
+        type=stream_count,
+        default=os.environ.get(STREAMS_ENV) or None,
+        metavar="N",
+        help=f"live event streams (browser tabs) served at once; more are refused with 503 "
+        f"(default 100) [{STREAMS_ENV}]",
+    )
 
 
 async def run_dashboard(args: argparse.Namespace) -> None:
     from jetsched.dashboard.access import Access
     from jetsched.dashboard.app import Dashboard, serve
+    from jetsched.dashboard.live import MAX_STREAMS
 
     dashboard = Dashboard(
         args.nats,
@@ -53,6 +70,7 @@ async def run_dashboard(args: argparse.Namespace) -> None:
         Access(args.operator_token),
         tuple(args.allow_host),
         timeout=args.request_timeout,
+        max_streams=args.max_streams or MAX_STREAMS,
     )
 
     def ready(port: int) -> None:

@@ -6,6 +6,7 @@ sorting by id is sorting by submission order — the ready queues use that as th
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -61,6 +62,7 @@ def encode(value: int) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
+@functools.lru_cache(maxsize=1024)  # asked once per step job id of a workflow: 2,000 or 10,000 times over
 def timestamp_ms(ulid: str) -> int:
     """The millisecond timestamp a ULID was made at."""
     value = 0

@@ -218,8 +218,11 @@ def window(spec: ScheduleSpec) -> tuple[int | None, int | None]:
     return ms(spec.start_at), ms(spec.end_at)
 
 
-def fires(spec: ScheduleSpec, anchor_ms: int, after_ms: int, until_ms: int, limit: int) -> list[int]:
-    """Nominal fire instants in (after_ms, until_ms] within the spec's start/end, earliest first."""
+def fires(
+    spec: ScheduleSpec, anchor_ms: int, after_ms: int, until_ms: int, limit: int, strict: bool = False
+) -> list[int]:
+    """Nominal fire instants in (after_ms, until_ms] within the spec's start/end, earliest first.
+    `strict`: `cron.TooManySteps` if the evaluation passes the step cap (else what it found by then)."""
     start, end = window(spec)
     if start is not None:
         after_ms = max(after_ms, start - 1)
@@ -238,6 +241,8 @@ def fires(spec: ScheduleSpec, anchor_ms: int, after_ms: int, until_ms: int, limi
     except cronlib.TooManySteps as exc:
         # Intake refuses such a spec (`check_evaluable`); one stored anyway yields what was found in the
         # bounded effort (maybe nothing: no next fire), never an unbounded search.
+        if strict:
+            raise
         return exc.found
 
 
@@ -254,10 +259,11 @@ def check_evaluable(spec: ScheduleSpec, now_ms: int, count: int = PREVIEW_FIRES)
         raise FieldError("cron", f"{exc}: too costly to evaluate") from None
 
 
-def next_fire(record: ScheduleRecord, now_ms: int | None = None) -> int | None:
-    """The next nominal fire after the ledger (and after `now_ms` if given), or None if there is none."""
+def next_fire(record: ScheduleRecord, now_ms: int | None = None, strict: bool = False) -> int | None:
+    """The next nominal fire after the ledger (and after `now_ms` if given), or None if there is none.
+    `strict`: `cron.TooManySteps` if finding it passes the step cap (else None, as if there were none)."""
     after = record.after_ms if now_ms is None else max(record.after_ms, now_ms)
-    found = fires(record.spec, record.anchor_ms, after, after + HORIZON_MS, 1)
+    found = fires(record.spec, record.anchor_ms, after, after + HORIZON_MS, 1, strict)
     return found[0] if found else None
 
 

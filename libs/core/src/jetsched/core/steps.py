@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import bounds, states
 from .errors import TransitionError
 from .models import ErrorKind, JobRecord, JobState, WorkflowLink
-from .workflows import MAX_PARENTS_BYTES, step_job_id
+from .workflows import MAX_MAP_BYTES, MAX_PARENTS_BYTES, step_job_id
 
 if TYPE_CHECKING:
     from .types import JSON
@@ -86,12 +86,49 @@ def parents_problem(parents: dict[str, JSON]) -> str | None:
     return None
 
 
-def map_parents_problem(parents: dict[str, JSON]) -> str | None:
-    """Why a map step's parents' results cannot be handed over (None: they can), checked before any of
-    its instances exists, as `release` checks a plain step's. Its own job keeps them all (`expand`); an
-    instance is handed all but the list it maps over, plus one element of that list (`instance`) — never
-    more than them all, so the one bound covers both."""
-    return parents_problem(parents)
+def instance_parents(parents: dict[str, JSON], source: str) -> dict[str, JSON]:
+    """What each instance of a map step over `source` is handed as `parents`: the other parents' results.
+
+    Its element comes as `item`, not the whole list again: repeated in every instance, the list would
+    make a map's records (and every feed reading them) grow with its size squared."""
+    return {name: result for name, result in parents.items() if name != source}
+
+
+def map_bytes(rec: JobRecord, parents: dict[str, JSON], source: str, now_ms: int) -> int:
+    """Bytes the job records of a map step's instances take together, as created (an upper bound).
+
+    Each is a copy of the step's job with the other parents' results and one element, so they take the
+    count times one such record without its element, plus the elements: the list, at most a result."""
+    items = parents[source]
+    if not isinstance(items, list) or not items:
+        return 0
+    # The last instance's record: its number has the most digits. `"item":` and a comma per element.
+    # (Its id placed for one partition: ids are as long whatever partition they are placed in.)
+    last = instance(rec, len(items) - 1, None, instance_parents(parents, source), now_ms, 1)
+    one = len(last.model_dump_json(exclude_defaults=True)) + len(',"item":')
+    return len(items) * one + bounds.json_bytes(items)
+
+
+def map_problem(rec: JobRecord, parents: dict[str, JSON], source: str, now_ms: int) -> tuple[str, str] | None:
+    """Why a map step's job cannot be expanded — (error type, message) to `fail` it with — or None.
+
+    Checked before any of its instances exists, as `release` checks a plain step's parents:
+    - `ParentsTooLarge`: its own job keeps every parent's result (`expand`); an instance is handed all
+      but the list it maps over, plus one element of it (`instance`) — never more than them all, so the
+      one bound covers both.
+    - `MapTooLarge`: its instances' records would take more than `MAX_MAP_BYTES` (`map_bytes`).
+    """
+    problem = parents_problem(parents)
+    if problem is not None:
+        return "ParentsTooLarge", problem
+    size = map_bytes(rec, parents, source, now_ms)
+    if size > MAX_MAP_BYTES:
+        count = len(parents[source])  # a list: only a list has a size over 0
+        return "MapTooLarge", (
+            f"its {count} instances' job records would take {size} bytes (each a copy of its job, payload "
+            f"and other parents' results included); a map step may write {MAX_MAP_BYTES}"
+        )
+    return None
 
 
 def _queued(rec: JobRecord, link: WorkflowLink, now_ms: int, **changes: object) -> JobRecord:

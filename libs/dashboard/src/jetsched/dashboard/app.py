@@ -24,7 +24,7 @@ from jetsched.sdk import Client, JetschedApiError
 from . import bulk, params, shapes
 from .access import TOKEN_HEADER, WILDCARD_BINDS, Access, allowed_hosts, host_ok, origin_ok
 from .events import KEEPALIVE, frame
-from .live import Hub
+from .live import MAX_STREAMS, Hub
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,6 +54,11 @@ MAX_BODY = 16 * 1024
 BULK_MAX = 1000
 BULK_SCAN = 20_000
 KEEPALIVE_S = 15.0
+#: How often an idle event stream looks whether its client is still there. aiohttp notices a gone client
+#: only at the next write (handlers are not cancelled on disconnect, so a POST action runs to its end),
+#: and an idle stream writes once per `KEEPALIVE_S`: its slot among `live.MAX_STREAMS` is freed within
+#: this instead.
+GONE_CHECK_S = 1.0
 STATUS = {"not_found": 404, "invalid_state": 409, "unavailable": 503, "quarantined": 410, "internal": 502}
 
 
@@ -75,6 +80,7 @@ class Dashboard:
         access: Access | None = None,
         allow_hosts: tuple[str, ...] = (),
         timeout: float = 5.0,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         self.nats_url = nats_url
         self.access = access or Access()
@@ -83,7 +89,7 @@ class Dashboard:
         #: is answered.
         self.hosts: frozenset[str] | None = None
         self.client = Client(nats_url, timeout=timeout, auth=auth)
-        self.hub = Hub(nats_url, auth)
+        self.hub = Hub(nats_url, auth, max_streams)
         self._static = {
             name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC
         }
@@ -172,18 +178,26 @@ class Dashboard:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         params.query(request.query, ())
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **SECURITY_HEADERS})
-        await response.prepare(request)
         stream = self.hub.subscribe()
+        if stream is None:
+            reason = f"{self.hub.max_streams} live event streams are open, the most this dashboard serves"
+            return _error("too_many_streams", reason + "; try again later", 503)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **SECURITY_HEADERS})
         try:
+            await response.prepare(request)
             await response.write(frame("hello", {"live": self.hub.live}))
-            while True:
+            idle_s = 0.0
+            while request.transport is not None:  # None: the connection is gone
                 try:
-                    event, data = await asyncio.wait_for(stream.get(), KEEPALIVE_S)
+                    event, data = await asyncio.wait_for(stream.get(), GONE_CHECK_S)
                 except TimeoutError:
-                    await response.write(KEEPALIVE)
+                    idle_s += GONE_CHECK_S
+                    if idle_s >= KEEPALIVE_S:
+                        await response.write(KEEPALIVE)
+                        idle_s = 0.0
                     continue
                 await response.write(frame(event, data))
+                idle_s = 0.0
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: Events one browser may have waiting before it is told to resync.
 QUEUE_SIZE = 1000
+#: Event streams one dashboard serves at once. Each may hold `QUEUE_SIZE` events (~100 KB) and a socket's
+#: buffers while its client reads slowly or not at all, so without a cap anyone who can reach the page
+#: could grow the dashboard's memory by opening streams; beyond it a stream is refused (503).
+MAX_STREAMS = 100
 
 
 class Stream:
@@ -57,9 +61,10 @@ class Stream:
 class Hub:
     """The record feed, and the streams it feeds."""
 
-    def __init__(self, nats_url: str, auth: NatsAuth | None = None) -> None:
+    def __init__(self, nats_url: str, auth: NatsAuth | None = None, max_streams: int = MAX_STREAMS) -> None:
         self.nats_url = nats_url
         self.auth = auth
+        self.max_streams = max_streams
         self.streams: set[Stream] = set()
         self.live = False
         self._nc: Connection | None = None
@@ -82,7 +87,10 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self._nc.close()
 
-    def subscribe(self) -> Stream:
+    def subscribe(self) -> Stream | None:
+        """A new stream, or None when `max_streams` are open (until one is unsubscribed)."""
+        if len(self.streams) >= self.max_streams:
+            return None
         stream = Stream()
         self.streams.add(stream)
         return stream

@@ -24,7 +24,7 @@ from .index import JobIndex
 from .progress import ProgressBook
 from .schedules_api import SchedulesApi
 from .submit import Submitter
-from .workflow_submit import WorkflowSubmitter
+from .workflow_submit import BYTES_IN_FLIGHT, WorkflowSubmitter
 from .workflows_api import WorkflowsApi
 
 if TYPE_CHECKING:
@@ -102,7 +102,13 @@ class IntakeService(Service):
         actors: list[Actor] = [
             Subscriber(nc, subjects.SUBMIT_ALL, on_submit, queue=subjects.INTAKE_QUEUE),
             Subscriber(nc, subjects.BATCH_ALL, on_batch, queue=subjects.INTAKE_QUEUE),
-            Subscriber(nc, subjects.WORKFLOW_SUBMIT, on_workflow, queue=subjects.INTAKE_QUEUE),
+            Subscriber(
+                nc,
+                subjects.WORKFLOW_SUBMIT,
+                on_workflow,
+                queue=subjects.INTAKE_QUEUE,
+                max_bytes_in_flight=BYTES_IN_FLIGHT,
+            ),
         ]
         if self.config.serve_api:
             actors += await self._api_actors(nc, js, records, budget, workflows)

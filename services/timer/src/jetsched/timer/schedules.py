@@ -33,6 +33,7 @@ from jetsched.bus.records import Records, Store, decoded, transition
 from jetsched.bus.workflows import Workflows
 from jetsched.core import schedules, states, subjects
 from jetsched.core import workflows as wf
+from jetsched.core.cron import TooManySteps
 from jetsched.core.errors import Conflict, NotFound, Poisoned, TransitionError
 from jetsched.core.models import TERMINAL, Control, JobRecord
 from jetsched.core.schedules import ScheduleRecord
@@ -121,7 +122,16 @@ class ScheduleFirer:
         if record.spec.paused:
             self.timers.drop(PREFIX + key)
             return
-        wake = schedules.next_fire(record)
+        try:
+            wake = schedules.next_fire(record, strict=True)
+        except TooManySteps:
+            # Its next fire cannot be found within the cap (intake refuses such a cron; this one was
+            # stored past it). Not armed, it would never fire again without a word: raised, it is
+            # quarantined by the feed — logged once with its id, shown by `jetsched doctor` — until a
+            # new revision of it is written.
+            self.known.pop(key, None)
+            self.timers.drop(PREFIX + key)
+            raise
         if record.buffered_ms is not None:
             poll = self.clock.now_ms() + BUFFER_POLL_MS
             wake = poll if wake is None else min(wake, poll)

@@ -358,7 +358,13 @@ function connect() {
   });
   source.addEventListener("job", (m) => onJobEvent(JSON.parse(m.data)));
   source.addEventListener("resync", () => render());
-  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "pill off"; };
+  source.onerror = () => {
+    live.textContent = "reconnecting…";
+    live.className = "pill off";
+    // A refused stream (503: the dashboard serves as many as it may) is closed for good by the browser,
+    // not retried as a dropped one is: try again later.
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 10000 + Math.random() * 10000);
+  };
 }
 
 async function checkRole() {
