@@ -127,7 +127,7 @@ async def measure(dispatchers: int, jobs: int, reapers: int) -> None:
         starts = [started for _, started in backlog]
         per_partition: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
         for job_id, started_at in backlog:
-            per_partition[partitions.number(job_id, dispatchers)].append(started_at)
+            per_partition[partitions.number(job_id, dispatchers)].append(started_at)  # plain jobs
         within = sum(inversions(part) for part in per_partition.values())
         print(f"\n{dispatchers} dispatcher(s), {dispatchers} partition(s), 3-node cluster (R3):")
         print(f"  one hot capability, end to end   {rate:,.0f} jobs/s ({jobs:,} no-op jobs)")

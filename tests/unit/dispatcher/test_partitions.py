@@ -15,6 +15,7 @@ from jetsched.core import workflows as wf
 from jetsched.core.changes import Change
 from jetsched.core.ids import new_ulid
 from jetsched.core.models import JobRecord, QueueSettings
+from jetsched.core.shards import shard_of
 from jetsched.dispatcher import partitions
 from jetsched.dispatcher.queues import Board
 
@@ -145,6 +146,13 @@ def test_a_workflows_steps_spread_over_dispatch_partitions() -> None:
     workflow_id = new_ulid(1_800_000_000_000)
     for records, dispatch in ((4, 4), (3, 3), (4, 2), (8, 4), (6, 4), (32, 64)):
         ids = [wf.step_job_id(workflow_id, 1, 0, n, partitions=records) for n in range(2000)]
-        used = Counter(partitions.number(i, dispatch) for i in ids)
+        used = Counter(partitions.number(i, dispatch, step=True) for i in ids)
         assert set(used) == set(range(dispatch)), (records, dispatch)
         assert min(used.values()) > 2000 / dispatch / 2  # roughly even
+
+
+def test_a_plain_jobs_dispatch_partition_is_its_record_partition() -> None:
+    """With as many dispatch partitions as record partitions, each dispatcher claims from one leader."""
+    for n in range(200):
+        job_id = new_ulid(1_800_000_000_000 + n)
+        assert partitions.number(job_id, 4) == shard_of(job_id, 4)

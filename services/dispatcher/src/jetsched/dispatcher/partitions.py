@@ -81,20 +81,24 @@ def count(configured: int, settings: QueueSettings, shards: int) -> int:
     return 1 if limited(settings) else max(1, min(configured, shards))
 
 
-def number(job_id: str, partitions: int) -> int:
-    """A job's dispatch partition: a hash of its id — not the CRC-32 that places records (`shard_of`).
-    A workflow's steps share its record partition (`wf.step_job_id`), so with that CRC they would all
-    fall in one dispatch partition whenever the two counts share a factor: a 10,000-instance map would
-    get one partition's share of the slots. (Any CRC of the id, salted or not, differs from `shard_of`'s
-    by a constant XOR for ids of one length, so it would share the correlation.)"""
+def number(job_id: str, partitions: int, step: bool = False) -> int:
+    """A job's dispatch partition. A plain job's is the function that places records (`shard_of`): with
+    as many dispatch partitions as record partitions, each dispatcher then claims from one stream
+    leader, so its starts come in the order it claims them. A workflow step's is another hash of its
+    id: a workflow's steps share its record partition (`wf.step_job_id`), so by the records' function a
+    10,000-instance map would fall in one dispatch partition and get its share of the slots only. (Any
+    CRC of the id, salted or not, differs from `shard_of`'s by a constant XOR for ids of one length, so
+    it would keep the correlation.)"""
+    if not step:
+        return shard_of(job_id, partitions)
     return int.from_bytes(hashlib.blake2s(job_id.encode(), digest_size=4).digest(), "big") % partitions
 
 
-def queue_of(capability: str, job_id: str, partitions: int) -> str:
+def queue_of(capability: str, job_id: str, partitions: int, step: bool = False) -> str:
     """The board queue a job of `capability` sits in: the capability itself, or one partition of it."""
     if partitions <= 1:
         return capability
-    return f"{capability}{SEPARATOR}{number(job_id, partitions)}"
+    return f"{capability}{SEPARATOR}{number(job_id, partitions, step)}"
 
 
 def split(queue: str) -> tuple[str, int]:

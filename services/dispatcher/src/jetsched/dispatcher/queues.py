@@ -107,7 +107,8 @@ class Board:
             return True
         if state is JobState.RUNNING:
             if change.session is not None:
-                self._hold(job_id, change.session, change.capability, change.concurrency_key)
+                step = change.workflow is not None
+                self._hold(job_id, change.session, change.capability, change.concurrency_key, step)
             return False
         return True
 
@@ -191,7 +192,9 @@ class Board:
                 session = pick(fitting, self.load)
                 claims.append(Claim(record, revision, session))
                 self.claiming.add(record.id)
-                self._hold(record.id, session.id, capability, record.concurrency_key)
+                self._hold(
+                    record.id, session.id, capability, record.concurrency_key, record.workflow is not None
+                )
                 self.limits.start(capability, record.concurrency_key, now_ms)
                 self._turn += 1
                 self.served[queue, key] = self._turn
@@ -272,22 +275,23 @@ class Board:
         for job_id in list(self.held.get(session_id, ())):
             self._free_slot(job_id)
 
-    def _queue(self, capability: str, job_id: str) -> str:
-        return partitions.queue_of(capability, job_id, self.partition_count(capability))
+    def _queue(self, capability: str, job_id: str, step: bool) -> str:
+        return partitions.queue_of(capability, job_id, self.partition_count(capability), step)
 
     def _push(self, record: JobRecord) -> None:
-        keyed = self.queues.setdefault(self._queue(record.capability, record.id), {})
+        queue = self._queue(record.capability, record.id, record.workflow is not None)
+        keyed = self.queues.setdefault(queue, {})
         levels = keyed.get(record.concurrency_key or "")
         if levels is None:
             levels = keyed[record.concurrency_key or ""] = [[] for _ in range(10)]
         heapq.heappush(levels[record.priority], (record.queued_at, record.id))
 
-    def _hold(self, job_id: str, session_id: str, capability: str, key: str | None) -> None:
+    def _hold(self, job_id: str, session_id: str, capability: str, key: str | None, step: bool) -> None:
         if self.finished.get(job_id) != session_id and self.holder.get(job_id) != session_id:
             self._free_slot(job_id)  # held elsewhere as last seen: it moved
             self.holder[job_id] = session_id
             self.held.setdefault(session_id, set()).add(job_id)
-            queue = self._queue(capability, job_id)
+            queue = self._queue(capability, job_id, step)
             if partitions.SEPARATOR in queue:
                 self.held_queue[job_id] = queue
                 self.held_in[session_id, queue] = self.held_in.get((session_id, queue), 0) + 1

@@ -96,7 +96,10 @@ class DispatcherService(Service):
         return partitions.shard(capability, number, self.partitions(capability), self.shards) in self.owned
 
     def _queue_of(self, change: Change) -> str:
-        return partitions.queue_of(change.capability, change.id, self.partitions(change.capability))
+        capability = change.capability
+        return partitions.queue_of(
+            capability, change.id, self.partitions(capability), change.workflow is not None
+        )
 
     def _own(self, owned: set[int]) -> None:
         self.owned = owned
