@@ -123,6 +123,17 @@ class ReaperService(Service):
             return all(self.feed.ready(p) for p in range(self.shards))
         return self.feed.ready(shard)
 
+    def _unplaced(self) -> None:
+        """Some running workflow's steps came to be anywhere, or none's are any more: follow again."""
+        if self.advancer is not None and self.advancer.unplaced:
+            log.warning(
+                "a running workflow's steps are not all in its partition: following every partition",
+                extra={"workflow": next(iter(self.advancer.unplaced))},
+            )
+        else:
+            log.info("every running workflow's steps are in its partition: following our own")
+        self.refollow.set()
+
     def standing_by(self) -> bool:
         """Whether reapers of an earlier version, which split job id shards instead of partitions and do
         not place a map's instances, still run: until they stop, they do the work (rescues, retirements,
@@ -192,7 +203,7 @@ class ReaperService(Service):
         advancer.quarantine = self.quarantined
         advancer.owns = self.owns
         advancer.placing = self.partitioned
-        advancer.on_unplaced = self.refollow.set
+        advancer.on_unplaced = self._unplaced
         fence_s = env_int("JETSCHED_HISTORY_FENCE_S", FENCE_S)
         self.retirer = Retirer(self.records, self.quarantined, fence_s, self.owns, self.follows)
         advancer.retire = self.retirer.observe
