@@ -39,3 +39,19 @@ def test_only_replicas_keys_count() -> None:
         leaser._observe(key, n, b'{"owner": "x"}', None)
     assert set(leaser.table.members) == {other}
     assert leaser.table.leases == {}
+
+
+def test_a_jetstream_ack_written_over_a_lease_key_is_no_replica_and_no_owner() -> None:
+    """A worker may make JetStream write its publish's ack to a reply subject it names — a lease key
+    (docs/security.md): such a value is no live member and holds no shard."""
+    from jetsched.bus.leases import _member, _owner
+
+    ack = b'{"stream":"JETSCHED_OUTCOMES","seq":12}'
+    member = "01jzzzzzzzzzzzzzzzzzzzzzzz"
+    assert _member(member, b"{}")
+    assert _member(member, None)  # removed
+    assert not _member(member, ack)
+    assert _owner(b'{"owner":"01jzzzzzzzzzzzzzzzzzzzzzzz"}') == member
+    assert _owner(ack) is None
+    assert _owner(b"[1]") is None
+    assert _owner(b"not json") is None

@@ -72,9 +72,8 @@ class ShardLeaser:
         # shard its number. Anything else in the bucket — nobody but the services may write there, but
         # a JetStream ack sent to a forged reply subject once could — must not pass for a live replica.
         if kind == "shard" and ident.isdigit() and int(ident) < self.table.shards:
-            owner = orjson.loads(data)["owner"] if data else None
-            self.table.observe_lease(int(ident), owner, revision, now)
-        elif kind == "member" and ident == ident.lower() and ULID_RE.match(ident.upper()):
+            self.table.observe_lease(int(ident), _owner(data), revision, now)
+        elif kind == "member" and _member(ident, data):
             self.table.observe_member(ident, revision if data else None, now)
 
     async def run(self) -> None:
@@ -149,9 +148,28 @@ class Members:
 
     def _observe(self, key: str, revision: int, data: bytes | None, headers: dict[str, str] | None) -> None:
         ident = key[len(self._prefix) :]
-        if ident == ident.lower() and ULID_RE.match(ident.upper()):
+        if _member(ident, data):
             self.table.observe_member(ident, revision if data else None, self.clock.now_ms())
 
     def live(self) -> int:
         now = self.clock.now_ms()
         return sum(1 for seen in self.table.members.values() if self.table.live(seen, now))
+
+
+def _member(ident: str, data: bytes | None) -> bool:
+    """Whether a membership key is one a replica writes: named by an instance id (a lower-case ULID),
+    holding `{}` (or removed). Anything else — nobody but the services may write the bucket, but a
+    JetStream ack sent to a forged reply subject can (docs/security.md) — is no replica."""
+    return ident == ident.lower() and bool(ULID_RE.match(ident.upper())) and data in (None, b"{}")
+
+
+def _owner(data: bytes | None) -> str | None:
+    """A shard lease's owner, as replicas write it (`{"owner": id}`); None for a released lease or for
+    a value no replica writes (a forged reply's ack), which holds the shard for nobody."""
+    if not data:
+        return None
+    try:
+        owner = orjson.loads(data).get("owner")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None
