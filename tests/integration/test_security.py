@@ -519,3 +519,32 @@ async def test_a_forged_reply_subject_gets_no_answer(secure: Secure) -> None:
         assert isinstance(dispatcher, DispatcherService)
         assert len(dispatcher.owned) == dispatcher.shards  # no made-up member took a share
     assert secure.violations() == [], "the answers were published nowhere (a violation if so)"
+
+
+async def test_a_workers_report_cannot_have_its_ack_written_over_a_record(secure: Secure) -> None:
+    """A worker publishes outcome reports, and a stream storing them would ack each to the reply subject
+    the worker names: a job record's key, a lease member's. Reports are stored by the reapers, which
+    answer inboxes only: the record stands, and the dispatcher keeps every shard."""
+    auth = {name: secure.auth(name) for name in security.ROLES}
+    async with (
+        Stack(secure.url, auth=auth) as stack,
+        running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")),
+    ):
+        async with Client(secure.url, auth=secure.auth("client")) as client:
+            victim = await client.submit("demo.echo", {"n": 2}, delay=1.0)
+            nc, errors = await secure.connect("worker-alpha")
+            try:
+                report = subjects.outcome("demo.echo", "01KBZ3R6X9T2M0Q7D5W8C4N1HE")
+                await nc.publish(report, b"{}", reply=f"$KV.jobs.{victim.id}")
+                for n in range(20):
+                    member = f"$KV.leases.dispatcher.member.01jzzzzzzzzzzzzzzzzzzzzz{n:02d}"
+                    await nc.publish(report, b"{}", reply=member)
+                await nc.flush()
+            finally:
+                await nc.close()
+            assert errors == []
+            job = await client.wait(victim.id, timeout=20)
+            assert (job.state, job.result) == ("succeeded", {"n": 2})
+        (dispatcher,) = stack.of(DispatcherService)
+        assert isinstance(dispatcher, DispatcherService)
+        assert len(dispatcher.owned) == dispatcher.shards

@@ -122,7 +122,7 @@ def streams(
         _kv_stream(subjects.WORKFLOWS_BUCKET, replicas, MAX_RECORD_BYTES, expiring=True),
         api.StreamConfig(
             name=subjects.OUTCOMES_STREAM,
-            subjects=[subjects.OUTCOME_ALL],
+            subjects=[subjects.REPORTED_ALL],
             retention=api.RetentionPolicy.WORK_QUEUE,
             storage=api.StorageType.FILE,
             num_replicas=replicas,

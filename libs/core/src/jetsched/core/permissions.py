@@ -113,6 +113,8 @@ _SERVICES: dict[str, _Service] = {
             subjects.CONTROL_ALL,
             f"$JS.ACK.{subjects.OUTCOMES_STREAM}.{subjects.OUTCOMES_CONSUMER}.>",
             subjects.HISTORY_ALL,
+            # It stores workers' outcome reports in the outcomes stream (`relay`).
+            subjects.REPORTED_ALL,
             # It spreads the record partitions' stream leaders over the cluster's nodes (`bus/leaders.py`).
             *(
                 f"$JS.API.STREAM.{verb}.{subjects.kv_stream(bucket)}"
@@ -120,10 +122,12 @@ _SERVICES: dict[str, _Service] = {
                 for verb in ("INFO", "LEADER.STEPDOWN")
             ),
         ),
-        subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER),
+        subscribe=(subjects.HEARTBEAT_ALL, subjects.OUTCOMES_DELIVER, subjects.OUTCOME_ALL),
         reads_streams=(subjects.OUTCOMES_STREAM,),
         # Replicas split job id shards by lease: each rescues and retires its own shards' jobs.
         leases=True,
+        # It answers workers' outcome reports with JetStream's ack (`relay`).
+        responses=True,
     ),
 }
 

@@ -88,7 +88,8 @@ WORK_ALL = f"{PREFIX}.work.>"
 
 
 def outcome(capability: Capability, job_id: str) -> str:
-    """Subject a worker publishes an outcome report to (captured by the outcomes stream).
+    """Subject a worker publishes an outcome report to, as a request: a reaper stores it in the outcomes
+    stream under `reported` and answers with JetStream's ack (`reaper/service.py`, `relay`).
 
     The job id is the last token so the reaper can ask the stream whether a report for a job is pending.
     """
@@ -96,6 +97,20 @@ def outcome(capability: Capability, job_id: str) -> str:
 
 
 OUTCOME_ALL = f"{PREFIX}.outcome.>"
+_OUTCOME_PREFIX = f"{PREFIX}.outcome."
+#: Queue group of the reapers relaying outcome reports into the outcomes stream.
+OUTCOMES_RELAY = "relay"
+
+
+def reported(outcome_subject: str) -> str:
+    """The subject an outcome report published on `outcome_subject` is stored under in the outcomes
+    stream. Not the subject workers publish to: a stream capturing a subject anyone may publish to acks
+    each message to the reply subject its publisher names, whatever that is — a job record's key, say
+    (docs/security.md) — so only a reaper, which answers inboxes only, publishes into the stream."""
+    return f"{PREFIX}.reported.{outcome_subject.removeprefix(_OUTCOME_PREFIX)}"
+
+
+REPORTED_ALL = f"{PREFIX}.reported.>"
 
 
 def progress(job_id: str) -> str:
