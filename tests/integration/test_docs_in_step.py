@@ -98,6 +98,7 @@ def test_every_wire_subject_is_documented_and_every_documented_one_is_used() -> 
         subjects.api("schedules.create"),
         subjects.work(capability, session),
         subjects.outcome(capability, job_id),
+        subjects.reported(subjects.outcome(capability, job_id)),
         subjects.progress(job_id),
         subjects.heartbeat(session),
         subjects.control(session),
