@@ -82,7 +82,7 @@ class ErrorCode(StrEnum):
     INVALID_STATE = "invalid_state"
     #: An unknown API name.
     UNKNOWN_API = "unknown_api"
-    #: Storage did not answer; the request may be retried.
+    #: Storage did not answer, or the service is too busy to take the request; it may be retried.
     UNAVAILABLE = "unavailable"
     #: The answer would be over the server's message limit (ask for a smaller page).
     REPLY_TOO_LARGE = "reply_too_large"

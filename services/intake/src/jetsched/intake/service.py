@@ -24,7 +24,7 @@ from .index import JobIndex
 from .progress import ProgressBook
 from .schedules_api import SchedulesApi
 from .submit import Submitter
-from .workflow_submit import BYTES_IN_FLIGHT, WorkflowSubmitter
+from .workflow_submit import BYTES_IN_FLIGHT, MAX_WAIT_S, WorkflowSubmitter
 from .workflows_api import WorkflowsApi
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class IntakeService(Service):
                 on_workflow,
                 queue=subjects.INTAKE_QUEUE,
                 max_bytes_in_flight=BYTES_IN_FLIGHT,
+                max_wait_s=MAX_WAIT_S,
             ),
         ]
         if self.config.serve_api:

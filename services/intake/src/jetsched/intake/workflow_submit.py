@@ -58,11 +58,17 @@ log = logging.getLogger(__name__)
 #: next to a step's budget cannot make a step job over it, so its jobs are not encoded to be measured.
 RECORD_GROWTH = 5
 RECORD_OVERHEAD_BYTES = 8192
-#: Bytes of workflow submits one intake works on at once (their bodies): a submit's work grows with its
-#: size — the largest, 2,000 steps, takes ~0.3 s of CPU in stretches between which other requests are
-#: served — and each one taken at once would lengthen every other request's wait by a stretch. One of
-#: the largest at a time, or many small ones; the rest wait in order (`Subscriber`).
+#: Bytes of workflow submits one intake works on at once (as `Subscriber` weighs them): a submit's work
+#: grows with its size — the largest, 2,000 steps, takes ~0.3 s of CPU in stretches between which other
+#: requests are served — and each one taken at once would lengthen every other request's wait by a
+#: stretch. One of the largest at a time, or many small ones; the rest wait in order, small ones in a
+#: lane of their own.
 BYTES_IN_FLIGHT = wf.MAX_WORKFLOW_REQUEST_BYTES
+#: Seconds a workflow submit may wait for its turn before it is answered `unavailable` instead: the SDK
+#: gives up after 5 s, and the largest submit takes ~0.3-0.6 s once begun (seconds in a storage failover),
+#: so one begun later would likely be done for a client that saw a timeout — and an unkeyed one, resent,
+#: made twice.
+MAX_WAIT_S = 3.0
 
 
 def key_id(key: str) -> str:
