@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from jetsched.devkit.cluster import NatsCluster
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -32,3 +36,17 @@ class Executions:
 @pytest.fixture
 def executions() -> Executions:
     return Executions()
+
+
+#: The deployed cluster's configuration (three nodes).
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """The deployed 3-node cluster, run locally on free ports."""
+    running = NatsCluster(sorted(DEPLOY.glob("cluster-*.conf")), tmp_path).start()
+    try:
+        yield running
+    finally:
+        running.stop()

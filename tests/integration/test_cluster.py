@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -15,17 +13,6 @@ from jetsched.devkit.stack import Stack, running_worker
 from jetsched.sdk import Client, Job, Tasks
 
 pytestmark = pytest.mark.slow
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    running = NatsCluster(sorted(DEPLOY.glob("cluster-*.conf")), tmp_path).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 async def test_end_to_end_on_r3(cluster: NatsCluster) -> None:

@@ -4,8 +4,6 @@ the spreader's stepdowns (`placement.preferred`) leave each node leading one."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,17 +19,7 @@ from jetsched.devkit.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 STREAMS = [subjects.kv_stream(subjects.jobs_bucket(p)) for p in range(3)]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    running = NatsCluster(sorted(DEPLOY.glob("cluster-*.conf")), tmp_path).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 async def test_bunched_partition_leaders_are_spread(cluster: NatsCluster) -> None:

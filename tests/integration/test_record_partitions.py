@@ -5,6 +5,7 @@ replays every partition, and a process configured with another count refuses to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -25,7 +26,11 @@ from jetsched.devkit.waiting import eventually
 from jetsched.sdk import Client, chain, step
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from nats.js import JetStreamContext
+
+    from jetsched.bus.direct import Connection
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +125,21 @@ async def test_two_processes_starting_at_once_with_different_counts_do_not_both_
         await nc.close()
 
 
+@contextlib.asynccontextmanager
+async def two_reapers(fleet: Fleet) -> AsyncIterator[tuple[Client, Connection]]:
+    """The services with the records in four partitions and two reapers to split them; a client once
+    intake answers, and a connection of the test's own."""
+    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
+        fleet.service(name, env={"JETSCHED_RECORD_PARTITIONS": "4"})
+    nc = await connect(fleet.url, "test")
+    try:
+        async with Client(fleet.url, timeout=20) as client:
+            await client.stats()
+            yield client, nc
+    finally:
+        await nc.close()
+
+
 async def consumers(js: JetStreamContext, partition: int) -> int:
     return len(await js.consumers_info(subjects.kv_stream(subjects.jobs_bucket(partition))))
 
@@ -128,65 +148,57 @@ async def test_reapers_split_the_partitions_and_a_dead_ones_move(fleet: Fleet) -
     """With the records in partitions, each reaper replica follows only the partitions it leases — a
     workflow's steps are in its own — and a killed one's partitions move to the other, whose replay of
     them finishes every workflow and retires every job; restarted, it takes half of them back."""
-    spread = {"JETSCHED_RECORD_PARTITIONS": "4"}
-    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
-        fleet.service(name, env=spread)
-    nc = await connect(fleet.url, "test")
-    js = nc.jetstream()
-    try:
-        async with Client(fleet.url, timeout=20) as client:
-            await client.stats()
-            # Intake and the dispatcher follow every partition; the reapers one each between them.
-            owners = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
+    async with two_reapers(fleet) as (client, nc):
+        js = nc.jetstream()
+        # Intake and the dispatcher follow every partition; the reapers one each between them.
+        owners = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
 
-            async def split() -> bool:
-                owners[:] = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
-                counts = [await consumers(js, p) for p in range(4)]
-                return len({o.pid for o in owners}) == 2 and counts == [3, 3, 3, 3]
+        async def split() -> bool:
+            owners[:] = [await fleet.lease_owner("reaper.records", p) for p in range(4)]
+            counts = [await consumers(js, p) for p in range(4)]
+            return len({o.pid for o in owners}) == 2 and counts == [3, 3, 3, 3]
 
-            await eventually(split, timeout=30, what="two reapers following two partitions each")
-            flows = [
-                await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
-                for _ in range(8)
-            ]
-            jobs = [await client.submit("probe.sleep", 0.02) for _ in range(40)]
-            assert {shard_of(f.id, 4) for f in flows} | {shard_of(j.id, 4) for j in jobs} == {0, 1, 2, 3}
-            fleet.worker("--concurrency", "4")
-            await client.wait(jobs[0].id, timeout=30)
-            owners[0].kill()  # kill -9, mid-way through the workflows
+        await eventually(split, timeout=30, what="two reapers following two partitions each")
+        flows = [
+            await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
+            for _ in range(8)
+        ]
+        jobs = [await client.submit("probe.sleep", 0.02) for _ in range(40)]
+        assert {shard_of(f.id, 4) for f in flows} | {shard_of(j.id, 4) for j in jobs} == {0, 1, 2, 3}
+        fleet.worker("--concurrency", "4")
+        await client.wait(jobs[0].id, timeout=30)
+        owners[0].kill()  # kill -9, mid-way through the workflows
 
-            async def taken_over() -> bool:
-                survivors = {(await fleet.lease_owner("reaper.records", p)).pid for p in range(4)}
-                return len(survivors) == 1 and [await consumers(js, p) for p in range(4)] == [3, 3, 3, 3]
+        async def taken_over() -> bool:
+            survivors = {(await fleet.lease_owner("reaper.records", p)).pid for p in range(4)}
+            return len(survivors) == 1 and [await consumers(js, p) for p in range(4)] == [3, 3, 3, 3]
 
-            await eventually(taken_over, timeout=30, what="the survivor to own and follow every partition")
+        await eventually(taken_over, timeout=30, what="the survivor to own and follow every partition")
 
-            async def finished() -> bool:
-                states = [(await client.workflow(f.id)).state for f in flows]
-                return all(s == "succeeded" for s in states)
+        async def finished() -> bool:
+            states = [(await client.workflow(f.id)).state for f in flows]
+            return all(s == "succeeded" for s in states)
 
-            await eventually(finished, timeout=60, what="every workflow to finish")
-            owners[0].start()  # back: the survivor hands over half its partitions, mid-way through more
-            flows += [
-                await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
-                for _ in range(8)
-            ]
-            await eventually(split, timeout=30, what="the partitions split again")
-            await eventually(finished, timeout=60, what="every workflow to finish")
-            for job in jobs:
-                assert (await client.wait(job.id, timeout=30)).state == "succeeded"
-            records = Records.open(nc, partitions=4)
-            placed = {f.id: [s.job_id for s in (await client.workflow(f.id)).steps.values()] for f in flows}
-            assert all(shard_of(s, 4) == shard_of(f, 4) for f, ids in placed.items() for s in ids)
-            step_ids = [s for ids in placed.values() for s in ids]
+        await eventually(finished, timeout=60, what="every workflow to finish")
+        owners[0].start()  # back: the survivor hands over half its partitions, mid-way through more
+        flows += [
+            await client.submit_workflow(chain(*(step(f"s{n}", "probe.sleep", 0.02) for n in range(4))))
+            for _ in range(8)
+        ]
+        await eventually(split, timeout=30, what="the partitions split again")
+        await eventually(finished, timeout=60, what="every workflow to finish")
+        for job in jobs:
+            assert (await client.wait(job.id, timeout=30)).state == "succeeded"
+        records = Records.open(nc, partitions=4)
+        placed = {f.id: [s.job_id for s in (await client.workflow(f.id)).steps.values()] for f in flows}
+        assert all(shard_of(s, 4) == shard_of(f, 4) for f, ids in placed.items() for s in ids)
+        step_ids = [s for ids in placed.values() for s in ids]
 
-            async def retired() -> bool:
-                found = [await records.store_of(i).latest(i) for i in (*step_ids, *(j.id for j in jobs))]
-                return all(data is None for data, _ in found)
+        async def retired() -> bool:
+            found = [await records.store_of(i).latest(i) for i in (*step_ids, *(j.id for j in jobs))]
+            return all(data is None for data, _ in found)
 
-            await eventually(retired, timeout=30, what="every finished job retired to history")
-    finally:
-        await nc.close()
+        await eventually(retired, timeout=30, what="every finished job retired to history")
     starts = Counter(r.job_id for r in fleet.runs() if r.event == "start")
     assert set(starts.values()) == {1}
 
@@ -195,51 +207,43 @@ async def test_a_workflow_whose_steps_are_anywhere_is_seen_whole(fleet: Fleet) -
     """A running workflow written before steps were placed (or by a version that did not place them) has
     its steps in any partition: while it runs, every reaper follows every partition, so its owner sees
     them all and finishes it; once it is over, each goes back to its own partitions."""
-    spread = {"JETSCHED_RECORD_PARTITIONS": "4"}
-    for name in ("intake", "timer", "dispatcher", "reaper", "reaper"):
-        fleet.service(name, env=spread)
-    nc = await connect(fleet.url, "test")
-    js = nc.jetstream()
-    try:
-        async with Client(fleet.url, timeout=20) as client:
-            await client.stats()
+    async with two_reapers(fleet) as (client, nc):
+        js = nc.jetstream()
 
-            async def following(count: int) -> bool:
-                return [await consumers(js, p) for p in range(4)] == [count] * 4
+        async def following(count: int) -> bool:
+            return [await consumers(js, p) for p in range(4)] == [count] * 4
 
-            await eventually(lambda: following(3), timeout=30, what="each partition followed by one reaper")
-            records = Records.open(nc, partitions=4)
-            now = round(time.time() * 1000)
-            chained = [
-                {"name": f"s{n}", "capability": "probe.sleep", "payload": 0.01, "depends_on": [f"s{n - 1}"]}
-                for n in range(1, 8)
-            ]
-            request = wf.WorkflowRequest.model_validate(
-                {"steps": [{"name": "s0", "capability": "probe.sleep", "payload": 0.01}, *chained]}
-            )
-            created, ordered = wf.new_record(request, new_ulid(now), now, None)  # as before partitions
-            assert {shard_of(s.job_id, 4) for s in created.steps} - {shard_of(created.id, 4)}
-            jobs = [steps.waiting_job(s, created, n, now, None) for n, s in enumerate(ordered)]
-            started = await Workflows(nc, records).begin(
-                created, wf.start(created, now), jobs, now, (lambda: None, lambda: None)
-            )
-            assert started
-            await eventually(lambda: following(4), timeout=30, what="every reaper following every partition")
-            fleet.worker("--concurrency", "2")
+        await eventually(lambda: following(3), timeout=30, what="each partition followed by one reaper")
+        records = Records.open(nc, partitions=4)
+        now = round(time.time() * 1000)
+        chained = [
+            {"name": f"s{n}", "capability": "probe.sleep", "payload": 0.01, "depends_on": [f"s{n - 1}"]}
+            for n in range(1, 8)
+        ]
+        request = wf.WorkflowRequest.model_validate(
+            {"steps": [{"name": "s0", "capability": "probe.sleep", "payload": 0.01}, *chained]}
+        )
+        created, ordered = wf.new_record(request, new_ulid(now), now, None)  # as before partitions
+        assert {shard_of(s.job_id, 4) for s in created.steps} - {shard_of(created.id, 4)}
+        jobs = [steps.waiting_job(s, created, n, now, None) for n, s in enumerate(ordered)]
+        started = await Workflows(nc, records).begin(
+            created, wf.start(created, now), jobs, now, (lambda: None, lambda: None)
+        )
+        assert started
+        await eventually(lambda: following(4), timeout=30, what="every reaper following every partition")
+        fleet.worker("--concurrency", "2")
 
-            async def finished() -> bool:
-                return (await client.workflow(created.id)).state == "succeeded"
+        async def finished() -> bool:
+            return (await client.workflow(created.id)).state == "succeeded"
 
-            await eventually(finished, timeout=60, what="the unplaced workflow to finish")
-            await eventually(lambda: following(3), timeout=30, what="each reaper back to its own partitions")
+        await eventually(finished, timeout=60, what="the unplaced workflow to finish")
+        await eventually(lambda: following(3), timeout=30, what="each reaper back to its own partitions")
 
-            async def retired() -> bool:
-                found = [await records.store_of(s.job_id).latest(s.job_id) for s in created.steps]
-                return all(data is None for data, _ in found)
+        async def retired() -> bool:
+            found = [await records.store_of(s.job_id).latest(s.job_id) for s in created.steps]
+            return all(data is None for data, _ in found)
 
-            await eventually(retired, timeout=30, what="every step retired to history")
-    finally:
-        await nc.close()
+        await eventually(retired, timeout=30, what="every step retired to history")
 
 
 async def test_reapers_stand_by_while_reapers_of_an_earlier_version_run(fleet: Fleet) -> None:

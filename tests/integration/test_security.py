@@ -295,12 +295,18 @@ def _tasks() -> Tasks:
 @contextlib.asynccontextmanager
 async def _secure_stack(secure: Secure) -> AsyncIterator[Worker]:
     """The four services, each as its own identity, and a worker as identity alpha."""
+    async with _secured(secure) as (_, worker):
+        yield worker
+
+
+@contextlib.asynccontextmanager
+async def _secured(secure: Secure) -> AsyncIterator[tuple[Stack, Worker]]:
     auth = {name: secure.auth(name) for name in security.ROLES}
     async with (
-        Stack(secure.url, auth=auth),
+        Stack(secure.url, auth=auth) as stack,
         running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")) as worker,
     ):
-        yield worker
+        yield stack, worker
 
 
 async def test_end_to_end_over_tls(secure_tls: Secure) -> None:
@@ -487,11 +493,7 @@ async def test_a_forged_reply_subject_gets_no_answer(secure: Secure) -> None:
     there (or JetStream, acking a store-acked submit) would publish with the service's permissions. A
     client naming a job record, the JetStream API or the lease bucket as its reply gets nothing done:
     the job runs, the stream stands, no member is made up, and the dispatcher keeps every shard."""
-    auth = {name: secure.auth(name) for name in security.ROLES}
-    async with (
-        Stack(secure.url, auth=auth) as stack,
-        running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")),
-    ):
+    async with _secured(secure) as (stack, _):
         async with Client(secure.url, auth=secure.auth("client")) as client:
             victim = await client.submit("demo.echo", {"n": 1}, delay=1.0)
             nc, errors = await secure.connect("client")
@@ -515,21 +517,21 @@ async def test_a_forged_reply_subject_gets_no_answer(secure: Secure) -> None:
             assert (job.state, job.result) == ("succeeded", {"n": 1})
         async with Client(secure.url, auth=secure.auth("operator")) as operator:
             assert (await operator.stats()).jobs == {"succeeded": 1}  # the forged submits made no jobs
-        (dispatcher,) = stack.of(DispatcherService)
-        assert isinstance(dispatcher, DispatcherService)
-        assert len(dispatcher.owned) == dispatcher.shards  # no made-up member took a share
+        assert keeps_every_shard(stack)  # no made-up member took a share
     assert secure.violations() == [], "the answers were published nowhere (a violation if so)"
+
+
+def keeps_every_shard(stack: Stack) -> bool:
+    (dispatcher,) = stack.of(DispatcherService)
+    assert isinstance(dispatcher, DispatcherService)
+    return len(dispatcher.owned) == dispatcher.shards
 
 
 async def test_a_workers_report_cannot_have_its_ack_written_over_a_record(secure: Secure) -> None:
     """A worker publishes outcome reports, and a stream storing them would ack each to the reply subject
     the worker names: a job record's key, a lease member's. Reports are stored by the reapers, which
     answer inboxes only: the record stands, and the dispatcher keeps every shard."""
-    auth = {name: secure.auth(name) for name in security.ROLES}
-    async with (
-        Stack(secure.url, auth=auth) as stack,
-        running_worker(_tasks(), secure.url, session="alpha", auth=secure.auth("worker-alpha")),
-    ):
+    async with _secured(secure) as (stack, _):
         async with Client(secure.url, auth=secure.auth("client")) as client:
             victim = await client.submit("demo.echo", {"n": 2}, delay=1.0)
             nc, errors = await secure.connect("worker-alpha")
@@ -545,6 +547,4 @@ async def test_a_workers_report_cannot_have_its_ack_written_over_a_record(secure
             assert errors == []
             job = await client.wait(victim.id, timeout=20)
             assert (job.state, job.result) == ("succeeded", {"n": 2})
-        (dispatcher,) = stack.of(DispatcherService)
-        assert isinstance(dispatcher, DispatcherService)
-        assert len(dispatcher.owned) == dispatcher.shards
+        assert keeps_every_shard(stack)
