@@ -141,7 +141,10 @@ async def two_reapers(fleet: Fleet) -> AsyncIterator[tuple[Client, Connection]]:
 
 
 async def consumers(js: JetStreamContext, partition: int) -> int:
-    return len(await js.consumers_info(subjects.kv_stream(subjects.jobs_bucket(partition))))
+    """The feeds following a partition: its consumers with a live subscriber (a killed process's stay
+    listed, unbound, until their inactivity threshold)."""
+    found = await js.consumers_info(subjects.kv_stream(subjects.jobs_bucket(partition)))
+    return sum(1 for info in found if info.push_bound)
 
 
 async def test_reapers_split_the_partitions_and_a_dead_ones_move(fleet: Fleet) -> None:

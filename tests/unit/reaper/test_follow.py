@@ -62,3 +62,24 @@ async def test_a_feed_that_cannot_start_is_tried_again_and_the_others_followed_m
     finally:
         supervised.cancel()
         await feed.stop()
+
+
+def test_an_unplaced_workflow_waits_for_every_partition_the_rest_for_their_own() -> None:
+    """While a workflow whose steps may be anywhere runs, it is advanced once every partition is
+    replayed; jobs and placed workflows of a partition already replayed are acted on meanwhile."""
+    from jetsched.bus.config import BusConfig
+    from jetsched.core.shards import shard_of
+    from jetsched.reaper.service import ReaperService
+
+    service = ReaperService(BusConfig(record_partitions=2))
+    service.owned = {0, 1}
+    service.feed = RecordFeed(MagicMock(), MagicMock(), lambda _: None, partitions=2)
+    ready, replaying = FlakyFeed(0), FlakyFeed(1)
+    ready.caught_up.set()
+    service.feed.feeds = {0: ready, 1: replaying}  # type: ignore[dict-item]
+    unplaced, other = [key for key in (f"{n:026d}" for n in range(200)) if shard_of(key, 2) == 0][:2]
+    service.advancer = MagicMock(unplaced={unplaced})
+    assert service.owns(other)  # a job, or a placed workflow, of partition 0: replayed
+    assert not service.owns(unplaced)  # its steps may be in partition 1, still replaying
+    replaying.caught_up.set()
+    assert service.owns(unplaced)

@@ -120,8 +120,9 @@ class ReaperService(Service):
             return shard in self.owned
         if shard not in self.owned or self.feed is None or self.standing_by():
             return False
-        if self.advancer is not None and self.advancer.unplaced:
-            # Some running workflow's steps may be anywhere (`following`): every partition's replay first.
+        if self.advancer is not None and key in self.advancer.unplaced:
+            # A workflow whose steps may be anywhere (`following`): every partition's replay first. The
+            # rest wait for their own partition's only, as ever.
             return all(self.feed.ready(p) for p in range(self.shards))
         return self.feed.ready(shard)
 
