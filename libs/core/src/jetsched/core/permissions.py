@@ -126,7 +126,7 @@ _SERVICES: dict[str, _Service] = {
         reads_streams=(subjects.OUTCOMES_STREAM,),
         # Replicas split job id shards by lease: each rescues and retires its own shards' jobs.
         leases=True,
-        # It answers workers' outcome reports with JetStream's ack (`relay`).
+        # It answers an outcome report it could not pass on with an error (`relay`).
         responses=True,
     ),
 }

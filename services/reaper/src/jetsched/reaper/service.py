@@ -78,8 +78,6 @@ SWEEP_INTERVAL_S = 0.25
 REDELIVER_S = 1.0
 #: How soon a partition's feed that could not be started is tried again.
 REFOLLOW_S = 1.0
-#: How long a relayed outcome report waits for JetStream's ack (the worker's own wait is 5 s).
-RELAY_TIMEOUT_S = 4.0
 
 
 class ReaperService(Service):
@@ -252,32 +250,26 @@ class ReaperService(Service):
         return actors
 
     async def relay(self, msg: Request) -> None:
-        """Store a worker's outcome report in the outcomes stream and answer with JetStream's ack.
+        """Pass a worker's outcome report on into the outcomes stream, JetStream's ack going back to it.
 
         Workers publish reports to `jetsched.outcome.<capability>.<job>` as requests, as they would
         publish into a stream (a JetStream client's `publish` reads the answer as its ack); the stream
         captures only `subjects.reported`, where only reapers publish. Were it to capture the workers'
         subject, JetStream would ack each report to whatever reply subject its worker named — a job
-        record's key in the `jobs` bucket, which would store the ack over the record (docs/security.md)
-        — while this answers inboxes only (`Subscriber`). Of the headers only the deduplication id and
-        the trace context go on: the others would be JetStream's instructions, a worker's to give none.
-        What if the reaper dies here? Before the store, the worker hears nothing and sends it again; after
-        it, the worker's resend is deduplicated by its `Nats-Msg-Id`."""
+        record's key in the `jobs` bucket, which would store the ack over the record (docs/security.md).
+        Here the reply goes on only if it is an inbox (`Subscriber` drops the rest), so the ack lands in
+        the worker's inbox straight from JetStream, without a round trip through this process. Of the
+        headers only the deduplication id and the trace context go on: the others would be JetStream's
+        instructions, a worker's to give none. What if the reaper dies here? Before the publish, the
+        worker hears nothing and sends it again; after it, the resend is deduplicated by its
+        `Nats-Msg-Id`."""
         assert self.nc is not None
         headers = {
             name: value
             for name, value in (msg.headers or {}).items()
             if name == "Nats-Msg-Id" or not name.lower().startswith("nats-")
         }
-        try:
-            answer, _ = await self.nc.request_raw(
-                subjects.reported(msg.subject), msg.data, RELAY_TIMEOUT_S, headers or None
-            )
-        except (NatsError, TimeoutError) as exc:
-            problem = f"the outcome report was not stored: {type(exc).__name__}"
-            await msg.respond(orjson.dumps({"error": {"code": 503, "description": problem}}))
-            return
-        await msg.respond(answer)
+        await self.nc.publish(subjects.reported(msg.subject), msg.data, msg.reply, headers or None)
 
     async def apply(self, msg: Request) -> None:
         """Apply one outcome report, then ack it."""
