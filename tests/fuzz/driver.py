@@ -176,8 +176,12 @@ class Fuzz:
         try:
             async with self.gate:
                 if message.request:
-                    reply = await conn.request(
-                        message.subject, message.body, self.timeout, headers=message.headers
+                    # Bounded here too: an oversized request makes the server close the sending
+                    # connection, and nats-py's own request can then wait on past its timeout for good
+                    # (seed 11585 hung the slice so) — the client stuck, not a service.
+                    reply = await asyncio.wait_for(
+                        conn.request(message.subject, message.body, self.timeout, headers=message.headers),
+                        self.timeout + 1,
                     )
                     self.learn(message, reply.data)
                 else:
