@@ -48,6 +48,9 @@ async def test_killed_worker_jobs_rerun_within_3s_of_detection_under_a_backlog(f
     workers = [fleet.worker("--concurrency", str(SLOTS)) for _ in range(WORKERS)]
     async with Client(fleet.url, timeout=20) as client:
         await client.list(limit=1)
+        # One job end to end first: a reaper is up to store the workers' reports (until one is, they hold
+        # finished jobs, and past a bound are sent no more work — the backlog below would stall).
+        await client.wait((await client.submit("probe.sleep", 0)).id, timeout=30)
         await client.submit_many("probe.sleep", [JOB_S] * int(CAPACITY * 3))  # a 3 s backlog to begin
         stop = asyncio.Event()
 
